@@ -1,0 +1,274 @@
+//! `switchboard dev`: the whole pipeline on one machine. The emulator stands in for AWS, an
+//! HTTP server stands in for API Gateway, and two event source mappings stand in for Lambda's
+//! SQS triggers; the handlers are the same code that runs in Lambda.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::Credentials;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use deliver::handler::Deliver;
+use ingest::handler::Ingest;
+use switchboard_shared::aws::{DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
+use switchboard_shared::integration::Integrations;
+use switchboard_shared::secrets::{DEFAULT_TTL, SecretsCache};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use transform::handler::Transform;
+
+use crate::emulator::Emulator;
+use crate::esm::EventSourceMapping;
+use crate::resources::{self, QueueSettings, Resources};
+
+/// What `switchboard dev` runs with.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Port for `POST /webhooks/{integration}` (0: any free port).
+    pub port: u16,
+    /// Directory of integration definitions.
+    pub integrations: PathBuf,
+    /// YAML map of secret id to value, loaded into Secrets Manager at start.
+    pub secrets: Option<PathBuf>,
+    /// Port of the emulator: used if something answers there, else moto is started on it.
+    pub emulator_port: u16,
+    /// Start the printing receiver on this port.
+    pub sink_port: Option<u16>,
+    /// Prefix of every resource name (the SAM stack name).
+    pub stack: String,
+    /// Queue visibility timeout and max receive count.
+    pub queues: QueueSettings,
+    /// Per-request delivery timeout.
+    pub delivery_timeout: Duration,
+}
+
+impl Default for DevOptions {
+    fn default() -> Self {
+        Self {
+            port: 3000,
+            integrations: PathBuf::from("integrations"),
+            secrets: None,
+            emulator_port: 4566,
+            sink_port: None,
+            stack: "switchboard".into(),
+            queues: QueueSettings {
+                visibility_timeout_secs: 30,
+                max_receive_count: 5,
+            },
+            delivery_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+type LocalIngest = Ingest<SqsQueue, DynamoIdempotencyStore, SecretsManagerStore>;
+
+/// A running local stack.
+#[derive(Debug)]
+pub struct DevStack {
+    /// Where webhooks are posted.
+    pub addr: SocketAddr,
+    /// Where the printing receiver listens, when started.
+    pub sink: Option<SocketAddr>,
+    /// The emulator's endpoint.
+    pub endpoint: String,
+    /// The resources created.
+    pub resources: Resources,
+    /// SDK configuration pointing at the emulator.
+    pub sdk: SdkConfig,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _emulator: Emulator,
+}
+
+/// SDK configuration for the emulator at `endpoint` (fixed region and dummy credentials).
+pub async fn emulator_sdk(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "switchboard-dev",
+        ))
+        .load()
+        .await
+}
+
+impl DevStack {
+    /// Starts everything; returns once webhooks can be posted.
+    pub async fn start(options: DevOptions) -> anyhow::Result<Self> {
+        let integrations = Arc::new(
+            Integrations::load_dir(&options.integrations).map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let emulator_port = options.emulator_port;
+        let emulator =
+            tokio::task::spawn_blocking(move || Emulator::ensure(emulator_port)).await??;
+        let endpoint = emulator.endpoint().to_string();
+        let sdk = emulator_sdk(&endpoint).await;
+        let resources = resources::create(&sdk, &options.stack, options.queues).await?;
+        if let Some(file) = &options.secrets {
+            let secrets = resources::read_secrets_file(file)?;
+            resources::put_secrets(&sdk, &secrets).await?;
+        }
+
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let secrets = || {
+            SecretsCache::new(
+                SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+                DEFAULT_TTL,
+            )
+        };
+        let ingest = Arc::new(Ingest::new(
+            Arc::clone(&integrations),
+            SqsQueue::new(sqs.clone(), &resources.events_url),
+            DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.table),
+            secrets(),
+            Duration::from_secs(7 * 24 * 3600),
+        ));
+        let transform = Arc::new(Transform::new(
+            Arc::clone(&integrations),
+            SqsQueue::new(sqs.clone(), &resources.deliveries_url),
+        ));
+        let deliver = Arc::new(Deliver::new(
+            Arc::clone(&integrations),
+            secrets(),
+            options.delivery_timeout,
+        )?);
+
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let sink = match options.sink_port {
+            Some(port) => Some(crate::sink::start(port, stopped.clone()).await?),
+            None => None,
+        };
+
+        let mapping = |url: &str, arn: String, function| EventSourceMapping {
+            sqs: sqs.clone(),
+            queue_url: url.to_string(),
+            queue_arn: arn,
+            function,
+            batch_size: 10,
+        };
+        let events_arn = resources::queue_arn(&sqs, &resources.events_url).await?;
+        let deliveries_arn = resources::queue_arn(&sqs, &resources.deliveries_url).await?;
+        let t = Arc::clone(&transform);
+        tasks.push(tokio::spawn(
+            mapping(&resources.events_url, events_arn, "transform").run(
+                move |e| {
+                    let t = Arc::clone(&t);
+                    async move { t.handle(e).await }
+                },
+                stopped.clone(),
+            ),
+        ));
+        let d = Arc::clone(&deliver);
+        tasks.push(tokio::spawn(
+            mapping(&resources.deliveries_url, deliveries_arn, "deliver").run(
+                move |e| {
+                    let d = Arc::clone(&d);
+                    async move { d.handle(e).await }
+                },
+                stopped.clone(),
+            ),
+        ));
+
+        let listener = TcpListener::bind(("127.0.0.1", options.port))
+            .await
+            .with_context(|| format!("listening on 127.0.0.1:{}", options.port))?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .route("/webhooks/{integration}", post(webhook))
+            .fallback(not_found)
+            .with_state(ingest);
+        let mut server_stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        }));
+
+        Ok(Self {
+            addr,
+            sink,
+            endpoint,
+            resources,
+            sdk,
+            stop,
+            tasks,
+            _emulator: emulator,
+        })
+    }
+
+    /// The webhook URL for an integration.
+    pub fn webhook_url(&self, integration: &str) -> String {
+        format!("http://{}/webhooks/{integration}", self.addr)
+    }
+
+    /// Stops the server and the pollers (and the emulator, if this stack started it).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// API Gateway's part: the request becomes a payload v2 event for the ingest handler.
+async fn webhook(
+    State(ingest): State<Arc<LocalIngest>>,
+    Path(integration): Path<String>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let event = crate::apigw::webhook_event(
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or_default(),
+        &integration,
+        &headers,
+        &body,
+        source,
+    );
+    let request = match crate::apigw::into_request(event) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let response = ingest.handle(request).await;
+    let (parts, body) = response.into_parts();
+    let body_bytes = body.to_vec();
+    println!(
+        "  ingest    POST /webhooks/{integration} -> {} {}",
+        parts.status.as_u16(),
+        String::from_utf8_lossy(&body_bytes)
+    );
+    Response::from_parts(parts, axum::body::Body::from(body_bytes))
+}
+
+/// What API Gateway answers for a route it does not have.
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        r#"{"message":"Not Found"}"#,
+    )
+        .into_response()
+}

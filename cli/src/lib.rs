@@ -1,0 +1,10 @@
+//! The `switchboard` command's library: the local stack (`dev`) and its parts, so tests run
+//! the same pipeline a developer runs.
+
+pub mod apigw;
+pub mod dev;
+pub mod emulator;
+pub mod esm;
+pub mod resources;
+pub mod send;
+pub mod sink;

@@ -1,0 +1,170 @@
+//! The `switchboard` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use switchboard_cli::dev::{DevOptions, DevStack};
+use switchboard_cli::resources::QueueSettings;
+
+/// Switchboard: verified webhooks in, mapped requests delivered, nothing lost.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole pipeline locally: emulator, ingest, transform, deliver.
+    Dev {
+        /// Port for POST /webhooks/{integration}.
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Directory of integration definitions.
+        #[arg(long, default_value = "integrations")]
+        integrations: PathBuf,
+        /// YAML map of secret id to value, loaded into Secrets Manager at start.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+        /// Port of the local AWS emulator (started if nothing answers there).
+        #[arg(long, default_value_t = 4566)]
+        emulator_port: u16,
+        /// Start a receiver on this port that prints every request it gets.
+        #[arg(long)]
+        sink_port: Option<u16>,
+        /// Prefix of every resource name, as the SAM stack name.
+        #[arg(long, default_value = "switchboard")]
+        stack: String,
+        /// Seconds a failed message waits before SQS hands it back.
+        #[arg(long, default_value_t = 30)]
+        visibility_timeout: u32,
+        /// Receives before a message moves to its DLQ.
+        #[arg(long, default_value_t = 5)]
+        max_receive_count: u32,
+    },
+    /// Sign a payload with the integration's dev secret and post it.
+    Send {
+        /// The integration id.
+        integration: String,
+        /// The JSON payload.
+        #[arg(long)]
+        file: PathBuf,
+        /// Where to post (default: the local dev server).
+        #[arg(long)]
+        url: Option<String>,
+        /// Directory of integration definitions.
+        #[arg(long, default_value = "integrations")]
+        integrations: PathBuf,
+        /// The secrets file `switchboard dev` was given.
+        #[arg(long, default_value = "dev/secrets.yaml")]
+        secrets: PathBuf,
+        /// Port of the local AWS emulator, read when the secret is not in the file.
+        #[arg(long, default_value_t = 4566)]
+        emulator_port: u16,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_target(false)
+        .compact()
+        .init();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Dev {
+            port,
+            integrations,
+            secrets,
+            emulator_port,
+            sink_port,
+            stack,
+            visibility_timeout,
+            max_receive_count,
+        } => {
+            let options = DevOptions {
+                port,
+                integrations,
+                secrets,
+                emulator_port,
+                sink_port,
+                stack,
+                queues: QueueSettings {
+                    visibility_timeout_secs: visibility_timeout,
+                    max_receive_count,
+                },
+                delivery_timeout: Duration::from_secs(10),
+            };
+            let stack = DevStack::start(options).await?;
+            println!("switchboard dev");
+            println!(
+                "  webhooks  POST http://{}/webhooks/{{integration}}",
+                stack.addr
+            );
+            println!("  emulator  {}", stack.endpoint);
+            if let Some(sink) = stack.sink {
+                println!("  sink      http://{sink}/ (prints every request)");
+            }
+            println!(
+                "  queues    {} -> {}",
+                stack.resources.events_url, stack.resources.deliveries_url
+            );
+            println!("Ctrl-C stops everything.");
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+            println!("stopping");
+            stack.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send {
+            integration,
+            file,
+            url,
+            integrations,
+            secrets,
+            emulator_port,
+        } => {
+            let body =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let secret_id = switchboard_cli::send::signing_secret_id(&integrations, &integration)?;
+            let endpoint = format!("http://127.0.0.1:{emulator_port}");
+            let secret =
+                switchboard_cli::send::secret_value(&secret_id, Some(&secrets), &endpoint).await?;
+            let url =
+                url.unwrap_or_else(|| format!("http://127.0.0.1:3000/webhooks/{integration}"));
+            let mut request = reqwest::Client::new().post(&url).body(body.clone());
+            for (name, value) in switchboard_cli::send::signed_headers(&secret, &body) {
+                request = request.header(name, value);
+            }
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("posting to {url} (is `switchboard dev` running?)"))?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            println!("{} {text}", status.as_u16());
+            Ok(if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The deliver function: mapped requests in, destinations called with the route's auth.
+
+pub mod handler;

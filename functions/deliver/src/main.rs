@@ -1,0 +1,33 @@
+//! Wiring for the deliver Lambda: telemetry, config, clients, run.
+#![recursion_limit = "256"]
+
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::SqsEvent;
+use deliver::handler::Deliver;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use switchboard_shared::aws::{self, SecretsManagerStore};
+use switchboard_shared::config::DeliverConfig;
+use switchboard_shared::integration::Integrations;
+use switchboard_shared::secrets::SecretsCache;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = DeliverConfig::from_env()?;
+    let integrations = Arc::new(Integrations::load_dir(&config.integrations_dir)?);
+    let sdk = aws::load_config().await;
+    let handler = Arc::new(Deliver::new(
+        integrations,
+        SecretsCache::new(
+            SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+            config.secrets_ttl,
+        ),
+        config.request_timeout,
+    )?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Error>(handler.handle(event).await) }
+    }))
+    .await
+}

@@ -1,0 +1,3 @@
+//! The ingest function: API Gateway webhooks in, verified events on the events queue out.
+
+pub mod handler;

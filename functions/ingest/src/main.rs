@@ -1,0 +1,36 @@
+//! Wiring for the ingest Lambda: telemetry, config, clients, run.
+
+use std::sync::Arc;
+
+use ingest::handler::Ingest;
+use lambda_http::{Error, Request, service_fn};
+use switchboard_shared::aws::{self, DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
+use switchboard_shared::config::IngestConfig;
+use switchboard_shared::integration::Integrations;
+use switchboard_shared::secrets::SecretsCache;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = IngestConfig::from_env()?;
+    let integrations = Arc::new(Integrations::load_dir(&config.integrations_dir)?);
+    let sdk = aws::load_config().await;
+    let handler = Arc::new(Ingest::new(
+        integrations,
+        SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
+        DynamoIdempotencyStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            config.idempotency_table,
+        ),
+        SecretsCache::new(
+            SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+            config.secrets_ttl,
+        ),
+        config.dedupe_ttl,
+    ));
+    lambda_http::run(service_fn(move |req: Request| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Error>(handler.handle(req).await) }
+    }))
+    .await
+}

@@ -1,0 +1,38 @@
+//! [`SecretStore`] over AWS Secrets Manager.
+
+use aws_sdk_secretsmanager::Client;
+
+use super::aws_error;
+use crate::ports::{AwsError, SecretStore};
+use crate::secret::SecretString;
+
+/// Reads the AWSCURRENT value of secrets.
+#[derive(Debug, Clone)]
+pub struct SecretsManagerStore {
+    client: Client,
+}
+
+impl SecretsManagerStore {
+    /// A store over `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+impl SecretStore for SecretsManagerStore {
+    async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| aws_error("GetSecretValue", e))?;
+        out.secret_string()
+            .map(SecretString::new)
+            .ok_or_else(|| AwsError {
+                operation: "GetSecretValue",
+                message: format!("secret `{id}` has no string value"),
+            })
+    }
+}

@@ -1,0 +1,111 @@
+//! Each function's configuration, read once at cold start from the environment into a
+//! validated struct.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A setting that is missing or malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable {name}: {problem}")]
+pub struct ConfigError {
+    /// The variable.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name).map_err(|_| ConfigError {
+        name,
+        problem: "is not set".into(),
+    })
+}
+
+fn secs_or(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    match std::env::var(name) {
+        Err(_) => Ok(Duration::from_secs(default)),
+        Ok(v) => v
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| ConfigError {
+                name,
+                problem: format!("`{v}` is not a whole number of seconds"),
+            }),
+    }
+}
+
+fn integrations_dir() -> PathBuf {
+    std::env::var("INTEGRATIONS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/opt"))
+}
+
+/// Ingest's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Directory of integration definitions (`INTEGRATIONS_DIR`, default `/opt`,
+    /// where the integrations layer is unpacked).
+    pub integrations_dir: PathBuf,
+    /// The events queue (`EVENTS_QUEUE_URL`).
+    pub events_queue_url: String,
+    /// The idempotency table (`IDEMPOTENCY_TABLE`).
+    pub idempotency_table: String,
+    /// How long a webhook id is remembered for dedupe (`DEDUPE_TTL_SECS`, default 7 days).
+    pub dedupe_ttl: Duration,
+    /// How long a secret value is cached (`SECRETS_TTL_SECS`, default 300).
+    pub secrets_ttl: Duration,
+}
+
+impl IngestConfig {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            integrations_dir: integrations_dir(),
+            events_queue_url: required("EVENTS_QUEUE_URL")?,
+            idempotency_table: required("IDEMPOTENCY_TABLE")?,
+            dedupe_ttl: secs_or("DEDUPE_TTL_SECS", 7 * 24 * 3600)?,
+            secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
+        })
+    }
+}
+
+/// Transform's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformConfig {
+    /// Directory of integration definitions (`INTEGRATIONS_DIR`).
+    pub integrations_dir: PathBuf,
+    /// The deliveries queue (`DELIVERIES_QUEUE_URL`).
+    pub deliveries_queue_url: String,
+}
+
+impl TransformConfig {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            integrations_dir: integrations_dir(),
+            deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
+        })
+    }
+}
+
+/// Deliver's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverConfig {
+    /// Directory of integration definitions (`INTEGRATIONS_DIR`).
+    pub integrations_dir: PathBuf,
+    /// Per-request time limit, connect to last byte (`DELIVERY_TIMEOUT_SECS`, default 10).
+    pub request_timeout: Duration,
+    /// How long a secret value is cached (`SECRETS_TTL_SECS`, default 300).
+    pub secrets_ttl: Duration,
+}
+
+impl DeliverConfig {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            integrations_dir: integrations_dir(),
+            request_timeout: secs_or("DELIVERY_TIMEOUT_SECS", 10)?,
+            secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
+        })
+    }
+}

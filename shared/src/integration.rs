@@ -1,0 +1,456 @@
+//! Integration definitions: one YAML file per integration, loaded and fully validated at cold
+//! start (keys, expressions, URLs), so a broken definition fails start-up, never a live event.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::mapping::{Limits, Mapping};
+
+/// A loaded, validated integration.
+#[derive(Debug)]
+pub struct Integration {
+    /// Its id: the last segment of its webhook URL (`/webhooks/{id}`).
+    pub id: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// How its webhooks are verified.
+    pub verify: Verify,
+    /// Where each event goes.
+    pub routes: Vec<Route>,
+}
+
+/// How an integration's incoming webhooks are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verify {
+    /// Standard Webhooks, with the `whsec_` key in the named secret.
+    StandardWebhooks {
+        /// Secrets Manager secret id.
+        secret: String,
+    },
+}
+
+/// One destination of an integration's events.
+#[derive(Debug)]
+pub struct Route {
+    /// Unique within the integration.
+    pub id: String,
+    /// The mapping from the event body to the request body.
+    pub mapping: Mapping,
+    /// Where and how the mapped request is sent.
+    pub deliver: Deliver,
+}
+
+/// A route's destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deliver {
+    /// The URL the request is posted to.
+    pub url: Url,
+    /// How the request authenticates.
+    pub auth: Auth,
+}
+
+/// How a delivery authenticates to its destination.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Auth {
+    /// No credentials.
+    None,
+    /// `Authorization: Bearer <token>`, the token in the named secret.
+    Bearer {
+        /// Secrets Manager secret id.
+        secret: String,
+    },
+}
+
+impl Auth {
+    /// The secret this auth reads, if any.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            Auth::None => None,
+            Auth::Bearer { secret } => Some(secret),
+        }
+    }
+}
+
+/// A definition that cannot be used, naming the file and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct DefinitionError {
+    /// The file at fault.
+    pub file: PathBuf,
+    /// The field at fault (`routes[0].deliver.url`), empty for the whole file.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntegrationFile {
+    id: Option<String>,
+    source: SourceFile,
+    routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceFile {
+    verify: VerifyKind,
+    secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum VerifyKind {
+    StandardWebhooks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    id: String,
+    map: String,
+    deliver: DeliverFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliverFile {
+    url: String,
+    #[serde(default = "no_auth")]
+    auth: Auth,
+}
+
+fn no_auth() -> Auth {
+    Auth::None
+}
+
+/// Every integration in a directory, by id.
+#[derive(Debug, Default)]
+pub struct Integrations {
+    by_id: BTreeMap<String, Arc<Integration>>,
+}
+
+impl Integrations {
+    /// Loads every `*.yaml` / `*.yml` file directly in `dir`.
+    pub fn load_dir(dir: &Path) -> Result<Self, DefinitionError> {
+        let whole = |message: String| DefinitionError {
+            file: dir.to_path_buf(),
+            field: String::new(),
+            message,
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            whole(format!(
+                "cannot read the integrations directory ({e}); pass --integrations DIR or set INTEGRATIONS_DIR"
+            ))
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            })
+            .collect();
+        files.sort();
+        let mut by_id = BTreeMap::new();
+        for file in files {
+            let integration = load_file(&file)?;
+            if let Some(previous) = by_id.get(&integration.id) {
+                let previous: &Arc<Integration> = previous;
+                return Err(DefinitionError {
+                    file: file.clone(),
+                    field: "id".into(),
+                    message: format!(
+                        "integration id `{}` is already defined in {}",
+                        integration.id,
+                        previous.file.display()
+                    ),
+                });
+            }
+            by_id.insert(integration.id.clone(), Arc::new(integration));
+        }
+        Ok(Self { by_id })
+    }
+
+    /// The integration with this id.
+    pub fn get(&self, id: &str) -> Option<&Arc<Integration>> {
+        self.by_id.get(id)
+    }
+
+    /// Every integration, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Integration>> {
+        self.by_id.values()
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// Loads and validates one definition file.
+pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
+    let err = |field: &str, message: String| DefinitionError {
+        file: file.to_path_buf(),
+        field: field.to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| err("", format!("cannot read: {e}")))?;
+    let de = serde_norway::Deserializer::from_str(&text);
+    let def: IntegrationFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        err(&field, e.into_inner().to_string())
+    })?;
+
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let id = def.id.unwrap_or(stem);
+    if !valid_id(&id) {
+        return Err(err(
+            "id",
+            format!(
+                "`{id}` is not a valid id: use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+            ),
+        ));
+    }
+
+    let verify = match def.source.verify {
+        VerifyKind::StandardWebhooks => Verify::StandardWebhooks {
+            secret: def.source.secret.ok_or_else(|| {
+                err(
+                    "source.secret",
+                    "standard-webhooks needs `secret`: the Secrets Manager id of the whsec_ key"
+                        .into(),
+                )
+            })?,
+        },
+    };
+
+    if def.routes.is_empty() {
+        return Err(err("routes", "at least one route is needed".into()));
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut routes: Vec<Route> = Vec::with_capacity(def.routes.len());
+    for (i, r) in def.routes.into_iter().enumerate() {
+        let at = |f: &str| format!("routes[{i}].{f}");
+        if !valid_id(&r.id) {
+            return Err(err(
+                &at("id"),
+                format!("`{}` is not a valid route id", r.id),
+            ));
+        }
+        if routes.iter().any(|other| other.id == r.id) {
+            return Err(err(&at("id"), format!("route id `{}` is used twice", r.id)));
+        }
+        let source = mapping_source(dir, &r.map).map_err(|m| err(&at("map"), m))?;
+        let mapping = Mapping::parse(&source, Limits::default()).map_err(|e| {
+            err(
+                &at("map"),
+                format!("the JSONata expression does not parse: {e}"),
+            )
+        })?;
+        let url = Url::parse(&r.deliver.url).map_err(|e| {
+            err(
+                &at("deliver.url"),
+                format!("`{}` is not a URL: {e}", r.deliver.url),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(err(
+                &at("deliver.url"),
+                "the URL must be http or https".into(),
+            ));
+        }
+        routes.push(Route {
+            id: r.id,
+            mapping,
+            deliver: Deliver {
+                url,
+                auth: r.deliver.auth,
+            },
+        });
+    }
+
+    Ok(Integration {
+        id,
+        file: file.to_path_buf(),
+        verify,
+        routes,
+    })
+}
+
+/// `map` is inline JSONata, or the path (relative to the definition) of a `.jsonata` file.
+fn mapping_source(dir: &Path, map: &str) -> Result<String, String> {
+    let trimmed = map.trim();
+    if trimmed.ends_with(".jsonata") && !trimmed.contains('\n') {
+        let path = dir.join(trimmed);
+        return std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read mapping file {}: {e}", path.display()));
+    }
+    Ok(map.to_string())
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sb-int-{tag}-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const GOOD: &str = r#"
+source:
+  verify: standard-webhooks
+  secret: example/signing
+routes:
+  - id: echo
+    map: |
+      { "name": name, "total": $sum(items.price) }
+    deliver:
+      url: http://127.0.0.1:3001/hook
+      auth: { type: bearer, secret: example/token }
+"#;
+
+    #[test]
+    fn the_documented_shape_loads_with_the_stem_as_id() {
+        let dir = tempdir("good");
+        let file = write(&dir, "example.yaml", GOOD);
+        let i = load_file(&file).unwrap();
+        assert_eq!(i.id, "example");
+        assert_eq!(
+            i.verify,
+            Verify::StandardWebhooks {
+                secret: "example/signing".into()
+            }
+        );
+        assert_eq!(i.routes[0].id, "echo");
+        assert_eq!(i.routes[0].deliver.auth.secret(), Some("example/token"));
+        let all = Integrations::load_dir(&dir).unwrap();
+        assert!(all.get("example").is_some());
+    }
+
+    #[test]
+    fn map_may_name_a_file_beside_the_definition() {
+        let dir = tempdir("file");
+        write(&dir, "m.jsonata", "{ \"n\": name }");
+        let file = write(
+            &dir,
+            "x.yaml",
+            &GOOD.replace(
+                "|\n      { \"name\": name, \"total\": $sum(items.price) }",
+                "m.jsonata",
+            ),
+        );
+        let i = load_file(&file).unwrap();
+        let out = i.routes[0]
+            .mapping
+            .evaluate(&serde_json::json!({"name": "a"}), &[])
+            .unwrap();
+        assert_eq!(out, Some(serde_json::json!({"n": "a"})));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_file_and_the_key() {
+        let dir = tempdir("unknown");
+        let file = write(
+            &dir,
+            "bad.yaml",
+            &GOOD.replace("url:", "colour: red\n      url:"),
+        );
+        let e = load_file(&file).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("bad.yaml"), "{text}");
+        assert!(text.contains("colour"), "{text}");
+        assert_eq!(e.field, "routes[0].deliver.colour");
+
+        let file = write(
+            &dir,
+            "bad2.yaml",
+            &GOOD.replace("type: bearer,", "type: bearer, scope: x,"),
+        );
+        let text = load_file(&file).unwrap_err().to_string();
+        assert!(text.contains("scope"), "{text}");
+
+        let file = write(&dir, "bad3.yaml", &format!("{GOOD}\nextra: 1\n"));
+        let text = load_file(&file).unwrap_err().to_string();
+        assert!(text.contains("extra"), "{text}");
+    }
+
+    #[test]
+    fn broken_definitions_are_refused_with_the_field() {
+        let dir = tempdir("broken");
+        let cases = [
+            (
+                GOOD.replace("$sum(items.price) }", "$sum(items.price"),
+                "routes[0].map",
+            ),
+            (
+                GOOD.replace("http://127.0.0.1:3001/hook", "not a url"),
+                "routes[0].deliver.url",
+            ),
+            (
+                GOOD.replace("  secret: example/signing\n", ""),
+                "source.secret",
+            ),
+            (
+                GOOD.replace("standard-webhooks", "carrier-pigeon"),
+                "source.verify",
+            ),
+        ];
+        for (text, field) in cases {
+            let file = write(&dir, "b.yaml", &text);
+            let e = load_file(&file).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn duplicate_ids_across_files_are_refused() {
+        let dir = tempdir("dup");
+        write(&dir, "a.yaml", &format!("id: same\n{GOOD}"));
+        write(&dir, "b.yaml", &format!("id: same\n{GOOD}"));
+        let e = Integrations::load_dir(&dir).unwrap_err();
+        assert!(e.message.contains("already defined"), "{e}");
+    }
+}

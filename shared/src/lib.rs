@@ -1,0 +1,18 @@
+//! Switchboard's library: the pure domain every function shares, and the narrow AWS adapters
+//! the handlers are generic over.
+//!
+//! Domain modules (`ids`, `integration`, `envelope`, `verify`, `mapping`, `idempotency`,
+//! `secret`) know nothing of Lambda or the AWS SDK. `ports` names what the handlers need from
+//! the outside world; `aws` is the only module that knows the AWS SDK.
+
+pub mod aws;
+pub mod config;
+pub mod envelope;
+pub mod idempotency;
+pub mod ids;
+pub mod integration;
+pub mod mapping;
+pub mod ports;
+pub mod secret;
+pub mod secrets;
+pub mod verify;

@@ -1,0 +1,188 @@
+//! The mapping engine behind one small interface: JSONata today (`jsonata-core`), swappable.
+//!
+//! `jsonata-core`'s `Expression` and `JValue` are not `Send`; its AST is. A [`Mapping`] holds
+//! the AST, parsed once at cold start, and each evaluation builds its own evaluator inside a
+//! synchronous call with all three limits set and a `catch_unwind` net, so a bad mapping fails
+//! one event, never the batch or the process.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use jsonata_core::ast::AstNode;
+use jsonata_core::evaluator::{Context, Evaluator, EvaluatorOptions};
+use jsonata_core::value::JValue;
+
+/// Limits applied to every evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget per evaluation.
+    pub timeout_ms: u64,
+    /// Deepest evaluation stack allowed.
+    pub max_stack_depth: usize,
+    /// Longest sequence an evaluation may build.
+    pub max_sequence_length: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 1_000,
+            max_stack_depth: 500,
+            max_sequence_length: 1_000_000,
+        }
+    }
+}
+
+/// Why an expression could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+/// Why an evaluation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// The expression raised an error (JSONata code first when it has one, e.g. `T2002: …`).
+    #[error("{0}")]
+    Failed(String),
+    /// The engine panicked; the panic was caught.
+    #[error("the mapping engine panicked: {0}")]
+    Panicked(String),
+}
+
+impl EvalError {
+    /// The JSONata error code (`D1012`, `T2002`, …), when the error has one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            EvalError::Failed(m) => jsonata_core::evaluator::error_code_prefix(m),
+            EvalError::Panicked(_) => None,
+        }
+    }
+}
+
+/// A parsed expression, shareable across threads.
+#[derive(Debug)]
+pub struct Mapping {
+    ast: AstNode,
+    limits: Limits,
+}
+
+impl Mapping {
+    /// Parses `source` once.
+    pub fn parse(source: &str, limits: Limits) -> Result<Self, ParseError> {
+        let ast = jsonata_core::parser::parse(source).map_err(|e| ParseError(e.to_string()))?;
+        Ok(Self { ast, limits })
+    }
+
+    /// Evaluates against `input` with `bindings` (names without the `$`). `Ok(None)` is
+    /// JSONata's "undefined": the expression produced nothing.
+    pub fn evaluate(
+        &self,
+        input: &serde_json::Value,
+        bindings: &[(&str, &serde_json::Value)],
+    ) -> Result<Option<serde_json::Value>, EvalError> {
+        self.evaluate_jvalue(JValue::from(input.clone()), bindings, self.limits)
+            .map(|v| {
+                if v.is_undefined() {
+                    None
+                } else {
+                    Some(serde_json::Value::from(&v))
+                }
+            })
+    }
+
+    /// The engine's own value in and out, with explicit limits: for callers (the conformance
+    /// suite) that must tell apart what JSON cannot.
+    pub fn evaluate_jvalue(
+        &self,
+        input: JValue,
+        bindings: &[(&str, &serde_json::Value)],
+        limits: Limits,
+    ) -> Result<JValue, EvalError> {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut context = Context::new();
+            for (name, value) in bindings {
+                context.bind((*name).to_string(), JValue::from((*value).clone()));
+            }
+            let options = EvaluatorOptions {
+                timeout_ms: Some(limits.timeout_ms),
+                cancel: None,
+                max_stack_depth: Some(limits.max_stack_depth),
+                max_sequence_length: Some(limits.max_sequence_length),
+            };
+            Evaluator::with_options(context, options).evaluate(&self.ast, &input)
+        }));
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(EvalError::Failed(e.message().to_string())),
+            Err(panic) => Err(EvalError::Panicked(panic_text(panic.as_ref()))),
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn is_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn mappings_cross_threads() {
+        is_send_sync::<Mapping>();
+    }
+
+    #[test]
+    fn maps_with_bindings() {
+        let m = Mapping::parse(
+            r#"{ "name": name, "total": $sum(items.price), "via": $event.integration }"#,
+            Limits::default(),
+        )
+        .unwrap();
+        let out = m
+            .evaluate(
+                &json!({"name": "Ada", "items": [{"price": 2}, {"price": 3.5}]}),
+                &[("event", &json!({"integration": "example"}))],
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            Some(json!({"name": "Ada", "total": 5.5, "via": "example"}))
+        );
+    }
+
+    #[test]
+    fn undefined_is_none() {
+        let m = Mapping::parse("missing.field", Limits::default()).unwrap();
+        assert_eq!(m.evaluate(&json!({}), &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn errors_and_runaway_expressions_fail_with_a_reason() {
+        let m = Mapping::parse(r#"$number("x") + $error("boom")"#, Limits::default()).unwrap();
+        assert!(m.evaluate(&json!({}), &[]).is_err());
+        let limits = Limits {
+            timeout_ms: 50,
+            ..Limits::default()
+        };
+        let forever =
+            Mapping::parse("($f := function($n){ $f($n + 1) + 1 }; $f(0))", limits).unwrap();
+        let err = forever.evaluate(&json!({}), &[]).unwrap_err();
+        assert!(
+            matches!(err.code(), Some("D1011" | "D1012" | "U1001")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_at_parse() {
+        assert!(Mapping::parse("{ name: ", Limits::default()).is_err());
+    }
+}

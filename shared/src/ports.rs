@@ -1,0 +1,46 @@
+//! What the handlers need from the outside world, as narrow traits. The AWS SDK
+//! implementations live in `aws`; tests and benchmarks may supply their own.
+
+use std::future::Future;
+
+use crate::idempotency::{Claim, NewClaim};
+use crate::secret::SecretString;
+
+/// An AWS call that failed. `retryable` is false only when retrying cannot help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} failed: {message}")]
+pub struct AwsError {
+    /// The API operation (`SendMessage`, `PutItem`, …).
+    pub operation: &'static str,
+    /// What the service or the transport said.
+    pub message: String,
+}
+
+/// A queue that takes message bodies.
+pub trait Queue: Send + Sync {
+    /// Sends every body, in as few requests as the service allows; all or an error.
+    fn send(&self, bodies: &[String]) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// The idempotency table.
+pub trait IdempotencyStore: Send + Sync {
+    /// Takes the key unless a live record holds it (one conditional put).
+    fn claim(&self, claim: &NewClaim) -> impl Future<Output = Result<Claim, AwsError>> + Send;
+
+    /// Marks the key COMPLETED with the work's result.
+    fn complete(
+        &self,
+        key: &str,
+        data: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// Deletes the key so a retry can take it.
+    fn release(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// Where secret values are read from.
+pub trait SecretStore: Send + Sync {
+    /// The current value of a secret.
+    fn get(&self, id: &str) -> impl Future<Output = Result<SecretString, AwsError>> + Send;
+}
