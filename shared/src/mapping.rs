@@ -84,7 +84,7 @@ impl Mapping {
                 if v.is_undefined() {
                     None
                 } else {
-                    Some(serde_json::Value::from(&v))
+                    Some(to_json(&v))
                 }
             })
     }
@@ -115,6 +115,29 @@ impl Mapping {
             Ok(Err(e)) => Err(EvalError::Failed(e.message().to_string())),
             Err(panic) => Err(EvalError::Panicked(panic_text(panic.as_ref()))),
         }
+    }
+}
+
+/// The engine's value as JSON, with whole numbers written as integers (`130`, not `130.0`), as
+/// JSONata's reference implementation writes them.
+fn to_json(value: &JValue) -> serde_json::Value {
+    let mut json = serde_json::Value::from(value);
+    integral_numbers(&mut json);
+    json
+}
+
+fn integral_numbers(value: &mut serde_json::Value) {
+    /// Beyond 2^53 an f64 no longer holds every integer; keep those as they are.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT) {
+                *n = serde_json::Number::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
     }
 }
 
@@ -155,6 +178,20 @@ mod tests {
         assert_eq!(
             out,
             Some(json!({"name": "Ada", "total": 5.5, "via": "example"}))
+        );
+    }
+
+    #[test]
+    fn whole_numbers_are_written_as_integers() {
+        let m = Mapping::parse(
+            r#"{ "a": 120.5 + 9.5, "b": [1, 2.25], "c": -0 }"#,
+            Limits::default(),
+        )
+        .unwrap();
+        let out = m.evaluate(&json!({}), &[]).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"a":130,"b":[1,2.25],"c":0}"#
         );
     }
 

@@ -1,0 +1,4 @@
+//! Test support: the shared emulator, a local stack per test, scripted receivers.
+
+pub mod receiver;
+pub mod stack;
