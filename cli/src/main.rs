@@ -65,6 +65,10 @@ enum Command {
         /// Port of the local AWS emulator, read when the secret is not in the file.
         #[arg(long, default_value_t = 4566)]
         emulator_port: u16,
+        /// Write the signed request as an API Gateway event to this file instead of posting it
+        /// (for `cargo lambda invoke ingest --data-file FILE`).
+        #[arg(long)]
+        lambda_event: Option<PathBuf>,
     },
 }
 
@@ -140,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             integrations,
             secrets,
             emulator_port,
+            lambda_event,
         } => {
             let body =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -147,10 +152,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let endpoint = format!("http://127.0.0.1:{emulator_port}");
             let secret =
                 switchboard_cli::send::secret_value(&secret_id, Some(&secrets), &endpoint).await?;
+            let headers = switchboard_cli::send::signed_headers(&secret, &body);
+            if let Some(out) = lambda_event {
+                let event = switchboard_cli::send::lambda_event(&integration, &headers, &body)?;
+                std::fs::write(&out, serde_json::to_string_pretty(&event)?)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!(
+                    "wrote {} (its signature is valid for 5 minutes)",
+                    out.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let url =
                 url.unwrap_or_else(|| format!("http://127.0.0.1:3000/webhooks/{integration}"));
             let mut request = reqwest::Client::new().post(&url).body(body.clone());
-            for (name, value) in switchboard_cli::send::signed_headers(&secret, &body) {
+            for (name, value) in headers {
                 request = request.header(name, value);
             }
             let response = request

@@ -70,3 +70,24 @@ pub async fn secret_value(
     };
     WebhookSecret::parse(&SecretString::new(value)).with_context(|| format!("secret `{secret_id}`"))
 }
+
+/// The API Gateway (HTTP API v2) event for posting `body` with `headers` to `integration`.
+pub fn lambda_event(
+    integration: &str,
+    headers: &[(&'static str, String)],
+    body: &[u8],
+) -> anyhow::Result<serde_json::Value> {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(*name, value.parse()?);
+    }
+    Ok(crate::apigw::webhook_event(
+        "POST",
+        &format!("/webhooks/{integration}"),
+        "",
+        integration,
+        &map,
+        body,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    ))
+}

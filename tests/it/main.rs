@@ -1,6 +1,9 @@
 //! End-to-end tests: the whole pipeline (`switchboard dev`'s stack) against the local AWS
 //! emulator, with destinations played by scripted HTTP receivers on 127.0.0.1.
 
+// Test support panics on purpose: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod utils;
 
 mod walking_skeleton;

@@ -1,0 +1,55 @@
+# Switchboard: two commands on a fresh machine with the Rust toolchain and Python.
+#   make dev    runs the whole pipeline locally (emulator, ingest, transform, deliver, a sink)
+#   make test   runs the unit and end-to-end tests, and lints the SAM template
+
+PYTHON ?= python3
+VENV   ?= .venv
+CARGO  ?= cargo
+SWITCHBOARD = $(CARGO) run --quiet --package switchboard-cli --bin switchboard --
+
+.PHONY: dev test lint venv build send events invoke bench clean
+
+dev: venv build
+	$(SWITCHBOARD) dev --secrets dev/secrets.yaml --sink-port 3001
+
+test: venv
+	$(CARGO) test --workspace
+	$(VENV)/bin/cfn-lint infra/template.yaml
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+build:
+	$(CARGO) build --workspace
+
+# With `make dev` running: post the example order, signed with the dev secret.
+send:
+	$(SWITCHBOARD) send example --file dev/order.json
+
+# A freshly signed API Gateway event for `cargo lambda invoke ingest` (the checked-in one is stale).
+events:
+	$(SWITCHBOARD) send example --file dev/order.json --lambda-event events/ingest/webhook.signed.json
+
+# With `make dev` running (emulator, queues, sink) and `make watch` in another terminal.
+invoke: events
+	$(VENV)/bin/cargo-lambda lambda invoke ingest --data-file events/ingest/webhook.signed.json
+	$(VENV)/bin/cargo-lambda lambda invoke transform --data-file events/transform/event.json
+	$(VENV)/bin/cargo-lambda lambda invoke deliver --data-file events/deliver/delivery.json
+
+watch: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo-lambda lambda watch --env-file events/local.env
+
+bench:
+	$(CARGO) run --release --package switchboard-bench --bin coldstart
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)
