@@ -7,7 +7,7 @@ VENV   ?= .venv
 CARGO  ?= cargo
 SWITCHBOARD = $(CARGO) run --quiet --package switchboard-cli --bin switchboard --
 
-.PHONY: dev test lint venv build send events invoke bench clean
+.PHONY: dev test lint venv build send events invoke watch bench clean
 
 dev: venv build
 	$(SWITCHBOARD) dev --secrets dev/secrets.yaml --sink-port 3001
