@@ -54,6 +54,7 @@ impl<K: SecretStore> Deliver<K> {
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config())
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -146,6 +147,25 @@ impl<K: SecretStore> Deliver<K> {
             Err(DeliverError::Status(status))
         }
     }
+}
+
+/// TLS for destinations: the Mozilla root store compiled into the binary (no scan of the
+/// system's certificate directory at cold start), HTTP/1.1.
+fn tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    .unwrap_or_else(|_| {
+        // The default provider always supports the default versions.
+        rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    })
 }
 
 /// A transport error's kind, without the URL's query or anything the destination sent.

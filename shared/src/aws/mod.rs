@@ -9,14 +9,62 @@ pub use dynamodb::DynamoIdempotencyStore;
 pub use secretsmanager::SecretsManagerStore;
 pub use sqs::SqsQueue;
 
+use aws_config::environment::{
+    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 use crate::ports::AwsError;
 
-/// The SDK configuration from the environment (region, credentials, and `AWS_ENDPOINT_URL`
-/// when it points at a local emulator).
+/// The SDK configuration for a function (region, credentials, and `AWS_ENDPOINT_URL` when it
+/// points at a local emulator).
+///
+/// Cold start matters here. Lambda hands the role's credentials and the region over in the
+/// environment, so when they are there they are read directly instead of building the whole
+/// default chain (profile files, SSO, web identity, ECS, IMDS, each with its own client); and
+/// TLS trusts the Mozilla root store compiled into the binary instead of scanning the system's
+/// certificate directory at start.
 pub async fn load_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client());
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
+    }
+    if std::env::var_os("AWS_REGION").is_some() || std::env::var_os("AWS_DEFAULT_REGION").is_some()
+    {
+        loader = loader.region(EnvironmentVariableRegionProvider::new());
+    }
+    loader.load().await
+}
+
+/// The SDK's HTTPS client, trusting the compiled-in Mozilla roots.
+fn https_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    let trust = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().fold(
+        TrustStore::empty().with_native_roots(false),
+        |store, der| store.with_pem_certificate(pem(der)),
+    );
+    let builder = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+    match TlsContext::builder().with_trust_store(trust).build() {
+        Ok(context) => builder.tls_context(context).build_https(),
+        // Cannot happen with the bundled roots; fall back to the SDK's own defaults.
+        Err(_) => builder.build_https(),
+    }
+}
+
+fn pem(der: &[u8]) -> Vec<u8> {
+    let b64 = STANDARD.encode(der);
+    let mut out = Vec::with_capacity(b64.len() + b64.len() / 64 + 64);
+    out.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    out
 }
 
 pub(crate) fn aws_error<E: std::error::Error>(operation: &'static str, e: E) -> AwsError {
