@@ -28,8 +28,8 @@ use crate::ports::AwsError;
 /// TLS trusts the Mozilla root store compiled into the binary instead of scanning the system's
 /// certificate directory at start.
 pub async fn load_config() -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(https_client());
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client());
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
         loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
     }
@@ -46,8 +46,9 @@ fn https_client() -> aws_sdk_sqs::config::SharedHttpClient {
         TrustStore::empty().with_native_roots(false),
         |store, der| store.with_pem_certificate(pem(der)),
     );
-    let builder = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::AwsLc,
+    ));
     match TlsContext::builder().with_trust_store(trust).build() {
         Ok(context) => builder.tls_context(context).build_https(),
         // Cannot happen with the bundled roots; fall back to the SDK's own defaults.
