@@ -34,6 +34,9 @@ struct Invocation {
 
 type Shared = Arc<Mutex<Invocation>>;
 
+/// Whether a function's response is the one expected.
+type Check = dyn Fn(&[u8]) -> bool;
+
 async fn next(State(state): State<Shared>) -> axum::response::Response {
     let event = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -112,7 +115,7 @@ async fn cold_start(
     api: SocketAddr,
     state: &Shared,
     event: Vec<u8>,
-    check: &dyn Fn(&[u8]) -> bool,
+    check: &Check,
 ) -> anyhow::Result<Sample> {
     *state.lock().unwrap_or_else(|p| p.into_inner()) = Invocation {
         event,
@@ -284,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
         let binary = release.join(name);
         let mut samples = Vec::with_capacity(runs);
         for _ in 0..runs {
-            let (event, check): (Vec<u8>, &dyn Fn(&[u8]) -> bool) = match name {
+            let (event, check): (Vec<u8>, &Check) = match name {
                 "ingest" => {
                     let headers = switchboard_cli::send::signed_headers(&key, &order);
                     let ev = switchboard_cli::send::lambda_event("example", &headers, &order)?;
