@@ -28,6 +28,13 @@ pub fn webhook_event(
             .collect();
         joined.insert(name.as_str().to_string(), Value::String(values.join(",")));
     }
+    // What API Gateway adds in front of every request; the local server speaks plain http.
+    joined
+        .entry("x-forwarded-proto")
+        .or_insert_with(|| Value::String("http".into()));
+    joined
+        .entry("x-forwarded-for")
+        .or_insert_with(|| Value::String(source.ip().to_string()));
     let now = chrono::Utc::now();
     // API Gateway passes text bodies as they are and base64-encodes the rest.
     let (body, is_base64) = match std::str::from_utf8(body) {

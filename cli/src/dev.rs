@@ -17,9 +17,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use deliver::handler::Deliver;
-use ingest::handler::Ingest;
-use switchboard_shared::aws::{DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
+use ingest::handler::{Ingest, Ports};
+use switchboard_shared::aws::{DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue};
 use switchboard_shared::integration::Integrations;
+use switchboard_shared::metrics::Metrics;
 use switchboard_shared::secrets::{DEFAULT_TTL, SecretsCache};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -69,7 +70,8 @@ impl Default for DevOptions {
     }
 }
 
-type LocalIngest = Ingest<SqsQueue, DynamoIdempotencyStore, SecretsManagerStore>;
+/// The ingest handler as the local stack wires it.
+pub type LocalIngest = Ingest<SqsQueue, DynamoIdempotencyStore, SecretsManagerStore, S3Archive>;
 
 /// A running local stack.
 #[derive(Debug)]
@@ -84,6 +86,11 @@ pub struct DevStack {
     pub resources: Resources,
     /// SDK configuration pointing at the emulator.
     pub sdk: SdkConfig,
+    /// Ingest's metrics (embedded metric format lines, kept in memory).
+    pub metrics: Metrics,
+    /// The ingest handler behind the webhook URL (for events API Gateway sends other than
+    /// HTTP API v2).
+    pub ingest: Arc<LocalIngest>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _emulator: Emulator,
@@ -129,16 +136,25 @@ impl DevStack {
                 DEFAULT_TTL,
             )
         };
+        let metrics = Metrics::Memory(Arc::default());
+        let archive = S3Archive::new(aws_sdk_s3::Client::new(&sdk), &resources.bucket);
         let ingest = Arc::new(Ingest::new(
             Arc::clone(&integrations),
-            SqsQueue::new(sqs.clone(), &resources.events_url),
-            DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.table),
-            secrets(),
-            Duration::from_secs(7 * 24 * 3600),
+            Ports {
+                events: SqsQueue::new(sqs.clone(), &resources.events_url),
+                idempotency: DynamoIdempotencyStore::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    &resources.table,
+                ),
+                secrets: secrets(),
+                archive: archive.clone(),
+                metrics: metrics.clone(),
+            },
         ));
         let transform = Arc::new(Transform::new(
             Arc::clone(&integrations),
             SqsQueue::new(sqs.clone(), &resources.deliveries_url),
+            archive,
         ));
         let deliver = Arc::new(Deliver::new(
             Arc::clone(&integrations),
@@ -190,7 +206,7 @@ impl DevStack {
         let app = Router::new()
             .route("/webhooks/{integration}", post(webhook))
             .fallback(not_found)
-            .with_state(ingest);
+            .with_state(Arc::clone(&ingest));
         let mut server_stop = stopped.clone();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(
@@ -209,6 +225,8 @@ impl DevStack {
             endpoint,
             resources,
             sdk,
+            metrics,
+            ingest,
             stop,
             tasks,
             _emulator: emulator,

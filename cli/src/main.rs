@@ -69,6 +69,9 @@ enum Command {
         /// (for `cargo lambda invoke ingest --data-file FILE`).
         #[arg(long)]
         lambda_event: Option<PathBuf>,
+        /// The body's content type.
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
     },
 }
 
@@ -145,14 +148,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             secrets,
             emulator_port,
             lambda_event,
+            content_type,
         } => {
             let body =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let secret_id = switchboard_cli::send::signing_secret_id(&integrations, &integration)?;
+            let definition = switchboard_cli::send::integration(&integrations, &integration)?;
             let endpoint = format!("http://127.0.0.1:{emulator_port}");
             let secret =
-                switchboard_cli::send::secret_value(&secret_id, Some(&secrets), &endpoint).await?;
-            let headers = switchboard_cli::send::signed_headers(&secret, &body);
+                switchboard_cli::send::secret_value(&definition, Some(&secrets), &endpoint).await?;
+            let url =
+                url.unwrap_or_else(|| format!("http://127.0.0.1:3000/webhooks/{integration}"));
+            let headers = switchboard_cli::send::signed_headers(
+                &definition,
+                secret.as_ref(),
+                &url,
+                &body,
+                &content_type,
+            )?;
             if let Some(out) = lambda_event {
                 let event = switchboard_cli::send::lambda_event(&integration, &headers, &body)?;
                 std::fs::write(&out, serde_json::to_string_pretty(&event)?)
@@ -163,10 +175,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let url =
-                url.unwrap_or_else(|| format!("http://127.0.0.1:3000/webhooks/{integration}"));
             let mut request = reqwest::Client::new().post(&url).body(body.clone());
-            for (name, value) in headers {
+            for (name, value) in &headers {
                 request = request.header(name, value);
             }
             let response = request

@@ -40,6 +40,13 @@ pub struct Resources {
     pub deliveries_dlq_url: String,
     /// Idempotency table name.
     pub table: String,
+    /// Archive bucket name.
+    pub bucket: String,
+}
+
+/// The archive bucket's name for a stack (the template lets CloudFormation name it).
+pub fn bucket_name(stack: &str) -> String {
+    format!("{stack}-archive")
 }
 
 /// The resource names for a stack name, as the template derives them.
@@ -65,12 +72,15 @@ pub async fn create(
     let (deliveries_url, deliveries_dlq_url) =
         queue_pair(&sqs, &deliveries, &deliveries_dlq, settings).await?;
     create_table(&aws_sdk_dynamodb::Client::new(sdk), &table).await?;
+    let bucket = bucket_name(stack);
+    create_bucket(&aws_sdk_s3::Client::new(sdk), &bucket).await?;
     Ok(Resources {
         events_url,
         events_dlq_url,
         deliveries_url,
         deliveries_dlq_url,
         table,
+        bucket,
     })
 }
 
@@ -164,6 +174,20 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Re
         .await
         .with_context(|| format!("enabling TTL on {table}"))?;
     Ok(())
+}
+
+async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<()> {
+    match s3.create_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error().is_some_and(|s| {
+                s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
+            }) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("creating bucket {bucket}")),
+    }
 }
 
 /// Reads a YAML map of secret id to value; a value that is a map is stored as JSON.

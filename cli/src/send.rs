@@ -1,32 +1,20 @@
-//! `switchboard send`: signs a payload with the integration's dev secret and posts it, so a
-//! first run needs no curl and no hand-made signature.
+//! `switchboard send`: signs a payload the way the integration's provider would, with its dev
+//! secret, and posts it, so a first run needs no curl and no hand-made signature.
 
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use switchboard_shared::integration::{Verify, load_file};
-use switchboard_shared::secret::{SecretString, WebhookSecret};
-use switchboard_shared::verify::sign_standard_webhook;
+use switchboard_shared::integration::{Integration, Integrations};
+use switchboard_shared::secret::SecretString;
+use switchboard_shared::verify::sign;
 
-/// The headers that sign `body` for `integration` with `secret`, with a fresh webhook id.
-pub fn signed_headers(secret: &WebhookSecret, body: &[u8]) -> Vec<(&'static str, String)> {
-    let id = format!("msg_{}", ulid::Ulid::new());
-    let ts = chrono::Utc::now().timestamp();
-    let signature = sign_standard_webhook(secret, &id, ts, body);
-    vec![
-        ("content-type", "application/json".to_string()),
-        ("webhook-id", id),
-        ("webhook-timestamp", ts.to_string()),
-        ("webhook-signature", signature),
-    ]
-}
-
-/// The signing secret id of the integration `id` in `dir`.
-pub fn signing_secret_id(dir: &Path, id: &str) -> anyhow::Result<String> {
-    let integrations = switchboard_shared::integration::Integrations::load_dir(dir)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let integration = match integrations.get(id) {
-        Some(i) => i,
+/// The integration `id` in `dir`.
+pub fn integration(dir: &Path, id: &str) -> anyhow::Result<Integration> {
+    let integrations = Integrations::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match integrations.get(id) {
+        Some(i) => {
+            switchboard_shared::integration::load_file(&i.file).map_err(|e| anyhow::anyhow!("{e}"))
+        }
         None => {
             let known: Vec<&str> = integrations.iter().map(|i| i.id.as_str()).collect();
             bail!(
@@ -35,20 +23,47 @@ pub fn signing_secret_id(dir: &Path, id: &str) -> anyhow::Result<String> {
                 known.join(", ")
             )
         }
-    };
-    // Re-read the one file for a clear error if it changed meanwhile.
-    let integration = load_file(&integration.file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    match integration.verify {
-        Verify::StandardWebhooks { secret } => Ok(secret),
     }
 }
 
-/// The secret's value: from the secrets file if it has it, else from the emulator.
+/// The headers that sign `body` as the integration's provider would, at `url`, now, with a
+/// fresh message id, plus a content type.
+pub fn signed_headers(
+    integration: &Integration,
+    secret: Option<&SecretString>,
+    url: &str,
+    body: &[u8],
+    content_type: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut headers = vec![("content-type".to_string(), content_type.to_string())];
+    if let Some(secret) = secret {
+        let id = format!("msg_{}", ulid::Ulid::new());
+        let now = chrono::Utc::now().timestamp();
+        headers.extend(
+            sign(
+                &integration.source.scheme,
+                secret,
+                "POST",
+                url,
+                body,
+                &id,
+                now,
+            )
+            .map_err(|e| anyhow::anyhow!("signing for `{}`: {e}", integration.id))?,
+        );
+    }
+    Ok(headers)
+}
+
+/// The integration's secret value: from the secrets file if it has it, else from the emulator.
 pub async fn secret_value(
-    secret_id: &str,
+    integration: &Integration,
     secrets_file: Option<&Path>,
     endpoint: &str,
-) -> anyhow::Result<WebhookSecret> {
+) -> anyhow::Result<Option<SecretString>> {
+    let Some(secret_id) = integration.source.secret.as_deref() else {
+        return Ok(None);
+    };
     let from_file = match secrets_file {
         Some(file) if file.exists() => crate::resources::read_secrets_file(file)?.remove(secret_id),
         _ => None,
@@ -68,19 +83,20 @@ pub async fn secret_value(
                 .to_string()
         }
     };
-    WebhookSecret::parse(&SecretString::new(value)).with_context(|| format!("secret `{secret_id}`"))
+    Ok(Some(SecretString::new(value)))
 }
 
 /// The API Gateway (HTTP API v2) event for posting `body` with `headers` to `integration`.
 pub fn lambda_event(
     integration: &str,
-    headers: &[(&'static str, String)],
+    headers: &[(String, String)],
     body: &[u8],
 ) -> anyhow::Result<serde_json::Value> {
     let mut map = http::HeaderMap::new();
     for (name, value) in headers {
-        map.insert(*name, value.parse()?);
+        map.insert(http::HeaderName::try_from(name.as_str())?, value.parse()?);
     }
+    map.insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
     Ok(crate::apigw::webhook_event(
         "POST",
         &format!("/webhooks/{integration}"),

@@ -50,8 +50,8 @@ pub struct IngestConfig {
     pub events_queue_url: String,
     /// The idempotency table (`IDEMPOTENCY_TABLE`).
     pub idempotency_table: String,
-    /// How long a webhook id is remembered for dedupe (`DEDUPE_TTL_SECS`, default 7 days).
-    pub dedupe_ttl: Duration,
+    /// The raw-event archive bucket (`ARCHIVE_BUCKET`).
+    pub archive_bucket: String,
     /// How long a secret value is cached (`SECRETS_TTL_SECS`, default 300).
     pub secrets_ttl: Duration,
 }
@@ -63,7 +63,7 @@ impl IngestConfig {
             integrations_dir: integrations_dir(),
             events_queue_url: required("EVENTS_QUEUE_URL")?,
             idempotency_table: required("IDEMPOTENCY_TABLE")?,
-            dedupe_ttl: secs_or("DEDUPE_TTL_SECS", 7 * 24 * 3600)?,
+            archive_bucket: required("ARCHIVE_BUCKET")?,
             secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
         })
     }
@@ -76,6 +76,8 @@ pub struct TransformConfig {
     pub integrations_dir: PathBuf,
     /// The deliveries queue (`DELIVERIES_QUEUE_URL`).
     pub deliveries_queue_url: String,
+    /// The archive bucket, where large bodies wait (`ARCHIVE_BUCKET`).
+    pub archive_bucket: String,
 }
 
 impl TransformConfig {
@@ -84,6 +86,7 @@ impl TransformConfig {
         Ok(Self {
             integrations_dir: integrations_dir(),
             deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
+            archive_bucket: required("ARCHIVE_BUCKET")?,
         })
     }
 }

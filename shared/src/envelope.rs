@@ -28,8 +28,11 @@ pub struct EventV1 {
     pub received_at: DateTime<Utc>,
     /// The request's headers, lower-cased, less credentials and signatures.
     pub headers: BTreeMap<String, String>,
-    /// The parsed JSON body.
+    /// The parsed JSON body (`null` when it travels in the archive: see `body_ref`).
     pub body: serde_json::Value,
+    /// The archive key holding the body, when it was too large for a queue message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_ref: Option<String>,
 }
 
 /// What transform puts on the deliveries queue: one per route.
@@ -106,6 +109,7 @@ mod tests {
             received_at: Utc::now(),
             headers: BTreeMap::new(),
             body: serde_json::json!({"a": 1}),
+            body_ref: None,
         });
         let text = serde_json::to_string(&msg).unwrap();
         assert!(text.starts_with(r#"{"type":"EventV1""#), "{text}");

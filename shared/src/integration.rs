@@ -10,6 +10,12 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::mapping::{Limits, Mapping};
+use crate::verify::{Algorithm, DEFAULT_TOLERANCE_SECS, Encoding, HmacScheme, Scheme};
+
+/// The request body limit when an integration sets none (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a provider event id is remembered when an integration sets nothing (7 days).
+pub const DEFAULT_DEDUPE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// A loaded, validated integration.
 #[derive(Debug)]
@@ -18,20 +24,41 @@ pub struct Integration {
     pub id: String,
     /// The file it was loaded from.
     pub file: PathBuf,
-    /// How its webhooks are verified.
-    pub verify: Verify,
+    /// How its webhooks are received: verification, dedupe, split, limits.
+    pub source: Source,
     /// Where each event goes.
     pub routes: Vec<Route>,
 }
 
-/// How an integration's incoming webhooks are verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verify {
-    /// Standard Webhooks, with the `whsec_` key in the named secret.
-    StandardWebhooks {
-        /// Secrets Manager secret id.
-        secret: String,
-    },
+/// How an integration's webhooks are received.
+#[derive(Debug)]
+pub struct Source {
+    /// The signature scheme.
+    pub scheme: Scheme,
+    /// The Secrets Manager id of the signing secret or key (`None` only for `verify: none`).
+    pub secret: Option<String>,
+    /// How far a signed timestamp may be from now.
+    pub tolerance_secs: i64,
+    /// What identifies a provider event for dedupe.
+    pub dedupe: Dedupe,
+    /// How long a provider event id is remembered.
+    pub dedupe_ttl: std::time::Duration,
+    /// Turns one delivery into several events (each element of the result), if set.
+    pub split: Option<Mapping>,
+    /// Larger bodies are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+/// What identifies a provider event, for dedupe. When it yields nothing for an event, the
+/// SHA-256 of the event's body is used.
+#[derive(Debug)]
+pub enum Dedupe {
+    /// A request header (`header.x-github-delivery`).
+    Header(String),
+    /// A JSONata expression over the event body (`id`, `eventId`).
+    Expression(Mapping),
+    /// The body's SHA-256.
+    BodyHash,
 }
 
 /// One destination of an integration's events.
@@ -111,12 +138,82 @@ struct IntegrationFile {
 struct SourceFile {
     verify: VerifyKind,
     secret: Option<String>,
+    #[serde(default)]
+    allow_unsigned: bool,
+    tolerance: Option<DurationText>,
+    header: Option<String>,
+    hmac: Option<HmacFile>,
+    dedupe: Option<String>,
+    dedupe_ttl: Option<DurationText>,
+    split: Option<String>,
+    max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum VerifyKind {
     StandardWebhooks,
+    Stripe,
+    Github,
+    Shopify,
+    Slack,
+    HubspotV3,
+    Hmac,
+    ApiKey,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HmacFile {
+    header: String,
+    #[serde(default = "sha256")]
+    algorithm: AlgorithmFile,
+    #[serde(default = "hex_encoding")]
+    encoding: EncodingFile,
+    prefix: Option<String>,
+    timestamp_header: Option<String>,
+    signed_content: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AlgorithmFile {
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum EncodingFile {
+    Hex,
+    Base64,
+}
+
+fn sha256() -> AlgorithmFile {
+    AlgorithmFile::Sha256
+}
+
+fn hex_encoding() -> EncodingFile {
+    EncodingFile::Hex
+}
+
+/// A duration written `300` (seconds) or `5m`, `7d`, `1h 30m`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationText {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationText {
+    fn parse(&self) -> Result<std::time::Duration, String> {
+        match self {
+            DurationText::Seconds(s) => Ok(std::time::Duration::from_secs(*s)),
+            DurationText::Text(t) => humantime::parse_duration(t)
+                .map_err(|e| format!("`{t}` is not a duration like `300`, `5m` or `7d`: {e}")),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,17 +335,7 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
         ));
     }
 
-    let verify = match def.source.verify {
-        VerifyKind::StandardWebhooks => Verify::StandardWebhooks {
-            secret: def.source.secret.ok_or_else(|| {
-                err(
-                    "source.secret",
-                    "standard-webhooks needs `secret`: the Secrets Manager id of the whsec_ key"
-                        .into(),
-                )
-            })?,
-        },
-    };
+    let source = source(def.source).map_err(|(field, message)| err(&field, message))?;
 
     if def.routes.is_empty() {
         return Err(err("routes", "at least one route is needed".into()));
@@ -298,9 +385,137 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
     Ok(Integration {
         id,
         file: file.to_path_buf(),
-        verify,
+        source,
         routes,
     })
+}
+
+fn source(def: SourceFile) -> Result<Source, (String, String)> {
+    let at = |f: &str| format!("source.{f}");
+    let fail = |f: &str, m: &str| Err((at(f), m.to_string()));
+    if def.hmac.is_some() && !matches!(def.verify, VerifyKind::Hmac) {
+        return fail("hmac", "`hmac` only goes with verify: hmac");
+    }
+    if def.header.is_some() && !matches!(def.verify, VerifyKind::ApiKey) {
+        return fail("header", "`header` only goes with verify: api-key");
+    }
+    let scheme = match def.verify {
+        VerifyKind::StandardWebhooks => Scheme::StandardWebhooks,
+        VerifyKind::Stripe => Scheme::Stripe,
+        VerifyKind::Github => Scheme::Github,
+        VerifyKind::Shopify => Scheme::Shopify,
+        VerifyKind::Slack => Scheme::Slack,
+        VerifyKind::HubspotV3 => Scheme::HubspotV3,
+        VerifyKind::Hmac => {
+            let Some(h) = def.hmac else {
+                return fail(
+                    "hmac",
+                    "verify: hmac needs `hmac: { header, algorithm, encoding, prefix, timestamp_header, signed_content }`",
+                );
+            };
+            Scheme::Hmac(HmacScheme {
+                header: h.header,
+                algorithm: match h.algorithm {
+                    AlgorithmFile::Sha256 => Algorithm::Sha256,
+                    AlgorithmFile::Sha512 => Algorithm::Sha512,
+                },
+                encoding: match h.encoding {
+                    EncodingFile::Hex => Encoding::Hex,
+                    EncodingFile::Base64 => Encoding::Base64,
+                },
+                prefix: h.prefix,
+                timestamp_header: h.timestamp_header,
+                signed_content: h.signed_content,
+            })
+        }
+        VerifyKind::ApiKey => match def.header {
+            Some(header) => Scheme::ApiKey { header },
+            None => {
+                return fail(
+                    "header",
+                    "verify: api-key needs `header`: the header that carries the key",
+                );
+            }
+        },
+        VerifyKind::None => Scheme::None,
+    };
+    match (&scheme, &def.secret, def.allow_unsigned) {
+        (Scheme::None, _, false) => {
+            return fail(
+                "allow_unsigned",
+                "verify: none accepts anyone's posts; say so with `allow_unsigned: true`",
+            );
+        }
+        (Scheme::None, Some(_), _) => return fail("secret", "verify: none uses no secret"),
+        (Scheme::None, None, true) => {}
+        (_, None, _) => {
+            return fail(
+                "secret",
+                "the Secrets Manager id of the signing secret is needed",
+            );
+        }
+        (_, Some(_), true) => {
+            return fail(
+                "allow_unsigned",
+                "`allow_unsigned` only goes with verify: none",
+            );
+        }
+        (_, Some(_), false) => {}
+    }
+    let tolerance_secs = match def.tolerance {
+        Some(t) => t.parse().map_err(|m| (at("tolerance"), m))?.as_secs() as i64,
+        None => DEFAULT_TOLERANCE_SECS,
+    };
+    let dedupe_ttl = match def.dedupe_ttl {
+        Some(t) => t.parse().map_err(|m| (at("dedupe_ttl"), m))?,
+        None => DEFAULT_DEDUPE_TTL,
+    };
+    let expression = |field: &str, text: &str| {
+        Mapping::parse(text, Limits::default()).map_err(|e| {
+            (
+                at(field),
+                format!("the JSONata expression does not parse: {e}"),
+            )
+        })
+    };
+    let dedupe = match def.dedupe.as_deref() {
+        Some(text) => match text.strip_prefix("header.") {
+            Some(name) if !name.is_empty() => Dedupe::Header(name.to_ascii_lowercase()),
+            _ => Dedupe::Expression(expression("dedupe", text)?),
+        },
+        None => default_dedupe(&scheme),
+    };
+    let split = def
+        .split
+        .as_deref()
+        .map(|t| expression("split", t))
+        .transpose()?;
+    Ok(Source {
+        scheme,
+        secret: def.secret,
+        tolerance_secs,
+        dedupe,
+        dedupe_ttl,
+        split,
+        max_body_bytes: def.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+    })
+}
+
+/// Each provider's own event id, where it has one.
+fn default_dedupe(scheme: &Scheme) -> Dedupe {
+    let expr = |e: &str| match Mapping::parse(e, Limits::default()) {
+        Ok(m) => Dedupe::Expression(m),
+        Err(_) => Dedupe::BodyHash,
+    };
+    match scheme {
+        Scheme::StandardWebhooks => Dedupe::Header("webhook-id".into()),
+        Scheme::Stripe => expr("id"),
+        Scheme::Github => Dedupe::Header("x-github-delivery".into()),
+        Scheme::Shopify => Dedupe::Header("x-shopify-webhook-id".into()),
+        Scheme::Slack => expr("event_id"),
+        Scheme::HubspotV3 => expr("eventId"),
+        Scheme::Hmac(_) | Scheme::ApiKey { .. } | Scheme::None => Dedupe::BodyHash,
+    }
 }
 
 /// `map` is inline JSONata, or the path (relative to the definition) of a `.jsonata` file.
@@ -358,12 +573,10 @@ routes:
         let file = write(&dir, "example.yaml", GOOD);
         let i = load_file(&file).unwrap();
         assert_eq!(i.id, "example");
-        assert_eq!(
-            i.verify,
-            Verify::StandardWebhooks {
-                secret: "example/signing".into()
-            }
-        );
+        assert_eq!(i.source.scheme, Scheme::StandardWebhooks);
+        assert_eq!(i.source.secret.as_deref(), Some("example/signing"));
+        assert!(matches!(&i.source.dedupe, Dedupe::Header(h) if h == "webhook-id"));
+        assert_eq!(i.source.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(i.routes[0].id, "echo");
         assert_eq!(i.routes[0].deliver.auth.secret(), Some("example/token"));
         let all = Integrations::load_dir(&dir).unwrap();

@@ -5,6 +5,7 @@
 //! `secret`) know nothing of Lambda or the AWS SDK. `ports` names what the handlers need from
 //! the outside world; `aws` is the only module that knows the AWS SDK.
 
+pub mod archive;
 pub mod aws;
 pub mod config;
 pub mod envelope;
@@ -12,6 +13,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod integration;
 pub mod mapping;
+pub mod metrics;
 pub mod ports;
 pub mod secret;
 pub mod secrets;

@@ -41,6 +41,21 @@ pub trait IdempotencyStore: Send + Sync {
 
 /// Where secret values are read from.
 pub trait SecretStore: Send + Sync {
-    /// The current value of a secret.
+    /// The current value of a secret (`AWSCURRENT`).
     fn get(&self, id: &str) -> impl Future<Output = Result<SecretString, AwsError>> + Send;
+
+    /// The value it had before its last rotation (`AWSPREVIOUS`), if there is one.
+    fn get_previous(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SecretString>, AwsError>> + Send;
+}
+
+/// Where raw events are archived (and large bodies parked for the queues).
+pub trait Archive: Send + Sync {
+    /// Stores `body` under `key`.
+    fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// Reads the object at `key`.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
 }

@@ -17,6 +17,7 @@ pub struct SecretsCache<S> {
     store: S,
     ttl: Duration,
     values: Mutex<HashMap<String, (Instant, SecretString)>>,
+    previous: Mutex<HashMap<String, (Instant, Option<SecretString>)>>,
 }
 
 impl<S: SecretStore> SecretsCache<S> {
@@ -26,7 +27,35 @@ impl<S: SecretStore> SecretsCache<S> {
             store,
             ttl,
             values: Mutex::new(HashMap::new()),
+            previous: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The values a signature may be made with: the current one and, while it exists, the one
+    /// before the last rotation, so senders that have not switched yet still verify.
+    pub async fn signing_keys(&self, id: &str) -> Result<Vec<SecretString>, AwsError> {
+        let current = self.get(id).await?;
+        let cached = {
+            let previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+            previous
+                .get(id)
+                .filter(|(at, _)| at.elapsed() < self.ttl)
+                .map(|(_, v)| v.clone())
+        };
+        let previous = match cached {
+            Some(v) => v,
+            None => {
+                let v = self.store.get_previous(id).await?;
+                self.previous
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.to_string(), (Instant::now(), v.clone()));
+                v
+            }
+        };
+        let mut keys = vec![current];
+        keys.extend(previous.filter(|p| p != &keys[0]));
+        Ok(keys)
     }
 
     /// The secret's value, from the cache while it is fresh.
@@ -43,6 +72,10 @@ impl<S: SecretStore> SecretsCache<S> {
     /// Drops a cached value, so the next `get` reads it again (after an auth failure).
     pub fn invalidate(&self, id: &str) {
         self.lock().remove(id);
+        self.previous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     fn fresh(&self, id: &str) -> Option<SecretString> {
@@ -71,6 +104,11 @@ mod tests {
             let n = self.0.fetch_add(1, Ordering::SeqCst);
             Ok(SecretString::new(format!("{id}-{n}")))
         }
+
+        async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Ok((id == "rotated").then(|| SecretString::new(format!("old-{n}"))))
+        }
     }
 
     #[tokio::test]
@@ -84,5 +122,27 @@ mod tests {
         let expired = SecretsCache::new(Counting::default(), Duration::ZERO);
         expired.get("a").await.unwrap();
         assert_eq!(expired.get("a").await.unwrap().expose(), "a-1");
+    }
+
+    #[tokio::test]
+    async fn signing_keys_include_the_previous_value_while_there_is_one() {
+        let cache = SecretsCache::new(Counting::default(), Duration::from_secs(60));
+        let keys: Vec<String> = cache
+            .signing_keys("rotated")
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.expose().to_string())
+            .collect();
+        assert_eq!(keys, ["rotated-0", "old-1"]);
+        let again: Vec<String> = cache
+            .signing_keys("rotated")
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.expose().to_string())
+            .collect();
+        assert_eq!(again, keys, "served from the cache");
+        assert_eq!(cache.signing_keys("plain").await.unwrap().len(), 1);
     }
 }

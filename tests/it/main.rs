@@ -6,4 +6,5 @@
 
 mod utils;
 
+mod ingest;
 mod walking_skeleton;

@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use switchboard_cli::send::signed_headers;
 use switchboard_shared::envelope::DeliveryMessage;
 
 use crate::utils::receiver::Receiver;
-use crate::utils::stack::{FAST, TOKEN, TestStack, signing_key};
+use crate::utils::stack::{FAST, TOKEN, TestStack};
 
 const ORDER: &[u8] = br#"{"name": "Ada", "items": [{"price": 120.5}, {"price": 9.5}]}"#;
 const WAIT: Duration = Duration::from_secs(30);
@@ -18,9 +17,7 @@ async fn a_signed_webhook_arrives_mapped_with_the_bearer_token() {
     let receiver = Receiver::start().await;
     let stack = TestStack::start(&receiver.url, FAST).await;
 
-    let (status, body) = stack
-        .post(&signed_headers(&signing_key(), ORDER), ORDER)
-        .await;
+    let (status, body) = stack.post_signed("orders", ORDER).await;
     assert_eq!(status, 202, "{body}");
     let event_id = body["event_id"].as_str().unwrap().to_string();
     assert!(event_id.starts_with("evt_"), "{event_id}");
@@ -39,11 +36,11 @@ async fn a_signed_webhook_arrives_mapped_with_the_bearer_token() {
 async fn the_same_webhook_twice_is_a_duplicate_and_delivered_once() {
     let receiver = Receiver::start().await;
     let stack = TestStack::start(&receiver.url, FAST).await;
-    let headers = signed_headers(&signing_key(), ORDER);
+    let headers = stack.sign("orders", ORDER, "application/json");
 
-    let (first, accepted) = stack.post(&headers, ORDER).await;
+    let (first, accepted) = stack.post("orders", &headers, ORDER).await;
     assert_eq!(first, 202, "{accepted}");
-    let (second, duplicate) = stack.post(&headers, ORDER).await;
+    let (second, duplicate) = stack.post("orders", &headers, ORDER).await;
     assert_eq!(second, 200, "{duplicate}");
     assert_eq!(duplicate["duplicate"], json!(true));
     assert_eq!(duplicate["event_id"], accepted["event_id"]);
@@ -60,11 +57,11 @@ async fn the_same_webhook_twice_is_a_duplicate_and_delivered_once() {
 async fn bad_input_is_refused_with_a_reason_and_nothing_is_queued() {
     let receiver = Receiver::start().await;
     let stack = TestStack::start(&receiver.url, FAST).await;
-    let key = signing_key();
-
     // Signed for one body, sent with another.
-    let headers = signed_headers(&key, ORDER);
-    let (status, body) = stack.post(&headers, br#"{"name": "Mallory"}"#).await;
+    let headers = stack.sign("orders", ORDER, "application/json");
+    let (status, body) = stack
+        .post("orders", &headers, br#"{"name": "Mallory"}"#)
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("invalid_signature")),
@@ -77,7 +74,7 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_queued() {
         .filter(|(n, _)| *n != "webhook-signature")
         .cloned()
         .collect();
-    let (status, body) = stack.post(&unsigned, ORDER).await;
+    let (status, body) = stack.post("orders", &unsigned, ORDER).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("missing_signature")),
@@ -85,7 +82,7 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_queued() {
     );
 
     let not_json = b"name=Ada";
-    let (status, body) = stack.post(&signed_headers(&key, not_json), not_json).await;
+    let (status, body) = stack.post_signed("orders", not_json).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_json")),
@@ -114,9 +111,7 @@ async fn a_destination_that_always_fails_leaves_the_delivery_in_the_dlq() {
     receiver.always(StatusCode::INTERNAL_SERVER_ERROR);
     let stack = TestStack::start(&receiver.url, FAST).await;
 
-    let (status, body) = stack
-        .post(&signed_headers(&signing_key(), ORDER), ORDER)
-        .await;
+    let (status, body) = stack.post_signed("orders", ORDER).await;
     assert_eq!(status, 202, "{body}");
     let event_id = body["event_id"].as_str().unwrap();
 

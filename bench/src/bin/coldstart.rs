@@ -250,10 +250,11 @@ async fn main() -> anyhow::Result<()> {
     env.insert("EVENTS_QUEUE_URL".into(), res.events_url.clone());
     env.insert("DELIVERIES_QUEUE_URL".into(), res.deliveries_url.clone());
     env.insert("IDEMPOTENCY_TABLE".into(), res.table.clone());
+    env.insert("ARCHIVE_BUCKET".into(), res.bucket.clone());
 
-    let signing_id = switchboard_cli::send::signing_secret_id(&integrations, "example")?;
+    let example = switchboard_cli::send::integration(&integrations, "example")?;
     let key = switchboard_cli::send::secret_value(
-        &signing_id,
+        &example,
         Some(&root.join("dev/secrets.yaml")),
         emulator.endpoint(),
     )
@@ -289,7 +290,13 @@ async fn main() -> anyhow::Result<()> {
         for _ in 0..runs {
             let (event, check): (Vec<u8>, &Check) = match name {
                 "ingest" => {
-                    let headers = switchboard_cli::send::signed_headers(&key, &order);
+                    let headers = switchboard_cli::send::signed_headers(
+                        &example,
+                        key.as_ref(),
+                        "https://localhost/webhooks/example",
+                        &order,
+                        "application/json",
+                    )?;
                     let ev = switchboard_cli::send::lambda_event("example", &headers, &order)?;
                     (serde_json::to_vec(&ev)?, &accepted)
                 }

@@ -1,4 +1,5 @@
-//! Handler for `POST /webhooks/{integration}`: verify, dedupe, queue, answer.
+//! Handler for `POST /webhooks/{integration}`: check, verify, split, dedupe, archive, queue,
+//! answer. Every request ends in one log line and one metric with its outcome.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,73 +9,94 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
+use switchboard_shared::archive::{self, ArchivedEvent, ArchivedEventV1, MAX_INLINE_MESSAGE_BYTES};
 use switchboard_shared::envelope::{EventMessage, EventV1, is_sensitive_header};
 use switchboard_shared::idempotency::{Claim, NewClaim, Status};
 use switchboard_shared::ids::EventId;
-use switchboard_shared::integration::{Integration, Integrations, Verify};
-use switchboard_shared::ports::{IdempotencyStore, Queue, SecretStore};
-use switchboard_shared::secret::WebhookSecret;
+use switchboard_shared::integration::{Integration, Integrations};
+use switchboard_shared::metrics::Metrics;
+use switchboard_shared::ports::{Archive, IdempotencyStore, Queue, SecretStore};
 use switchboard_shared::secrets::SecretsCache;
-use switchboard_shared::verify::{
-    DEFAULT_TOLERANCE_SECS, StandardWebhookHeaders, verify_standard_webhook,
-};
+use switchboard_shared::verify::{Scheme, SignedRequest, VerifyError, verify};
 
-/// How long a provider is asked to wait before retrying after a failure on our side.
+use crate::request::{Rejection, body_kind, decode_body, dedupe_id};
+
+/// How long a sender is asked to wait before retrying after a failure on our side.
 const RETRY_AFTER_SECS: u64 = 5;
 /// The in-progress expiry used when there is no Lambda deadline (local runs).
 const DEFAULT_IN_PROGRESS: Duration = Duration::from_secs(30);
 
-/// The ingest handler, generic over the queue, the idempotency table and the secret store.
+/// The ports ingest uses.
 #[derive(Debug)]
-pub struct Ingest<Q, S, K> {
-    integrations: Arc<Integrations>,
-    events: Q,
-    idempotency: S,
-    secrets: SecretsCache<K>,
-    dedupe_ttl: Duration,
+pub struct Ports<Q, S, K, A> {
+    /// The events queue.
+    pub events: Q,
+    /// The idempotency table.
+    pub idempotency: S,
+    /// Signing secrets.
+    pub secrets: SecretsCache<K>,
+    /// The raw-event archive.
+    pub archive: A,
+    /// Where metrics go.
+    pub metrics: Metrics,
 }
 
-/// A request's outcome: the answer, and what the log line says of it.
+/// The ingest handler.
+#[derive(Debug)]
+pub struct Ingest<Q, S, K, A> {
+    integrations: Arc<Integrations>,
+    ports: Ports<Q, S, K, A>,
+}
+
+/// A request's outcome: the answer, and what the log line and the metric say of it.
 struct Outcome {
     status: StatusCode,
     body: serde_json::Value,
-    label: &'static str,
-    event_id: Option<EventId>,
-    retry_after: bool,
+    /// `accepted`, `duplicate`, `rejected`, `failed`, `challenge`.
+    outcome: &'static str,
+    /// The error code, or `none`.
+    reason: &'static str,
+    event_ids: Vec<EventId>,
 }
 
 impl Outcome {
-    fn reject(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn rejected(r: Rejection) -> Self {
+        let outcome = if r.status.is_server_error() {
+            "failed"
+        } else {
+            "rejected"
+        };
         Self {
-            status,
-            body: json!({ "error": code, "message": message.into() }),
-            label: code,
-            event_id: None,
-            retry_after: status == StatusCode::SERVICE_UNAVAILABLE
-                || status == StatusCode::CONFLICT,
+            status: r.status,
+            body: json!({ "error": r.code, "message": r.message }),
+            outcome,
+            reason: r.code,
+            event_ids: Vec::new(),
         }
-    }
-
-    fn unavailable(message: impl Into<String>) -> Self {
-        Self::reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 }
 
-impl<Q: Queue, S: IdempotencyStore, K: SecretStore> Ingest<Q, S, K> {
+fn unavailable(message: &str) -> Rejection {
+    Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+}
+
+/// One event out of a request, once its fate is known.
+struct Accepted {
+    event_id: EventId,
+    duplicate: bool,
+}
+
+impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, A> {
     /// A handler over these integrations and ports.
-    pub fn new(
-        integrations: Arc<Integrations>,
-        events: Q,
-        idempotency: S,
-        secrets: SecretsCache<K>,
-        dedupe_ttl: Duration,
-    ) -> Self {
+    pub fn new(integrations: Arc<Integrations>, ports: Ports<Q, S, K, A>) -> Self {
+        for i in integrations.iter() {
+            if i.source.scheme == Scheme::None {
+                tracing::warn!(integration = %i.id, "integration accepts unsigned webhooks (verify: none, allow_unsigned: true)");
+            }
+        }
         Self {
             integrations,
-            events,
-            idempotency,
-            secrets,
-            dedupe_ttl,
+            ports,
         }
     }
 
@@ -82,23 +104,31 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore> Ingest<Q, S, K> {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let started = Instant::now();
         let integration = integration_id(&req);
-        let outcome = self.process(&req, integration.as_deref()).await;
+        let outcome = match self.process(&req, integration.as_deref()).await {
+            Ok(o) => o,
+            Err(r) => Outcome::rejected(r),
+        };
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let integration = integration.as_deref().unwrap_or("-");
+        let ids: Vec<&str> = outcome.event_ids.iter().map(EventId::as_str).collect();
         tracing::info!(
-            integration = integration.as_deref().unwrap_or("-"),
-            event_id = outcome
-                .event_id
-                .as_ref()
-                .map(EventId::as_str)
-                .unwrap_or("-"),
-            outcome = outcome.label,
+            integration,
+            event_id = ids.join(",").as_str(),
+            outcome = outcome.outcome,
+            reason = outcome.reason,
             status = outcome.status.as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms,
             "webhook"
         );
+        self.ports
+            .metrics
+            .webhook(integration, outcome.outcome, outcome.reason, latency_ms);
         let mut response = Response::builder()
             .status(outcome.status)
             .header(http::header::CONTENT_TYPE, "application/json");
-        if outcome.retry_after {
+        if outcome.status == StatusCode::SERVICE_UNAVAILABLE
+            || outcome.status == StatusCode::CONFLICT
+        {
             response = response.header(http::header::RETRY_AFTER, RETRY_AFTER_SECS);
         }
         response
@@ -106,146 +136,267 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore> Ingest<Q, S, K> {
             .unwrap_or_else(|_| Response::new(Body::Empty))
     }
 
-    async fn process(&self, req: &Request, integration: Option<&str>) -> Outcome {
-        let Some(id) = integration else {
-            return Outcome::reject(
-                StatusCode::NOT_FOUND,
-                "unknown_integration",
-                "post webhooks to /webhooks/{integration}",
-            );
-        };
-        let Some(integration) = self.integrations.get(id) else {
-            return Outcome::reject(
-                StatusCode::NOT_FOUND,
-                "unknown_integration",
-                format!("no integration is defined with id `{id}`"),
-            );
-        };
+    async fn process(&self, req: &Request, id: Option<&str>) -> Result<Outcome, Rejection> {
+        let unknown = |m: String| Rejection::new(StatusCode::NOT_FOUND, "unknown_integration", m);
+        let id = id.ok_or_else(|| unknown("post webhooks to /webhooks/{integration}".into()))?;
+        let integration = self
+            .integrations
+            .get(id)
+            .ok_or_else(|| unknown(format!("no integration is defined with id `{id}`")))?;
+        let source = &integration.source;
         let body: &[u8] = req.body().as_ref();
+        if body.len() > source.max_body_bytes {
+            return Err(Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the body is {} bytes; this integration accepts at most {}",
+                    body.len(),
+                    source.max_body_bytes
+                ),
+            ));
+        }
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let kind = body_kind(content_type, &source.scheme)?;
         let now = Utc::now();
+        self.verify(integration, req, body, now).await?;
+        let payload = decode_body(kind, body)?;
 
-        let webhook_id = match self.verify(integration, req.headers(), body, now).await {
-            Ok(id) => id,
-            Err(outcome) => return outcome,
+        if source.scheme == Scheme::Slack && payload["type"] == "url_verification" {
+            return Ok(Outcome {
+                status: StatusCode::OK,
+                body: json!({ "challenge": payload["challenge"] }),
+                outcome: "challenge",
+                reason: "none",
+                event_ids: Vec::new(),
+            });
+        }
+
+        let split = source.split.is_some();
+        let events = match &source.split {
+            None => vec![payload],
+            Some(m) => match m.evaluate(&payload, &[]) {
+                Ok(None) => Vec::new(),
+                Ok(Some(serde_json::Value::Array(items))) => items,
+                Ok(Some(one)) => vec![one],
+                Err(e) => {
+                    return Err(Rejection::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_payload",
+                        format!("the integration's split expression failed on this body: {e}"),
+                    ));
+                }
+            },
         };
 
-        let payload: serde_json::Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => {
-                return Outcome::reject(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    format!("the body is not valid JSON: {e}"),
-                );
+        let headers = carried_headers(req.headers());
+        let mut accepted = Vec::with_capacity(events.len());
+        for (i, event) in events.into_iter().enumerate() {
+            let own_body = if split {
+                serde_json::to_vec(&event).unwrap_or_default()
+            } else {
+                body.to_vec()
+            };
+            let provider_id = dedupe_id(
+                &source.dedupe,
+                req.headers(),
+                &event,
+                &own_body,
+                split.then_some(i),
+            );
+            let key = format!("ingest#{}#{provider_id}", integration.id);
+            let one = self
+                .accept(integration, req, &key, &headers, body, event, now)
+                .await?;
+            accepted.push(one);
+        }
+
+        let event_ids: Vec<EventId> = accepted.iter().map(|a| a.event_id.clone()).collect();
+        let all_duplicates = !accepted.is_empty() && accepted.iter().all(|a| a.duplicate);
+        let (status, outcome) = if all_duplicates {
+            (StatusCode::OK, "duplicate")
+        } else {
+            (StatusCode::ACCEPTED, "accepted")
+        };
+        let body = match (split, accepted.as_slice()) {
+            (false, [one]) if one.duplicate => {
+                json!({ "event_id": one.event_id, "duplicate": true })
             }
+            (false, [one]) => json!({ "event_id": one.event_id }),
+            _ => json!({
+                "events": accepted
+                    .iter()
+                    .map(|a| json!({ "event_id": a.event_id, "duplicate": a.duplicate }))
+                    .collect::<Vec<_>>()
+            }),
         };
+        Ok(Outcome {
+            status,
+            body,
+            outcome,
+            reason: "none",
+            event_ids,
+        })
+    }
 
-        let key = format!("ingest#{}#{webhook_id}", integration.id);
+    async fn verify(
+        &self,
+        integration: &Integration,
+        req: &Request,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), Rejection> {
+        let source = &integration.source;
+        let Some(secret) = &source.secret else {
+            return Ok(()); // verify: none, allowed explicitly
+        };
+        let keys = self.ports.secrets.signing_keys(secret).await.map_err(|e| {
+            tracing::error!(error = %e, secret = %secret, "reading the signing secret failed");
+            unavailable("the signing secret could not be read; retry later")
+        })?;
+        let url = req.uri().to_string();
+        let signed = SignedRequest {
+            method: req.method().as_str(),
+            url: &url,
+            headers: req.headers(),
+            body,
+        };
+        verify(
+            &source.scheme,
+            &keys,
+            &signed,
+            now.timestamp(),
+            source.tolerance_secs,
+        )
+        .map_err(|e| match e {
+            VerifyError::UnusableSecret(_) => {
+                tracing::error!(error = %e, secret = %secret, "the signing secret is unusable");
+                unavailable("the integration's signing secret is misconfigured; retry later")
+            }
+            e => Rejection::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+        })
+    }
+
+    /// Dedupes, archives and queues one event.
+    #[allow(clippy::too_many_arguments)]
+    async fn accept(
+        &self,
+        integration: &Integration,
+        req: &Request,
+        key: &str,
+        headers: &BTreeMap<String, String>,
+        raw_body: &[u8],
+        event: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, Rejection> {
+        let expires_at = now.timestamp() + integration.source.dedupe_ttl.as_secs() as i64;
         let claim = NewClaim {
-            key: key.clone(),
+            key: key.to_string(),
             now,
-            expires_at: now.timestamp() + self.dedupe_ttl.as_secs() as i64,
+            expires_at,
             in_progress_expires_at_ms: in_progress_deadline(req, now),
         };
-        match self.idempotency.claim(&claim).await {
+        match self.ports.idempotency.claim(&claim).await {
             Ok(Claim::Acquired) => {}
-            Ok(Claim::Exists(record)) => return duplicate(record.status, record.data),
+            Ok(Claim::Exists(record)) => {
+                return match (record.status, record.data.map(EventId::try_from)) {
+                    (Status::Completed, Some(Ok(event_id))) => Ok(Accepted {
+                        event_id,
+                        duplicate: true,
+                    }),
+                    _ => Err(Rejection::new(
+                        StatusCode::CONFLICT,
+                        "duplicate_in_progress",
+                        "this webhook is being processed right now; retry later",
+                    )),
+                };
+            }
             Err(e) => {
                 tracing::error!(error = %e, "idempotency claim failed");
-                return Outcome::unavailable("the idempotency store is unavailable; retry later");
+                return Err(unavailable(
+                    "the idempotency store is unavailable; retry later",
+                ));
             }
         }
 
         let event_id = EventId::new();
-        let message = EventMessage::EventV1(EventV1 {
+        if let Err(e) = self
+            .archive_and_queue(integration, &event_id, headers, raw_body, event, now)
+            .await
+        {
+            tracing::error!(event_id = %event_id, error = %e, "archiving or queueing the event failed");
+            // Release the claim so the sender's retry is accepted rather than deduped.
+            if let Err(e) = self.ports.idempotency.release(key).await {
+                tracing::error!(error = %e, "releasing the idempotency record failed");
+            }
+            return Err(unavailable("the event could not be queued; retry later"));
+        }
+        if let Err(e) = self
+            .ports
+            .idempotency
+            .complete(key, event_id.as_str(), expires_at)
+            .await
+        {
+            // The event is queued: nothing is lost. A retry inside the in-progress window is
+            // answered 409; after it the record lapses and a retry is accepted again.
+            tracing::warn!(error = %e, "completing the idempotency record failed");
+        }
+        Ok(Accepted {
+            event_id,
+            duplicate: false,
+        })
+    }
+
+    async fn archive_and_queue(
+        &self,
+        integration: &Integration,
+        event_id: &EventId,
+        headers: &BTreeMap<String, String>,
+        raw_body: &[u8],
+        body: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let key = archive::key(&integration.id, now, event_id);
+        let record = ArchivedEvent::ArchivedEventV1(ArchivedEventV1 {
             event_id: event_id.clone(),
             integration: integration.id.clone(),
             received_at: now,
-            headers: carried_headers(req.headers()),
-            body: payload,
+            headers: headers.clone(),
+            raw_body: String::from_utf8_lossy(raw_body).into_owned(),
+            body,
         });
-        let queued = match serde_json::to_string(&message) {
-            Ok(text) => self.events.send(&[text]).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = queued {
-            tracing::error!(error = %e, "queueing the event failed");
-            // Release the claim so the provider's retry is accepted rather than deduped.
-            if let Err(e) = self.idempotency.release(&key).await {
-                tracing::error!(error = %e, "releasing the idempotency record failed");
-            }
-            return Outcome::unavailable("the event could not be queued; retry later");
-        }
-        if let Err(e) = self
-            .idempotency
-            .complete(&key, event_id.as_str(), claim.expires_at)
+        let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+        self.ports
+            .archive
+            .put(&key, bytes)
             .await
-        {
-            // The event is queued; a retry inside the in-progress window is answered 409,
-            // after it the record lapses. Nothing is lost.
-            tracing::warn!(error = %e, "completing the idempotency record failed");
+            .map_err(|e| e.to_string())?;
+        let ArchivedEvent::ArchivedEventV1(record) = record;
+        let mut message = EventV1 {
+            event_id: event_id.clone(),
+            integration: integration.id.clone(),
+            received_at: now,
+            headers: record.headers,
+            body: record.body,
+            body_ref: None,
+        };
+        let mut text = serde_json::to_string(&EventMessage::EventV1(message.clone()))
+            .map_err(|e| e.to_string())?;
+        if text.len() > MAX_INLINE_MESSAGE_BYTES {
+            // Claim check: the body travels in the archive.
+            message.body = serde_json::Value::Null;
+            message.body_ref = Some(key);
+            text = serde_json::to_string(&EventMessage::EventV1(message))
+                .map_err(|e| e.to_string())?;
         }
-        Outcome {
-            status: StatusCode::ACCEPTED,
-            body: json!({ "event_id": event_id }),
-            label: "accepted",
-            event_id: Some(event_id),
-            retry_after: false,
-        }
-    }
-
-    async fn verify<'r>(
-        &self,
-        integration: &Integration,
-        headers: &'r HeaderMap,
-        body: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<&'r str, Outcome> {
-        match &integration.verify {
-            Verify::StandardWebhooks { secret } => {
-                let value = self.secrets.get(secret).await.map_err(|e| {
-                    tracing::error!(error = %e, secret = %secret, "reading the signing secret failed");
-                    Outcome::unavailable("the signing secret could not be read; retry later")
-                })?;
-                let key = WebhookSecret::parse(&value).map_err(|e| {
-                    tracing::error!(error = %e, secret = %secret, "the signing secret is unusable");
-                    Outcome::unavailable(
-                        "the integration's signing secret is misconfigured; retry later",
-                    )
-                })?;
-                let h = |name| headers.get(name).and_then(|v| v.to_str().ok());
-                let parts = StandardWebhookHeaders {
-                    id: h("webhook-id"),
-                    timestamp: h("webhook-timestamp"),
-                    signature: h("webhook-signature"),
-                };
-                verify_standard_webhook(
-                    &[key],
-                    parts,
-                    body,
-                    now.timestamp(),
-                    DEFAULT_TOLERANCE_SECS,
-                )
-                .map_err(|e| Outcome::reject(StatusCode::UNAUTHORIZED, e.code(), e.to_string()))
-            }
-        }
-    }
-}
-
-fn duplicate(status: Status, data: Option<String>) -> Outcome {
-    match (status, data) {
-        (Status::Completed, Some(event_id)) => Outcome {
-            status: StatusCode::OK,
-            body: json!({ "event_id": event_id, "duplicate": true }),
-            label: "duplicate",
-            event_id: EventId::try_from(event_id).ok(),
-            retry_after: false,
-        },
-        _ => Outcome::reject(
-            StatusCode::CONFLICT,
-            "duplicate_in_progress",
-            "this webhook id is being processed right now; retry later",
-        ),
+        self.ports
+            .events
+            .send(&[text])
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -1,3 +1,4 @@
 //! The ingest function: API Gateway webhooks in, verified events on the events queue out.
 
 pub mod handler;
+pub mod request;

@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
-use ingest::handler::Ingest;
+use ingest::handler::{Ingest, Ports};
 use lambda_http::{Error, Request, service_fn};
-use switchboard_shared::aws::{self, DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
+use switchboard_shared::aws::{
+    self, DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue,
+};
 use switchboard_shared::config::IngestConfig;
 use switchboard_shared::integration::Integrations;
+use switchboard_shared::metrics::Metrics;
 use switchboard_shared::secrets::SecretsCache;
 
 #[tokio::main]
@@ -15,19 +18,20 @@ async fn main() -> Result<(), Error> {
     let config = IngestConfig::from_env()?;
     let integrations = Arc::new(Integrations::load_dir(&config.integrations_dir)?);
     let sdk = aws::load_config().await;
-    let handler = Arc::new(Ingest::new(
-        integrations,
-        SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
-        DynamoIdempotencyStore::new(
+    let ports = Ports {
+        events: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
+        idempotency: DynamoIdempotencyStore::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             config.idempotency_table,
         ),
-        SecretsCache::new(
+        secrets: SecretsCache::new(
             SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
             config.secrets_ttl,
         ),
-        config.dedupe_ttl,
-    ));
+        archive: S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket),
+        metrics: Metrics::Stdout,
+    };
+    let handler = Arc::new(Ingest::new(integrations, ports));
     lambda_http::run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Error>(handler.handle(req).await) }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use serde_json::json;
+use switchboard_shared::archive::ArchivedEvent;
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage};
 use switchboard_shared::integration::Integrations;
-use switchboard_shared::ports::Queue;
+use switchboard_shared::ports::{Archive, Queue};
 use tracing::Instrument;
 
 /// Why one event could not be transformed.
@@ -28,24 +29,35 @@ pub enum TransformError {
         /// The engine's error.
         source: switchboard_shared::mapping::EvalError,
     },
-    /// The deliveries could not be queued.
+    /// The deliveries could not be queued, or the archived body read.
     #[error(transparent)]
-    Queue(#[from] switchboard_shared::ports::AwsError),
+    Aws(#[from] switchboard_shared::ports::AwsError),
+    /// The archived body is not a known archive record.
+    #[error("archive record `{key}` is unreadable: {source}")]
+    Archive {
+        /// The archive key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
 }
 
-/// The transform handler, generic over the deliveries queue.
+/// The transform handler, generic over the deliveries queue and the archive.
 #[derive(Debug)]
-pub struct Transform<Q> {
+pub struct Transform<Q, A> {
     integrations: Arc<Integrations>,
     deliveries: Q,
+    archive: A,
 }
 
-impl<Q: Queue> Transform<Q> {
-    /// A handler over these integrations and the deliveries queue.
-    pub fn new(integrations: Arc<Integrations>, deliveries: Q) -> Self {
+impl<Q: Queue, A: Archive> Transform<Q, A> {
+    /// A handler over these integrations, the deliveries queue and the archive (read for
+    /// bodies that travelled there).
+    pub fn new(integrations: Arc<Integrations>, deliveries: Q, archive: A) -> Self {
         Self {
             integrations,
             deliveries,
+            archive,
         }
     }
 
@@ -66,8 +78,15 @@ impl<Q: Queue> Transform<Q> {
     }
 
     async fn process(&self, message: &SqsMessage) -> Result<(), TransformError> {
-        let EventMessage::EventV1(event) =
+        let EventMessage::EventV1(mut event) =
             EventMessage::decode(message.body.as_deref().unwrap_or_default())?;
+        if let Some(key) = event.body_ref.take() {
+            // Claim check: the body was too large for the queue.
+            let bytes = self.archive.get(&key).await?;
+            let ArchivedEvent::ArchivedEventV1(record) = serde_json::from_slice(&bytes)
+                .map_err(|source| TransformError::Archive { key, source })?;
+            event.body = record.body;
+        }
         let integration = self
             .integrations
             .get(&event.integration)

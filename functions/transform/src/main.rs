@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard_shared::aws::{self, SqsQueue};
+use switchboard_shared::aws::{self, S3Archive, SqsQueue};
 use switchboard_shared::config::TransformConfig;
 use switchboard_shared::integration::Integrations;
 use transform::handler::Transform;
@@ -18,6 +18,7 @@ async fn main() -> Result<(), Error> {
     let handler = Arc::new(Transform::new(
         integrations,
         SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.deliveries_queue_url),
+        S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket),
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);

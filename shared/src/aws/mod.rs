@@ -2,10 +2,12 @@
 //! the AWS SDK.
 
 mod dynamodb;
+mod s3;
 mod secretsmanager;
 mod sqs;
 
 pub use dynamodb::DynamoIdempotencyStore;
+pub use s3::S3Archive;
 pub use secretsmanager::SecretsManagerStore;
 pub use sqs::SqsQueue;
 

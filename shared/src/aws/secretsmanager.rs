@@ -35,4 +35,24 @@ impl SecretStore for SecretsManagerStore {
                 message: format!("secret `{id}` has no string value"),
             })
     }
+
+    async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .version_stage("AWSPREVIOUS")
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.secret_string().map(SecretString::new)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(aws_error("GetSecretValue", e)),
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! A local stack per test on one shared emulator, each with its own resource names.
+//! A local stack per test on one shared emulator, each with its own resource and secret names.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use switchboard_cli::dev::{DevOptions, DevStack};
 use switchboard_cli::emulator::{Emulator, free_port};
 use switchboard_cli::resources::QueueSettings;
-use switchboard_shared::secret::{SecretString, WebhookSecret};
+use switchboard_shared::secret::SecretString;
 
 pub const SIGNING_SECRET: &str = "whsec_dGVzdC1zaWduaW5nLWtleS1mb3ItZTJl";
 pub const TOKEN: &str = "t0ken-for-the-destination";
@@ -19,15 +19,53 @@ fn emulator() -> &'static Emulator {
     EMULATOR.get_or_init(|| Emulator::start(free_port().unwrap()).expect("start the emulator"))
 }
 
-/// A running stack with one integration, `orders`, whose route `echo` posts to `destination`.
+/// A running stack. Secret ids in definitions are written `SECRET/name` and become unique to
+/// the test.
 pub struct TestStack {
     pub dev: DevStack,
     pub sqs: aws_sdk_sqs::Client,
+    pub dir: PathBuf,
+    secrets: Vec<(String, String)>,
+    /// The stack name: the prefix of every resource and secret of this test.
+    pub prefix: String,
     http: reqwest::Client,
 }
 
+/// The `orders` integration: Standard Webhooks, route `echo` to `destination` with a bearer.
+pub fn orders(destination: &str) -> String {
+    format!(
+        r#"
+source:
+  verify: standard-webhooks
+  secret: SECRET/signing
+routes:
+  - id: echo
+    map: |
+      {{ "name": name, "total": $sum(items.price) }}
+    deliver:
+      url: {destination}
+      auth: {{ type: bearer, secret: SECRET/token }}
+"#
+    )
+}
+
 impl TestStack {
+    /// The `orders` integration only.
     pub async fn start(destination: &str, queues: QueueSettings) -> Self {
+        Self::with(
+            &[("orders", orders(destination))],
+            &[("signing", SIGNING_SECRET), ("token", TOKEN)],
+            queues,
+        )
+        .await
+    }
+
+    /// These definitions (file stem, YAML) and secrets (name, value).
+    pub async fn with(
+        definitions: &[(&str, String)],
+        secrets: &[(&str, &str)],
+        queues: QueueSettings,
+    ) -> Self {
         let port: u16 = emulator()
             .endpoint()
             .rsplit(':')
@@ -36,39 +74,30 @@ impl TestStack {
             .parse()
             .unwrap();
         let id = ulid::Ulid::new().to_string().to_lowercase();
+        let prefix = format!("t{id}");
         let dir = std::env::temp_dir().join(format!("sb-it-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("orders.yaml"),
-            format!(
-                r#"
-source:
-  verify: standard-webhooks
-  secret: t{id}/signing
-routes:
-  - id: echo
-    map: |
-      {{ "name": name, "total": $sum(items.price) }}
-    deliver:
-      url: {destination}
-      auth: {{ type: bearer, secret: t{id}/token }}
-"#
-            ),
-        )
-        .unwrap();
-        let secrets: PathBuf = std::env::temp_dir().join(format!("sb-it-{id}-secrets.yaml"));
-        std::fs::write(
-            &secrets,
-            format!("t{id}/signing: {SIGNING_SECRET}\nt{id}/token: {TOKEN}\n"),
-        )
-        .unwrap();
+        for (name, yaml) in definitions {
+            let yaml = yaml.replace("SECRET/", &format!("{prefix}/"));
+            std::fs::write(dir.join(format!("{name}.yaml")), yaml).unwrap();
+        }
+        let secrets: Vec<(String, String)> = secrets
+            .iter()
+            .map(|(n, v)| (format!("{prefix}/{n}"), v.to_string()))
+            .collect();
+        let secrets_file = std::env::temp_dir().join(format!("sb-it-{id}-secrets.yaml"));
+        let yaml: String = secrets
+            .iter()
+            .map(|(n, v)| format!("{n}: {}\n", serde_json::to_string(v).unwrap()))
+            .collect();
+        std::fs::write(&secrets_file, yaml).unwrap();
         let dev = DevStack::start(DevOptions {
             port: 0,
-            integrations: dir,
-            secrets: Some(secrets),
+            integrations: dir.clone(),
+            secrets: Some(secrets_file),
             emulator_port: port,
             sink_port: None,
-            stack: format!("t{id}"),
+            stack: prefix.clone(),
             queues,
             delivery_timeout: Duration::from_secs(5),
         })
@@ -78,25 +107,74 @@ routes:
         Self {
             dev,
             sqs,
+            dir,
+            secrets,
+            prefix,
             http: reqwest::Client::new(),
         }
     }
 
-    /// Posts `body` with the given headers to the `orders` webhook URL.
-    pub async fn post(&self, headers: &[(&str, String)], body: &[u8]) -> (u16, serde_json::Value) {
+    /// The value of the test's secret `name`.
+    pub fn secret(&self, name: &str) -> SecretString {
+        let id = format!("{}/{name}", self.prefix);
+        let value = &self.secrets.iter().find(|(n, _)| *n == id).unwrap().1;
+        SecretString::new(value.clone())
+    }
+
+    /// Headers that sign `body` for `integration` as its provider would.
+    pub fn sign(
+        &self,
+        integration: &str,
+        body: &[u8],
+        content_type: &str,
+    ) -> Vec<(String, String)> {
+        let definition = switchboard_cli::send::integration(&self.dir, integration).unwrap();
+        let secret = definition.source.secret.as_ref().map(|id| {
+            let name = id.rsplit('/').next().unwrap();
+            self.secret(name)
+        });
+        switchboard_cli::send::signed_headers(
+            &definition,
+            secret.as_ref(),
+            &self.dev.webhook_url(integration),
+            body,
+            content_type,
+        )
+        .unwrap()
+    }
+
+    /// Posts `body` with `headers` to the integration's webhook URL.
+    pub async fn post(
+        &self,
+        integration: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
         let mut request = self
             .http
-            .post(self.dev.webhook_url("orders"))
+            .post(self.dev.webhook_url(integration))
             .body(body.to_vec());
         for (name, value) in headers {
-            request = request.header(*name, value);
+            request = request.header(name, value);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
+        if status == 503 || status == 409 {
+            assert!(
+                response.headers().contains_key("retry-after"),
+                "{status} without Retry-After"
+            );
+        }
         (
             status,
             response.json().await.unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// Signs and posts a JSON body.
+    pub async fn post_signed(&self, integration: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let headers = self.sign(integration, body, "application/json");
+        self.post(integration, &headers, body).await
     }
 
     /// Messages in a queue, visible or in flight.
@@ -120,6 +198,21 @@ routes:
         .sum()
     }
 
+    /// Objects in the archive bucket.
+    pub async fn archived(&self) -> Vec<String> {
+        let s3 = aws_sdk_s3::Client::new(&self.dev.sdk);
+        let out = s3
+            .list_objects_v2()
+            .bucket(&self.dev.resources.bucket)
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+
     /// Receives one message from `url`, waiting up to `timeout`.
     pub async fn receive_one(&self, url: &str, timeout: Duration) -> Option<String> {
         let started = Instant::now();
@@ -138,11 +231,6 @@ routes:
         }
         None
     }
-}
-
-/// The signing key the test integration verifies with.
-pub fn signing_key() -> WebhookSecret {
-    WebhookSecret::parse(&SecretString::new(SIGNING_SECRET)).unwrap()
 }
 
 /// Queue settings that make retries quick.

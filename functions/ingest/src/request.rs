@@ -1,0 +1,220 @@
+//! Reading a webhook request, pure: content type, body decoding, the provider event id. Every
+//! failure is a [`Rejection`] with the status and code the sender gets.
+
+use http::{HeaderMap, StatusCode};
+use sha2::{Digest, Sha256};
+use switchboard_shared::integration::Dedupe;
+use switchboard_shared::verify::Scheme;
+
+/// A request refused, with what the sender is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The stable error code.
+    pub code: &'static str,
+    /// What is wrong and why.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// How the body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// JSON.
+    Json,
+    /// `application/x-www-form-urlencoded` (Slack's slash commands and interactivity).
+    Form,
+}
+
+/// The body's encoding from its `Content-Type`. No content type is read as JSON.
+pub fn body_kind(content_type: Option<&str>, scheme: &Scheme) -> Result<BodyKind, Rejection> {
+    let Some(ct) = content_type else {
+        return Ok(BodyKind::Json);
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "" | "application/json" | "text/json" => Ok(BodyKind::Json),
+        e if e.starts_with("application/") && e.ends_with("+json") => Ok(BodyKind::Json),
+        "application/x-www-form-urlencoded" if *scheme == Scheme::Slack => Ok(BodyKind::Form),
+        _ => Err(Rejection::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "content type `{essence}` is not accepted; send application/json{}",
+                if *scheme == Scheme::Slack {
+                    " or application/x-www-form-urlencoded"
+                } else {
+                    ""
+                }
+            ),
+        )),
+    }
+}
+
+/// The body as JSON: parsed, or for a form, its `payload` field parsed (Slack interactivity)
+/// or its fields as an object (slash commands).
+pub fn decode_body(kind: BodyKind, body: &[u8]) -> Result<serde_json::Value, Rejection> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_utf8",
+            format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        )
+    })?;
+    let json = |t: &str| {
+        serde_json::from_str(t).map_err(|e| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })
+    };
+    match kind {
+        BodyKind::Json => json(text),
+        BodyKind::Form => {
+            let fields: serde_json::Map<String, serde_json::Value> =
+                url::form_urlencoded::parse(text.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+                    .collect();
+            match fields.get("payload").and_then(|p| p.as_str()) {
+                Some(payload) => json(payload),
+                None => Ok(serde_json::Value::Object(fields)),
+            }
+        }
+    }
+}
+
+/// The provider's id for one event: the configured header or expression, or the SHA-256 of
+/// `body` when that yields nothing. With a split request, `index` keeps header-based ids
+/// apart.
+pub fn dedupe_id(
+    dedupe: &Dedupe,
+    headers: &HeaderMap,
+    event: &serde_json::Value,
+    body: &[u8],
+    index: Option<usize>,
+) -> String {
+    let found = match dedupe {
+        Dedupe::Header(name) => headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(|v| match index {
+                Some(i) => format!("{v}#{i}"),
+                None => v.to_string(),
+            }),
+        Dedupe::Expression(m) => match m.evaluate(event, &[]) {
+            Ok(Some(serde_json::Value::String(s))) if !s.is_empty() => Some(s),
+            Ok(Some(serde_json::Value::Number(n))) => Some(n.to_string()),
+            _ => None,
+        },
+        Dedupe::BodyHash => None,
+    };
+    found.unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use switchboard_shared::mapping::{Limits, Mapping};
+
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        let ok = |ct, scheme: &Scheme| body_kind(ct, scheme);
+        assert_eq!(ok(None, &Scheme::Github), Ok(BodyKind::Json));
+        assert_eq!(
+            ok(Some("application/json; charset=utf-8"), &Scheme::Github),
+            Ok(BodyKind::Json)
+        );
+        assert_eq!(
+            ok(Some("application/cloudevents+json"), &Scheme::Github),
+            Ok(BodyKind::Json)
+        );
+        assert_eq!(
+            ok(Some("application/x-www-form-urlencoded"), &Scheme::Slack),
+            Ok(BodyKind::Form)
+        );
+        for (ct, scheme) in [
+            ("application/x-www-form-urlencoded", Scheme::Github),
+            ("text/xml", Scheme::Slack),
+            ("multipart/form-data; boundary=x", Scheme::Stripe),
+        ] {
+            let r = ok(Some(ct), &scheme).unwrap_err();
+            assert_eq!((r.status.as_u16(), r.code), (415, "unsupported_media_type"));
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        assert_eq!(
+            decode_body(BodyKind::Json, br#"{"a":1}"#),
+            Ok(json!({"a": 1}))
+        );
+        let r = decode_body(BodyKind::Json, b"{").unwrap_err();
+        assert_eq!((r.status.as_u16(), r.code), (400, "invalid_json"));
+        let r = decode_body(BodyKind::Json, b"\"\xff\"").unwrap_err();
+        assert_eq!((r.status.as_u16(), r.code), (400, "invalid_utf8"));
+        assert_eq!(
+            decode_body(BodyKind::Form, b"command=%2Fdeploy&text=now+please"),
+            Ok(json!({"command": "/deploy", "text": "now please"}))
+        );
+        assert_eq!(
+            decode_body(
+                BodyKind::Form,
+                b"payload=%7B%22type%22%3A%22block_actions%22%7D"
+            ),
+            Ok(json!({"type": "block_actions"}))
+        );
+    }
+
+    #[test]
+    fn dedupe_ids() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-github-delivery", "d-1".parse().unwrap());
+        let header = Dedupe::Header("x-github-delivery".into());
+        assert_eq!(dedupe_id(&header, &headers, &json!({}), b"{}", None), "d-1");
+        assert_eq!(
+            dedupe_id(&header, &headers, &json!({}), b"{}", Some(2)),
+            "d-1#2"
+        );
+        let expr = Dedupe::Expression(Mapping::parse("eventId", Limits::default()).unwrap());
+        assert_eq!(
+            dedupe_id(&expr, &headers, &json!({"eventId": 42}), b"", None),
+            "42"
+        );
+        let hashed = dedupe_id(&expr, &headers, &json!({}), b"abc", None);
+        assert_eq!(
+            hashed,
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            dedupe_id(
+                &Dedupe::BodyHash,
+                &HeaderMap::new(),
+                &json!({}),
+                b"abc",
+                None
+            ),
+            hashed
+        );
+    }
+}

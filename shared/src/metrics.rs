@@ -1,0 +1,94 @@
+//! Metrics in CloudWatch Embedded Metric Format: one JSON line per request on stdout, which
+//! CloudWatch turns into metrics without an API call.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+/// Where metric lines go.
+#[derive(Debug, Clone, Default)]
+pub enum Metrics {
+    /// Standard output (in Lambda: CloudWatch Logs, which extracts the metrics).
+    #[default]
+    Stdout,
+    /// Kept in memory (tests, the local stack).
+    Memory(Arc<Mutex<Vec<serde_json::Value>>>),
+    /// Dropped.
+    Off,
+}
+
+/// The namespace every Switchboard metric is in.
+pub const NAMESPACE: &str = "Switchboard";
+
+impl Metrics {
+    /// One ingest request: counted by integration and outcome, and by outcome and reason;
+    /// its latency recorded.
+    pub fn webhook(&self, integration: &str, outcome: &str, reason: &str, latency_ms: f64) {
+        self.emit(json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Integration", "Outcome"], ["Outcome", "Reason"]],
+                    "Metrics": [
+                        { "Name": "Webhooks", "Unit": "Count" },
+                        { "Name": "Latency", "Unit": "Milliseconds" }
+                    ]
+                }]
+            },
+            "Integration": integration,
+            "Outcome": outcome,
+            "Reason": reason,
+            "Webhooks": 1,
+            "Latency": latency_ms,
+        }));
+    }
+
+    fn emit(&self, line: serde_json::Value) {
+        match self {
+            Metrics::Stdout => println!("{line}"),
+            Metrics::Memory(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
+            Metrics::Off => {}
+        }
+    }
+
+    /// The lines kept so far (`Memory` only).
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        match self {
+            Metrics::Memory(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// How many webhooks were counted with this outcome and reason (`Memory` only).
+    pub fn count(&self, outcome: &str, reason: &str) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| l["Outcome"] == outcome && l["Reason"] == reason)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_embedded_metric_format() {
+        let m = Metrics::Memory(Arc::default());
+        m.webhook("shop", "rejected", "invalid_signature", 1.5);
+        let line = &m.lines()[0];
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        // Every dimension and metric named in the directive is a top-level member.
+        for set in directive["Dimensions"].as_array().unwrap() {
+            for d in set.as_array().unwrap() {
+                assert!(line.get(d.as_str().unwrap()).is_some(), "{d}");
+            }
+        }
+        for metric in directive["Metrics"].as_array().unwrap() {
+            assert!(line[metric["Name"].as_str().unwrap()].is_number());
+        }
+        assert_eq!(m.count("rejected", "invalid_signature"), 1);
+    }
+}
