@@ -34,8 +34,20 @@ pub struct ArchivedEventV1 {
     pub headers: BTreeMap<String, String>,
     /// The bytes received, exactly (ingest refuses bodies that are not UTF-8).
     pub raw_body: String,
-    /// The event's JSON body as transform maps it (one element, when the request was split).
-    pub body: serde_json::Value,
+    /// The event's JSON body as transform maps it, when it is not simply `raw_body` parsed:
+    /// one element of a split request, or a form body read as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+}
+
+impl ArchivedEventV1 {
+    /// The JSON body transform maps.
+    pub fn event_body(&self) -> Result<serde_json::Value, serde_json::Error> {
+        match &self.body {
+            Some(body) => Ok(body.clone()),
+            None => serde_json::from_str(&self.raw_body),
+        }
+    }
 }
 
 /// The archive key of an event.

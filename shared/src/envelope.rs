@@ -8,18 +8,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::EventId;
 
-/// What ingest puts on the events queue.
+/// What ingest puts on the events queue. The body type is a parameter so ingest can write the
+/// JSON it received verbatim (`&RawValue`) while transform reads it as a `Value`: one wire format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
-pub enum EventMessage {
+pub enum EventMessage<B = serde_json::Value> {
     /// Version 1.
-    EventV1(EventV1),
+    EventV1(EventV1<B>),
 }
 
 /// An accepted webhook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EventV1 {
+pub struct EventV1<B = serde_json::Value> {
     /// The id ingest gave it.
     pub event_id: EventId,
     /// The integration it arrived for.
@@ -28,8 +29,8 @@ pub struct EventV1 {
     pub received_at: DateTime<Utc>,
     /// The request's headers, lower-cased, less credentials and signatures.
     pub headers: BTreeMap<String, String>,
-    /// The parsed JSON body (`null` when it travels in the archive: see `body_ref`).
-    pub body: serde_json::Value,
+    /// The JSON body (`null` when it travels in the archive: see `body_ref`).
+    pub body: B,
     /// The archive key holding the body, when it was too large for a queue message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_ref: Option<String>,
@@ -66,7 +67,7 @@ pub struct DecodeError {
     source: serde_json::Error,
 }
 
-impl EventMessage {
+impl EventMessage<serde_json::Value> {
     /// Reads a message from a queue body.
     pub fn decode(body: &str) -> Result<Self, DecodeError> {
         serde_json::from_str(body).map_err(|source| DecodeError {
@@ -114,6 +115,27 @@ mod tests {
         let text = serde_json::to_string(&msg).unwrap();
         assert!(text.starts_with(r#"{"type":"EventV1""#), "{text}");
         assert_eq!(EventMessage::decode(&text).unwrap(), msg);
+    }
+
+    #[test]
+    fn a_raw_body_is_written_verbatim_and_read_back_as_a_value() {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(r#"{"b": [1, 2.5], "a": "x"}"#).unwrap();
+        let msg = EventMessage::EventV1(EventV1 {
+            event_id: EventId::new(),
+            integration: "example".into(),
+            received_at: Utc::now(),
+            headers: BTreeMap::new(),
+            body: raw,
+            body_ref: None,
+        });
+        let text = serde_json::to_string(&msg).unwrap();
+        assert!(
+            text.contains(r#""body":{"b": [1, 2.5], "a": "x"}"#),
+            "{text}"
+        );
+        let EventMessage::EventV1(read) = EventMessage::decode(&text).unwrap();
+        assert_eq!(read.body, serde_json::json!({"a": "x", "b": [1, 2.5]}));
     }
 
     #[test]

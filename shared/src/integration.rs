@@ -541,6 +541,7 @@ fn valid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::{Algorithm, Encoding};
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);
@@ -655,6 +656,92 @@ routes:
             let file = write(&dir, "b.yaml", &text);
             let e = load_file(&file).unwrap_err();
             assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    fn with_source(dir: &Path, source: &str) -> Result<Integration, DefinitionError> {
+        let routes =
+            "routes:\n  - id: r\n    map: $\n    deliver:\n      url: https://example.com/\n";
+        let file = write(dir, "s.yaml", &format!("source:\n{source}{routes}"));
+        load_file(&file)
+    }
+
+    #[test]
+    fn every_scheme_and_its_options_load() {
+        let dir = tempdir("schemes");
+        for (verify, scheme) in [
+            ("standard-webhooks", Scheme::StandardWebhooks),
+            ("stripe", Scheme::Stripe),
+            ("github", Scheme::Github),
+            ("shopify", Scheme::Shopify),
+            ("slack", Scheme::Slack),
+            ("hubspot-v3", Scheme::HubspotV3),
+        ] {
+            let i = with_source(&dir, &format!("  verify: {verify}\n  secret: s\n")).unwrap();
+            assert_eq!(i.source.scheme, scheme);
+        }
+        let i = with_source(
+            &dir,
+            "  verify: hmac\n  secret: s\n  tolerance: 2m\n  dedupe_ttl: 1d\n  max_body_bytes: 2048\n  hmac:\n    header: X-Sig\n    algorithm: sha512\n    encoding: base64\n    timestamp_header: X-Ts\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(&i.source.scheme, Scheme::Hmac(h) if h.algorithm == Algorithm::Sha512 && h.encoding == Encoding::Base64)
+        );
+        assert_eq!(i.source.tolerance_secs, 120);
+        assert_eq!(i.source.dedupe_ttl, std::time::Duration::from_secs(86_400));
+        assert_eq!(i.source.max_body_bytes, 2048);
+        let i = with_source(
+            &dir,
+            "  verify: api-key\n  header: X-Api-Key\n  secret: s\n  dedupe: header.X-Request-Id\n",
+        )
+        .unwrap();
+        assert!(matches!(&i.source.dedupe, Dedupe::Header(h) if h == "x-request-id"));
+        let i = with_source(
+            &dir,
+            "  verify: none\n  allow_unsigned: true\n  split: items\n  dedupe: order.id\n",
+        )
+        .unwrap();
+        assert!(i.source.split.is_some());
+        assert!(matches!(i.source.dedupe, Dedupe::Expression(_)));
+        let i = with_source(&dir, "  verify: stripe\n  secret: s\n").unwrap();
+        assert!(
+            matches!(i.source.dedupe, Dedupe::Expression(_)),
+            "Stripe's event id by default"
+        );
+    }
+
+    #[test]
+    fn source_mistakes_name_the_field() {
+        let dir = tempdir("source-errors");
+        for (source, field) in [
+            ("  verify: none\n", "source.allow_unsigned"),
+            ("  verify: github\n", "source.secret"),
+            (
+                "  verify: github\n  secret: s\n  allow_unsigned: true\n",
+                "source.allow_unsigned",
+            ),
+            ("  verify: hmac\n  secret: s\n", "source.hmac"),
+            ("  verify: api-key\n  secret: s\n", "source.header"),
+            (
+                "  verify: github\n  secret: s\n  header: x\n",
+                "source.header",
+            ),
+            (
+                "  verify: github\n  secret: s\n  tolerance: soon\n",
+                "source.tolerance",
+            ),
+            (
+                "  verify: github\n  secret: s\n  split: '[}'\n",
+                "source.split",
+            ),
+            (
+                "  verify: hmac\n  secret: s\n  hmac:\n    header: x\n    algorithm: md5\n",
+                "source.hmac.algorithm",
+            ),
+        ] {
+            let e = with_source(&dir, source).unwrap_err();
+            assert_eq!(e.field, field, "{source}: {e}");
         }
     }
 

@@ -19,7 +19,10 @@ use switchboard_shared::ports::{Archive, IdempotencyStore, Queue, SecretStore};
 use switchboard_shared::secrets::SecretsCache;
 use switchboard_shared::verify::{Scheme, SignedRequest, VerifyError, verify};
 
-use crate::request::{Rejection, body_kind, decode_body, dedupe_id};
+use serde_json::value::RawValue;
+use switchboard_shared::integration::Dedupe;
+
+use crate::request::{BodyKind, Json, Rejection, body_kind, decode_body, dedupe_id};
 
 /// How long a sender is asked to wait before retrying after a failure on our side.
 const RETRY_AFTER_SECS: u64 = 5;
@@ -163,25 +166,38 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         let kind = body_kind(content_type, &source.scheme)?;
         let now = Utc::now();
         self.verify(integration, req, body, now).await?;
-        let payload = decode_body(kind, body)?;
+        let decoded = decode_body(kind, body)?;
+        let split = source.split.is_some();
+        // A `Value` is built only when something must look inside the body; otherwise the JSON
+        // received travels on verbatim.
+        let needs_value = split
+            || kind == BodyKind::Form
+            || source.scheme == Scheme::Slack
+            || matches!(source.dedupe, Dedupe::Expression(_));
+        let value = needs_value.then(|| decoded.value());
 
-        if source.scheme == Scheme::Slack && payload["type"] == "url_verification" {
+        if let Some(v) = &value
+            && source.scheme == Scheme::Slack
+            && v["type"] == "url_verification"
+        {
             return Ok(Outcome {
                 status: StatusCode::OK,
-                body: json!({ "challenge": payload["challenge"] }),
+                body: json!({ "challenge": v["challenge"] }),
                 outcome: "challenge",
                 reason: "none",
                 event_ids: Vec::new(),
             });
         }
 
-        let split = source.split.is_some();
-        let events = match &source.split {
-            None => vec![payload],
-            Some(m) => match m.evaluate(&payload, &[]) {
+        // Each event: its JSON, and its value when one was built.
+        let events: Vec<(Json<'_>, Option<serde_json::Value>)> = match (&source.split, value) {
+            (Some(m), Some(v)) => match m.evaluate(&v, &[]) {
                 Ok(None) => Vec::new(),
-                Ok(Some(serde_json::Value::Array(items))) => items,
-                Ok(Some(one)) => vec![one],
+                Ok(Some(serde_json::Value::Array(items))) => items
+                    .into_iter()
+                    .map(|item| (Json::from_value(&item), Some(item)))
+                    .collect(),
+                Ok(Some(one)) => vec![(Json::from_value(&one), Some(one))],
                 Err(e) => {
                     return Err(Rejection::new(
                         StatusCode::BAD_REQUEST,
@@ -190,26 +206,40 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
                     ));
                 }
             },
+            (_, value) => vec![(decoded, value)],
         };
+        // The archive keeps the event's JSON beside the raw bytes only when it is not simply
+        // those bytes parsed.
+        let archive_json = split || kind == BodyKind::Form;
 
         let headers = carried_headers(req.headers());
         let mut accepted = Vec::with_capacity(events.len());
-        for (i, event) in events.into_iter().enumerate() {
+        for (i, (json, value)) in events.into_iter().enumerate() {
             let own_body = if split {
-                serde_json::to_vec(&event).unwrap_or_default()
+                json.raw().get().as_bytes()
             } else {
-                body.to_vec()
+                body
             };
             let provider_id = dedupe_id(
                 &source.dedupe,
                 req.headers(),
-                &event,
-                &own_body,
+                value.as_ref(),
+                own_body,
                 split.then_some(i),
             );
             let key = format!("ingest#{}#{provider_id}", integration.id);
+            let archived_json = if archive_json { value } else { None };
             let one = self
-                .accept(integration, req, &key, &headers, body, event, now)
+                .accept(
+                    integration,
+                    req,
+                    &key,
+                    &headers,
+                    body,
+                    json.raw(),
+                    archived_json,
+                    now,
+                )
                 .await?;
             accepted.push(one);
         }
@@ -289,7 +319,8 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         key: &str,
         headers: &BTreeMap<String, String>,
         raw_body: &[u8],
-        event: serde_json::Value,
+        event: &RawValue,
+        archived_json: Option<serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<Accepted, Rejection> {
         let expires_at = now.timestamp() + integration.source.dedupe_ttl.as_secs() as i64;
@@ -324,7 +355,15 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
 
         let event_id = EventId::new();
         if let Err(e) = self
-            .archive_and_queue(integration, &event_id, headers, raw_body, event, now)
+            .archive_and_queue(
+                integration,
+                &event_id,
+                headers,
+                raw_body,
+                event,
+                archived_json,
+                now,
+            )
             .await
         {
             tracing::error!(event_id = %event_id, error = %e, "archiving or queueing the event failed");
@@ -350,13 +389,15 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn archive_and_queue(
         &self,
         integration: &Integration,
         event_id: &EventId,
         headers: &BTreeMap<String, String>,
         raw_body: &[u8],
-        body: serde_json::Value,
+        body: &RawValue,
+        archived_json: Option<serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<(), String> {
         let key = archive::key(&integration.id, now, event_id);
@@ -366,7 +407,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             received_at: now,
             headers: headers.clone(),
             raw_body: String::from_utf8_lossy(raw_body).into_owned(),
-            body,
+            body: archived_json,
         });
         let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
         self.ports
@@ -375,19 +416,19 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             .await
             .map_err(|e| e.to_string())?;
         let ArchivedEvent::ArchivedEventV1(record) = record;
-        let mut message = EventV1 {
+        let message = EventMessage::EventV1(EventV1 {
             event_id: event_id.clone(),
             integration: integration.id.clone(),
             received_at: now,
             headers: record.headers,
-            body: record.body,
+            body,
             body_ref: None,
-        };
-        let mut text = serde_json::to_string(&EventMessage::EventV1(message.clone()))
-            .map_err(|e| e.to_string())?;
+        });
+        let mut text = serde_json::to_string(&message).map_err(|e| e.to_string())?;
         if text.len() > MAX_INLINE_MESSAGE_BYTES {
             // Claim check: the body travels in the archive.
-            message.body = serde_json::Value::Null;
+            let EventMessage::EventV1(mut message) = message;
+            message.body = null();
             message.body_ref = Some(key);
             text = serde_json::to_string(&EventMessage::EventV1(message))
                 .map_err(|e| e.to_string())?;
@@ -398,6 +439,11 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+fn null() -> &'static RawValue {
+    #[allow(clippy::expect_used)]
+    serde_json::from_str("null").expect("`null` is JSON")
 }
 
 /// The integration id: the `{integration}` path parameter, or the path's last segment under

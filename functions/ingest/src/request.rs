@@ -2,6 +2,7 @@
 //! failure is a [`Rejection`] with the status and code the sender gets.
 
 use http::{HeaderMap, StatusCode};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use switchboard_shared::integration::Dedupe;
 use switchboard_shared::verify::Scheme;
@@ -67,9 +68,41 @@ pub fn body_kind(content_type: Option<&str>, scheme: &Scheme) -> Result<BodyKind
     }
 }
 
-/// The body as JSON: parsed, or for a form, its `payload` field parsed (Slack interactivity)
-/// or its fields as an object (slash commands).
-pub fn decode_body(kind: BodyKind, body: &[u8]) -> Result<serde_json::Value, Rejection> {
+/// A body known to be valid JSON, kept as text: ingest passes JSON on verbatim and builds a
+/// `Value` only when something must look inside.
+#[derive(Debug)]
+pub enum Json<'a> {
+    /// The request body itself.
+    Borrowed(&'a RawValue),
+    /// JSON made from the body (a form) or from part of it (a split element).
+    Owned(Box<RawValue>),
+}
+
+impl Json<'_> {
+    /// The JSON text.
+    pub fn raw(&self) -> &RawValue {
+        match self {
+            Json::Borrowed(r) => r,
+            Json::Owned(r) => r,
+        }
+    }
+
+    /// The JSON as a value.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.raw().get()).unwrap_or_default()
+    }
+
+    /// JSON text for a value.
+    pub fn from_value(value: &serde_json::Value) -> Json<'static> {
+        Json::Owned(
+            serde_json::value::to_raw_value(value).unwrap_or_else(|_| Box::<RawValue>::default()),
+        )
+    }
+}
+
+/// The body as JSON, validated in one pass without building it: JSON as received, or for a
+/// form, its `payload` field (Slack interactivity) or its fields as an object (slash commands).
+pub fn decode_body(kind: BodyKind, body: &[u8]) -> Result<Json<'_>, Rejection> {
     let text = std::str::from_utf8(body).map_err(|e| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -77,37 +110,39 @@ pub fn decode_body(kind: BodyKind, body: &[u8]) -> Result<serde_json::Value, Rej
             format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to()),
         )
     })?;
-    let json = |t: &str| {
-        serde_json::from_str(t).map_err(|e| {
-            Rejection::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the body is not valid JSON: {e}"),
-            )
-        })
+    let invalid = |e: serde_json::Error| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
     };
     match kind {
-        BodyKind::Json => json(text),
+        BodyKind::Json => serde_json::from_str::<&RawValue>(text)
+            .map(Json::Borrowed)
+            .map_err(invalid),
         BodyKind::Form => {
             let fields: serde_json::Map<String, serde_json::Value> =
                 url::form_urlencoded::parse(text.as_bytes())
                     .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
                     .collect();
             match fields.get("payload").and_then(|p| p.as_str()) {
-                Some(payload) => json(payload),
-                None => Ok(serde_json::Value::Object(fields)),
+                Some(payload) => serde_json::from_str::<Box<RawValue>>(payload)
+                    .map(Json::Owned)
+                    .map_err(invalid),
+                None => Ok(Json::from_value(&serde_json::Value::Object(fields))),
             }
         }
     }
 }
 
-/// The provider's id for one event: the configured header or expression, or the SHA-256 of
-/// `body` when that yields nothing. With a split request, `index` keeps header-based ids
-/// apart.
+/// The provider's id for one event: the configured header or expression (over `event`, which
+/// the caller parses when the dedupe is an expression), or the SHA-256 of `body` when that
+/// yields nothing. With a split request, `index` keeps header-based ids apart.
 pub fn dedupe_id(
     dedupe: &Dedupe,
     headers: &HeaderMap,
-    event: &serde_json::Value,
+    event: Option<&serde_json::Value>,
     body: &[u8],
     index: Option<usize>,
 ) -> String {
@@ -120,9 +155,9 @@ pub fn dedupe_id(
                 Some(i) => format!("{v}#{i}"),
                 None => v.to_string(),
             }),
-        Dedupe::Expression(m) => match m.evaluate(event, &[]) {
-            Ok(Some(serde_json::Value::String(s))) if !s.is_empty() => Some(s),
-            Ok(Some(serde_json::Value::Number(n))) => Some(n.to_string()),
+        Dedupe::Expression(m) => match event.map(|e| m.evaluate(e, &[])) {
+            Some(Ok(Some(serde_json::Value::String(s)))) if !s.is_empty() => Some(s),
+            Some(Ok(Some(serde_json::Value::Number(n)))) => Some(n.to_string()),
             _ => None,
         },
         Dedupe::BodyHash => None,
@@ -165,20 +200,20 @@ mod tests {
 
     #[test]
     fn bodies() {
-        assert_eq!(
-            decode_body(BodyKind::Json, br#"{"a":1}"#),
-            Ok(json!({"a": 1}))
-        );
-        let r = decode_body(BodyKind::Json, b"{").unwrap_err();
+        let value = |kind, body: &[u8]| decode_body(kind, body).map(|j| j.value());
+        assert_eq!(value(BodyKind::Json, br#"{"a":1}"#), Ok(json!({"a": 1})));
+        let verbatim = decode_body(BodyKind::Json, br#" {"a": 1} "#).unwrap();
+        assert_eq!(verbatim.raw().get(), r#"{"a": 1}"#);
+        let r = value(BodyKind::Json, b"{").unwrap_err();
         assert_eq!((r.status.as_u16(), r.code), (400, "invalid_json"));
-        let r = decode_body(BodyKind::Json, b"\"\xff\"").unwrap_err();
+        let r = value(BodyKind::Json, b"\"\xff\"").unwrap_err();
         assert_eq!((r.status.as_u16(), r.code), (400, "invalid_utf8"));
         assert_eq!(
-            decode_body(BodyKind::Form, b"command=%2Fdeploy&text=now+please"),
+            value(BodyKind::Form, b"command=%2Fdeploy&text=now+please"),
             Ok(json!({"command": "/deploy", "text": "now please"}))
         );
         assert_eq!(
-            decode_body(
+            value(
                 BodyKind::Form,
                 b"payload=%7B%22type%22%3A%22block_actions%22%7D"
             ),
@@ -191,29 +226,18 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-github-delivery", "d-1".parse().unwrap());
         let header = Dedupe::Header("x-github-delivery".into());
-        assert_eq!(dedupe_id(&header, &headers, &json!({}), b"{}", None), "d-1");
-        assert_eq!(
-            dedupe_id(&header, &headers, &json!({}), b"{}", Some(2)),
-            "d-1#2"
-        );
+        assert_eq!(dedupe_id(&header, &headers, None, b"{}", None), "d-1");
+        assert_eq!(dedupe_id(&header, &headers, None, b"{}", Some(2)), "d-1#2");
         let expr = Dedupe::Expression(Mapping::parse("eventId", Limits::default()).unwrap());
-        assert_eq!(
-            dedupe_id(&expr, &headers, &json!({"eventId": 42}), b"", None),
-            "42"
-        );
-        let hashed = dedupe_id(&expr, &headers, &json!({}), b"abc", None);
+        let event = json!({"eventId": 42});
+        assert_eq!(dedupe_id(&expr, &headers, Some(&event), b"", None), "42");
+        let hashed = dedupe_id(&expr, &headers, Some(&json!({})), b"abc", None);
         assert_eq!(
             hashed,
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(
-            dedupe_id(
-                &Dedupe::BodyHash,
-                &HeaderMap::new(),
-                &json!({}),
-                b"abc",
-                None
-            ),
+            dedupe_id(&Dedupe::BodyHash, &HeaderMap::new(), None, b"abc", None),
             hashed
         );
     }

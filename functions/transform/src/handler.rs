@@ -83,9 +83,14 @@ impl<Q: Queue, A: Archive> Transform<Q, A> {
         if let Some(key) = event.body_ref.take() {
             // Claim check: the body was too large for the queue.
             let bytes = self.archive.get(&key).await?;
-            let ArchivedEvent::ArchivedEventV1(record) = serde_json::from_slice(&bytes)
+            let ArchivedEvent::ArchivedEventV1(record) =
+                serde_json::from_slice(&bytes).map_err(|source| TransformError::Archive {
+                    key: key.clone(),
+                    source,
+                })?;
+            event.body = record
+                .event_body()
                 .map_err(|source| TransformError::Archive { key, source })?;
-            event.body = record.body;
         }
         let integration = self
             .integrations
