@@ -456,3 +456,169 @@ async fn a_queue_failure_answers_503_and_releases_the_claim_so_the_retry_is_acce
     assert_eq!(got[0].body["body"]["n"], 9);
     stack.dev.shutdown().await;
 }
+
+/// Counts the calls each port makes while delegating to the real SDK adapter.
+#[derive(Clone)]
+struct Counted<P> {
+    inner: P,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+}
+
+impl<P> Counted<P> {
+    fn note(&self, what: &'static str) {
+        self.calls.lock().unwrap().push(what);
+    }
+}
+
+use switchboard_shared::idempotency::{Claim, NewClaim};
+use switchboard_shared::ports::{Archive, AwsError, IdempotencyStore, Queue, SecretStore};
+
+impl<P: Queue> Queue for Counted<P> {
+    async fn send(&self, bodies: &[String]) -> Result<(), AwsError> {
+        self.note("SendMessage");
+        self.inner.send(bodies).await
+    }
+}
+
+impl<P: IdempotencyStore> IdempotencyStore for Counted<P> {
+    async fn claim(&self, claim: &NewClaim) -> Result<Claim, AwsError> {
+        self.note("PutItem");
+        self.inner.claim(claim).await
+    }
+    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), AwsError> {
+        self.note("UpdateItem");
+        self.inner.complete(key, data, expires_at).await
+    }
+    async fn release(&self, key: &str) -> Result<(), AwsError> {
+        self.note("DeleteItem");
+        self.inner.release(key).await
+    }
+}
+
+impl<P: SecretStore> SecretStore for Counted<P> {
+    async fn get(&self, id: &str) -> Result<switchboard_shared::secret::SecretString, AwsError> {
+        self.note("GetSecretValue");
+        self.inner.get(id).await
+    }
+    async fn get_previous(
+        &self,
+        id: &str,
+    ) -> Result<Option<switchboard_shared::secret::SecretString>, AwsError> {
+        self.note("GetSecretValue");
+        self.inner.get_previous(id).await
+    }
+}
+
+impl<P: Archive> Archive for Counted<P> {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), AwsError> {
+        self.note("PutObject");
+        self.inner.put(key, body).await
+    }
+    async fn get(&self, key: &str) -> Result<Vec<u8>, AwsError> {
+        self.note("GetObject");
+        self.inner.get(key).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_requests_per_accepted_event() {
+    use switchboard_shared::aws::{
+        DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue,
+    };
+
+    let receiver = Receiver::start().await;
+    let stack = start(&receiver).await;
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sdk = &stack.dev.sdk;
+    let integrations = std::sync::Arc::new(
+        switchboard_shared::integration::Integrations::load_dir(&stack.dir).unwrap(),
+    );
+    let handler = ingest::handler::Ingest::new(
+        integrations,
+        ingest::handler::Ports {
+            events: counted(
+                &calls,
+                SqsQueue::new(
+                    aws_sdk_sqs::Client::new(sdk),
+                    &stack.dev.resources.events_url,
+                ),
+            ),
+            idempotency: counted(
+                &calls,
+                DynamoIdempotencyStore::new(
+                    aws_sdk_dynamodb::Client::new(sdk),
+                    &stack.dev.resources.table,
+                ),
+            ),
+            secrets: switchboard_shared::secrets::SecretsCache::new(
+                counted(
+                    &calls,
+                    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
+                ),
+                Duration::from_secs(300),
+            ),
+            archive: counted(
+                &calls,
+                S3Archive::new(aws_sdk_s3::Client::new(sdk), &stack.dev.resources.bucket),
+            ),
+            metrics: switchboard_shared::metrics::Metrics::Off,
+        },
+    );
+    let mut per_event = Vec::new();
+    for n in 0..3 {
+        let body = body_for("github", 100 + n);
+        let headers = stack.sign("github", &body, "application/json");
+        let mut map = http::HeaderMap::new();
+        for (k, v) in &headers {
+            map.insert(
+                http::HeaderName::try_from(k.as_str()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let event = switchboard_cli::apigw::webhook_event(
+            "POST",
+            "/webhooks/github",
+            "",
+            "github",
+            &map,
+            &body,
+            std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        );
+        calls.lock().unwrap().clear();
+        let response = handler
+            .handle(switchboard_cli::apigw::into_request(event).unwrap())
+            .await;
+        assert_eq!(response.status().as_u16(), 202);
+        per_event.push(calls.lock().unwrap().clone());
+    }
+    println!(
+        "AWS requests per accepted event: first {:?}, then {:?}",
+        per_event[0], per_event[1]
+    );
+    // First event of a container: the signing secret (current and previous) is read once.
+    assert_eq!(
+        per_event[0],
+        [
+            "GetSecretValue",
+            "GetSecretValue",
+            "PutItem",
+            "PutObject",
+            "SendMessage",
+            "UpdateItem"
+        ]
+    );
+    // Steady state: dedupe claim, archive, send, dedupe completion.
+    assert_eq!(
+        per_event[1],
+        ["PutItem", "PutObject", "SendMessage", "UpdateItem"]
+    );
+    assert_eq!(per_event[2], per_event[1]);
+    stack.dev.shutdown().await;
+}
+
+fn counted<P>(calls: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>, inner: P) -> Counted<P> {
+    Counted {
+        inner,
+        calls: calls.clone(),
+    }
+}
