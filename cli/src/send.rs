@@ -2,6 +2,7 @@
 //! secret, and posts it, so a first run needs no curl and no hand-made signature.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use switchboard_shared::integration::{Integration, Integrations};
@@ -9,12 +10,10 @@ use switchboard_shared::secret::SecretString;
 use switchboard_shared::verify::sign;
 
 /// The integration `id` in `dir`.
-pub fn integration(dir: &Path, id: &str) -> anyhow::Result<Integration> {
+pub fn integration(dir: &Path, id: &str) -> anyhow::Result<Arc<Integration>> {
     let integrations = Integrations::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     match integrations.get(id) {
-        Some(i) => {
-            switchboard_shared::integration::load_file(&i.file).map_err(|e| anyhow::anyhow!("{e}"))
-        }
+        Some(i) => Ok(Arc::clone(i)),
         None => {
             let known: Vec<&str> = integrations.iter().map(|i| i.id.as_str()).collect();
             bail!(

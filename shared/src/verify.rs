@@ -484,19 +484,18 @@ fn raw_keys(secrets: &[SecretString]) -> impl Iterator<Item = &[u8]> {
 }
 
 fn mac(key: &[u8], parts: &[&[u8]], algorithm: Algorithm) -> Vec<u8> {
-    #[allow(clippy::expect_used)]
     match algorithm {
-        Algorithm::Sha256 => {
-            let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any size");
-            parts.iter().for_each(|p| m.update(p));
-            m.finalize().into_bytes().to_vec()
-        }
-        Algorithm::Sha512 => {
-            let mut m = Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes keys of any size");
-            parts.iter().for_each(|p| m.update(p));
-            m.finalize().into_bytes().to_vec()
-        }
+        Algorithm::Sha256 => mac_with::<Hmac<Sha256>>(key, parts),
+        Algorithm::Sha512 => mac_with::<Hmac<Sha512>>(key, parts),
     }
+}
+
+fn mac_with<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    #[allow(clippy::expect_used)]
+    let mut m =
+        <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes keys of any size");
+    parts.iter().for_each(|p| m.update(p));
+    m.finalize().into_bytes().to_vec()
 }
 
 /// Constant time for equal lengths; a length difference is not secret.
