@@ -7,7 +7,7 @@ VENV   ?= .venv
 CARGO  ?= cargo
 SWITCHBOARD = $(CARGO) run --quiet --package switchboard-cli --bin switchboard --
 
-.PHONY: dev test lint venv build send events invoke watch bench clean
+.PHONY: dev test lint venv build send events invoke watch bench fuzz clean
 
 dev: venv build
 	$(SWITCHBOARD) dev --secrets dev/secrets.yaml --sink-port 3001
@@ -47,8 +47,17 @@ invoke: events
 watch: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo-lambda lambda watch --env-file events/local.env
 
-bench:
+# The budgets in BENCHMARKS.md: cold start beside hello-world, then ingest's warm path beside
+# its floor (criterion).
+bench: venv
 	$(CARGO) run --release --package switchboard-bench --bin coldstart
+	$(CARGO) bench --package switchboard-bench --bench ingest
+
+# Fuzz request parsing and verification for FUZZ_SECONDS (needs `cargo install cargo-fuzz`;
+# RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's flags).
+FUZZ_SECONDS ?= 60
+fuzz:
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run request --sanitizer none -- -max_total_time=$(FUZZ_SECONDS)
 
 clean:
 	$(CARGO) clean

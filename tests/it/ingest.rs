@@ -299,11 +299,13 @@ async fn a_hubspot_batch_is_split_and_each_event_deduped_on_its_own() {
         .to_string()
         .into_bytes()
     };
-    let (status, reply) = stack.post_signed("hubspot", &batch(&[11, 12, 13])).await;
+    // More events than ingest accepts at once (10), as HubSpot's batches of up to 100 are.
+    let first: Vec<u32> = (11..=35).collect();
+    let (status, reply) = stack.post_signed("hubspot", &batch(&first)).await;
     assert_eq!(status, 202, "{reply}");
-    assert_eq!(reply["events"].as_array().unwrap().len(), 3);
+    assert_eq!(reply["events"].as_array().unwrap().len(), 25);
     // HubSpot retries with an overlapping batch: only the new event is accepted.
-    let (status, reply) = stack.post_signed("hubspot", &batch(&[13, 14])).await;
+    let (status, reply) = stack.post_signed("hubspot", &batch(&[35, 36])).await;
     assert_eq!(status, 202, "{reply}");
     let duplicates: Vec<bool> = reply["events"]
         .as_array()
@@ -315,7 +317,7 @@ async fn a_hubspot_batch_is_split_and_each_event_deduped_on_its_own() {
     let (status, reply) = stack.post_signed("hubspot", &batch(&[11, 12])).await;
     assert_eq!(status, 200, "all duplicates: {reply}");
 
-    receiver.wait_for(4, WAIT).await;
+    receiver.wait_for(26, WAIT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut ids: Vec<i64> = receiver
         .received()
@@ -323,7 +325,7 @@ async fn a_hubspot_batch_is_split_and_each_event_deduped_on_its_own() {
         .map(|r| r.body["body"]["eventId"].as_i64().unwrap())
         .collect();
     ids.sort();
-    assert_eq!(ids, [11, 12, 13, 14]);
+    assert_eq!(ids, (11..=36).collect::<Vec<i64>>());
     stack.dev.shutdown().await;
 }
 

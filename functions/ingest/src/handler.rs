@@ -26,6 +26,8 @@ use crate::request::{BodyKind, Json, Rejection, body_kind, decode_body, dedupe_i
 
 /// How long a sender is asked to wait before retrying after a failure on our side.
 const RETRY_AFTER_SECS: u64 = 5;
+/// How many events of a split request are accepted at once.
+const CONCURRENT_EVENTS: usize = 10;
 /// The in-progress expiry used when there is no Lambda deadline (local runs).
 const DEFAULT_IN_PROGRESS: Duration = Duration::from_secs(30);
 
@@ -213,35 +215,47 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         let archive_json = split || kind == BodyKind::Form;
 
         let headers = carried_headers(req.headers());
-        let mut accepted = Vec::with_capacity(events.len());
-        for (i, (json, value)) in events.into_iter().enumerate() {
-            let own_body = if split {
-                json.raw().get().as_bytes()
-            } else {
-                body
-            };
-            let provider_id = dedupe_id(
-                &source.dedupe,
-                req.headers(),
-                value.as_ref(),
-                own_body,
-                split.then_some(i),
-            );
-            let key = format!("ingest#{}#{provider_id}", integration.id);
-            let archived_json = if archive_json { value } else { None };
-            let one = self
-                .accept(
+        // Each event: its dedupe key, then claim, archive, send, complete. A split request's
+        // events go ten at a time, so a batch of 100 fits the function's timeout.
+        let work: Vec<_> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (json, value))| {
+                let own_body = if split {
+                    json.raw().get().as_bytes().to_vec()
+                } else {
+                    body.to_vec()
+                };
+                let provider_id = dedupe_id(
+                    &source.dedupe,
+                    req.headers(),
+                    value.as_ref(),
+                    &own_body,
+                    split.then_some(i),
+                );
+                let key = format!("ingest#{}#{provider_id}", integration.id);
+                let archived_json = if archive_json { value } else { None };
+                (key, json, archived_json)
+            })
+            .collect();
+        let mut accepted = Vec::with_capacity(work.len());
+        for chunk in work.chunks(CONCURRENT_EVENTS) {
+            let results = futures::future::join_all(chunk.iter().map(|(key, json, archived)| {
+                self.accept(
                     integration,
                     req,
-                    &key,
+                    key,
                     &headers,
                     body,
                     json.raw(),
-                    archived_json,
+                    archived.clone(),
                     now,
                 )
-                .await?;
-            accepted.push(one);
+            }))
+            .await;
+            for result in results {
+                accepted.push(result?);
+            }
         }
 
         let event_ids: Vec<EventId> = accepted.iter().map(|a| a.event_id.clone()).collect();
