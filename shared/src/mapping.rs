@@ -34,8 +34,32 @@ impl Default for Limits {
 
 /// Why an expression could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(String);
+#[error("{message}")]
+pub struct ParseError {
+    message: String,
+    code: Option<&'static str>,
+}
+
+impl ParseError {
+    /// The JSONata error code (`S0201`, …).
+    pub fn code(&self) -> Option<&str> {
+        self.code.or_else(|| find_code(&self.message))
+    }
+}
+
+/// The first JSONata error code (a capital letter and four digits, standing alone) in a message.
+fn find_code(message: &str) -> Option<&str> {
+    let b = message.as_bytes();
+    (0..b.len().saturating_sub(4)).find_map(|i| {
+        let code = &b[i..i + 5];
+        let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        (boundary
+            && code[0].is_ascii_uppercase()
+            && code[1..].iter().all(u8::is_ascii_digit)
+            && b.get(i + 5).is_none_or(|c| !c.is_ascii_alphanumeric()))
+        .then(|| &message[i..i + 5])
+    })
+}
 
 /// Why an evaluation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,7 +76,8 @@ impl EvalError {
     /// The JSONata error code (`D1012`, `T2002`, …), when the error has one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            EvalError::Failed(m) => jsonata_core::evaluator::error_code_prefix(m),
+            // The code may follow a context prefix ("Signature validation failed: T0410: …").
+            EvalError::Failed(m) => find_code(m),
             EvalError::Panicked(_) => None,
         }
     }
@@ -65,10 +90,23 @@ pub struct Mapping {
     limits: Limits,
 }
 
+/// Converts the engine's value to JSON the way mappings see it (for callers of
+/// [`Mapping::evaluate_jvalue`]).
+pub fn jvalue_to_json(value: &JValue) -> serde_json::Value {
+    to_json(value)
+}
+
 impl Mapping {
     /// Parses `source` once.
     pub fn parse(source: &str, limits: Limits) -> Result<Self, ParseError> {
-        let ast = jsonata_core::parser::parse(source).map_err(|e| ParseError(e.to_string()))?;
+        let ast = jsonata_core::parser::parse(source).map_err(|e| ParseError {
+            code: match e {
+                // The engine reports this one without its JSONata code.
+                jsonata_core::parser::ParserError::UnclosedComment => Some("S0106"),
+                _ => None,
+            },
+            message: e.to_string(),
+        })?;
         Ok(Self { ast, limits })
     }
 
