@@ -268,7 +268,15 @@ async fn webhook(
     );
     let request = match crate::apigw::into_request(event) {
         Ok(r) => r,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => {
+            let body = serde_json::json!({ "error": "invalid_request", "message": e.to_string() });
+            return (
+                StatusCode::BAD_REQUEST,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
     };
     let response = ingest.handle(request).await;
     let (parts, body) = response.into_parts();

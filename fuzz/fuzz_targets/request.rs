@@ -45,8 +45,14 @@ fuzz_target!(|data: &[u8]| {
     // 1. The event parser, on text that may or may not be an event.
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(event) = serde_json::from_str::<LambdaRequest>(text) {
-            let request: http::Request<lambda_http::Body> = event.into();
-            let _ = request.uri().to_string();
+            // lambda_http 1.3 panics on a host that is not a URL authority (this target's first
+            // finding, guarded in `switchboard dev`); step over it to keep fuzzing the rest.
+            let converted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                http::Request::<lambda_http::Body>::from(event)
+            }));
+            if let Ok(request) = converted {
+                let _ = request.uri().to_string();
+            }
         }
     }
 
