@@ -624,3 +624,51 @@ fn counted<P>(calls: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>, inner
         calls: calls.clone(),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_rotation_the_previous_and_the_current_secret_both_verify() {
+    let receiver = Receiver::start().await;
+    let stack = start(&receiver).await;
+    let body = body_for("github", 21);
+    // Signed with the secret as it was before the rotation.
+    let old = stack.sign("github", &body, "application/json");
+    // A new version becomes AWSCURRENT; the old one is now AWSPREVIOUS.
+    let secret_id = format!("{}/github", stack.prefix);
+    aws_sdk_secretsmanager::Client::new(&stack.dev.sdk)
+        .put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string("github-secret-after-rotation")
+        .send()
+        .await
+        .unwrap();
+    let (status, reply) = stack.post("github", &old, &body).await;
+    assert_eq!(status, 202, "the previous secret still verifies: {reply}");
+
+    let definition = switchboard_cli::send::integration(&stack.dir, "github").unwrap();
+    let body = body_for("github", 22);
+    let mut new = sign(
+        &definition.source.scheme,
+        &switchboard_shared::secret::SecretString::new("github-secret-after-rotation"),
+        "POST",
+        &stack.dev.webhook_url("github"),
+        &body,
+        "d-22",
+        chrono::Utc::now().timestamp(),
+    )
+    .unwrap();
+    new.push(("content-type".into(), "application/json".into()));
+    let (status, reply) = stack.post("github", &new, &body).await;
+    assert_eq!(status, 202, "the current secret verifies: {reply}");
+
+    // A secret that was never one of them does not.
+    let mut other = new.clone();
+    other.retain(|(n, _)| n != "x-hub-signature-256");
+    other.push((
+        "x-hub-signature-256".into(),
+        format!("sha256={}", "ab".repeat(32)),
+    ));
+    let (status, _) = stack.post("github", &other, &body).await;
+    assert_eq!(status, 401);
+    receiver.wait_for(2, WAIT).await;
+    stack.dev.shutdown().await;
+}
