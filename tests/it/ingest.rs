@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard_shared::verify::{Scheme, sign};
+use switchboard_shared::verify::Scheme;
 
 use crate::utils::receiver::Receiver;
 use crate::utils::stack::{FAST, TestStack};
@@ -153,20 +153,12 @@ async fn every_bad_input_class_gets_its_answer_and_nothing_is_queued() {
 
         // Wrong secret.
         let definition = switchboard_cli::send::integration(&stack.dir, name).unwrap();
-        let wrong = sign(
-            &definition.source.scheme,
-            &switchboard_shared::secret::SecretString::new(if name == "std" {
-                "whsec_d3Jvbmc="
-            } else {
-                "wrong"
-            }),
-            "POST",
-            &stack.dev.webhook_url(name),
-            &body,
-            "msg_wrong",
-            chrono::Utc::now().timestamp(),
-        )
-        .unwrap();
+        let wrong_key = if name == "std" {
+            "whsec_d3Jvbmc="
+        } else {
+            "wrong"
+        };
+        let wrong = stack.sign_with(name, wrong_key, &body, 0);
         let (status, reply) = stack.post(name, &wrong, &body).await;
         assert_eq!(
             (status, reply["error"].as_str()),
@@ -199,18 +191,7 @@ async fn every_bad_input_class_gets_its_answer_and_nothing_is_queued() {
                 | Scheme::HubspotV3
                 | Scheme::Hmac(_)
         ) {
-            let secret = stack.secret(name);
-            let mut stale = sign(
-                &definition.source.scheme,
-                &secret,
-                "POST",
-                &stack.dev.webhook_url(name),
-                &body,
-                "msg_stale",
-                chrono::Utc::now().timestamp() - 600,
-            )
-            .unwrap();
-            stale.push(("content-type".into(), "application/json".into()));
+            let stale = stack.sign_with(name, stack.secret(name).expose(), &body, 600);
             let (status, reply) = stack.post(name, &stale, &body).await;
             assert_eq!(
                 (status, reply["error"].as_str()),
@@ -644,19 +625,8 @@ async fn during_a_rotation_the_previous_and_the_current_secret_both_verify() {
     let (status, reply) = stack.post("github", &old, &body).await;
     assert_eq!(status, 202, "the previous secret still verifies: {reply}");
 
-    let definition = switchboard_cli::send::integration(&stack.dir, "github").unwrap();
     let body = body_for("github", 22);
-    let mut new = sign(
-        &definition.source.scheme,
-        &switchboard_shared::secret::SecretString::new("github-secret-after-rotation"),
-        "POST",
-        &stack.dev.webhook_url("github"),
-        &body,
-        "d-22",
-        chrono::Utc::now().timestamp(),
-    )
-    .unwrap();
-    new.push(("content-type".into(), "application/json".into()));
+    let new = stack.sign_with("github", "github-secret-after-rotation", &body, 0);
     let (status, reply) = stack.post("github", &new, &body).await;
     assert_eq!(status, 202, "the current secret verifies: {reply}");
 

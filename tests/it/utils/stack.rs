@@ -143,6 +143,30 @@ impl TestStack {
         .unwrap()
     }
 
+    /// Headers that sign a JSON `body` for `integration` as its provider would, but with
+    /// `secret` and `age_secs` seconds ago: for wrong-secret, stale and rotation cases.
+    pub fn sign_with(
+        &self,
+        integration: &str,
+        secret: &str,
+        body: &[u8],
+        age_secs: i64,
+    ) -> Vec<(String, String)> {
+        let definition = switchboard_cli::send::integration(&self.dir, integration).unwrap();
+        let mut headers = switchboard_shared::verify::sign(
+            &definition.source.scheme,
+            &SecretString::new(secret),
+            "POST",
+            &self.dev.webhook_url(integration),
+            body,
+            &format!("msg_{}", ulid::Ulid::new()),
+            chrono::Utc::now().timestamp() - age_secs,
+        )
+        .unwrap();
+        headers.push(("content-type".into(), "application/json".into()));
+        headers
+    }
+
     /// Posts `body` with `headers` to the integration's webhook URL.
     pub async fn post(
         &self,
