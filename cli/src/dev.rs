@@ -25,7 +25,7 @@ use switchboard_shared::secrets::{DEFAULT_TTL, SecretsCache};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use transform::handler::Transform;
+use transform::handler::{Ports as TransformPorts, Transform};
 
 use crate::emulator::Emulator;
 use crate::esm::EventSourceMapping;
@@ -153,9 +153,15 @@ impl DevStack {
         ));
         let transform = Arc::new(Transform::new(
             Arc::clone(&integrations),
-            SqsQueue::new(sqs.clone(), &resources.deliveries_url),
-            archive,
-        ));
+            TransformPorts {
+                deliveries: SqsQueue::new(sqs.clone(), &resources.deliveries_url),
+                dead_letters: SqsQueue::new(sqs.clone(), &resources.events_dlq_url),
+                archive,
+                secrets: secrets(),
+                metrics: metrics.clone(),
+            },
+            options.queues.max_receive_count,
+        )?);
         let deliver = Arc::new(Deliver::new(
             Arc::clone(&integrations),
             secrets(),

@@ -78,15 +78,33 @@ pub struct TransformConfig {
     pub deliveries_queue_url: String,
     /// The archive bucket, where large bodies wait (`ARCHIVE_BUCKET`).
     pub archive_bucket: String,
+    /// The events DLQ, where permanent failures go at once (`EVENTS_DLQ_URL`).
+    pub events_dlq_url: String,
+    /// The events queue's maxReceiveCount (`EVENTS_MAX_RECEIVE_COUNT`, default 5): a retryable
+    /// failure on that receive is dead-lettered with its reason.
+    pub max_receive_count: u32,
+    /// How long a secret value is cached (`SECRETS_TTL_SECS`, default 300).
+    pub secrets_ttl: Duration,
 }
 
 impl TransformConfig {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
+        let name = "EVENTS_MAX_RECEIVE_COUNT";
+        let max_receive_count = match std::env::var(name) {
+            Err(_) => 5,
+            Ok(v) => v.parse::<u32>().map_err(|_| ConfigError {
+                name,
+                problem: format!("`{v}` is not a whole number"),
+            })?,
+        };
         Ok(Self {
             integrations_dir: integrations_dir(),
             deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
             archive_bucket: required("ARCHIVE_BUCKET")?,
+            events_dlq_url: required("EVENTS_DLQ_URL")?,
+            max_receive_count,
+            secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
         })
     }
 }

@@ -34,6 +34,10 @@ pub struct EventV1<B = serde_json::Value> {
     /// The archive key holding the body, when it was too large for a queue message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_ref: Option<String>,
+    /// Only these routes run (set on a dead-lettered event, so a redrive re-runs the route that
+    /// failed and not the ones already delivered); every route when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<String>>,
 }
 
 /// What transform puts on the deliveries queue: one per route.
@@ -56,6 +60,16 @@ pub struct DeliveryV1 {
     pub route: String,
     /// The JSON body to send.
     pub body: serde_json::Value,
+    /// The HTTP method when the route's mapping chose one (`map_request`); POST otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The path (and query) on the route's host when the mapping chose one; the route's URL
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Extra request headers the mapping chose.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// A message body that is not a known, well-formed message.
@@ -111,6 +125,7 @@ mod tests {
             headers: BTreeMap::new(),
             body: serde_json::json!({"a": 1}),
             body_ref: None,
+            routes: None,
         });
         let text = serde_json::to_string(&msg).unwrap();
         assert!(text.starts_with(r#"{"type":"EventV1""#), "{text}");
@@ -128,6 +143,7 @@ mod tests {
             headers: BTreeMap::new(),
             body: raw,
             body_ref: None,
+            routes: None,
         });
         let text = serde_json::to_string(&msg).unwrap();
         assert!(

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
+use crate::contract::Contract;
 use crate::mapping::{Limits, Mapping};
+use crate::url_template::UrlTemplate;
 use crate::verify::{Algorithm, DEFAULT_TOLERANCE_SECS, Encoding, HmacScheme, Scheme};
 
 /// The request body limit when an integration sets none (1 MiB).
@@ -26,8 +28,38 @@ pub struct Integration {
     pub file: PathBuf,
     /// How its webhooks are received: verification, dedupe, split, limits.
     pub source: Source,
+    /// API calls made before mapping, in order; each result is bound as `$enriched.<name>`.
+    pub enrich: Vec<EnrichStep>,
     /// Where each event goes.
     pub routes: Vec<Route>,
+}
+
+/// The longest an enrichment call may take when its step sets no `timeout`.
+pub const DEFAULT_ENRICH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One enrichment call: the webhook says "something changed", the API says what.
+#[derive(Debug)]
+pub struct EnrichStep {
+    /// The result is bound as `$enriched.<name>`.
+    pub name: String,
+    /// The URL, filled from the event (placeholders only in the path and query).
+    pub url: UrlTemplate,
+    /// How the call authenticates.
+    pub auth: Auth,
+    /// The longest the call may take.
+    pub timeout: std::time::Duration,
+    /// What a 404 means.
+    pub on_missing: OnMissing,
+}
+
+/// What an enrichment step does when the record is not there (404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMissing {
+    /// Nothing to do for this event: no route runs, nothing is delivered.
+    Skip,
+    /// The event goes to the events DLQ with reason `enrich_not_found`.
+    Fail,
 }
 
 /// How an integration's webhooks are received.
@@ -66,8 +98,14 @@ pub enum Dedupe {
 pub struct Route {
     /// Unique within the integration.
     pub id: String,
-    /// The mapping from the event body to the request body.
+    /// A predicate: when it is not true, the route skips the event.
+    pub when: Option<Mapping>,
+    /// The mapping from the event to the request body (or, with `map_request`, the request).
     pub mapping: Mapping,
+    /// The mapping yields `{"body", "headers", "method", "path"}` rather than a body.
+    pub map_request: bool,
+    /// The JSON Schema the body must satisfy to go out.
+    pub contract: Option<Contract>,
     /// Where and how the mapped request is sent.
     pub deliver: Deliver,
 }
@@ -92,6 +130,18 @@ pub enum Auth {
         /// Secrets Manager secret id.
         secret: String,
     },
+    /// The key in a header of the destination's choosing (`X-Shopify-Access-Token`).
+    ApiKey {
+        /// The header.
+        header: String,
+        /// Secrets Manager secret id of the key.
+        secret: String,
+    },
+    /// HTTP Basic; the secret holds `user:password` or `{"username": .., "password": ..}`.
+    Basic {
+        /// Secrets Manager secret id.
+        secret: String,
+    },
 }
 
 impl Auth {
@@ -99,7 +149,19 @@ impl Auth {
     pub fn secret(&self) -> Option<&str> {
         match self {
             Auth::None => None,
-            Auth::Bearer { secret } => Some(secret),
+            Auth::Bearer { secret } | Auth::ApiKey { secret, .. } | Auth::Basic { secret } => {
+                Some(secret)
+            }
+        }
+    }
+
+    /// Checks what serde cannot: a header name that HTTP accepts.
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            Auth::ApiKey { header, .. } => http::HeaderName::from_bytes(header.as_bytes())
+                .map(|_| ())
+                .map_err(|_| format!("`{header}` is not a valid header name")),
+            Auth::None | Auth::Bearer { .. } | Auth::Basic { .. } => Ok(()),
         }
     }
 }
@@ -130,7 +192,25 @@ impl fmt::Display for DefinitionError {
 struct IntegrationFile {
     id: Option<String>,
     source: SourceFile,
+    #[serde(default)]
+    enrich: Vec<EnrichFile>,
     routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrichFile {
+    name: String,
+    url: String,
+    #[serde(default = "no_auth")]
+    auth: Auth,
+    timeout: Option<DurationText>,
+    #[serde(default = "fail")]
+    on_missing: OnMissing,
+}
+
+fn fail() -> OnMissing {
+    OnMissing::Fail
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,8 +300,20 @@ impl DurationText {
 #[serde(deny_unknown_fields)]
 struct RouteFile {
     id: String,
+    when: Option<String>,
     map: String,
+    #[serde(default)]
+    map_request: bool,
+    contract: Option<ContractFile>,
     deliver: DeliverFile,
+}
+
+/// A contract: the path of a JSON Schema file beside the definition, or the schema inline.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ContractFile {
+    Path(String),
+    Inline(serde_json::Value),
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,18 +335,32 @@ pub struct Integrations {
 }
 
 impl Integrations {
-    /// Loads every `*.yaml` / `*.yml` file directly in `dir`.
+    /// Loads every `*.yaml` / `*.yml` file directly in `dir`; the first error stops it.
     pub fn load_dir(dir: &Path) -> Result<Self, DefinitionError> {
-        let whole = |message: String| DefinitionError {
-            file: dir.to_path_buf(),
-            field: String::new(),
-            message,
+        let (all, errors) = Self::load_dir_all(dir);
+        match errors.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(all),
+        }
+    }
+
+    /// Loads every definition in `dir` that is valid, and lists what is wrong with the others
+    /// (for `switchboard check`, which reports everything at once).
+    pub fn load_dir_all(dir: &Path) -> (Self, Vec<DefinitionError>) {
+        let mut errors = Vec::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                errors.push(DefinitionError {
+                    file: dir.to_path_buf(),
+                    field: String::new(),
+                    message: format!(
+                        "cannot read the integrations directory ({e}); pass --integrations DIR or set INTEGRATIONS_DIR"
+                    ),
+                });
+                return (Self::default(), errors);
+            }
         };
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            whole(format!(
-                "cannot read the integrations directory ({e}); pass --integrations DIR or set INTEGRATIONS_DIR"
-            ))
-        })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -264,12 +370,17 @@ impl Integrations {
             })
             .collect();
         files.sort();
-        let mut by_id = BTreeMap::new();
+        let mut by_id: BTreeMap<String, Arc<Integration>> = BTreeMap::new();
         for file in files {
-            let integration = load_file(&file)?;
+            let integration = match load_file(&file) {
+                Ok(integration) => integration,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             if let Some(previous) = by_id.get(&integration.id) {
-                let previous: &Arc<Integration> = previous;
-                return Err(DefinitionError {
+                errors.push(DefinitionError {
                     file: file.clone(),
                     field: "id".into(),
                     message: format!(
@@ -278,10 +389,11 @@ impl Integrations {
                         previous.file.display()
                     ),
                 });
+                continue;
             }
             by_id.insert(integration.id.clone(), Arc::new(integration));
         }
-        Ok(Self { by_id })
+        (Self { by_id }, errors)
     }
 
     /// The integration with this id.
@@ -341,6 +453,39 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
         return Err(err("routes", "at least one route is needed".into()));
     }
     let dir = file.parent().unwrap_or(Path::new("."));
+    let mut enrich: Vec<EnrichStep> = Vec::with_capacity(def.enrich.len());
+    for (i, step) in def.enrich.into_iter().enumerate() {
+        let at = |f: &str| format!("enrich[{i}].{f}");
+        if !valid_id(&step.name) || step.name.contains('-') {
+            return Err(err(
+                &at("name"),
+                format!(
+                    "`{}` is not a valid step name: use a-z, 0-9 and '_' (it is read as $enriched.{})",
+                    step.name, step.name
+                ),
+            ));
+        }
+        if enrich.iter().any(|other| other.name == step.name) {
+            return Err(err(
+                &at("name"),
+                format!("step name `{}` is used twice", step.name),
+            ));
+        }
+        let url = UrlTemplate::parse(&step.url).map_err(|m| err(&at("url"), m))?;
+        step.auth.validate().map_err(|m| err(&at("auth"), m))?;
+        let timeout = match step.timeout {
+            Some(t) => t.parse().map_err(|m| err(&at("timeout"), m))?,
+            None => DEFAULT_ENRICH_TIMEOUT,
+        };
+        enrich.push(EnrichStep {
+            name: step.name,
+            url,
+            auth: step.auth,
+            timeout,
+            on_missing: step.on_missing,
+        });
+    }
+
     let mut routes: Vec<Route> = Vec::with_capacity(def.routes.len());
     for (i, r) in def.routes.into_iter().enumerate() {
         let at = |f: &str| format!("routes[{i}].{f}");
@@ -353,28 +498,46 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
         if routes.iter().any(|other| other.id == r.id) {
             return Err(err(&at("id"), format!("route id `{}` is used twice", r.id)));
         }
-        let source = mapping_source(dir, &r.map).map_err(|m| err(&at("map"), m))?;
-        let mapping = Mapping::parse(&source, Limits::default()).map_err(|e| {
-            err(
-                &at("map"),
-                format!("the JSONata expression does not parse: {e}"),
-            )
-        })?;
+        let route_err = |f: &str, m: String| err(&at(f), format!("route `{}`: {m}", r.id));
+        let expression = |f: &str, text: &str| {
+            Mapping::parse(text, Limits::default())
+                .map_err(|e| route_err(f, format!("the JSONata expression does not parse: {e}")))
+        };
+        let when = r
+            .when
+            .as_deref()
+            .map(|w| expression("when", w))
+            .transpose()?;
+        let source = mapping_source(dir, &r.map).map_err(|m| route_err("map", m))?;
+        let mapping = expression("map", &source)?;
+        let contract = r
+            .contract
+            .as_ref()
+            .map(|c| contract(dir, c))
+            .transpose()
+            .map_err(|m| route_err("contract", m))?;
         let url = Url::parse(&r.deliver.url).map_err(|e| {
-            err(
-                &at("deliver.url"),
+            route_err(
+                "deliver.url",
                 format!("`{}` is not a URL: {e}", r.deliver.url),
             )
         })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(err(
-                &at("deliver.url"),
-                "the URL must be http or https".into(),
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(route_err(
+                "deliver.url",
+                "the URL must be http or https, with a host".into(),
             ));
         }
+        r.deliver
+            .auth
+            .validate()
+            .map_err(|m| route_err("deliver.auth", m))?;
         routes.push(Route {
-            id: r.id,
+            id: r.id.clone(),
+            when,
             mapping,
+            map_request: r.map_request,
+            contract,
             deliver: Deliver {
                 url,
                 auth: r.deliver.auth,
@@ -386,8 +549,24 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
         id,
         file: file.to_path_buf(),
         source,
+        enrich,
         routes,
     })
+}
+
+/// Compiles a route's contract: inline, or a JSON (or YAML) schema file beside the definition.
+fn contract(dir: &Path, def: &ContractFile) -> Result<Contract, String> {
+    match def {
+        ContractFile::Inline(schema) => Contract::compile(schema),
+        ContractFile::Path(path) => {
+            let full = dir.join(path);
+            let text = std::fs::read_to_string(&full)
+                .map_err(|e| format!("cannot read schema file {}: {e}", full.display()))?;
+            let schema: serde_json::Value = serde_norway::from_str(&text)
+                .map_err(|e| format!("schema file {} is not JSON: {e}", full.display()))?;
+            Contract::compile(&schema).map_err(|m| format!("{}: {m}", full.display()))
+        }
+    }
 }
 
 fn source(def: SourceFile) -> Result<Source, (String, String)> {

@@ -44,6 +44,26 @@ impl Metrics {
         }));
     }
 
+    /// One transform outcome for an event, or for one of its routes (`route` empty for the
+    /// event as a whole): counted by integration and outcome, and by outcome and reason.
+    pub fn transform(&self, integration: &str, route: &str, outcome: &str, reason: &str) {
+        self.emit(json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Integration", "Outcome"], ["Outcome", "Reason"]],
+                    "Metrics": [{ "Name": "Transforms", "Unit": "Count" }]
+                }]
+            },
+            "Integration": integration,
+            "Route": route,
+            "Outcome": outcome,
+            "Reason": reason,
+            "Transforms": 1,
+        }));
+    }
+
     fn emit(&self, line: serde_json::Value) {
         match self {
             Metrics::Stdout => println!("{line}"),
@@ -60,7 +80,7 @@ impl Metrics {
         }
     }
 
-    /// How many webhooks were counted with this outcome and reason (`Memory` only).
+    /// How many lines were counted with this outcome and reason (`Memory` only).
     pub fn count(&self, outcome: &str, reason: &str) -> usize {
         self.lines()
             .iter()

@@ -22,6 +22,34 @@ pub trait Queue: Send + Sync {
     fn send(&self, bodies: &[String]) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
+/// Why a message was dead-lettered, carried as SQS message attributes so an operator can
+/// filter and redrive by reason without opening bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message body (what a redrive puts back on the source queue).
+    pub body: String,
+    /// A stable, machine-readable reason (`contract_violation`, `mapping_error`, ...).
+    pub reason: &'static str,
+    /// What went wrong, for a human; never a secret or a body.
+    pub message: String,
+    /// The integration.
+    pub integration: String,
+    /// The route at fault, when one is.
+    pub route: Option<String>,
+    /// The event.
+    pub event_id: String,
+    /// How many times the message had been received.
+    pub attempts: u32,
+}
+
+/// A dead-letter queue we write to ourselves (permanent failures do not wait for
+/// maxReceiveCount).
+pub trait DeadLetterQueue: Send + Sync {
+    /// Sends one dead letter with its reason attributes.
+    fn dead_letter(&self, letter: &DeadLetter)
+    -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
 /// The idempotency table.
 pub trait IdempotencyStore: Send + Sync {
     /// Takes the key unless a live record holds it (one conditional put).

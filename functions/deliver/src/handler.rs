@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
-use switchboard_shared::integration::{Auth, Integrations};
+use switchboard_shared::http;
+use switchboard_shared::integration::Integrations;
 use switchboard_shared::ports::SecretStore;
 use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
@@ -27,9 +28,9 @@ pub enum DeliverError {
         /// The route.
         route: String,
     },
-    /// The route's credential could not be read.
+    /// The route's credential could not be read or applied.
     #[error(transparent)]
-    Secret(#[from] switchboard_shared::ports::AwsError),
+    Auth(#[from] http::AuthError),
     /// The request did not get an answer (connect error, timeout, dropped connection).
     #[error("request failed: {0}")]
     Transport(String),
@@ -53,13 +54,7 @@ impl<K: SecretStore> Deliver<K> {
         secrets: SecretsCache<K>,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = http::client(timeout)?;
         Ok(Self {
             integrations,
             http,
@@ -119,21 +114,36 @@ impl<K: SecretStore> Deliver<K> {
                 integration: task.integration.clone(),
                 route: task.route.clone(),
             })?;
-        let mut request = self
-            .http
-            .post(route.deliver.url.clone())
+        let mut url = route.deliver.url.clone();
+        if let Some(path) = &task.path {
+            // The mapping chose the path; scheme, host and port stay the definition's.
+            let (path, query) = match path.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (path.as_str(), None),
+            };
+            url.set_path(path);
+            url.set_query(query);
+        }
+        let method = match task.method.as_deref() {
+            Some(m) => reqwest::Method::from_bytes(m.as_bytes())
+                .map_err(|_| DeliverError::Transport(format!("method `{m}` is not valid")))?,
+            None => reqwest::Method::POST,
+        };
+        let mut request = self.http.request(method, url);
+        for (name, value) in &task.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
             .header(
                 "idempotency-key",
                 format!("{}:{}", task.event_id, task.route),
             )
             .json(&task.body);
-        if let Auth::Bearer { secret } = &route.deliver.auth {
-            request = request.bearer_auth(self.secrets.get(secret).await?.expose());
-        }
+        let request = http::authorize(request, &route.deliver.auth, &self.secrets).await?;
         let response = request
             .send()
             .await
-            .map_err(|e| DeliverError::Transport(transport_error(&e)))?;
+            .map_err(|e| DeliverError::Transport(http::transport_error(&e)))?;
         let status = response.status().as_u16();
         if matches!(status, 401 | 403)
             && let Some(secret) = route.deliver.auth.secret()
@@ -146,45 +156,5 @@ impl<K: SecretStore> Deliver<K> {
         } else {
             Err(DeliverError::Status(status))
         }
-    }
-}
-
-/// TLS for destinations: the Mozilla root store compiled into the binary (no scan of the
-/// system's certificate directory at cold start), HTTP/1.1.
-fn tls_config() -> rustls::ClientConfig {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-    .unwrap_or_else(|_| {
-        // The default provider always supports the default versions.
-        rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    })
-}
-
-/// A transport error's kind, without the URL's query or anything the destination sent.
-fn transport_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection refused or unreachable"
-    } else if e.is_body() || e.is_decode() {
-        "connection dropped mid-response"
-    } else {
-        "connection error"
-    };
-    match e.url() {
-        Some(url) => format!(
-            "{kind} ({}{})",
-            url.host_str().unwrap_or_default(),
-            url.path()
-        ),
-        None => kind.to_string(),
     }
 }

@@ -437,6 +437,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             headers: record.headers,
             body,
             body_ref: None,
+            routes: None,
         });
         let mut text = serde_json::to_string(&message).map_err(|e| e.to_string())?;
         if text.len() > MAX_INLINE_MESSAGE_BYTES {

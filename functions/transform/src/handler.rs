@@ -1,64 +1,99 @@
-//! Handler for a batch from the events queue: map every event for each of its routes and queue
-//! the deliveries, reporting failed items so SQS retries only those.
+//! Handler for a batch from the events queue. Per event: enrich, then per route `when`, map,
+//! request shape, contract; the requests go to the deliveries queue in one batch call.
+//!
+//! What cannot succeed on a retry (a malformed message, an unknown integration, a mapping error,
+//! a contract violation, a missing record) goes to the events DLQ at once with its reason as
+//! message attributes; a route's failure dead-letters the event for that route only (the
+//! message names it, so a redrive re-runs just that route). What may succeed later (an API
+//! answering 503, AWS throttling) is reported as a batch item failure so SQS retries it, and on
+//! the queue's last receive it is dead-lettered with its reason instead of silently by the
+//! redrive policy.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use serde_json::json;
+use serde_json::{Value, json};
 use switchboard_shared::archive::ArchivedEvent;
-use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage};
+use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
 use switchboard_shared::integration::Integrations;
-use switchboard_shared::ports::{Archive, Queue};
+use switchboard_shared::metrics::Metrics;
+use switchboard_shared::ports::{Archive, DeadLetter, DeadLetterQueue, Queue, SecretStore};
+use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
 
-/// Why one event could not be transformed.
-#[derive(Debug, thiserror::Error)]
-pub enum TransformError {
-    /// The message is not a known event message.
-    #[error(transparent)]
-    Decode(#[from] switchboard_shared::envelope::DecodeError),
-    /// The event names an integration that is not deployed.
-    #[error("integration `{0}` is not defined here")]
-    UnknownIntegration(String),
-    /// A route's mapping failed.
-    #[error("route `{route}`: mapping failed: {source}")]
-    Mapping {
-        /// The route.
-        route: String,
-        /// The engine's error.
-        source: switchboard_shared::mapping::EvalError,
-    },
-    /// The deliveries could not be queued, or the archived body read.
-    #[error(transparent)]
-    Aws(#[from] switchboard_shared::ports::AwsError),
-    /// The archived body is not a known archive record.
-    #[error("archive record `{key}` is unreadable: {source}")]
-    Archive {
-        /// The archive key.
-        key: String,
-        /// Why.
-        source: serde_json::Error,
-    },
+use crate::enrich::{EnrichError, Enricher};
+use crate::pipeline::{RouteOutcome, run_route};
+
+/// The ports transform uses.
+#[derive(Debug)]
+pub struct Ports<Q, D, A, K> {
+    /// The deliveries queue.
+    pub deliveries: Q,
+    /// The events DLQ.
+    pub dead_letters: D,
+    /// The archive (read for bodies that travelled there).
+    pub archive: A,
+    /// Credentials for enrichment calls.
+    pub secrets: SecretsCache<K>,
+    /// Where metrics go.
+    pub metrics: Metrics,
 }
 
-/// The transform handler, generic over the deliveries queue and the archive.
+/// Why an event did not complete here.
 #[derive(Debug)]
-pub struct Transform<Q, A> {
+enum Failure {
+    /// May succeed later: SQS retries it.
+    Retry {
+        reason: &'static str,
+        message: String,
+    },
+    /// Cannot succeed: the events DLQ, now.
+    Permanent {
+        reason: &'static str,
+        message: String,
+    },
+    /// An enrichment step found no record and says to skip the event.
+    Skip { step: String },
+}
+
+/// What the routes made of an event.
+#[derive(Debug, Default)]
+struct Report {
+    queued: Vec<String>,
+    rejected: Vec<(String, crate::pipeline::Rejection)>,
+}
+
+/// The transform handler.
+#[derive(Debug)]
+pub struct Transform<Q, D, A, K> {
     integrations: Arc<Integrations>,
     deliveries: Q,
+    dead_letters: D,
     archive: A,
+    metrics: Metrics,
+    enricher: Enricher<K>,
+    max_receive_count: u32,
 }
 
-impl<Q: Queue, A: Archive> Transform<Q, A> {
-    /// A handler over these integrations, the deliveries queue and the archive (read for
-    /// bodies that travelled there).
-    pub fn new(integrations: Arc<Integrations>, deliveries: Q, archive: A) -> Self {
-        Self {
+impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A, K> {
+    /// A handler over these integrations and ports. `max_receive_count` is the events queue's
+    /// redrive setting: a retryable failure on that receive is dead-lettered with its reason.
+    pub fn new(
+        integrations: Arc<Integrations>,
+        ports: Ports<Q, D, A, K>,
+        max_receive_count: u32,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
             integrations,
-            deliveries,
-            archive,
-        }
+            deliveries: ports.deliveries,
+            dead_letters: ports.dead_letters,
+            archive: ports.archive,
+            metrics: ports.metrics,
+            enricher: Enricher::new(ports.secrets)?,
+            max_receive_count,
+        })
     }
 
     /// Processes a batch; the response lists the messages to retry.
@@ -77,57 +112,229 @@ impl<Q: Queue, A: Archive> Transform<Q, A> {
         response
     }
 
-    async fn process(&self, message: &SqsMessage) -> Result<(), TransformError> {
-        let EventMessage::EventV1(mut event) =
-            EventMessage::decode(message.body.as_deref().unwrap_or_default())?;
-        if let Some(key) = event.body_ref.take() {
-            // Claim check: the body was too large for the queue.
-            let bytes = self.archive.get(&key).await?;
-            let ArchivedEvent::ArchivedEventV1(record) =
-                serde_json::from_slice(&bytes).map_err(|source| TransformError::Archive {
-                    key: key.clone(),
-                    source,
-                })?;
-            event.body = record
-                .event_body()
-                .map_err(|source| TransformError::Archive { key, source })?;
+    /// Ok when the message is done with (transformed, skipped or dead-lettered); Err when SQS
+    /// should hand it back.
+    async fn process(&self, message: &SqsMessage) -> Result<(), String> {
+        let text = message.body.as_deref().unwrap_or_default();
+        let attempts = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1);
+        let event = match EventMessage::decode(text) {
+            Ok(EventMessage::EventV1(event)) => event,
+            Err(e) => {
+                let letter = DeadLetter {
+                    body: text.to_string(),
+                    reason: "malformed_message",
+                    message: e.to_string(),
+                    integration: String::new(),
+                    route: None,
+                    event_id: String::new(),
+                    attempts,
+                };
+                return self.dead_letter(&letter).await;
+            }
+        };
+        let letter = |reason, message: String, route: Option<String>, body: String| DeadLetter {
+            body,
+            reason,
+            message,
+            integration: event.integration.clone(),
+            route,
+            event_id: event.event_id.to_string(),
+            attempts,
+        };
+        match self.run(&event).await {
+            Ok(report) => {
+                for (route, rejection) in report.rejected {
+                    // The event again, for this route only: a redrive re-runs just it.
+                    let mut scoped = event.clone();
+                    scoped.routes = Some(vec![route.clone()]);
+                    let body = serde_json::to_string(&EventMessage::EventV1(scoped))
+                        .map_err(|e| e.to_string())?;
+                    self.dead_letter(&letter(
+                        rejection.reason,
+                        rejection.message,
+                        Some(route.clone()),
+                        body,
+                    ))
+                    .await?;
+                    self.metrics.transform(
+                        &event.integration,
+                        &route,
+                        "dead_lettered",
+                        rejection.reason,
+                    );
+                }
+                tracing::info!(
+                    event_id = %event.event_id,
+                    integration = %event.integration,
+                    deliveries = report.queued.len(),
+                    routes = ?report.queued,
+                    "transformed"
+                );
+                Ok(())
+            }
+            Err(Failure::Skip { step }) => {
+                tracing::info!(event_id = %event.event_id, step = %step, "enrichment found no record; event skipped");
+                self.metrics
+                    .transform(&event.integration, "", "skipped", "enrich_not_found");
+                Ok(())
+            }
+            Err(Failure::Permanent { reason, message }) => {
+                self.dead_letter(&letter(reason, message, None, text.to_string()))
+                    .await?;
+                self.metrics
+                    .transform(&event.integration, "", "dead_lettered", reason);
+                Ok(())
+            }
+            Err(Failure::Retry { reason, message }) if attempts >= self.max_receive_count => {
+                let message = format!("{message} (gave up after {attempts} attempts)");
+                self.dead_letter(&letter(reason, message, None, text.to_string()))
+                    .await?;
+                self.metrics
+                    .transform(&event.integration, "", "dead_lettered", reason);
+                Ok(())
+            }
+            Err(Failure::Retry { reason, message }) => {
+                self.metrics
+                    .transform(&event.integration, "", "retried", reason);
+                Err(message)
+            }
         }
-        let integration = self
-            .integrations
-            .get(&event.integration)
-            .ok_or_else(|| TransformError::UnknownIntegration(event.integration.clone()))?;
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), String> {
+        tracing::warn!(
+            event_id = %letter.event_id,
+            integration = %letter.integration,
+            route = letter.route.as_deref(),
+            reason = letter.reason,
+            message = %letter.message,
+            "event dead-lettered"
+        );
+        self.dead_letters
+            .dead_letter(letter)
+            .await
+            .map_err(|e| format!("could not dead-letter ({}): {e}", letter.reason))
+    }
+
+    async fn run(&self, event: &EventV1) -> Result<Report, Failure> {
+        let integration =
+            self.integrations
+                .get(&event.integration)
+                .ok_or_else(|| Failure::Permanent {
+                    reason: "unknown_integration",
+                    message: format!("integration `{}` is not defined here", event.integration),
+                })?;
+        if let Some(routes) = &event.routes
+            && let Some(unknown) = routes
+                .iter()
+                .find(|r| !integration.routes.iter().any(|d| &d.id == *r))
+        {
+            return Err(Failure::Permanent {
+                reason: "unknown_route",
+                message: format!(
+                    "route `{unknown}` is not defined in integration `{}`",
+                    integration.id
+                ),
+            });
+        }
+        let body = self.body(event).await?;
         let headers = serde_json::to_value(&event.headers).unwrap_or_default();
         let meta = json!({
             "id": event.event_id,
             "integration": event.integration,
             "received_at": event.received_at,
         });
-        let mut bodies = Vec::with_capacity(integration.routes.len());
+        let enriched = self
+            .enricher
+            .run(&integration.enrich, &body, &headers, &meta)
+            .await
+            .map_err(|e| match e {
+                EnrichError::Retryable { .. } => Failure::Retry {
+                    reason: "enrich_unavailable",
+                    message: e.to_string(),
+                },
+                EnrichError::Permanent { reason, .. } => Failure::Permanent {
+                    reason,
+                    message: e.to_string(),
+                },
+                EnrichError::Skip { step } => Failure::Skip { step },
+            })?;
+        let bindings = [
+            ("headers", &headers),
+            ("event", &meta),
+            ("enriched", &enriched),
+        ];
+
+        let mut report = Report::default();
+        let mut tasks = Vec::with_capacity(integration.routes.len());
         for route in &integration.routes {
-            let mapped = route
-                .mapping
-                .evaluate(&event.body, &[("headers", &headers), ("event", &meta)])
-                .map_err(|source| TransformError::Mapping {
-                    route: route.id.clone(),
-                    source,
-                })?;
-            let Some(body) = mapped else {
-                tracing::info!(event_id = %event.event_id, route = %route.id, "mapping produced nothing; route skipped");
+            if event
+                .routes
+                .as_ref()
+                .is_some_and(|only| !only.contains(&route.id))
+            {
                 continue;
-            };
-            let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
-                event_id: event.event_id.clone(),
-                integration: integration.id.clone(),
-                route: route.id.clone(),
-                body,
-            });
-            #[allow(clippy::expect_used)]
-            bodies.push(serde_json::to_string(&task).expect("JSON values always serialize"));
+            }
+            match run_route(route, &body, &bindings) {
+                RouteOutcome::Deliver(request) => {
+                    let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
+                        event_id: event.event_id.clone(),
+                        integration: integration.id.clone(),
+                        route: route.id.clone(),
+                        body: request.body,
+                        method: request.method,
+                        path: request.path,
+                        headers: request.headers,
+                    });
+                    #[allow(clippy::expect_used)]
+                    tasks.push(serde_json::to_string(&task).expect("JSON values always serialize"));
+                    report.queued.push(route.id.clone());
+                }
+                RouteOutcome::Skipped(skip) => {
+                    tracing::info!(event_id = %event.event_id, route = %route.id, reason = skip.reason(), "route skipped");
+                    self.metrics
+                        .transform(&integration.id, &route.id, "skipped", skip.reason());
+                }
+                RouteOutcome::Rejected(rejection) => {
+                    report.rejected.push((route.id.clone(), rejection));
+                }
+            }
         }
-        if !bodies.is_empty() {
-            self.deliveries.send(&bodies).await?;
+        if !tasks.is_empty() {
+            self.deliveries
+                .send(&tasks)
+                .await
+                .map_err(|e| Failure::Retry {
+                    reason: "queue_unavailable",
+                    message: e.to_string(),
+                })?;
+            for route in &report.queued {
+                self.metrics
+                    .transform(&integration.id, route, "queued", "mapped");
+            }
         }
-        tracing::info!(event_id = %event.event_id, deliveries = bodies.len(), "transformed");
-        Ok(())
+        Ok(report)
+    }
+
+    /// The event's body, from the archive when it travelled there (claim check).
+    async fn body<'e>(&self, event: &'e EventV1) -> Result<Cow<'e, Value>, Failure> {
+        let Some(key) = &event.body_ref else {
+            return Ok(Cow::Borrowed(&event.body));
+        };
+        let bytes = self.archive.get(key).await.map_err(|e| Failure::Retry {
+            reason: "archive_unavailable",
+            message: e.to_string(),
+        })?;
+        let unreadable = |e: serde_json::Error| Failure::Permanent {
+            reason: "archive_unreadable",
+            message: format!("archive record `{key}` is unreadable: {e}"),
+        };
+        let ArchivedEvent::ArchivedEventV1(record) =
+            serde_json::from_slice(&bytes).map_err(unreadable)?;
+        record.event_body().map(Cow::Owned).map_err(unreadable)
     }
 }

@@ -1,3 +1,6 @@
-//! The transform function: events in, one mapped delivery task per route out.
+//! The transform function: events in; enrichment, filters, mappings and contracts per route;
+//! one delivery task per route out, or the events DLQ with the reason.
 
+pub mod enrich;
 pub mod handler;
+pub mod pipeline;

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard_shared::aws::{self, S3Archive, SqsQueue};
+use switchboard_shared::aws::{self, S3Archive, SecretsManagerStore, SqsQueue};
 use switchboard_shared::config::TransformConfig;
 use switchboard_shared::integration::Integrations;
-use transform::handler::Transform;
+use switchboard_shared::metrics::Metrics;
+use switchboard_shared::secrets::SecretsCache;
+use transform::handler::{Ports, Transform};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,11 +17,21 @@ async fn main() -> Result<(), Error> {
     let config = TransformConfig::from_env()?;
     let integrations = Arc::new(Integrations::load_dir(&config.integrations_dir)?);
     let sdk = aws::load_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let handler = Arc::new(Transform::new(
         integrations,
-        SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.deliveries_queue_url),
-        S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket),
-    ));
+        Ports {
+            deliveries: SqsQueue::new(sqs.clone(), config.deliveries_queue_url),
+            dead_letters: SqsQueue::new(sqs, config.events_dlq_url),
+            archive: S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket),
+            secrets: SecretsCache::new(
+                SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+                config.secrets_ttl,
+            ),
+            metrics: Metrics::Stdout,
+        },
+        config.max_receive_count,
+    )?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Error>(handler.handle(event).await) }

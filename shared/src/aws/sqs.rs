@@ -1,10 +1,13 @@
 //! [`Queue`] over Amazon SQS.
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::aws_error;
-use crate::ports::{AwsError, Queue};
+use crate::ports::{AwsError, DeadLetter, DeadLetterQueue, Queue};
+
+/// SQS caps a message (body and attributes) at 256 KiB; a reason needs far less.
+const MAX_REASON_MESSAGE_CHARS: usize = 1024;
 
 /// One SQS queue, by URL.
 #[derive(Debug, Clone)]
@@ -68,6 +71,49 @@ impl Queue for SqsQueue {
                 });
             }
         }
+        Ok(())
+    }
+}
+
+impl DeadLetterQueue for SqsQueue {
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), AwsError> {
+        let attribute = |data_type: &str, value: &str| {
+            MessageAttributeValue::builder()
+                .data_type(data_type)
+                .string_value(value)
+                .build()
+                .map_err(|e| aws_error("SendMessage", e))
+        };
+        let message: String = letter
+            .message
+            .chars()
+            .take(MAX_REASON_MESSAGE_CHARS)
+            .collect();
+        let failed_at = chrono::Utc::now().to_rfc3339();
+        let attempts = letter.attempts.to_string();
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(&letter.body)
+            .message_attributes("attempts", attribute("Number", &attempts)?);
+        // SQS refuses empty attribute values: what is unknown is left out.
+        for (name, value) in [
+            ("reason", letter.reason),
+            ("message", message.as_str()),
+            ("integration", letter.integration.as_str()),
+            ("event_id", letter.event_id.as_str()),
+            ("route", letter.route.as_deref().unwrap_or_default()),
+            ("failed_at", failed_at.as_str()),
+        ] {
+            if !value.is_empty() {
+                request = request.message_attributes(name, attribute("String", value)?);
+            }
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| aws_error("SendMessage", e))?;
         Ok(())
     }
 }

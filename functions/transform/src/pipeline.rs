@@ -1,0 +1,321 @@
+//! The pure part of transform: what one route makes of one event (skip, a request, or a
+//! rejection with its reason). The handler and `switchboard check` both run it, so a fixture
+//! proves exactly what the deployed function will do.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use switchboard_shared::contract;
+use switchboard_shared::integration::Route;
+
+/// What a route makes of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteOutcome {
+    /// A request to queue for delivery.
+    Deliver(Request),
+    /// Nothing for this route.
+    Skipped(Skip),
+    /// A permanent failure: the event goes to the events DLQ for this route.
+    Rejected(Rejection),
+}
+
+/// Why a route skipped an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The route's `when` was not true.
+    When,
+    /// The mapping produced nothing (JSONata's undefined).
+    NothingMapped,
+}
+
+impl Skip {
+    /// The reason as metrics and logs name it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Skip::When => "when_false",
+            Skip::NothingMapped => "nothing_mapped",
+        }
+    }
+}
+
+/// A permanent failure, with a stable reason code and a message (no body, no secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// `when_error`, `mapping_error`, `invalid_request`, `contract_violation`.
+    pub reason: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The request a route's mapping asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The JSON body.
+    pub body: Value,
+    /// The method, when the mapping chose one.
+    pub method: Option<String>,
+    /// The path and query on the route's host, when the mapping chose one.
+    pub path: Option<String>,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Request {
+    /// The request as a fixture states it: the body for a plain route, the
+    /// `{"body", "headers", "method", "path"}` object (what was set) for a `map_request` route.
+    pub fn to_fixture(&self, map_request: bool) -> Value {
+        if !map_request {
+            return self.body.clone();
+        }
+        let mut out = serde_json::Map::new();
+        out.insert("body".into(), self.body.clone());
+        if let Some(m) = &self.method {
+            out.insert("method".into(), Value::String(m.clone()));
+        }
+        if let Some(p) = &self.path {
+            out.insert("path".into(), Value::String(p.clone()));
+        }
+        if !self.headers.is_empty() {
+            out.insert(
+                "headers".into(),
+                Value::Object(
+                    self.headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect(),
+                ),
+            );
+        }
+        Value::Object(out)
+    }
+}
+
+/// Methods a mapping may choose.
+const METHODS: [&str; 5] = ["POST", "PUT", "PATCH", "DELETE", "GET"];
+
+/// Headers a mapping may not set: the transport's, and the credentials the definition owns.
+fn reserved_header(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "authorization"
+            | "proxy-authorization"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "te"
+            | "upgrade"
+            | "idempotency-key"
+            | "content-type"
+    ) || name.starts_with("webhook-")
+}
+
+/// Runs a route: `when`, the mapping, the request shape, the contract.
+pub fn run_route(route: &Route, input: &Value, bindings: &[(&str, &Value)]) -> RouteOutcome {
+    let reject = |reason, message: String| RouteOutcome::Rejected(Rejection { reason, message });
+    if let Some(when) = &route.when {
+        match when.evaluate(input, bindings) {
+            Ok(Some(Value::Bool(true))) => {}
+            Ok(Some(Value::Bool(false)) | None) => return RouteOutcome::Skipped(Skip::When),
+            Ok(Some(other)) => {
+                return reject(
+                    "when_error",
+                    format!(
+                        "`when` must yield true or false, it yielded a {}",
+                        type_name(&other)
+                    ),
+                );
+            }
+            Err(e) => return reject("when_error", format!("`when` failed: {e}")),
+        }
+    }
+    let mapped = match route.mapping.evaluate(input, bindings) {
+        Ok(Some(v)) => v,
+        Ok(None) => return RouteOutcome::Skipped(Skip::NothingMapped),
+        Err(e) => return reject("mapping_error", e.to_string()),
+    };
+    let request = if route.map_request {
+        match request_from(mapped) {
+            Ok(r) => r,
+            Err(m) => return reject("invalid_request", m),
+        }
+    } else {
+        Request {
+            body: mapped,
+            method: None,
+            path: None,
+            headers: BTreeMap::new(),
+        }
+    };
+    if let Some(contract) = &route.contract {
+        let violations = contract.violations(&request.body);
+        if !violations.is_empty() {
+            return reject(
+                "contract_violation",
+                format!(
+                    "{} violation(s) of the route's contract: {}",
+                    violations.len(),
+                    contract::describe(&violations)
+                ),
+            );
+        }
+    }
+    RouteOutcome::Deliver(request)
+}
+
+/// Reads a `map_request` result: `{"body": .., "headers": {..}, "method": .., "path": ..}`.
+pub fn request_from(mapped: Value) -> Result<Request, String> {
+    let Value::Object(mut o) = mapped else {
+        return Err(format!(
+            "with map_request the mapping must yield an object {{body, headers, method, path}}, it yielded a {}",
+            type_name(&mapped)
+        ));
+    };
+    if let Some(key) = o
+        .keys()
+        .find(|k| !matches!(k.as_str(), "body" | "headers" | "method" | "path"))
+    {
+        return Err(format!(
+            "unknown request key `{key}`: expected body, headers, method, path"
+        ));
+    }
+    let method = match o.remove("method") {
+        None => None,
+        Some(Value::String(m)) => {
+            let upper = m.to_ascii_uppercase();
+            if !METHODS.contains(&upper.as_str()) {
+                return Err(format!("method `{m}` is not one of {}", METHODS.join(", ")));
+            }
+            Some(upper)
+        }
+        Some(other) => {
+            return Err(format!(
+                "method must be a string, not a {}",
+                type_name(&other)
+            ));
+        }
+    };
+    let path = match o.remove("path") {
+        None => None,
+        Some(Value::String(p)) => {
+            if !p.starts_with('/')
+                || p.starts_with("//")
+                || p.contains(['\\', '#'])
+                || p.chars().any(char::is_control)
+            {
+                return Err(
+                    "path must start with a single `/` and hold no `\\`, `#` or control characters (the host comes from the definition)".into(),
+                );
+            }
+            Some(p)
+        }
+        Some(other) => {
+            return Err(format!(
+                "path must be a string, not a {}",
+                type_name(&other)
+            ));
+        }
+    };
+    let mut headers = BTreeMap::new();
+    match o.remove("headers") {
+        None => {}
+        Some(Value::Object(h)) => {
+            for (name, value) in h {
+                let lower = name.to_ascii_lowercase();
+                if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                    return Err(format!("`{name}` is not a valid header name"));
+                }
+                if reserved_header(&lower) {
+                    return Err(format!(
+                        "header `{name}` is set by Switchboard or the definition, not by a mapping"
+                    ));
+                }
+                let value = match value {
+                    Value::String(s) => s,
+                    v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
+                    other => {
+                        return Err(format!(
+                            "header `{name}` must be a string, not a {}",
+                            type_name(&other)
+                        ));
+                    }
+                };
+                if http::HeaderValue::from_str(&value).is_err() {
+                    return Err(format!("header `{name}` has a value HTTP cannot carry"));
+                }
+                headers.insert(lower, value);
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "headers must be an object, not a {}",
+                type_name(&other)
+            ));
+        }
+    }
+    let body = o.remove("body").unwrap_or(Value::Null);
+    Ok(Request {
+        body,
+        method,
+        path,
+        headers,
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_request_object_is_read_and_checked() {
+        let r = request_from(json!({
+            "body": {"a": 1},
+            "method": "put",
+            "path": "/v1/orders/7?x=1",
+            "headers": {"X-Priority": "high", "X-Count": 2}
+        }))
+        .unwrap();
+        assert_eq!(r.method.as_deref(), Some("PUT"));
+        assert_eq!(r.path.as_deref(), Some("/v1/orders/7?x=1"));
+        assert_eq!(r.headers["x-priority"], "high");
+        assert_eq!(r.headers["x-count"], "2");
+        assert_eq!(r.body, json!({"a": 1}));
+
+        for (bad, says) in [
+            (json!([1]), "must yield an object"),
+            (
+                json!({"body": 1, "url": "https://evil.example"}),
+                "unknown request key `url`",
+            ),
+            (json!({"path": "//evil.example/x"}), "single `/`"),
+            (json!({"path": "https://evil.example/x"}), "single `/`"),
+            (json!({"method": "CONNECT"}), "not one of"),
+            (
+                json!({"headers": {"Host": "evil.example"}}),
+                "set by Switchboard",
+            ),
+            (
+                json!({"headers": {"Authorization": "Bearer x"}}),
+                "set by Switchboard",
+            ),
+            (json!({"headers": {"x": {"a": 1}}}), "must be a string"),
+            (json!({"headers": {"x": "a\nb"}}), "cannot carry"),
+        ] {
+            let e = request_from(bad.clone()).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}
