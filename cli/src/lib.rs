@@ -2,6 +2,7 @@
 //! the same pipeline a developer runs.
 
 pub mod apigw;
+pub mod check;
 pub mod dev;
 pub mod emulator;
 pub mod esm;

@@ -73,6 +73,12 @@ enum Command {
         #[arg(long, default_value = "application/json")]
         content_type: String,
     },
+    /// Validate every definition and run its fixtures (contract tests); non-zero on a failure.
+    Check {
+        /// Directory of integration definitions (fixtures in DIR/fixtures/<integration>/<case>/).
+        #[arg(default_value = "integrations")]
+        dir: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -95,6 +101,15 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Check { dir } => {
+            let report = switchboard_cli::check::check(&dir);
+            print!("{}", report.render());
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Dev {
             port,
             integrations,

@@ -1,0 +1,411 @@
+//! `switchboard check [DIR]`: contract tests for integration definitions, run before deploy.
+//!
+//! 1. Every definition in `DIR` loads exactly as the functions load it at cold start (keys,
+//!    expressions, URL templates, schemas, referenced files); every error is listed with its
+//!    file and field, not just the first.
+//! 2. Every fixture `DIR/fixtures/<integration>/<case>/` runs through the code transform runs
+//!    (`when`, mapping, request shape, contract): `input.json` is the event body, `headers.json`
+//!    its headers, `enriched.json` each enrich step's API answer (`null` for a 404). Each route
+//!    has one expectation in `expected/`: `<route>.json` (the request: the body, or for a
+//!    `map_request` route the `{body, headers, method, path}` object), `<route>.skip`, or
+//!    `<route>.rejected` (holding the reason code, e.g. `contract_violation`). A mismatch prints
+//!    a diff.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use switchboard_shared::integration::{DefinitionError, Integration, Integrations, OnMissing};
+use transform::pipeline::{RouteOutcome, run_route};
+
+/// What a check found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Definitions that loaded.
+    pub definitions: Vec<String>,
+    /// Definitions that did not.
+    pub errors: Vec<DefinitionError>,
+    /// Every fixture case run.
+    pub cases: Vec<Case>,
+}
+
+/// One fixture case.
+#[derive(Debug)]
+pub struct Case {
+    /// `integration/case`.
+    pub name: String,
+    /// What each route did (`delivered`, `skipped`, `rejected: reason`).
+    pub routes: Vec<(String, String)>,
+    /// Everything that did not match, each a readable paragraph.
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    /// Whether everything loaded and every case matched.
+    pub fn passed(&self) -> bool {
+        self.errors.is_empty() && self.cases.iter().all(|c| c.problems.is_empty())
+    }
+
+    /// The report as the command prints it.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for e in &self.errors {
+            let _ = writeln!(out, "error  {e}");
+        }
+        for case in &self.cases {
+            let routes: Vec<String> = case
+                .routes
+                .iter()
+                .map(|(r, what)| format!("{r} {what}"))
+                .collect();
+            let status = if case.problems.is_empty() {
+                "ok   "
+            } else {
+                "FAIL "
+            };
+            let _ = writeln!(out, "{status}  {}: {}", case.name, routes.join(", "));
+            for p in &case.problems {
+                for line in p.lines() {
+                    let _ = writeln!(out, "         {line}");
+                }
+            }
+        }
+        let failed = self.cases.iter().filter(|c| !c.problems.is_empty()).count();
+        let _ = writeln!(
+            out,
+            "\n{} definition(s) loaded, {} with errors; {} fixture case(s), {} failed",
+            self.definitions.len(),
+            self.errors.len(),
+            self.cases.len(),
+            failed
+        );
+        out
+    }
+}
+
+/// Checks the definitions and fixtures in `dir`.
+pub fn check(dir: &Path) -> Report {
+    let (integrations, errors) = Integrations::load_dir_all(dir);
+    let mut report = Report {
+        definitions: integrations.iter().map(|i| i.id.clone()).collect(),
+        errors,
+        cases: Vec::new(),
+    };
+    let fixtures = dir.join("fixtures");
+    for integration_dir in sorted_dirs(&fixtures) {
+        let id = file_name(&integration_dir);
+        let Some(integration) = integrations.get(&id) else {
+            if !report.errors.is_empty() {
+                // It may be one of the definitions that failed to load: already reported.
+                continue;
+            }
+            report.cases.push(Case {
+                name: id.clone(),
+                routes: Vec::new(),
+                problems: vec![format!(
+                    "fixtures/{id}: no integration `{id}` is defined in {}",
+                    dir.display()
+                )],
+            });
+            continue;
+        };
+        for case_dir in sorted_dirs(&integration_dir) {
+            report.cases.push(run_case(integration, &case_dir));
+        }
+    }
+    report
+}
+
+fn run_case(integration: &Integration, dir: &Path) -> Case {
+    let mut case = Case {
+        name: format!("{}/{}", integration.id, file_name(dir)),
+        routes: Vec::new(),
+        problems: Vec::new(),
+    };
+    let input = match read_json(&dir.join("input.json")) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            case.problems
+                .push("input.json is missing: it holds the event body".into());
+            return case;
+        }
+        Err(e) => {
+            case.problems.push(e);
+            return case;
+        }
+    };
+    let optional_object = |name: &str, problems: &mut Vec<String>| match read_json(&dir.join(name))
+    {
+        Ok(Some(v @ Value::Object(_))) => v,
+        Ok(None) => json!({}),
+        Ok(Some(_)) => {
+            problems.push(format!("{name} must hold a JSON object"));
+            json!({})
+        }
+        Err(e) => {
+            problems.push(e);
+            json!({})
+        }
+    };
+    let headers = optional_object("headers.json", &mut case.problems);
+    let enriched = optional_object("enriched.json", &mut case.problems);
+    let expectations = match expectations(&dir.join("expected"), integration) {
+        Ok(e) => e,
+        Err(mut problems) => {
+            case.problems.append(&mut problems);
+            return case;
+        }
+    };
+
+    // Enrichment as the API answered it: a null is a 404, and the step's on_missing decides.
+    let mut missing = None;
+    for step in &integration.enrich {
+        match enriched.get(&step.name) {
+            None => case.problems.push(format!(
+                "enriched.json has no `{}`: give the API's answer for enrich step `{}` (null for a 404)",
+                step.name, step.name
+            )),
+            Some(Value::Null) if missing.is_none() => missing = Some(step.on_missing),
+            Some(_) => {}
+        }
+    }
+    if let Value::Object(given) = &enriched {
+        for name in given.keys() {
+            if !integration.enrich.iter().any(|s| &s.name == name) {
+                case.problems.push(format!(
+                    "enriched.json has `{name}`, which is not an enrich step of `{}`",
+                    integration.id
+                ));
+            }
+        }
+    }
+    let event = json!({
+        "id": "evt_01FIXTURE0000000000000000",
+        "integration": integration.id,
+        "received_at": "2026-01-01T00:00:00Z",
+    });
+    let bindings = [
+        ("headers", &headers),
+        ("event", &event),
+        ("enriched", &enriched),
+    ];
+
+    for route in &integration.routes {
+        let outcome = match missing {
+            Some(OnMissing::Skip) => Actual::Skipped("enrich_not_found".into()),
+            Some(OnMissing::Fail) => Actual::Rejected(
+                "enrich_not_found".into(),
+                "an enrich step's record is missing (on_missing: fail)".into(),
+            ),
+            None => match run_route(route, &input, &bindings) {
+                RouteOutcome::Deliver(request) => {
+                    Actual::Request(request.to_fixture(route.map_request))
+                }
+                RouteOutcome::Skipped(skip) => Actual::Skipped(skip.reason().into()),
+                RouteOutcome::Rejected(r) => Actual::Rejected(r.reason.into(), r.message),
+            },
+        };
+        case.routes.push((route.id.clone(), outcome.summary()));
+        let expected = &expectations[&route.id];
+        if let Some(problem) = compare(&route.id, expected, &outcome) {
+            case.problems.push(problem);
+        }
+    }
+    case
+}
+
+/// What a route did with the fixture.
+enum Actual {
+    Request(Value),
+    Skipped(String),
+    Rejected(String, String),
+}
+
+impl Actual {
+    fn summary(&self) -> String {
+        match self {
+            Actual::Request(_) => "delivered".into(),
+            Actual::Skipped(why) => format!("skipped ({why})"),
+            Actual::Rejected(reason, _) => format!("rejected ({reason})"),
+        }
+    }
+}
+
+/// What a fixture says a route does.
+enum Expected {
+    Request(PathBuf, Value),
+    Skip,
+    Rejected(String),
+}
+
+fn expectations(
+    dir: &Path,
+    integration: &Integration,
+) -> Result<BTreeMap<String, Expected>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut found: BTreeMap<String, Expected> = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        vec![format!(
+            "expected/ cannot be read ({e}): it holds <route>.json, <route>.skip or <route>.rejected for each route"
+        )]
+    })?;
+    let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    files.sort();
+    for file in files {
+        let name = file_name(&file);
+        let Some((route, kind)) = name.rsplit_once('.') else {
+            problems.push(format!(
+                "expected/{name}: name it <route>.json, <route>.skip or <route>.rejected"
+            ));
+            continue;
+        };
+        if !integration.routes.iter().any(|r| r.id == route) {
+            problems.push(format!(
+                "expected/{name}: `{}` has no route `{route}`",
+                integration.id
+            ));
+            continue;
+        }
+        let expected = match kind {
+            "json" => match read_json(&file) {
+                Ok(Some(v)) => Expected::Request(file.clone(), v),
+                Ok(None) => continue,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            },
+            "skip" => Expected::Skip,
+            "rejected" => Expected::Rejected(
+                std::fs::read_to_string(&file)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            ),
+            _ => {
+                problems.push(format!(
+                    "expected/{name}: name it <route>.json, <route>.skip or <route>.rejected"
+                ));
+                continue;
+            }
+        };
+        if found.insert(route.to_string(), expected).is_some() {
+            problems.push(format!(
+                "expected/: more than one expectation for route `{route}`"
+            ));
+        }
+    }
+    for route in &integration.routes {
+        if !found.contains_key(&route.id) {
+            problems.push(format!(
+                "expected/: nothing for route `{0}`: add {0}.json (the request), {0}.skip or {0}.rejected",
+                route.id
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(problems)
+    }
+}
+
+fn compare(route: &str, expected: &Expected, actual: &Actual) -> Option<String> {
+    match (expected, actual) {
+        (Expected::Request(_, want), Actual::Request(got)) if want == got => None,
+        (Expected::Request(file, want), Actual::Request(got)) => {
+            let want = pretty(want);
+            let got = pretty(got);
+            let diff = similar::TextDiff::from_lines(&want, &got)
+                .unified_diff()
+                .context_radius(3)
+                .header(
+                    &format!("expected/{}", file_name(file)),
+                    &format!("{route} (what the mapping produced)"),
+                )
+                .to_string();
+            Some(format!("{route}: the request differs\n{diff}"))
+        }
+        (Expected::Request(..), Actual::Skipped(why)) => Some(format!(
+            "{route}: a request was expected, but the route skipped the event ({why})"
+        )),
+        (Expected::Request(..), Actual::Rejected(reason, message)) => Some(format!(
+            "{route}: a request was expected, but it was rejected: {reason}: {message}"
+        )),
+        (Expected::Skip, Actual::Skipped(_)) => None,
+        (Expected::Skip, Actual::Request(got)) => Some(format!(
+            "{route}: a skip was expected, but the route produced:\n{}",
+            pretty(got)
+        )),
+        (Expected::Skip, Actual::Rejected(reason, message)) => Some(format!(
+            "{route}: a skip was expected, but it was rejected: {reason}: {message}"
+        )),
+        (Expected::Rejected(want), Actual::Rejected(got, _)) if want.is_empty() || want == got => {
+            None
+        }
+        (Expected::Rejected(want), Actual::Rejected(got, message)) => Some(format!(
+            "{route}: rejection `{want}` was expected, got `{got}`: {message}"
+        )),
+        (Expected::Rejected(want), Actual::Request(got)) => Some(format!(
+            "{route}: rejection `{want}` was expected, but the route produced:\n{}",
+            pretty(got)
+        )),
+        (Expected::Rejected(want), Actual::Skipped(why)) => Some(format!(
+            "{route}: rejection `{want}` was expected, but the route skipped the event ({why})"
+        )),
+    }
+}
+
+/// Pretty JSON with object keys sorted, so a diff shows changes, not orderings.
+fn pretty(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&map[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&sorted(value)).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("{}: not JSON: {e}", path.display()))
+}
+
+fn sorted_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
