@@ -924,6 +924,126 @@ routes:
         }
     }
 
+    const FULL: &str = r#"
+source: { verify: shopify, secret: s/signing }
+enrich:
+  - name: customer
+    url: https://shop.example.com/admin/customers/{customer.id}.json
+    auth: { type: api-key, header: X-Shopify-Access-Token, secret: s/admin }
+    timeout: 2s
+    on_missing: skip
+routes:
+  - id: to-3pl
+    when: financial_status = "paid"
+    map: '{ "body": { "id": id } }'
+    map_request: true
+    contract: { type: object, required: [id] }
+    deliver:
+      url: https://3pl.example.com/v1/fulfillments
+      auth: { type: basic, secret: s/3pl }
+"#;
+
+    #[test]
+    fn enrich_when_map_request_and_contracts_load() {
+        let dir = tempdir("full");
+        let i = load_file(&write(&dir, "shop.yaml", FULL)).unwrap();
+        let step = &i.enrich[0];
+        assert_eq!(step.name, "customer");
+        assert_eq!(step.timeout, std::time::Duration::from_secs(2));
+        assert_eq!(step.on_missing, OnMissing::Skip);
+        assert_eq!(step.auth.secret(), Some("s/admin"));
+        let url = step
+            .url
+            .render(&serde_json::json!({"customer": {"id": 42}}), &[])
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://shop.example.com/admin/customers/42.json"
+        );
+        let route = &i.routes[0];
+        assert!(route.when.is_some() && route.map_request);
+        let contract = route.contract.as_ref().unwrap();
+        assert!(
+            contract
+                .violations(&serde_json::json!({"id": 1}))
+                .is_empty()
+        );
+        assert_eq!(contract.violations(&serde_json::json!({})).len(), 1);
+        assert_eq!(
+            route.deliver.auth,
+            Auth::Basic {
+                secret: "s/3pl".into()
+            }
+        );
+
+        // A contract may also be a schema file beside the definition.
+        write(
+            &dir,
+            "schema.json",
+            r#"{"type": "object", "required": ["id"]}"#,
+        );
+        let from_file = FULL.replace("{ type: object, required: [id] }", "schema.json");
+        let i = load_file(&write(&dir, "shop2.yaml", &from_file)).unwrap();
+        assert_eq!(
+            i.routes[0]
+                .contract
+                .as_ref()
+                .unwrap()
+                .violations(&serde_json::json!({}))
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn enrich_and_route_mistakes_name_the_field_and_the_route() {
+        let dir = tempdir("full-errors");
+        for (from, to, field) in [
+            ("{customer.id}", "{customer.id", "enrich[0].url"),
+            (
+                "https://shop.example.com/",
+                "https://{host}/",
+                "enrich[0].url",
+            ),
+            ("name: customer", "name: the-customer", "enrich[0].name"),
+            (
+                "on_missing: skip",
+                "on_missing: maybe",
+                "enrich[0].on_missing",
+            ),
+            ("timeout: 2s", "timeout: soon", "enrich[0].timeout"),
+            (
+                "header: X-Shopify-Access-Token",
+                "header: \"Bad Header\"",
+                "enrich[0].auth",
+            ),
+            (
+                "financial_status = \"paid\"",
+                "financial_status = ",
+                "routes[0].when",
+            ),
+            (
+                "{ type: object, required: [id] }",
+                "{ type: objekt }",
+                "routes[0].contract",
+            ),
+            (
+                "{ type: object, required: [id] }",
+                "missing.json",
+                "routes[0].contract",
+            ),
+            ("type: basic", "type: oauth1", "routes[0].deliver.auth.type"),
+        ] {
+            let text = FULL.replace(from, to);
+            assert_ne!(text, FULL, "{from}");
+            let e = load_file(&write(&dir, "bad.yaml", &text)).unwrap_err();
+            assert_eq!(e.field, field, "{to}: {e}");
+            if field.starts_with("routes[0].") && field != "routes[0].deliver.auth.type" {
+                assert!(e.message.contains("route `to-3pl`"), "{e}");
+            }
+        }
+    }
+
     #[test]
     fn duplicate_ids_across_files_are_refused() {
         let dir = tempdir("dup");

@@ -7,4 +7,5 @@
 mod utils;
 
 mod ingest;
+mod transform;
 mod walking_skeleton;

@@ -1,5 +1,6 @@
-//! A destination whose answers the test scripts, recording every request it gets.
+//! A destination (or a stand-in API) whose answers the test scripts, recording every request.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -7,26 +8,38 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 
 /// One request as the destination saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: Method,
+    /// Path and query.
+    pub path: String,
     pub headers: HeaderMap,
     pub body: serde_json::Value,
 }
 
+/// An answer: a status and, optionally, a JSON body.
+type Answer = (StatusCode, Option<serde_json::Value>);
+
 #[derive(Debug, Default)]
 struct Inner {
     status: Option<StatusCode>,
+    /// Answers for paths containing a text, each used in turn; the last one sticks.
+    rules: Vec<(String, VecDeque<Answer>)>,
     received: Vec<Received>,
 }
 
 /// A scripted receiver.
 #[derive(Debug, Clone)]
 pub struct Receiver {
+    /// `http://127.0.0.1:port/hook`.
     pub url: String,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -42,13 +55,23 @@ impl Receiver {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             url: format!("http://{addr}/hook"),
+            base: format!("http://{addr}"),
             inner,
         }
     }
 
-    /// From now on, answer every request with `status`.
+    /// From now on, answer every request with `status` (unless a rule matches).
     pub fn always(&self, status: StatusCode) {
         self.inner.lock().unwrap().status = Some(status);
+    }
+
+    /// Requests whose path contains `path` get these answers in turn; the last one repeats.
+    pub fn on(&self, path: &str, answers: Vec<Answer>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .rules
+            .push((path.to_string(), answers.into()));
     }
 
     /// Everything received so far.
@@ -76,13 +99,36 @@ impl Receiver {
 
 async fn answer(
     State(inner): State<Arc<Mutex<Inner>>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     let mut inner = inner.lock().unwrap();
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
     inner.received.push(Received {
+        method,
+        path: path.clone(),
         headers,
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     });
-    inner.status.unwrap_or(StatusCode::OK)
+    let scripted = inner
+        .rules
+        .iter_mut()
+        .find(|(p, _)| path.contains(p.as_str()))
+        .and_then(|(_, answers)| {
+            if answers.len() > 1 {
+                answers.pop_front()
+            } else {
+                answers.front().cloned()
+            }
+        });
+    match scripted {
+        Some((status, Some(json))) => (status, axum::Json(json)).into_response(),
+        Some((status, None)) => status.into_response(),
+        None => inner.status.unwrap_or(StatusCode::OK).into_response(),
+    }
 }

@@ -66,6 +66,20 @@ impl TestStack {
         secrets: &[(&str, &str)],
         queues: QueueSettings,
     ) -> Self {
+        let files: Vec<(String, String)> = definitions
+            .iter()
+            .map(|(name, yaml)| (format!("{name}.yaml"), yaml.clone()))
+            .collect();
+        Self::with_files(&files, secrets, queues).await
+    }
+
+    /// These files (path in the integrations directory, text: definitions, mappings, schemas)
+    /// and secrets (name, value).
+    pub async fn with_files(
+        files: &[(String, String)],
+        secrets: &[(&str, &str)],
+        queues: QueueSettings,
+    ) -> Self {
         let port: u16 = emulator()
             .endpoint()
             .rsplit(':')
@@ -77,9 +91,11 @@ impl TestStack {
         let prefix = format!("t{id}");
         let dir = std::env::temp_dir().join(format!("sb-it-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        for (name, yaml) in definitions {
-            let yaml = yaml.replace("SECRET/", &format!("{prefix}/"));
-            std::fs::write(dir.join(format!("{name}.yaml")), yaml).unwrap();
+        for (path, text) in files {
+            let text = text.replace("SECRET/", &format!("{prefix}/"));
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
         }
         let secrets: Vec<(String, String)> = secrets
             .iter()
@@ -237,23 +253,46 @@ impl TestStack {
             .collect()
     }
 
-    /// Receives one message from `url`, waiting up to `timeout`.
-    pub async fn receive_one(&self, url: &str, timeout: Duration) -> Option<String> {
+    /// Receives one message from `url` with its message attributes, waiting up to `timeout`.
+    pub async fn receive_with_attributes(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Option<(String, std::collections::BTreeMap<String, String>)> {
         let started = Instant::now();
         while started.elapsed() < timeout {
             let out = self
                 .sqs
                 .receive_message()
                 .queue_url(url)
+                .message_attribute_names("All")
+                .max_number_of_messages(1)
                 .wait_time_seconds(1)
                 .send()
                 .await
                 .unwrap();
             if let Some(m) = out.messages().first() {
-                return m.body().map(str::to_string);
+                let attributes = m
+                    .message_attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| {
+                                (k.clone(), v.string_value().unwrap_or_default().to_string())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return Some((m.body().unwrap_or_default().to_string(), attributes));
             }
         }
         None
+    }
+
+    /// Receives one message from `url`, waiting up to `timeout`.
+    pub async fn receive_one(&self, url: &str, timeout: Duration) -> Option<String> {
+        self.receive_with_attributes(url, timeout)
+            .await
+            .map(|(body, _)| body)
     }
 }
 
