@@ -1,20 +1,26 @@
 # Switchboard: two commands on a fresh machine with the Rust toolchain and Python.
 #   make dev    runs the whole pipeline locally (emulator, ingest, transform, deliver, a sink)
-#   make test   runs the unit and end-to-end tests, and lints the SAM template
+#   make test   runs the unit and end-to-end tests, the integrations' fixtures
+#               (`switchboard check`), and lints the SAM template
 
 PYTHON ?= python3
 VENV   ?= .venv
 CARGO  ?= cargo
 SWITCHBOARD = $(CARGO) run --quiet --package switchboard-cli --bin switchboard --
 
-.PHONY: dev test lint venv build send events invoke watch bench fuzz clean
+.PHONY: dev test check lint venv build send events invoke watch bench bench-mapping fuzz clean
 
 dev: venv build
 	$(SWITCHBOARD) dev --secrets dev/secrets.yaml --sink-port 3001
 
 test: venv
 	$(CARGO) test --workspace
+	$(SWITCHBOARD) check integrations
 	$(VENV)/bin/cfn-lint infra/template.yaml
+
+# Validate the integration definitions and run their fixtures (contract tests).
+check:
+	$(SWITCHBOARD) check integrations
 
 lint:
 	$(CARGO) fmt --all -- --check

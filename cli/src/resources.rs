@@ -289,6 +289,14 @@ mod tests {
             max_receive_counts,
             vec![TEMPLATE_SETTINGS.max_receive_count as u64; 2]
         );
+        // Transform dead-letters a retryable failure itself on the queue's last receive.
+        let transform_env =
+            &resources["TransformFunction"]["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            transform_env["EVENTS_MAX_RECEIVE_COUNT"].as_str(),
+            Some(TEMPLATE_SETTINGS.max_receive_count.to_string().as_str())
+        );
+        assert!(!transform_env["EVENTS_DLQ_URL"].is_null());
     }
 
     #[test]

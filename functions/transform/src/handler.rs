@@ -96,13 +96,18 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
         })
     }
 
-    /// Processes a batch; the response lists the messages to retry.
+    /// Processes a batch, its events concurrently (a slow enrichment API holds up one event,
+    /// not the batch); the response lists the messages to retry.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
-        for message in event.payload.records {
+        let outcomes = futures::future::join_all(event.payload.records.iter().map(|message| {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("event", message_id = %id);
-            if let Err(e) = self.process(&message).instrument(span).await {
+            async move { (id, self.process(message).await) }.instrument(span)
+        }))
+        .await;
+        let mut response = SqsBatchResponse::default();
+        for (id, outcome) in outcomes {
+            if let Err(e) = outcome {
                 tracing::warn!(message_id = %id, error = %e, "transform failed; SQS will retry");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
