@@ -59,6 +59,12 @@ bench: venv
 	$(CARGO) run --release --package switchboard-bench --bin coldstart
 	$(CARGO) bench --package switchboard-bench --bench ingest
 
+# Mapping a 5 KB Shopify order: Switchboard's engine beside the reference JSONata (npm, installed
+# here for the benchmark only), and transform's overhead around the mapping.
+bench-mapping:
+	npm ci --prefix bench/jsonata-js --no-audit --no-fund
+	$(CARGO) run --release --package switchboard-bench --bin mapping
+
 # Fuzz request parsing and verification for FUZZ_SECONDS (needs `cargo install cargo-fuzz`;
 # RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's flags).
 FUZZ_SECONDS ?= 60

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use switchboard_shared::integration::{DefinitionError, Integration, Integrations, OnMissing};
+use switchboard_shared::mapping::Scope;
 use transform::pipeline::{RouteOutcome, run_route};
 
 /// What a check found.
@@ -191,6 +192,7 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
         ("enriched", &enriched),
     ];
 
+    let scope = Scope::new(&input, &bindings);
     for route in &integration.routes {
         let outcome = match missing {
             Some(OnMissing::Skip) => Actual::Skipped("enrich_not_found".into()),
@@ -198,7 +200,7 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
                 "enrich_not_found".into(),
                 "an enrich step's record is missing (on_missing: fail)".into(),
             ),
-            None => match run_route(route, &input, &bindings) {
+            None => match run_route(route, &scope) {
                 RouteOutcome::Deliver(request) => {
                     Actual::Request(request.to_fixture(route.map_request))
                 }

@@ -91,6 +91,50 @@ impl EventMessage<serde_json::Value> {
     }
 }
 
+impl EventMessage<Box<serde_json::value::RawValue>> {
+    /// Reads a message from a queue body, leaving the event body as its JSON text (transform
+    /// parses it once, straight into the mapping engine's values).
+    pub fn decode_raw(body: &str) -> Result<Self, DecodeError> {
+        // serde's internally tagged enums buffer their content, which a `RawValue` cannot be
+        // read from: the tag is read as a field here instead.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Tagged {
+            #[serde(rename = "type")]
+            version: String,
+            event_id: EventId,
+            integration: String,
+            received_at: DateTime<Utc>,
+            headers: BTreeMap<String, String>,
+            body: Box<serde_json::value::RawValue>,
+            #[serde(default)]
+            body_ref: Option<String>,
+            #[serde(default)]
+            routes: Option<Vec<String>>,
+        }
+        let fail = |source| DecodeError {
+            kind: "event",
+            source,
+        };
+        let m: Tagged = serde_json::from_str(body).map_err(fail)?;
+        if m.version != "EventV1" {
+            return Err(fail(serde::de::Error::custom(format!(
+                "unknown variant `{}`, expected `EventV1`",
+                m.version
+            ))));
+        }
+        Ok(EventMessage::EventV1(EventV1 {
+            event_id: m.event_id,
+            integration: m.integration,
+            received_at: m.received_at,
+            headers: m.headers,
+            body: m.body,
+            body_ref: m.body_ref,
+            routes: m.routes,
+        }))
+    }
+}
+
 impl DeliveryMessage {
     /// Reads a message from a queue body.
     pub fn decode(body: &str) -> Result<Self, DecodeError> {
@@ -152,6 +196,25 @@ mod tests {
         );
         let EventMessage::EventV1(read) = EventMessage::decode(&text).unwrap();
         assert_eq!(read.body, serde_json::json!({"a": "x", "b": [1, 2.5]}));
+    }
+
+    #[test]
+    fn transform_reads_the_body_as_text_and_writes_it_back_verbatim() {
+        let text = r#"{"type":"EventV1","event_id":"evt_01JSAMPLE0000000000000000","integration":"x","received_at":"2026-11-24T03:00:00Z","headers":{},"body":{"b": [1, 2.50], "a": "x"},"routes":["r"]}"#;
+        let EventMessage::EventV1(event) = EventMessage::decode_raw(text).unwrap();
+        assert_eq!(event.body.get(), r#"{"b": [1, 2.50], "a": "x"}"#);
+        assert_eq!(event.routes, Some(vec!["r".to_string()]));
+        let again = serde_json::to_string(&EventMessage::EventV1(event)).unwrap();
+        assert!(
+            again.contains(r#""body":{"b": [1, 2.50], "a": "x"}"#),
+            "{again}"
+        );
+        let EventMessage::EventV1(value) = EventMessage::decode(&again).unwrap();
+        assert_eq!(value.body, serde_json::json!({"a": "x", "b": [1, 2.5]}));
+
+        let e = EventMessage::decode_raw(&text.replace("EventV1", "EventV7")).unwrap_err();
+        assert!(e.to_string().contains("EventV7"), "{e}");
+        assert!(EventMessage::decode_raw(&text.replace("\"routes\"", "\"extra\"")).is_err());
     }
 
     #[test]

@@ -954,7 +954,10 @@ routes:
         assert_eq!(step.auth.secret(), Some("s/admin"));
         let url = step
             .url
-            .render(&serde_json::json!({"customer": {"id": 42}}), &[])
+            .render(&crate::mapping::Scope::new(
+                &serde_json::json!({"customer": {"id": 42}}),
+                &[],
+            ))
             .unwrap();
         assert_eq!(
             url.as_str(),

@@ -83,6 +83,57 @@ impl EvalError {
     }
 }
 
+/// One event's input and bindings as the engine's values, converted once and shared by every
+/// expression evaluated over that event (a route's `when`, its mapping, every route).
+///
+/// It holds the engine's `Rc`-based values, so it is neither `Send` nor `Sync`: build it, use
+/// it and drop it inside one synchronous stretch (never across an `.await`).
+pub struct Scope {
+    input: JValue,
+    bindings: Vec<(String, JValue)>,
+}
+
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope").finish_non_exhaustive()
+    }
+}
+
+impl Scope {
+    /// A scope over a parsed input (converted by reference, without cloning it first).
+    pub fn new(input: &serde_json::Value, bindings: &[(&str, &serde_json::Value)]) -> Self {
+        Self {
+            input: to_jvalue(input),
+            bindings: bindings
+                .iter()
+                .map(|(name, value)| ((*name).to_string(), to_jvalue(value)))
+                .collect(),
+        }
+    }
+
+    /// A scope over the JSON text of the input, parsed straight into the engine's values (one
+    /// pass, no intermediate `serde_json::Value`).
+    pub fn from_json(
+        input: &str,
+        bindings: &[(&str, &serde_json::Value)],
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            input: JValue::from_json_str(input)?,
+            bindings: bindings
+                .iter()
+                .map(|(name, value)| ((*name).to_string(), to_jvalue(value)))
+                .collect(),
+        })
+    }
+}
+
+/// A JSON value as the engine's, walking it by reference.
+fn to_jvalue(value: &serde_json::Value) -> JValue {
+    use serde::Deserialize as _;
+    // `&Value` is a serde deserializer; the engine's visitor builds its values straight from it.
+    JValue::deserialize(value).unwrap_or(JValue::Null)
+}
+
 /// A parsed expression, shareable across threads.
 #[derive(Debug)]
 pub struct Mapping {
@@ -111,13 +162,19 @@ impl Mapping {
     }
 
     /// Evaluates against `input` with `bindings` (names without the `$`). `Ok(None)` is
-    /// JSONata's "undefined": the expression produced nothing.
+    /// JSONata's "undefined": the expression produced nothing. To evaluate several expressions
+    /// over one input, build a [`Scope`] once and use [`Mapping::evaluate_in`].
     pub fn evaluate(
         &self,
         input: &serde_json::Value,
         bindings: &[(&str, &serde_json::Value)],
     ) -> Result<Option<serde_json::Value>, EvalError> {
-        self.evaluate_jvalue(JValue::from(input.clone()), bindings, self.limits)
+        self.evaluate_in(&Scope::new(input, bindings))
+    }
+
+    /// Evaluates over a prepared scope. `Ok(None)` is JSONata's "undefined".
+    pub fn evaluate_in(&self, scope: &Scope) -> Result<Option<serde_json::Value>, EvalError> {
+        self.run(&scope.input, &scope.bindings, self.limits)
             .map(|v| {
                 if v.is_undefined() {
                     None
@@ -135,10 +192,24 @@ impl Mapping {
         bindings: &[(&str, &serde_json::Value)],
         limits: Limits,
     ) -> Result<JValue, EvalError> {
+        let bindings: Vec<(String, JValue)> = bindings
+            .iter()
+            .map(|(name, value)| ((*name).to_string(), to_jvalue(value)))
+            .collect();
+        self.run(&input, &bindings, limits)
+    }
+
+    fn run(
+        &self,
+        input: &JValue,
+        bindings: &[(String, JValue)],
+        limits: Limits,
+    ) -> Result<JValue, EvalError> {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut context = Context::new();
             for (name, value) in bindings {
-                context.bind((*name).to_string(), JValue::from((*value).clone()));
+                // The engine's values are reference-counted: a binding is shared, not copied.
+                context.bind(name.clone(), value.clone());
             }
             let options = EvaluatorOptions {
                 timeout_ms: Some(limits.timeout_ms),
@@ -146,7 +217,7 @@ impl Mapping {
                 max_stack_depth: Some(limits.max_stack_depth),
                 max_sequence_length: Some(limits.max_sequence_length),
             };
-            Evaluator::with_options(context, options).evaluate(&self.ast, &input)
+            Evaluator::with_options(context, options).evaluate(&self.ast, input)
         }));
         match outcome {
             Ok(Ok(v)) => Ok(v),

@@ -8,7 +8,7 @@ use std::fmt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::Url;
 
-use crate::mapping::{Limits, Mapping};
+use crate::mapping::{Limits, Mapping, Scope};
 
 /// Everything but the unreserved characters of RFC 3986 is encoded in a value.
 const VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -83,19 +83,15 @@ impl UrlTemplate {
         })
     }
 
-    /// Fills the template from `input` and `bindings`. A placeholder must yield a string, a
-    /// number or a boolean.
-    pub fn render(
-        &self,
-        input: &serde_json::Value,
-        bindings: &[(&str, &serde_json::Value)],
-    ) -> Result<Url, String> {
+    /// Fills the template from the event's scope. A placeholder must yield a string, a number
+    /// or a boolean.
+    pub fn render(&self, scope: &Scope) -> Result<Url, String> {
         let mut out = String::with_capacity(self.text.len() + 32);
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Value(m) => {
-                    let value = m.evaluate(input, bindings).map_err(|e| e.to_string())?;
+                    let value = m.evaluate_in(scope).map_err(|e| e.to_string())?;
                     let text = match value {
                         Some(serde_json::Value::String(s)) => s,
                         Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
@@ -129,10 +125,10 @@ mod tests {
         )
         .unwrap();
         let url = t
-            .render(
+            .render(&Scope::new(
                 &json!({"objectId": 123}),
                 &[("event", &json!({"integration": "hub spot"}))],
-            )
+            ))
             .unwrap();
         assert_eq!(
             url.as_str(),
@@ -150,13 +146,19 @@ mod tests {
             "//evil.com/",
             "a?b#c",
         ] {
-            let url = t.render(&json!({ "id": id }), &[]).unwrap();
+            let url = t.render(&Scope::new(&json!({ "id": id }), &[])).unwrap();
             assert_eq!(url.host_str(), Some("api.example.com"), "{id}");
             assert_eq!(url.path_segments().unwrap().count(), 2, "{id}: {url}");
             assert_eq!(url.query(), None, "{id}");
         }
-        assert!(t.render(&json!({}), &[]).is_err(), "missing value");
-        assert!(t.render(&json!({"id": {"a": 1}}), &[]).is_err());
+        assert!(
+            t.render(&Scope::new(&json!({}), &[])).is_err(),
+            "missing value"
+        );
+        assert!(
+            t.render(&Scope::new(&json!({"id": {"a": 1}}), &[]))
+                .is_err()
+        );
     }
 
     #[test]

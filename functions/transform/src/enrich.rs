@@ -5,6 +5,7 @@
 use serde_json::Value;
 use switchboard_shared::http::{self, AuthError};
 use switchboard_shared::integration::{EnrichStep, OnMissing};
+use switchboard_shared::mapping::Scope;
 use switchboard_shared::ports::SecretStore;
 use switchboard_shared::secrets::SecretsCache;
 
@@ -70,12 +71,12 @@ impl<K: SecretStore> Enricher<K> {
         })
     }
 
-    /// Runs every step in order; the result is the `$enriched` object (`{}` when there are no
-    /// steps).
+    /// Runs every step in order over the event body's JSON text; the result is the
+    /// `$enriched` object (`{}` when there are no steps).
     pub async fn run(
         &self,
         steps: &[EnrichStep],
-        input: &Value,
+        body: &str,
         headers: &Value,
         event: &Value,
     ) -> Result<Value, EnrichError> {
@@ -87,7 +88,11 @@ impl<K: SecretStore> Enricher<K> {
                 ("event", event),
                 ("enriched", &so_far),
             ];
-            let value = self.step(step, input, &bindings).await?;
+            // The scope is not Send: fill the URL and drop it before calling.
+            let url = Scope::from_json(body, &bindings)
+                .map_err(|e| e.to_string())
+                .and_then(|scope| step.url.render(&scope));
+            let value = self.step(step, url).await?;
             enriched.insert(step.name.clone(), value);
         }
         Ok(Value::Object(enriched))
@@ -96,8 +101,7 @@ impl<K: SecretStore> Enricher<K> {
     async fn step(
         &self,
         step: &EnrichStep,
-        input: &Value,
-        bindings: &[(&str, &Value)],
+        url: Result<url::Url, String>,
     ) -> Result<Value, EnrichError> {
         let retryable = |message: String| EnrichError::Retryable {
             step: step.name.clone(),
@@ -108,10 +112,7 @@ impl<K: SecretStore> Enricher<K> {
             step: step.name.clone(),
             message,
         };
-        let url = step
-            .url
-            .render(input, bindings)
-            .map_err(|m| permanent("enrich_url", format!("cannot fill the URL: {m}")))?;
+        let url = url.map_err(|m| permanent("enrich_url", format!("cannot fill the URL: {m}")))?;
         let request = self
             .http
             .get(url)
@@ -168,5 +169,153 @@ impl<K: SecretStore> Enricher<K> {
                 format!("the API's answer is not JSON ({e})"),
             )
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::StatusCode;
+    use serde_json::json;
+    use switchboard_shared::integration::Auth;
+    use switchboard_shared::ports::AwsError;
+    use switchboard_shared::secret::SecretString;
+    use switchboard_shared::url_template::UrlTemplate;
+
+    use super::*;
+
+    /// These steps use no credentials: a read would be a bug.
+    struct NoSecrets;
+
+    impl SecretStore for NoSecrets {
+        async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+            panic!("no secret should be read, asked for {id}")
+        }
+
+        async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
+            panic!("no secret should be read, asked for {id}")
+        }
+    }
+
+    /// An API on 127.0.0.1 answering `/status/<code>`, `/slow`, `/text` and `/ok/<id>`.
+    async fn api() -> String {
+        async fn answer(
+            axum::extract::Path(path): axum::extract::Path<String>,
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            let mut parts = path.splitn(2, '/');
+            match (parts.next(), parts.next()) {
+                (Some("status"), Some(code)) => StatusCode::from_u16(code.parse().unwrap())
+                    .unwrap()
+                    .into_response(),
+                (Some("slow"), _) => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    StatusCode::OK.into_response()
+                }
+                (Some("text"), _) => "not json".into_response(),
+                (_, id) => axum::Json(json!({"id": id, "name": "Ada"})).into_response(),
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/{*path}", axum::routing::get(answer));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn step(url: String, on_missing: OnMissing) -> EnrichStep {
+        EnrichStep {
+            name: "record".into(),
+            url: UrlTemplate::parse(&url).unwrap(),
+            auth: Auth::None,
+            timeout: Duration::from_millis(300),
+            on_missing,
+        }
+    }
+
+    async fn run(url: String, on_missing: OnMissing) -> Result<Value, EnrichError> {
+        let enricher =
+            Enricher::new(SecretsCache::new(NoSecrets, Duration::from_secs(60))).unwrap();
+        let steps = [step(url, on_missing)];
+        enricher
+            .run(&steps, r#"{"id": "a b"}"#, &json!({}), &json!({}))
+            .await
+    }
+
+    #[tokio::test]
+    async fn answers_are_bound_by_step_name_and_failures_classified() {
+        let base = api().await;
+        let ok = run(format!("{base}/ok/{{id}}"), OnMissing::Fail)
+            .await
+            .unwrap();
+        assert_eq!(
+            ok,
+            json!({"record": {"id": "a b", "name": "Ada"}}),
+            "the placeholder was encoded and decoded"
+        );
+
+        for code in [429, 500, 502, 503, 408, 401, 403] {
+            let e = run(format!("{base}/status/{code}"), OnMissing::Fail)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, EnrichError::Retryable { .. }), "{code}: {e:?}");
+        }
+        let e = run(format!("{base}/slow"), OnMissing::Fail)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, EnrichError::Retryable { message, .. } if message.starts_with("timeout")),
+            "{e:?}"
+        );
+        for (code, reason) in [
+            (400, "enrich_failed"),
+            (422, "enrich_failed"),
+            (404, "enrich_not_found"),
+        ] {
+            let e = run(format!("{base}/status/{code}"), OnMissing::Fail)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, EnrichError::Permanent { reason: r, .. } if *r == reason),
+                "{code}: {e:?}"
+            );
+        }
+        let e = run(format!("{base}/status/404"), OnMissing::Skip)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            EnrichError::Skip {
+                step: "record".into()
+            }
+        );
+        let e = run(format!("{base}/text"), OnMissing::Fail)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                EnrichError::Permanent {
+                    reason: "enrich_invalid_response",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = run(format!("{base}/ok/{{missing}}"), OnMissing::Fail)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                EnrichError::Permanent {
+                    reason: "enrich_url",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }

@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use switchboard_shared::archive::ArchivedEvent;
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
-use switchboard_shared::integration::Integrations;
+use switchboard_shared::integration::{Integration, Integrations, Route};
+use switchboard_shared::mapping::Scope;
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::ports::{Archive, DeadLetter, DeadLetterQueue, Queue, SecretStore};
 use switchboard_shared::secrets::SecretsCache;
@@ -126,7 +128,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             .get("ApproximateReceiveCount")
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(1);
-        let event = match EventMessage::decode(text) {
+        let event = match EventMessage::decode_raw(text) {
             Ok(EventMessage::EventV1(event)) => event,
             Err(e) => {
                 let letter = DeadLetter {
@@ -225,7 +227,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             .map_err(|e| format!("could not dead-letter ({}): {e}", letter.reason))
     }
 
-    async fn run(&self, event: &EventV1) -> Result<Report, Failure> {
+    async fn run(&self, event: &RawEvent) -> Result<Report, Failure> {
         let integration =
             self.integrations
                 .get(&event.integration)
@@ -273,18 +275,16 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             ("event", &meta),
             ("enriched", &enriched),
         ];
+        let outcomes = route_outcomes(integration, event.routes.as_deref(), &body, &bindings)
+            .map_err(|e| Failure::Permanent {
+                reason: "malformed_message",
+                message: format!("the event body is not JSON: {e}"),
+            })?;
 
         let mut report = Report::default();
-        let mut tasks = Vec::with_capacity(integration.routes.len());
-        for route in &integration.routes {
-            if event
-                .routes
-                .as_ref()
-                .is_some_and(|only| !only.contains(&route.id))
-            {
-                continue;
-            }
-            match run_route(route, &body, &bindings) {
+        let mut tasks = Vec::with_capacity(outcomes.len());
+        for (route, outcome) in outcomes {
+            match outcome {
                 RouteOutcome::Deliver(request) => {
                     let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
                         event_id: event.event_id.clone(),
@@ -325,10 +325,10 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
         Ok(report)
     }
 
-    /// The event's body, from the archive when it travelled there (claim check).
-    async fn body<'e>(&self, event: &'e EventV1) -> Result<Cow<'e, Value>, Failure> {
+    /// The event body's JSON text, from the archive when it travelled there (claim check).
+    async fn body<'e>(&self, event: &'e RawEvent) -> Result<Cow<'e, str>, Failure> {
         let Some(key) = &event.body_ref else {
-            return Ok(Cow::Borrowed(&event.body));
+            return Ok(Cow::Borrowed(event.body.get()));
         };
         let bytes = self.archive.get(key).await.map_err(|e| Failure::Retry {
             reason: "archive_unavailable",
@@ -340,6 +340,27 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
         };
         let ArchivedEvent::ArchivedEventV1(record) =
             serde_json::from_slice(&bytes).map_err(unreadable)?;
-        record.event_body().map(Cow::Owned).map_err(unreadable)
+        let body = record.event_body().map_err(unreadable)?;
+        Ok(Cow::Owned(body.to_string()))
     }
+}
+
+/// An event as transform reads it: the body left as JSON text.
+type RawEvent = EventV1<Box<RawValue>>;
+
+/// Every route's outcome (or only `only`'s), the body parsed once for all of them. Synchronous:
+/// the scope holds the engine's non-`Send` values.
+fn route_outcomes<'i>(
+    integration: &'i Integration,
+    only: Option<&[String]>,
+    body: &str,
+    bindings: &[(&str, &Value)],
+) -> Result<Vec<(&'i Route, RouteOutcome)>, serde_json::Error> {
+    let scope = Scope::from_json(body, bindings)?;
+    Ok(integration
+        .routes
+        .iter()
+        .filter(|r| only.is_none_or(|only| only.contains(&r.id)))
+        .map(|r| (r, run_route(r, &scope)))
+        .collect())
 }

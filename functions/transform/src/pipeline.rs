@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use switchboard_shared::contract;
 use switchboard_shared::integration::Route;
+use switchboard_shared::mapping::Scope;
 
 /// What a route makes of an event.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,10 +112,12 @@ fn reserved_header(name: &str) -> bool {
 }
 
 /// Runs a route: `when`, the mapping, the request shape, the contract.
-pub fn run_route(route: &Route, input: &Value, bindings: &[(&str, &Value)]) -> RouteOutcome {
+///
+/// The scope is the event's body and bindings, converted once for every route.
+pub fn run_route(route: &Route, scope: &Scope) -> RouteOutcome {
     let reject = |reason, message: String| RouteOutcome::Rejected(Rejection { reason, message });
     if let Some(when) = &route.when {
-        match when.evaluate(input, bindings) {
+        match when.evaluate_in(scope) {
             Ok(Some(Value::Bool(true))) => {}
             Ok(Some(Value::Bool(false)) | None) => return RouteOutcome::Skipped(Skip::When),
             Ok(Some(other)) => {
@@ -129,7 +132,7 @@ pub fn run_route(route: &Route, input: &Value, bindings: &[(&str, &Value)]) -> R
             Err(e) => return reject("when_error", format!("`when` failed: {e}")),
         }
     }
-    let mapped = match route.mapping.evaluate(input, bindings) {
+    let mapped = match route.mapping.evaluate_in(scope) {
         Ok(Some(v)) => v,
         Ok(None) => return RouteOutcome::Skipped(Skip::NothingMapped),
         Err(e) => return reject("mapping_error", e.to_string()),
