@@ -9,6 +9,7 @@ pub mod archive;
 pub mod aws;
 pub mod config;
 pub mod contract;
+pub mod delivery_policy;
 pub mod envelope;
 pub mod http;
 pub mod idempotency;
