@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use deliver::handler::Deliver;
+use deliver::handler::{Deliver, Ports as DeliverPorts};
 use ingest::handler::{Ingest, Ports};
 use switchboard_shared::aws::{DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue};
 use switchboard_shared::integration::Integrations;
@@ -164,7 +164,11 @@ impl DevStack {
         )?);
         let deliver = Arc::new(Deliver::new(
             Arc::clone(&integrations),
-            secrets(),
+            DeliverPorts {
+                secrets: secrets(),
+                queue: SqsQueue::new(sqs.clone(), &resources.deliveries_url),
+                dead_letters: SqsQueue::new(sqs.clone(), &resources.deliveries_dlq_url),
+            },
             options.delivery_timeout,
         )?);
 

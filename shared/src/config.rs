@@ -114,6 +114,10 @@ impl TransformConfig {
 pub struct DeliverConfig {
     /// Directory of integration definitions (`INTEGRATIONS_DIR`).
     pub integrations_dir: PathBuf,
+    /// The deliveries queue, whose visibility timeout is the retry timer (`DELIVERIES_QUEUE_URL`).
+    pub deliveries_queue_url: String,
+    /// The deliveries DLQ (`DELIVERIES_DLQ_URL`).
+    pub deliveries_dlq_url: String,
     /// Per-request time limit, connect to last byte (`DELIVERY_TIMEOUT_SECS`, default 10).
     pub request_timeout: Duration,
     /// How long a secret value is cached (`SECRETS_TTL_SECS`, default 300).
@@ -125,6 +129,8 @@ impl DeliverConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             integrations_dir: integrations_dir(),
+            deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
+            deliveries_dlq_url: required("DELIVERIES_DLQ_URL")?,
             request_timeout: secs_or("DELIVERY_TIMEOUT_SECS", 10)?,
             secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
         })

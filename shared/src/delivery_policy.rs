@@ -1,8 +1,7 @@
 //! What a delivery attempt's outcome means, as data: delivered, retry later (and when), or give
 //! up. Pure: no clock, no randomness, no I/O; the caller passes the attempt number (SQS's
-//! receive count), a jitter draw and the time, so every rule is a table test.
-//!
-//! (Issue 5 builds on this: the deliver handler does not use it yet.)
+//! receive count), a jitter draw and the time, so every rule is a table test. The deliver
+//! handler acts on it.
 
 use std::time::{Duration, SystemTime};
 

@@ -117,6 +117,8 @@ pub struct Deliver {
     pub url: Url,
     /// How the request authenticates.
     pub auth: Auth,
+    /// The delays before each retry; once exhausted, the deliveries DLQ.
+    pub retry: Vec<std::time::Duration>,
 }
 
 /// How a delivery authenticates to its destination.
@@ -322,6 +324,7 @@ struct DeliverFile {
     url: String,
     #[serde(default = "no_auth")]
     auth: Auth,
+    retry: Option<Vec<DurationText>>,
 }
 
 fn no_auth() -> Auth {
@@ -532,6 +535,22 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
             .auth
             .validate()
             .map_err(|m| route_err("deliver.auth", m))?;
+        let retry = match &r.deliver.retry {
+            None => crate::delivery_policy::DEFAULT_SCHEDULE.to_vec(),
+            Some(delays) => delays
+                .iter()
+                .map(|d| {
+                    d.parse().and_then(|d| {
+                        if d <= crate::delivery_policy::MAX_VISIBILITY {
+                            Ok(d)
+                        } else {
+                            Err("a retry delay cannot exceed 12h (SQS's longest visibility)".into())
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|m| route_err("deliver.retry", m))?,
+        };
         routes.push(Route {
             id: r.id.clone(),
             when,
@@ -541,6 +560,7 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
             deliver: Deliver {
                 url,
                 auth: r.deliver.auth,
+                retry,
             },
         });
     }

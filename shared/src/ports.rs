@@ -50,6 +50,16 @@ pub trait DeadLetterQueue: Send + Sync {
     -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
+/// The queue a message was received from: its visibility timeout is the retry timer.
+pub trait Visibility: Send + Sync {
+    /// Keeps a received message invisible for `by` from now (then SQS hands it back).
+    fn delay(
+        &self,
+        receipt_handle: &str,
+        by: std::time::Duration,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
 /// The idempotency table.
 pub trait IdempotencyStore: Send + Sync {
     /// Takes the key unless a live record holds it (one conditional put).

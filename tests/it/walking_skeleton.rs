@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::json;
+use switchboard_cli::resources::QueueSettings;
 use switchboard_shared::envelope::DeliveryMessage;
 
 use crate::utils::receiver::Receiver;
@@ -115,8 +116,8 @@ async fn a_destination_that_always_fails_leaves_the_delivery_in_the_dlq() {
     assert_eq!(status, 202, "{body}");
     let event_id = body["event_id"].as_str().unwrap();
 
-    let dead = stack
-        .receive_one(
+    let (dead, attributes) = stack
+        .receive_with_attributes(
             &stack.dev.resources.deliveries_dlq_url,
             Duration::from_secs(60),
         )
@@ -126,8 +127,90 @@ async fn a_destination_that_always_fails_leaves_the_delivery_in_the_dlq() {
     assert_eq!(task.event_id.as_str(), event_id);
     assert_eq!(task.route, "echo");
     assert_eq!(task.body, json!({"name": "Ada", "total": 130}));
-    // One attempt per receive, up to the queue's maxReceiveCount.
-    assert_eq!(receiver.received().len(), FAST.max_receive_count as usize);
-    assert_eq!(stack.depth(&stack.dev.resources.deliveries_url).await, 0);
+    // The route's schedule has one retry: two attempts, then the DLQ with the reason.
+    assert_eq!(attributes["reason"], "retries_exhausted");
+    assert_eq!(attributes["attempts"], "2");
+    assert!(attributes["message"].contains("500"), "{attributes:?}");
+    assert_eq!(receiver.received().len(), 2);
+    // Dead-lettered, then deleted from the deliveries queue.
+    let started = std::time::Instant::now();
+    while stack.depth(&stack.dev.resources.deliveries_url).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still on the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack.dev.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_and_a_400_is_dead_lettered_after_one_attempt() {
+    let flaky = Receiver::start().await;
+    flaky.on(
+        "/hook",
+        vec![
+            (StatusCode::TOO_MANY_REQUESTS, None),
+            (StatusCode::OK, None),
+        ],
+    );
+    flaky.retry_after("3");
+    let refusing = Receiver::start().await;
+    refusing.always(StatusCode::BAD_REQUEST);
+    let definition = format!(
+        r#"
+source:
+  verify: standard-webhooks
+  secret: SECRET/signing
+routes:
+  - id: flaky
+    map: '{{ "name": name }}'
+    deliver: {{ url: "{}", retry: [1s, 1s] }}
+  - id: refusing
+    map: '{{ "name": name }}'
+    deliver: {{ url: "{}", retry: [1s, 1s] }}
+"#,
+        flaky.url, refusing.url
+    );
+    let stack = TestStack::with(
+        &[("orders", definition)],
+        &[("signing", crate::utils::stack::SIGNING_SECRET)],
+        QueueSettings {
+            visibility_timeout_secs: 1,
+            max_receive_count: 5,
+        },
+    )
+    .await;
+    let (status, body) = stack.post_signed("orders", ORDER).await;
+    assert_eq!(status, 202, "{body}");
+
+    // 429 with Retry-After: 3 -> the next attempt waits 3 s, not the schedule's 1 s.
+    let got = flaky.wait_for(2, Duration::from_secs(30)).await;
+    let waited = got[1].at - got[0].at;
+    assert!(
+        waited >= Duration::from_millis(2_500),
+        "retried after {waited:?}"
+    );
+
+    // 400: permanent, one attempt, the DLQ with the reason.
+    let (_, attributes) = stack
+        .receive_with_attributes(
+            &stack.dev.resources.deliveries_dlq_url,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the 400 reaches the deliveries DLQ");
+    assert_eq!(attributes["reason"], "permanent_failure");
+    assert_eq!(attributes["route"], "refusing");
+    assert_eq!(attributes["attempts"], "1");
+    assert!(attributes["message"].contains("400"), "{attributes:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(refusing.received().len(), 1);
+    assert_eq!(flaky.received().len(), 2);
+    assert_eq!(
+        stack.depth(&stack.dev.resources.deliveries_dlq_url).await,
+        1,
+        "only the 400 is dead-lettered"
+    );
     stack.dev.shutdown().await;
 }

@@ -250,6 +250,7 @@ async fn main() -> anyhow::Result<()> {
     env.insert("EVENTS_QUEUE_URL".into(), res.events_url.clone());
     env.insert("DELIVERIES_QUEUE_URL".into(), res.deliveries_url.clone());
     env.insert("EVENTS_DLQ_URL".into(), res.events_dlq_url.clone());
+    env.insert("DELIVERIES_DLQ_URL".into(), res.deliveries_dlq_url.clone());
     env.insert("IDEMPOTENCY_TABLE".into(), res.table.clone());
     env.insert("ARCHIVE_BUCKET".into(), res.bucket.clone());
 

@@ -1,75 +1,75 @@
 //! Handler for a batch from the deliveries queue: send each task to its route's destination
-//! with the route's auth; a non-2xx answer fails the item so SQS retries it, and after the
-//! queue's maxReceiveCount it lands in the deliveries DLQ.
+//! with the route's auth, then act on the outcome as `delivery_policy` classifies it:
+//! delivered; retryable (the message's visibility set to the route's next delay, or longer if
+//! the destination sent `Retry-After`, and the item reported failed so SQS hands it back then);
+//! permanent or out of retries (the task sent to the deliveries DLQ with its reason, and done).
+//! The queue's own maxReceiveCount stays as the safety net for crashes.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
+use switchboard_shared::delivery_policy::{self, Class, Outcome};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
-use switchboard_shared::http;
-use switchboard_shared::integration::Integrations;
-use switchboard_shared::ports::SecretStore;
+use switchboard_shared::http::{self, AuthError};
+use switchboard_shared::integration::{Integrations, Route};
+use switchboard_shared::ports::{DeadLetter, DeadLetterQueue, SecretStore, Visibility};
 use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
 
-/// Why one delivery did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliverError {
-    /// The message is not a known delivery message.
-    #[error(transparent)]
-    Decode(#[from] switchboard_shared::envelope::DecodeError),
-    /// The task names a route that is not deployed.
-    #[error("route `{integration}/{route}` is not defined here")]
-    UnknownRoute {
-        /// The integration.
-        integration: String,
-        /// The route.
-        route: String,
-    },
-    /// The route's credential could not be read or applied.
-    #[error(transparent)]
-    Auth(#[from] http::AuthError),
-    /// The request did not get an answer (connect error, timeout, dropped connection).
-    #[error("request failed: {0}")]
-    Transport(String),
-    /// The destination answered with something other than 2xx.
-    #[error("destination answered {0}")]
-    Status(u16),
+/// The ports deliver uses.
+#[derive(Debug)]
+pub struct Ports<K, V, D> {
+    /// Destination credentials.
+    pub secrets: SecretsCache<K>,
+    /// The deliveries queue (its visibility timeout is the retry timer).
+    pub queue: V,
+    /// The deliveries DLQ.
+    pub dead_letters: D,
 }
 
-/// The deliver handler, generic over the secret store.
+/// The deliver handler.
 #[derive(Debug)]
-pub struct Deliver<K> {
+pub struct Deliver<K, V, D> {
     integrations: Arc<Integrations>,
     http: reqwest::Client,
-    secrets: SecretsCache<K>,
+    ports: Ports<K, V, D>,
 }
 
-impl<K: SecretStore> Deliver<K> {
-    /// A handler over these integrations and secrets; `timeout` bounds each request.
+/// One attempt's result, as the policy and the log see it.
+#[derive(Debug)]
+struct Attempt {
+    outcome: Outcome,
+    /// What went wrong, for the log and the DLQ (no body, no credential).
+    error: Option<String>,
+    /// The destination's `Retry-After`, if it sent one.
+    retry_after: Option<Duration>,
+}
+
+impl<K: SecretStore, V: Visibility, D: DeadLetterQueue> Deliver<K, V, D> {
+    /// A handler over these integrations and ports; `timeout` bounds each request.
     pub fn new(
         integrations: Arc<Integrations>,
-        secrets: SecretsCache<K>,
+        ports: Ports<K, V, D>,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
-        let http = http::client(timeout)?;
         Ok(Self {
             integrations,
-            http,
-            secrets,
+            http: http::client(timeout)?,
+            ports,
         })
     }
 
-    /// Processes a batch; the response lists the messages to retry.
+    /// Processes a batch; the response lists the messages SQS should hand back.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         for message in event.payload.records {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("delivery", message_id = %id);
             if let Err(e) = self.process(&message).instrument(span).await {
-                tracing::warn!(message_id = %id, error = %e, "delivery failed; SQS will retry");
+                tracing::warn!(message_id = %id, error = %e, "delivery will be retried");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
                 response.batch_item_failures.push(failure);
@@ -78,42 +78,128 @@ impl<K: SecretStore> Deliver<K> {
         response
     }
 
-    async fn process(&self, message: &SqsMessage) -> Result<(), DeliverError> {
-        let DeliveryMessage::DeliveryV1(task) =
-            DeliveryMessage::decode(message.body.as_deref().unwrap_or_default())?;
-        let attempt = message
+    /// Ok when the message is done with (delivered or dead-lettered); Err when SQS should hand
+    /// it back.
+    async fn process(&self, message: &SqsMessage) -> Result<(), String> {
+        let text = message.body.as_deref().unwrap_or_default();
+        let attempts = message
             .attributes
             .get("ApproximateReceiveCount")
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(1);
-        let started = Instant::now();
-        let result = self.send(&task).await;
-        let (status, error) = match &result {
-            Ok(status) => (Some(*status), None),
-            Err(DeliverError::Status(s)) => (Some(*s), None),
-            Err(e) => (None, Some(e.to_string())),
+        let letter = |reason, message: String, task: Option<&DeliveryV1>| DeadLetter {
+            body: text.to_string(),
+            reason,
+            message,
+            integration: task.map(|t| t.integration.clone()).unwrap_or_default(),
+            route: task.map(|t| t.route.clone()),
+            event_id: task.map(|t| t.event_id.to_string()).unwrap_or_default(),
+            attempts,
         };
-        tracing::info!(
-            event_id = %task.event_id,
-            route = %task.route,
-            attempt,
-            status,
-            error,
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "delivery attempt"
-        );
-        result.map(|_| ())
-    }
-
-    async fn send(&self, task: &DeliveryV1) -> Result<u16, DeliverError> {
-        let route = self
+        let task = match DeliveryMessage::decode(text) {
+            Ok(DeliveryMessage::DeliveryV1(task)) => task,
+            Err(e) => {
+                return self
+                    .dead_letter(&letter("malformed_message", e.to_string(), None))
+                    .await;
+            }
+        };
+        let Some(route) = self
             .integrations
             .get(&task.integration)
             .and_then(|i| i.routes.iter().find(|r| r.id == task.route))
-            .ok_or_else(|| DeliverError::UnknownRoute {
-                integration: task.integration.clone(),
-                route: task.route.clone(),
-            })?;
+        else {
+            let m = format!(
+                "route `{}/{}` is not defined here",
+                task.integration, task.route
+            );
+            return self
+                .dead_letter(&letter("unknown_route", m, Some(&task)))
+                .await;
+        };
+
+        let started = Instant::now();
+        let attempt = match self.send(&task, route).await {
+            Ok(attempt) => attempt,
+            Err(AuthError::Malformed { secret, problem }) => {
+                let m = format!("secret `{secret}` is malformed: {problem}");
+                return self
+                    .dead_letter(&letter("auth_misconfigured", m, Some(&task)))
+                    .await;
+            }
+            // The credential could not be read: AWS trouble, worth a retry.
+            Err(AuthError::Secret(e)) => Attempt {
+                outcome: Outcome::Connect,
+                error: Some(e.to_string()),
+                retry_after: None,
+            },
+        };
+        let status = match attempt.outcome {
+            Outcome::Status(s) => Some(s),
+            _ => None,
+        };
+        let class = delivery_policy::classify(attempt.outcome);
+        tracing::info!(
+            event_id = %task.event_id,
+            route = %task.route,
+            attempt = attempts,
+            status,
+            error = attempt.error.as_deref(),
+            class = ?class,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "delivery attempt"
+        );
+        let what = match (status, &attempt.error) {
+            (Some(s), _) => format!("the destination answered {s}"),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "no answer".into(),
+        };
+        match class {
+            Class::Delivered => Ok(()),
+            Class::Permanent { .. } => {
+                self.dead_letter(&letter("permanent_failure", what, Some(&task)))
+                    .await
+            }
+            Class::Retryable => {
+                let jitter = jitter(message.message_id.as_deref().unwrap_or_default(), attempts);
+                let Some(delay) =
+                    delivery_policy::next_delay(&route.deliver.retry, attempts, jitter)
+                else {
+                    let m = format!("{what}; gave up after {attempts} attempts");
+                    return self
+                        .dead_letter(&letter("retries_exhausted", m, Some(&task)))
+                        .await;
+                };
+                let wait = delivery_policy::visibility(delay, attempt.retry_after);
+                if let Some(receipt) = message.receipt_handle.as_deref()
+                    && let Err(e) = self.ports.queue.delay(receipt, wait).await
+                {
+                    // The queue's own visibility timeout applies instead.
+                    tracing::warn!(error = %e, "could not set the retry delay");
+                }
+                Err(format!("{what}; next attempt in {}s", wait.as_secs()))
+            }
+        }
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), String> {
+        tracing::warn!(
+            event_id = %letter.event_id,
+            integration = %letter.integration,
+            route = letter.route.as_deref(),
+            reason = letter.reason,
+            message = %letter.message,
+            attempts = letter.attempts,
+            "delivery dead-lettered"
+        );
+        self.ports
+            .dead_letters
+            .dead_letter(letter)
+            .await
+            .map_err(|e| format!("could not dead-letter ({}): {e}", letter.reason))
+    }
+
+    async fn send(&self, task: &DeliveryV1, route: &Route) -> Result<Attempt, AuthError> {
         let mut url = route.deliver.url.clone();
         if let Some(path) = &task.path {
             // The mapping chose the path; scheme, host and port stay the definition's.
@@ -124,11 +210,11 @@ impl<K: SecretStore> Deliver<K> {
             url.set_path(path);
             url.set_query(query);
         }
-        let method = match task.method.as_deref() {
-            Some(m) => reqwest::Method::from_bytes(m.as_bytes())
-                .map_err(|_| DeliverError::Transport(format!("method `{m}` is not valid")))?,
-            None => reqwest::Method::POST,
-        };
+        let method = task
+            .method
+            .as_deref()
+            .and_then(|m| reqwest::Method::from_bytes(m.as_bytes()).ok())
+            .unwrap_or(reqwest::Method::POST);
         let mut request = self.http.request(method, url);
         for (name, value) in &task.headers {
             request = request.header(name.as_str(), value.as_str());
@@ -139,22 +225,72 @@ impl<K: SecretStore> Deliver<K> {
                 format!("{}:{}", task.event_id, task.route),
             )
             .json(&task.body);
-        let request = http::authorize(request, &route.deliver.auth, &self.secrets).await?;
-        let response = request
-            .send()
-            .await
-            .map_err(|e| DeliverError::Transport(http::transport_error(&e)))?;
+        let request = http::authorize(request, &route.deliver.auth, &self.ports.secrets).await?;
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Attempt {
+                    outcome: transport_outcome(&e),
+                    error: Some(http::transport_error(&e)),
+                    retry_after: None,
+                });
+            }
+        };
         let status = response.status().as_u16();
         if matches!(status, 401 | 403)
             && let Some(secret) = route.deliver.auth.secret()
         {
-            // The credential may have been rotated: read it afresh on the retry.
-            self.secrets.invalidate(secret);
+            // The credential may have been rotated: the next read goes to Secrets Manager.
+            self.ports.secrets.invalidate(secret);
         }
-        if response.status().is_success() {
-            Ok(status)
-        } else {
-            Err(DeliverError::Status(status))
-        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| delivery_policy::retry_after(v, SystemTime::now()));
+        // Read the answer so the connection can be reused; a drop here is a failed attempt.
+        let outcome = match response.bytes().await {
+            Ok(_) => Outcome::Status(status),
+            Err(_) if (200..300).contains(&status) => Outcome::Status(status),
+            Err(_) => Outcome::Dropped,
+        };
+        Ok(Attempt {
+            outcome,
+            error: None,
+            retry_after,
+        })
+    }
+}
+
+/// A transport failure as the policy names it.
+fn transport_outcome(e: &reqwest::Error) -> Outcome {
+    if e.is_timeout() {
+        Outcome::Timeout
+    } else if e.is_body() || e.is_decode() {
+        Outcome::Dropped
+    } else {
+        // Refused, unreachable, TLS and DNS failures all surface as connect errors.
+        Outcome::Connect
+    }
+}
+
+/// A draw in [-1, 1] that differs between messages and attempts (so retries spread out) but
+/// needs no random source.
+fn jitter(message_id: &str, attempt: u32) -> f64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (message_id, attempt).hash(&mut h);
+    (h.finish() % 20_001) as f64 / 10_000.0 - 1.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        let draws: Vec<f64> = (0..200).map(|i| jitter(&format!("m{i}"), 1)).collect();
+        assert!(draws.iter().all(|j| (-1.0..=1.0).contains(j)));
+        assert!(draws.iter().any(|j| *j < -0.5) && draws.iter().any(|j| *j > 0.5));
+        assert_ne!(jitter("m", 1), jitter("m", 2));
     }
 }

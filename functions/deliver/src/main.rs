@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
-use deliver::handler::Deliver;
+use deliver::handler::{Deliver, Ports};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard_shared::aws::{self, SecretsManagerStore};
+use switchboard_shared::aws::{self, SecretsManagerStore, SqsQueue};
 use switchboard_shared::config::DeliverConfig;
 use switchboard_shared::integration::Integrations;
 use switchboard_shared::secrets::SecretsCache;
@@ -17,12 +17,17 @@ async fn main() -> Result<(), Error> {
     let config = DeliverConfig::from_env()?;
     let integrations = Arc::new(Integrations::load_dir(&config.integrations_dir)?);
     let sdk = aws::load_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let handler = Arc::new(Deliver::new(
         integrations,
-        SecretsCache::new(
-            SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
-            config.secrets_ttl,
-        ),
+        Ports {
+            secrets: SecretsCache::new(
+                SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+                config.secrets_ttl,
+            ),
+            queue: SqsQueue::new(sqs.clone(), config.deliveries_queue_url),
+            dead_letters: SqsQueue::new(sqs, config.deliveries_dlq_url),
+        },
         config.request_timeout,
     )?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {

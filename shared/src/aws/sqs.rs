@@ -4,7 +4,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::aws_error;
-use crate::ports::{AwsError, DeadLetter, DeadLetterQueue, Queue};
+use crate::ports::{AwsError, DeadLetter, DeadLetterQueue, Queue, Visibility};
 
 /// SQS caps a message (body and attributes) at 256 KiB; a reason needs far less.
 const MAX_REASON_MESSAGE_CHARS: usize = 1024;
@@ -71,6 +71,21 @@ impl Queue for SqsQueue {
                 });
             }
         }
+        Ok(())
+    }
+}
+
+impl Visibility for SqsQueue {
+    async fn delay(&self, receipt_handle: &str, by: std::time::Duration) -> Result<(), AwsError> {
+        let secs = i32::try_from(by.as_secs()).unwrap_or(i32::MAX).min(43_200);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| aws_error("ChangeMessageVisibility", e))?;
         Ok(())
     }
 }

@@ -20,6 +20,8 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: serde_json::Value,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 /// An answer: a status and, optionally, a JSON body.
@@ -28,6 +30,8 @@ type Answer = (StatusCode, Option<serde_json::Value>);
 #[derive(Debug, Default)]
 struct Inner {
     status: Option<StatusCode>,
+    /// Sent as `Retry-After` with every answer that is not a success.
+    retry_after: Option<String>,
     /// Answers for paths containing a text, each used in turn; the last one sticks.
     rules: Vec<(String, VecDeque<Answer>)>,
     received: Vec<Received>,
@@ -74,6 +78,11 @@ impl Receiver {
             .push((path.to_string(), answers.into()));
     }
 
+    /// From now on, send `Retry-After: value` with every answer that is not a success.
+    pub fn retry_after(&self, value: &str) {
+        self.inner.lock().unwrap().retry_after = Some(value.to_string());
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
@@ -114,6 +123,7 @@ async fn answer(
         path: path.clone(),
         headers,
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        at: Instant::now(),
     });
     let scripted = inner
         .rules
@@ -126,9 +136,17 @@ async fn answer(
                 answers.front().cloned()
             }
         });
-    match scripted {
+    let mut response = match scripted {
         Some((status, Some(json))) => (status, axum::Json(json)).into_response(),
         Some((status, None)) => status.into_response(),
         None => inner.status.unwrap_or(StatusCode::OK).into_response(),
+    };
+    if let Some(value) = &inner.retry_after
+        && !response.status().is_success()
+    {
+        response
+            .headers_mut()
+            .insert("retry-after", value.parse().unwrap());
     }
+    response
 }

@@ -31,7 +31,8 @@ pub struct TestStack {
     http: reqwest::Client,
 }
 
-/// The `orders` integration: Standard Webhooks, route `echo` to `destination` with a bearer.
+/// The `orders` integration: Standard Webhooks, route `echo` to `destination` with a bearer;
+/// one retry, a second later.
 pub fn orders(destination: &str) -> String {
     format!(
         r#"
@@ -45,6 +46,7 @@ routes:
     deliver:
       url: {destination}
       auth: {{ type: bearer, secret: SECRET/token }}
+      retry: [1s]
 "#
     )
 }
@@ -286,13 +288,6 @@ impl TestStack {
             }
         }
         None
-    }
-
-    /// Receives one message from `url`, waiting up to `timeout`.
-    pub async fn receive_one(&self, url: &str, timeout: Duration) -> Option<String> {
-        self.receive_with_attributes(url, timeout)
-            .await
-            .map(|(body, _)| body)
     }
 }
 
