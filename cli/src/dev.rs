@@ -165,6 +165,10 @@ impl DevStack {
         let deliver = Arc::new(Deliver::new(
             Arc::clone(&integrations),
             DeliverPorts {
+                idempotency: DynamoIdempotencyStore::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    &resources.table,
+                ),
                 secrets: secrets(),
                 queue: SqsQueue::new(sqs.clone(), &resources.deliveries_url),
                 dead_letters: SqsQueue::new(sqs.clone(), &resources.deliveries_dlq_url),

@@ -118,6 +118,8 @@ pub struct DeliverConfig {
     pub deliveries_queue_url: String,
     /// The deliveries DLQ (`DELIVERIES_DLQ_URL`).
     pub deliveries_dlq_url: String,
+    /// The idempotency table (`IDEMPOTENCY_TABLE`): `deliver#{event_id}#{route}` records.
+    pub idempotency_table: String,
     /// Per-request time limit, connect to last byte (`DELIVERY_TIMEOUT_SECS`, default 10).
     pub request_timeout: Duration,
     /// How long a secret value is cached (`SECRETS_TTL_SECS`, default 300).
@@ -131,6 +133,7 @@ impl DeliverConfig {
             integrations_dir: integrations_dir(),
             deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
             deliveries_dlq_url: required("DELIVERIES_DLQ_URL")?,
+            idempotency_table: required("IDEMPOTENCY_TABLE")?,
             request_timeout: secs_or("DELIVERY_TIMEOUT_SECS", 10)?,
             secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
         })

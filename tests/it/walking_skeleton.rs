@@ -214,3 +214,45 @@ routes:
     );
     stack.dev.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_received_again_after_its_success_is_not_sent_again() {
+    let receiver = Receiver::start().await;
+    let stack = TestStack::start(&receiver.url, FAST).await;
+    // The same task twice, as SQS may hand a message over again after it was processed.
+    let task = serde_json::to_string(&DeliveryMessage::DeliveryV1(
+        switchboard_shared::envelope::DeliveryV1 {
+            event_id: switchboard_shared::ids::EventId::new(),
+            integration: "orders".into(),
+            route: "echo".into(),
+            body: json!({"name": "Ada", "total": 130}),
+            method: None,
+            path: None,
+            headers: Default::default(),
+        },
+    ))
+    .unwrap();
+    for _ in 0..2 {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.dev.resources.deliveries_url)
+            .message_body(&task)
+            .send()
+            .await
+            .unwrap();
+        receiver.wait_for(1, Duration::from_secs(20)).await;
+        let started = std::time::Instant::now();
+        while stack.depth(&stack.dev.resources.deliveries_url).await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(20), "not processed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.received().len(), 1, "sent once");
+    assert_eq!(
+        stack.depth(&stack.dev.resources.deliveries_dlq_url).await,
+        0
+    );
+    stack.dev.shutdown().await;
+}

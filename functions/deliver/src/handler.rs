@@ -10,18 +10,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use switchboard_shared::delivery_policy::{self, Class, Outcome};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_shared::http::{self, AuthError};
+use switchboard_shared::idempotency::{Claim, NewClaim, Status};
 use switchboard_shared::integration::{Integrations, Route};
-use switchboard_shared::ports::{DeadLetter, DeadLetterQueue, SecretStore, Visibility};
+use switchboard_shared::ports::{
+    DeadLetter, DeadLetterQueue, IdempotencyStore, SecretStore, Visibility,
+};
 use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
 
 /// The ports deliver uses.
 #[derive(Debug)]
-pub struct Ports<K, V, D> {
+pub struct Ports<K, V, D, S> {
+    /// The idempotency table (`deliver#{event_id}#{route}` records).
+    pub idempotency: S,
     /// Destination credentials.
     pub secrets: SecretsCache<K>,
     /// The deliveries queue (its visibility timeout is the retry timer).
@@ -32,11 +38,16 @@ pub struct Ports<K, V, D> {
 
 /// The deliver handler.
 #[derive(Debug)]
-pub struct Deliver<K, V, D> {
+pub struct Deliver<K, V, D, S> {
     integrations: Arc<Integrations>,
     http: reqwest::Client,
-    ports: Ports<K, V, D>,
+    ports: Ports<K, V, D, S>,
 }
+
+/// How long a delivered task is remembered: longer than the longest retry schedule.
+const DELIVERED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// When an in-progress claim lapses if the Lambda deadline is unknown (locally).
+const DEFAULT_IN_PROGRESS: Duration = Duration::from_secs(60);
 
 /// One attempt's result, as the policy and the log see it.
 #[derive(Debug)]
@@ -48,11 +59,11 @@ struct Attempt {
     retry_after: Option<Duration>,
 }
 
-impl<K: SecretStore, V: Visibility, D: DeadLetterQueue> Deliver<K, V, D> {
+impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Deliver<K, V, D, S> {
     /// A handler over these integrations and ports; `timeout` bounds each request.
     pub fn new(
         integrations: Arc<Integrations>,
-        ports: Ports<K, V, D>,
+        ports: Ports<K, V, D, S>,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
         Ok(Self {
@@ -65,10 +76,13 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue> Deliver<K, V, D> {
     /// Processes a batch; the response lists the messages SQS should hand back.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
+        let deadline_ms = i64::try_from(event.context.deadline)
+            .ok()
+            .filter(|d| *d > 0);
         for message in event.payload.records {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("delivery", message_id = %id);
-            if let Err(e) = self.process(&message).instrument(span).await {
+            if let Err(e) = self.process(&message, deadline_ms).instrument(span).await {
                 tracing::warn!(message_id = %id, error = %e, "delivery will be retried");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
@@ -80,7 +94,7 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue> Deliver<K, V, D> {
 
     /// Ok when the message is done with (delivered or dead-lettered); Err when SQS should hand
     /// it back.
-    async fn process(&self, message: &SqsMessage) -> Result<(), String> {
+    async fn process(&self, message: &SqsMessage, deadline_ms: Option<i64>) -> Result<(), String> {
         let text = message.body.as_deref().unwrap_or_default();
         let attempts = message
             .attributes
@@ -118,10 +132,32 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue> Deliver<K, V, D> {
                 .await;
         };
 
+        // Idempotent sends: a redelivery after a success does not send again.
+        let key = format!("deliver#{}#{}", task.event_id, task.route);
+        let now = Utc::now();
+        let expires_at = now.timestamp() + DELIVERED_TTL.as_secs() as i64;
+        let claim = NewClaim {
+            key: key.clone(),
+            now,
+            expires_at,
+            in_progress_expires_at_ms: deadline_ms
+                .unwrap_or_else(|| now.timestamp_millis() + DEFAULT_IN_PROGRESS.as_millis() as i64),
+        };
+        match self.ports.idempotency.claim(&claim).await {
+            Ok(Claim::Acquired) => {}
+            Ok(Claim::Exists(record)) if record.status == Status::Completed => {
+                tracing::info!(event_id = %task.event_id, route = %task.route, "already delivered; not sent again");
+                return Ok(());
+            }
+            Ok(Claim::Exists(_)) => return Err("being delivered by another worker".into()),
+            Err(e) => return Err(format!("idempotency claim failed: {e}")),
+        }
+
         let started = Instant::now();
         let attempt = match self.send(&task, route).await {
             Ok(attempt) => attempt,
             Err(AuthError::Malformed { secret, problem }) => {
+                self.release(&key).await;
                 let m = format!("secret `{secret}` is malformed: {problem}");
                 return self
                     .dead_letter(&letter("auth_misconfigured", m, Some(&task)))
@@ -154,6 +190,20 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue> Deliver<K, V, D> {
             (None, Some(e)) => e.clone(),
             (None, None) => "no answer".into(),
         };
+        if class == Class::Delivered {
+            if let Err(e) = self
+                .ports
+                .idempotency
+                .complete(&key, "delivered", expires_at)
+                .await
+            {
+                // Delivered: nothing is lost. A redelivery inside the in-progress window
+                // waits; after it, the destination's Idempotency-Key dedupes.
+                tracing::warn!(error = %e, "completing the idempotency record failed");
+            }
+        } else {
+            self.release(&key).await;
+        }
         match class {
             Class::Delivered => Ok(()),
             Class::Permanent { .. } => {
@@ -179,6 +229,14 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue> Deliver<K, V, D> {
                 }
                 Err(format!("{what}; next attempt in {}s", wait.as_secs()))
             }
+        }
+    }
+
+    /// Deletes the claim so the next attempt can take it.
+    async fn release(&self, key: &str) {
+        if let Err(e) = self.ports.idempotency.release(key).await {
+            // The claim lapses at its in-progress expiry instead.
+            tracing::warn!(error = %e, "releasing the idempotency record failed");
         }
     }
 

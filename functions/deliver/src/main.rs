@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aws_lambda_events::sqs::SqsEvent;
 use deliver::handler::{Deliver, Ports};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard_shared::aws::{self, SecretsManagerStore, SqsQueue};
+use switchboard_shared::aws::{self, DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
 use switchboard_shared::config::DeliverConfig;
 use switchboard_shared::integration::Integrations;
 use switchboard_shared::secrets::SecretsCache;
@@ -24,6 +24,10 @@ async fn main() -> Result<(), Error> {
             secrets: SecretsCache::new(
                 SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
                 config.secrets_ttl,
+            ),
+            idempotency: DynamoIdempotencyStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                config.idempotency_table,
             ),
             queue: SqsQueue::new(sqs.clone(), config.deliveries_queue_url),
             dead_letters: SqsQueue::new(sqs, config.deliveries_dlq_url),
