@@ -303,7 +303,17 @@ async fn main() -> anyhow::Result<()> {
                     (serde_json::to_vec(&ev)?, &accepted)
                 }
                 "transform" => (transform_event.clone(), &no_failures),
-                "deliver" => (deliver_event.clone(), &no_failures),
+                // A fresh event id each run: deliver's idempotency record would otherwise
+                // make every run after the first skip the send.
+                "deliver" => (
+                    String::from_utf8_lossy(&deliver_event)
+                        .replace(
+                            "evt_01JSAMPLE0000000000000000",
+                            switchboard_shared::ids::EventId::new().as_str(),
+                        )
+                        .into_bytes(),
+                    &no_failures,
+                ),
                 _ => (br#"{"hello":"world"}"#.to_vec(), &any),
             };
             samples.push(cold_start(&binary, &env, api_addr, &state, event, check).await?);
