@@ -2,7 +2,17 @@
 //! (with an in-progress expiry tied to the function's remaining time), COMPLETED with the result
 //! once it is done, deleted on failure so the retry can run.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+
+/// When an INPROGRESS claim lapses: the Lambda invocation's deadline (ms since the epoch) when
+/// there is one, else `fallback` from now (locally, where nothing sets a deadline).
+pub fn in_progress_until(deadline_ms: Option<i64>, now: DateTime<Utc>, fallback: Duration) -> i64 {
+    deadline_ms
+        .filter(|&d| d > 0)
+        .unwrap_or_else(|| now.timestamp_millis() + fallback.as_millis() as i64)
+}
 
 /// Where a record's work stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

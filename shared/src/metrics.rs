@@ -20,22 +20,28 @@ pub enum Metrics {
 /// The namespace every Switchboard metric is in.
 pub const NAMESPACE: &str = "Switchboard";
 
+/// The EMF directive for `metrics`, counted by integration and outcome and by outcome and
+/// reason (every line carries `Integration`, `Outcome` and `Reason`).
+fn directive(metrics: serde_json::Value) -> serde_json::Value {
+    json!({
+        "Timestamp": chrono::Utc::now().timestamp_millis(),
+        "CloudWatchMetrics": [{
+            "Namespace": NAMESPACE,
+            "Dimensions": [["Integration", "Outcome"], ["Outcome", "Reason"]],
+            "Metrics": metrics
+        }]
+    })
+}
+
 impl Metrics {
     /// One ingest request: counted by integration and outcome, and by outcome and reason;
     /// its latency recorded.
     pub fn webhook(&self, integration: &str, outcome: &str, reason: &str, latency_ms: f64) {
         self.emit(json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Integration", "Outcome"], ["Outcome", "Reason"]],
-                    "Metrics": [
-                        { "Name": "Webhooks", "Unit": "Count" },
-                        { "Name": "Latency", "Unit": "Milliseconds" }
-                    ]
-                }]
-            },
+            "_aws": directive(json!([
+                { "Name": "Webhooks", "Unit": "Count" },
+                { "Name": "Latency", "Unit": "Milliseconds" }
+            ])),
             "Integration": integration,
             "Outcome": outcome,
             "Reason": reason,
@@ -48,14 +54,7 @@ impl Metrics {
     /// event as a whole): counted by integration and outcome, and by outcome and reason.
     pub fn transform(&self, integration: &str, route: &str, outcome: &str, reason: &str) {
         self.emit(json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Integration", "Outcome"], ["Outcome", "Reason"]],
-                    "Metrics": [{ "Name": "Transforms", "Unit": "Count" }]
-                }]
-            },
+            "_aws": directive(json!([{ "Name": "Transforms", "Unit": "Count" }])),
             "Integration": integration,
             "Route": route,
             "Outcome": outcome,

@@ -60,6 +60,28 @@ pub trait Visibility: Send + Sync {
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
+/// Logs why `letter` is dead-lettered (never its body) and sends it; the error says which
+/// reason could not be dead-lettered. `what` names the message in the log line.
+pub async fn send_dead_letter<D: DeadLetterQueue>(
+    queue: &D,
+    letter: &DeadLetter,
+    what: &'static str,
+) -> Result<(), String> {
+    tracing::warn!(
+        event_id = %letter.event_id,
+        integration = %letter.integration,
+        route = letter.route.as_deref(),
+        reason = letter.reason,
+        message = %letter.message,
+        attempts = letter.attempts,
+        "{what} dead-lettered"
+    );
+    queue
+        .dead_letter(letter)
+        .await
+        .map_err(|e| format!("could not dead-letter ({}): {e}", letter.reason))
+}
+
 /// The idempotency table.
 pub trait IdempotencyStore: Send + Sync {
     /// Takes the key unless a live record holds it (one conditional put).

@@ -15,10 +15,10 @@ use lambda_runtime::LambdaEvent;
 use switchboard_shared::delivery_policy::{self, Class, Outcome};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_shared::http::{self, AuthError};
-use switchboard_shared::idempotency::{Claim, NewClaim, Status};
+use switchboard_shared::idempotency::{Claim, NewClaim, Status, in_progress_until};
 use switchboard_shared::integration::{Integrations, Route};
 use switchboard_shared::ports::{
-    DeadLetter, DeadLetterQueue, IdempotencyStore, SecretStore, Visibility,
+    DeadLetter, DeadLetterQueue, IdempotencyStore, SecretStore, Visibility, send_dead_letter,
 };
 use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
@@ -76,9 +76,7 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Del
     /// Processes a batch; the response lists the messages SQS should hand back.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
-        let deadline_ms = i64::try_from(event.context.deadline)
-            .ok()
-            .filter(|d| *d > 0);
+        let deadline_ms = i64::try_from(event.context.deadline).ok();
         for message in event.payload.records {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("delivery", message_id = %id);
@@ -140,8 +138,7 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Del
             key: key.clone(),
             now,
             expires_at,
-            in_progress_expires_at_ms: deadline_ms
-                .unwrap_or_else(|| now.timestamp_millis() + DEFAULT_IN_PROGRESS.as_millis() as i64),
+            in_progress_expires_at_ms: in_progress_until(deadline_ms, now, DEFAULT_IN_PROGRESS),
         };
         match self.ports.idempotency.claim(&claim).await {
             Ok(Claim::Acquired) => {}
@@ -241,20 +238,7 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Del
     }
 
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), String> {
-        tracing::warn!(
-            event_id = %letter.event_id,
-            integration = %letter.integration,
-            route = letter.route.as_deref(),
-            reason = letter.reason,
-            message = %letter.message,
-            attempts = letter.attempts,
-            "delivery dead-lettered"
-        );
-        self.ports
-            .dead_letters
-            .dead_letter(letter)
-            .await
-            .map_err(|e| format!("could not dead-letter ({}): {e}", letter.reason))
+        send_dead_letter(&self.ports.dead_letters, letter, "delivery").await
     }
 
     async fn send(&self, task: &DeliveryV1, route: &Route) -> Result<Attempt, AuthError> {

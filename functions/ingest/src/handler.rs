@@ -11,7 +11,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use switchboard_shared::archive::{self, ArchivedEvent, ArchivedEventV1, MAX_INLINE_MESSAGE_BYTES};
 use switchboard_shared::envelope::{EventMessage, EventV1, is_sensitive_header};
-use switchboard_shared::idempotency::{Claim, NewClaim, Status};
+use switchboard_shared::idempotency::{Claim, NewClaim, Status, in_progress_until};
 use switchboard_shared::ids::EventId;
 use switchboard_shared::integration::{Integration, Integrations};
 use switchboard_shared::metrics::Metrics;
@@ -484,10 +484,11 @@ fn integration_id(req: &Request) -> Option<String> {
 
 /// When an INPROGRESS claim lapses: the Lambda deadline, or a default when run locally.
 fn in_progress_deadline(req: &Request, now: DateTime<Utc>) -> i64 {
-    req.lambda_context_ref()
-        .map(|c| c.deadline as i64)
-        .filter(|&d| d > 0)
-        .unwrap_or_else(|| now.timestamp_millis() + DEFAULT_IN_PROGRESS.as_millis() as i64)
+    in_progress_until(
+        req.lambda_context_ref().map(|c| c.deadline as i64),
+        now,
+        DEFAULT_IN_PROGRESS,
+    )
 }
 
 fn carried_headers(headers: &HeaderMap) -> BTreeMap<String, String> {

@@ -21,7 +21,9 @@ use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage, Ev
 use switchboard_shared::integration::{Integration, Integrations, Route};
 use switchboard_shared::mapping::Scope;
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::ports::{Archive, DeadLetter, DeadLetterQueue, Queue, SecretStore};
+use switchboard_shared::ports::{
+    Archive, DeadLetter, DeadLetterQueue, Queue, SecretStore, send_dead_letter,
+};
 use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
 
@@ -213,18 +215,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
     }
 
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), String> {
-        tracing::warn!(
-            event_id = %letter.event_id,
-            integration = %letter.integration,
-            route = letter.route.as_deref(),
-            reason = letter.reason,
-            message = %letter.message,
-            "event dead-lettered"
-        );
-        self.dead_letters
-            .dead_letter(letter)
-            .await
-            .map_err(|e| format!("could not dead-letter ({}): {e}", letter.reason))
+        send_dead_letter(&self.dead_letters, letter, "event").await
     }
 
     async fn run(&self, event: &RawEvent) -> Result<Report, Failure> {
