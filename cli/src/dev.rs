@@ -48,8 +48,6 @@ pub struct DevOptions {
     pub stack: String,
     /// Queue visibility timeout and max receive count.
     pub queues: QueueSettings,
-    /// Per-request delivery timeout.
-    pub delivery_timeout: Duration,
 }
 
 impl Default for DevOptions {
@@ -63,9 +61,8 @@ impl Default for DevOptions {
             stack: "switchboard".into(),
             queues: QueueSettings {
                 visibility_timeout_secs: 30,
-                max_receive_count: 5,
+                ..crate::resources::TEMPLATE_SETTINGS
             },
-            delivery_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -172,8 +169,9 @@ impl DevStack {
                 secrets: secrets(),
                 queue: SqsQueue::new(sqs.clone(), &resources.deliveries_url),
                 dead_letters: SqsQueue::new(sqs.clone(), &resources.deliveries_dlq_url),
+                metrics: metrics.clone(),
             },
-            options.delivery_timeout,
+            options.queues.deliveries_max_receive_count,
         )?);
 
         let (stop, stopped) = watch::channel(false);

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -130,8 +129,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 queues: QueueSettings {
                     visibility_timeout_secs: visibility_timeout,
                     max_receive_count,
+                    deliveries_max_receive_count: max_receive_count.max(
+                        switchboard_cli::resources::TEMPLATE_SETTINGS.deliveries_max_receive_count,
+                    ),
                 },
-                delivery_timeout: Duration::from_secs(10),
             };
             let stack = DevStack::start(options).await?;
             println!("switchboard dev");

@@ -17,14 +17,18 @@ use aws_sdk_sqs::types::QueueAttributeName;
 pub struct QueueSettings {
     /// Seconds a received message stays invisible: SQS's retry timer.
     pub visibility_timeout_secs: u32,
-    /// Receives before SQS moves a message to the DLQ.
+    /// Receives before SQS moves an event to the events DLQ.
     pub max_receive_count: u32,
+    /// Receives before SQS moves a task to the deliveries DLQ: room for the whole retry
+    /// schedule plus the waits on an open circuit or a rate limit, which also count.
+    pub deliveries_max_receive_count: u32,
 }
 
 /// The template's settings.
 pub const TEMPLATE_SETTINGS: QueueSettings = QueueSettings {
     visibility_timeout_secs: 180,
     max_receive_count: 5,
+    deliveries_max_receive_count: 50,
 };
 
 /// What was created: URLs and names the functions are configured with.
@@ -69,8 +73,12 @@ pub async fn create(
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let [events, events_dlq, deliveries, deliveries_dlq, table] = names(stack);
     let (events_url, events_dlq_url) = queue_pair(&sqs, &events, &events_dlq, settings).await?;
+    let deliveries_settings = QueueSettings {
+        max_receive_count: settings.deliveries_max_receive_count,
+        ..settings
+    };
     let (deliveries_url, deliveries_dlq_url) =
-        queue_pair(&sqs, &deliveries, &deliveries_dlq, settings).await?;
+        queue_pair(&sqs, &deliveries, &deliveries_dlq, deliveries_settings).await?;
     create_table(&aws_sdk_dynamodb::Client::new(sdk), &table).await?;
     let bucket = bucket_name(stack);
     create_bucket(&aws_sdk_s3::Client::new(sdk), &bucket).await?;
@@ -285,9 +293,13 @@ mod tests {
         expected.sort();
         assert_eq!(queue_names, expected);
         assert_eq!(table_names, vec![table]);
+        max_receive_counts.sort();
         assert_eq!(
             max_receive_counts,
-            vec![TEMPLATE_SETTINGS.max_receive_count as u64; 2]
+            vec![
+                TEMPLATE_SETTINGS.max_receive_count as u64,
+                TEMPLATE_SETTINGS.deliveries_max_receive_count as u64
+            ]
         );
         // Transform dead-letters a retryable failure itself on the queue's last receive.
         let transform_env =
@@ -297,6 +309,17 @@ mod tests {
             Some(TEMPLATE_SETTINGS.max_receive_count.to_string().as_str())
         );
         assert!(!transform_env["EVENTS_DLQ_URL"].is_null());
+        // Deliver does the same on the deliveries queue's.
+        let deliver_env = &resources["DeliverFunction"]["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            deliver_env["DELIVERIES_MAX_RECEIVE_COUNT"].as_str(),
+            Some(
+                TEMPLATE_SETTINGS
+                    .deliveries_max_receive_count
+                    .to_string()
+                    .as_str()
+            )
+        );
     }
 
     #[test]

@@ -90,22 +90,25 @@ pub struct TransformConfig {
 impl TransformConfig {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let name = "EVENTS_MAX_RECEIVE_COUNT";
-        let max_receive_count = match std::env::var(name) {
-            Err(_) => 5,
-            Ok(v) => v.parse::<u32>().map_err(|_| ConfigError {
-                name,
-                problem: format!("`{v}` is not a whole number"),
-            })?,
-        };
         Ok(Self {
             integrations_dir: integrations_dir(),
             deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
             archive_bucket: required("ARCHIVE_BUCKET")?,
             events_dlq_url: required("EVENTS_DLQ_URL")?,
-            max_receive_count,
+            max_receive_count: count_or("EVENTS_MAX_RECEIVE_COUNT", 5)?,
             secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
         })
+    }
+}
+
+/// A whole number from the environment, or `default` when it is not set.
+fn count_or(name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v.parse::<u32>().map_err(|_| ConfigError {
+            name,
+            problem: format!("`{v}` is not a whole number"),
+        }),
     }
 }
 
@@ -120,8 +123,9 @@ pub struct DeliverConfig {
     pub deliveries_dlq_url: String,
     /// The idempotency table (`IDEMPOTENCY_TABLE`): `deliver#{event_id}#{route}` records.
     pub idempotency_table: String,
-    /// Per-request time limit, connect to last byte (`DELIVERY_TIMEOUT_SECS`, default 10).
-    pub request_timeout: Duration,
+    /// The deliveries queue's maxReceiveCount (`DELIVERIES_MAX_RECEIVE_COUNT`, default 50): a
+    /// task still failing on that receive is dead-lettered with its reason.
+    pub max_receive_count: u32,
     /// How long a secret value is cached (`SECRETS_TTL_SECS`, default 300).
     pub secrets_ttl: Duration,
 }
@@ -134,7 +138,7 @@ impl DeliverConfig {
             deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
             deliveries_dlq_url: required("DELIVERIES_DLQ_URL")?,
             idempotency_table: required("IDEMPOTENCY_TABLE")?,
-            request_timeout: secs_or("DELIVERY_TIMEOUT_SECS", 10)?,
+            max_receive_count: count_or("DELIVERIES_MAX_RECEIVE_COUNT", 50)?,
             secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
         })
     }

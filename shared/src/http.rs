@@ -1,13 +1,10 @@
 //! Outbound HTTP, shared by enrichment calls (transform) and deliveries (deliver): one client
-//! shape (compiled-in Mozilla roots, no redirects, a time limit), a definition's auth applied
-//! from cached secrets, and transport errors described without the query string or anything
-//! the server sent.
+//! shape (compiled-in Mozilla roots, no redirects, time limits) and transport errors described
+//! without the query string or anything the server sent. Credentials are in `credentials`.
 
 use std::time::Duration;
 
-use crate::integration::Auth;
-use crate::ports::{AwsError, SecretStore};
-use crate::secrets::SecretsCache;
+use crate::ports::AwsError;
 
 /// A credential that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +20,24 @@ pub enum AuthError {
         /// What shape was expected.
         problem: &'static str,
     },
+    /// An OAuth token could not be obtained (worth a retry: the endpoint may be down, or the
+    /// client secret rotated).
+    #[error("no token for secret `{secret}`: {message}")]
+    Token {
+        /// The client record's secret id.
+        secret: String,
+        /// What the token endpoint did.
+        message: String,
+    },
 }
 
-/// A client for calls to third parties: `timeout` bounds connect to last byte.
-pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// A client for calls to third parties: `timeout` bounds connect to last byte, `connect` the
+/// connection alone. Connections are pooled and reused across events.
+pub fn client(timeout: Duration, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls_config())
         .timeout(timeout)
-        .connect_timeout(timeout)
+        .connect_timeout(connect)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -55,41 +62,8 @@ fn tls_config() -> rustls::ClientConfig {
     })
 }
 
-/// Adds `auth`'s credential to `request`, reading its secret through the cache.
-pub async fn authorize<K: SecretStore>(
-    request: reqwest::RequestBuilder,
-    auth: &Auth,
-    secrets: &SecretsCache<K>,
-) -> Result<reqwest::RequestBuilder, AuthError> {
-    Ok(match auth {
-        Auth::None => request,
-        Auth::Bearer { secret } => request.bearer_auth(secrets.get(secret).await?.expose()),
-        Auth::ApiKey { header, secret } => {
-            let value = secrets.get(secret).await?;
-            let mut value =
-                reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
-                    AuthError::Malformed {
-                        secret: secret.clone(),
-                        problem: "an API key must be printable ASCII",
-                    }
-                })?;
-            value.set_sensitive(true);
-            request.header(header.as_str(), value)
-        }
-        Auth::Basic { secret } => {
-            let value = secrets.get(secret).await?;
-            let (user, password) =
-                basic_credentials(value.expose()).ok_or_else(|| AuthError::Malformed {
-                    secret: secret.clone(),
-                    problem: "expected `user:password` or {\"username\": .., \"password\": ..}",
-                })?;
-            request.basic_auth(user, Some(password))
-        }
-    })
-}
-
 /// `user:password`, or a JSON object with `username` and `password`.
-fn basic_credentials(value: &str) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(value: &str) -> Option<(String, String)> {
     if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(value) {
         let user = o.get("username")?.as_str()?;
         let password = o.get("password")?.as_str()?;

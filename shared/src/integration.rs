@@ -119,6 +119,54 @@ pub struct Deliver {
     pub auth: Auth,
     /// The delays before each retry; once exhausted, the deliveries DLQ.
     pub retry: Vec<std::time::Duration>,
+    /// Outbound Standard Webhooks signing, when set: the signing secret's id.
+    pub sign: Option<String>,
+    /// The longest a request may take, connect to last byte.
+    pub timeout: std::time::Duration,
+    /// The longest the connection may take to open.
+    pub connect_timeout: std::time::Duration,
+    /// How hard the destination may be called, across every concurrent function.
+    pub limits: RateLimits,
+    /// When calls stop because the destination seems down.
+    pub circuit: CircuitSettings,
+}
+
+impl Deliver {
+    /// The destination whose limits and circuit this route shares: scheme, host and port.
+    pub fn destination(&self) -> String {
+        self.url.origin().ascii_serialization()
+    }
+}
+
+/// A destination's rate limits (none by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Requests started per second.
+    pub max_per_second: Option<u32>,
+    /// Requests in flight at once.
+    pub max_concurrency: Option<u32>,
+}
+
+/// A destination's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitSettings {
+    /// Consecutive failures that open the circuit.
+    pub failures: u32,
+    /// How long it stays open before one probe is let through.
+    pub cool_down: std::time::Duration,
+}
+
+/// Requests time out after this long when a route sets no `timeout`.
+pub const DEFAULT_DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        Self {
+            failures: 10,
+            cool_down: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// How a delivery authenticates to its destination.
@@ -144,6 +192,14 @@ pub enum Auth {
         /// Secrets Manager secret id.
         secret: String,
     },
+    /// OAuth 2.0 client credentials: the secret holds `{"type":
+    /// "oauth2-client-credentials", "token_url", "client_id", "client_secret", "scope"}`; the
+    /// access token obtained with it is sent as a bearer and cached until shortly before it
+    /// expires.
+    Oauth2ClientCredentials {
+        /// Secrets Manager secret id of the client record.
+        secret: String,
+    },
 }
 
 impl Auth {
@@ -151,9 +207,10 @@ impl Auth {
     pub fn secret(&self) -> Option<&str> {
         match self {
             Auth::None => None,
-            Auth::Bearer { secret } | Auth::ApiKey { secret, .. } | Auth::Basic { secret } => {
-                Some(secret)
-            }
+            Auth::Bearer { secret }
+            | Auth::ApiKey { secret, .. }
+            | Auth::Basic { secret }
+            | Auth::Oauth2ClientCredentials { secret } => Some(secret),
         }
     }
 
@@ -163,7 +220,10 @@ impl Auth {
             Auth::ApiKey { header, .. } => http::HeaderName::from_bytes(header.as_bytes())
                 .map(|_| ())
                 .map_err(|_| format!("`{header}` is not a valid header name")),
-            Auth::None | Auth::Bearer { .. } | Auth::Basic { .. } => Ok(()),
+            Auth::None
+            | Auth::Bearer { .. }
+            | Auth::Basic { .. }
+            | Auth::Oauth2ClientCredentials { .. } => Ok(()),
         }
     }
 }
@@ -325,6 +385,25 @@ struct DeliverFile {
     #[serde(default = "no_auth")]
     auth: Auth,
     retry: Option<Vec<DurationText>>,
+    sign: Option<SignFile>,
+    timeout: Option<DurationText>,
+    connect_timeout: Option<DurationText>,
+    #[serde(default)]
+    limits: RateLimits,
+    circuit: Option<CircuitFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignFile {
+    secret: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CircuitFile {
+    failures: Option<u32>,
+    cool_down: Option<DurationText>,
 }
 
 fn no_auth() -> Auth {
@@ -551,6 +630,54 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
                 .collect::<Result<Vec<_>, String>>()
                 .map_err(|m| route_err("deliver.retry", m))?,
         };
+        let duration = |d: &Option<DurationText>, field: &str, default| {
+            let d = match d {
+                Some(d) => d.parse().map_err(|m| route_err(field, m))?,
+                None => default,
+            };
+            if d.is_zero() {
+                return Err(route_err(field, "must be longer than zero".into()));
+            }
+            Ok(d)
+        };
+        let timeout = duration(
+            &r.deliver.timeout,
+            "deliver.timeout",
+            DEFAULT_DELIVERY_TIMEOUT,
+        )?;
+        let connect_timeout = duration(
+            &r.deliver.connect_timeout,
+            "deliver.connect_timeout",
+            timeout,
+        )?;
+        let defaults = CircuitSettings::default();
+        let circuit = match &r.deliver.circuit {
+            None => defaults,
+            Some(c) => CircuitSettings {
+                failures: match c.failures {
+                    Some(0) => {
+                        return Err(route_err(
+                            "deliver.circuit.failures",
+                            "must be at least 1".into(),
+                        ));
+                    }
+                    Some(n) => n,
+                    None => defaults.failures,
+                },
+                cool_down: duration(
+                    &c.cool_down,
+                    "deliver.circuit.cool_down",
+                    defaults.cool_down,
+                )?,
+            },
+        };
+        if r.deliver.limits.max_per_second == Some(0) || r.deliver.limits.max_concurrency == Some(0)
+        {
+            return Err(route_err(
+                "deliver.limits",
+                "a limit must be at least 1 (leave it out for none)".into(),
+            ));
+        }
         routes.push(Route {
             id: r.id.clone(),
             when,
@@ -561,6 +688,11 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
                 url,
                 auth: r.deliver.auth,
                 retry,
+                sign: r.deliver.sign.map(|s| s.secret),
+                timeout,
+                connect_timeout,
+                limits: r.deliver.limits,
+                circuit,
             },
         });
     }

@@ -7,8 +7,10 @@
 
 pub mod archive;
 pub mod aws;
+pub mod circuit;
 pub mod config;
 pub mod contract;
+pub mod credentials;
 pub mod delivery_policy;
 pub mod envelope;
 pub mod http;

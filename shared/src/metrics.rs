@@ -63,6 +63,54 @@ impl Metrics {
         }));
     }
 
+    /// One delivery outcome for a task: delivered, retried, failed (permanently, to the DLQ),
+    /// skipped (already delivered), or held without a call (circuit_open, rate_limited,
+    /// deadline); counted by integration and outcome, and by outcome and reason.
+    pub fn delivery(&self, integration: &str, route: &str, outcome: &str, reason: &str) {
+        self.emit(json!({
+            "_aws": directive(json!([{ "Name": "Deliveries", "Unit": "Count" }])),
+            "Integration": integration,
+            "Route": route,
+            "Outcome": outcome,
+            "Reason": reason,
+            "Deliveries": 1,
+        }));
+    }
+
+    /// How long one call to a destination took.
+    pub fn delivery_latency(&self, integration: &str, route: &str, latency_ms: f64) {
+        self.emit(json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Integration", "Route"]],
+                    "Metrics": [{ "Name": "DeliveryLatency", "Unit": "Milliseconds" }]
+                }]
+            },
+            "Integration": integration,
+            "Route": route,
+            "DeliveryLatency": latency_ms,
+        }));
+    }
+
+    /// A destination's circuit changed state (opened, reopened, closed).
+    pub fn circuit(&self, destination: &str, transition: &str) {
+        self.emit(json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Destination", "Transition"]],
+                    "Metrics": [{ "Name": "CircuitTransitions", "Unit": "Count" }]
+                }]
+            },
+            "Destination": destination,
+            "Transition": transition,
+            "CircuitTransitions": 1,
+        }));
+    }
+
     fn emit(&self, line: serde_json::Value) {
         match self {
             Metrics::Stdout => println!("{line}"),

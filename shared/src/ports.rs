@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use crate::circuit::CircuitState;
 use crate::idempotency::{Claim, NewClaim};
 use crate::secret::SecretString;
 
@@ -38,8 +39,33 @@ pub struct DeadLetter {
     pub route: Option<String>,
     /// The event.
     pub event_id: String,
-    /// How many times the message had been received.
+    /// How many attempts were made (for a delivery: calls to the destination; else the
+    /// message's receive count).
     pub attempts: u32,
+    /// The destination's last answer, when it gave one.
+    pub last_status: Option<u16>,
+    /// The attempt history (a JSON array of [`AttemptRecord`]), when there is one.
+    pub history: Option<String>,
+}
+
+/// One delivery attempt as it is kept for ops: it travels to the DLQ with the task.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    /// The message's receive count when the attempt was made.
+    pub receive: u32,
+    /// When it was made (RFC 3339).
+    pub at: String,
+    /// The destination's status, if it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The transport error, if it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long the call took.
+    pub latency_ms: u64,
+    /// The first 1 KB of an error answer's body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
 
 /// A dead-letter queue we write to ourselves (permanent failures do not wait for
@@ -74,6 +100,7 @@ pub async fn send_dead_letter<D: DeadLetterQueue>(
         reason = letter.reason,
         message = %letter.message,
         attempts = letter.attempts,
+        last_status = letter.last_status,
         "{what} dead-lettered"
     );
     queue
@@ -99,6 +126,81 @@ pub trait IdempotencyStore: Send + Sync {
     fn release(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
+/// State shared by every concurrent deliver function about destinations (circuit breakers,
+/// rate limits) and about tasks (attempt histories). Keys are a destination's origin.
+pub trait DestinationStore: Send + Sync {
+    /// The destination's circuit as stored (closed when there is no record).
+    fn circuit(
+        &self,
+        destination: &str,
+    ) -> impl Future<Output = Result<CircuitState, AwsError>> + Send;
+
+    /// Counts one more consecutive failure; returns the count.
+    fn count_failure(
+        &self,
+        destination: &str,
+    ) -> impl Future<Output = Result<u32, AwsError>> + Send;
+
+    /// Opens the circuit until `until_ms`. Unless `force`, only if it is not open at `now_ms`
+    /// already; returns whether this call opened it.
+    fn open_circuit(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+        force: bool,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+
+    /// Takes the one probe of a cooled-down circuit until `until_ms`; false if another caller
+    /// has it.
+    fn take_probe(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+
+    /// Resets the failure count and closes the circuit; returns whether it had been open.
+    fn close_circuit(
+        &self,
+        destination: &str,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+
+    /// Takes one of the `max` calls of second `second` (Unix); false if they are all taken.
+    fn take_rate(
+        &self,
+        destination: &str,
+        second: i64,
+        max: u32,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+
+    /// Takes a free one of `max` concurrency slots (trying from `start`), leased until
+    /// `lease_until_ms` so a crashed caller's slot frees itself; None if all are taken.
+    fn take_slot(
+        &self,
+        destination: &str,
+        max: u32,
+        start: u32,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> impl Future<Output = Result<Option<u32>, AwsError>> + Send;
+
+    /// Gives a slot back.
+    fn free_slot(
+        &self,
+        destination: &str,
+        slot: u32,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// Appends a failed attempt to the task's history; returns the whole history.
+    fn record_attempt(
+        &self,
+        task: &str,
+        attempt: &AttemptRecord,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<Vec<AttemptRecord>, AwsError>> + Send;
+}
+
 /// Where secret values are read from.
 pub trait SecretStore: Send + Sync {
     /// The current value of a secret (`AWSCURRENT`).
@@ -109,6 +211,15 @@ pub trait SecretStore: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<SecretString>, AwsError>> + Send;
+
+    /// The value a rotation in progress is about to make current (`AWSPENDING`), if there is
+    /// one. Stores without rotation have none.
+    fn get_pending(
+        &self,
+        _id: &str,
+    ) -> impl Future<Output = Result<Option<SecretString>, AwsError>> + Send {
+        async { Ok(None) }
+    }
 }
 
 /// Where raw events are archived (and large bodies parked for the queues).

@@ -18,6 +18,7 @@ pub struct SecretsCache<S> {
     ttl: Duration,
     values: Mutex<HashMap<String, (Instant, SecretString)>>,
     previous: Mutex<HashMap<String, (Instant, Option<SecretString>)>>,
+    pending: Mutex<HashMap<String, (Instant, Option<SecretString>)>>,
 }
 
 impl<S: SecretStore> SecretsCache<S> {
@@ -28,33 +29,45 @@ impl<S: SecretStore> SecretsCache<S> {
             ttl,
             values: Mutex::new(HashMap::new()),
             previous: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The keys an outbound message is signed with: the current one and, while a rotation is
+    /// in progress, the pending one, so a receiver that already switched and one that has not
+    /// both verify.
+    pub async fn outbound_signing_keys(&self, id: &str) -> Result<Vec<SecretString>, AwsError> {
+        self.with_stage(id, Stage::Pending).await
     }
 
     /// The values a signature may be made with: the current one and, while it exists, the one
     /// before the last rotation, so senders that have not switched yet still verify.
     pub async fn signing_keys(&self, id: &str) -> Result<Vec<SecretString>, AwsError> {
+        self.with_stage(id, Stage::Previous).await
+    }
+
+    /// The current value, then the `stage` value when there is one and it differs.
+    async fn with_stage(&self, id: &str, stage: Stage) -> Result<Vec<SecretString>, AwsError> {
         let current = self.get(id).await?;
-        let cached = {
-            let previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
-            previous
-                .get(id)
-                .filter(|(at, _)| at.elapsed() < self.ttl)
-                .map(|(_, v)| v.clone())
+        let map = match stage {
+            Stage::Previous => &self.previous,
+            Stage::Pending => &self.pending,
         };
-        let previous = match cached {
+        let other = match fresh_optional(map, id, self.ttl) {
             Some(v) => v,
             None => {
-                let v = self.store.get_previous(id).await?;
-                self.previous
-                    .lock()
+                let v = match stage {
+                    Stage::Previous => self.store.get_previous(id).await?,
+                    Stage::Pending => self.store.get_pending(id).await?,
+                };
+                map.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(id.to_string(), (Instant::now(), v.clone()));
                 v
             }
         };
         let mut keys = vec![current];
-        keys.extend(previous.filter(|p| p != &keys[0]));
+        keys.extend(other.filter(|o| o != &keys[0]));
         Ok(keys)
     }
 
@@ -76,6 +89,10 @@ impl<S: SecretStore> SecretsCache<S> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     fn fresh(&self, id: &str) -> Option<SecretString> {
@@ -88,6 +105,25 @@ impl<S: SecretStore> SecretsCache<S> {
         // A poisoned lock only means another thread panicked mid-insert; the map is still sound.
         self.values.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A version stage besides AWSCURRENT.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Previous,
+    Pending,
+}
+
+/// A cached optional value (another version stage) while it is fresh.
+fn fresh_optional(
+    map: &Mutex<HashMap<String, (Instant, Option<SecretString>)>>,
+    id: &str,
+    ttl: Duration,
+) -> Option<Option<SecretString>> {
+    let map = map.lock().unwrap_or_else(|p| p.into_inner());
+    map.get(id)
+        .filter(|(at, _)| at.elapsed() < ttl)
+        .map(|(_, v)| v.clone())
 }
 
 #[cfg(test)]
@@ -108,6 +144,11 @@ mod tests {
         async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
             let n = self.0.fetch_add(1, Ordering::SeqCst);
             Ok((id == "rotated").then(|| SecretString::new(format!("old-{n}"))))
+        }
+
+        async fn get_pending(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Ok((id == "rotating").then(|| SecretString::new(format!("next-{n}"))))
         }
     }
 
@@ -144,5 +185,21 @@ mod tests {
             .collect();
         assert_eq!(again, keys, "served from the cache");
         assert_eq!(cache.signing_keys("plain").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn outbound_keys_include_the_pending_value_during_a_rotation() {
+        let cache = SecretsCache::new(Counting::default(), Duration::from_secs(60));
+        let keys = |v: Vec<SecretString>| -> Vec<String> {
+            v.iter().map(|k| k.expose().to_string()).collect()
+        };
+        let first = keys(cache.outbound_signing_keys("rotating").await.unwrap());
+        assert_eq!(first, ["rotating-0", "next-1"]);
+        let again = keys(cache.outbound_signing_keys("rotating").await.unwrap());
+        assert_eq!(again, first, "served from the cache");
+        cache.invalidate("rotating");
+        let fresh = keys(cache.outbound_signing_keys("rotating").await.unwrap());
+        assert_eq!(fresh, ["rotating-2", "next-3"]);
+        assert_eq!(cache.outbound_signing_keys("plain").await.unwrap().len(), 1);
     }
 }

@@ -343,6 +343,34 @@ pub fn verify(
     }
 }
 
+/// Standard Webhooks headers for an outbound message: one `v1,` signature per key in
+/// `webhook-signature`, space-separated, so a receiver that knows any of the keys (the current
+/// one, or the one a rotation is about to make current) verifies it.
+pub fn sign_standard_webhooks(
+    keys: &[WebhookSecret],
+    id: &str,
+    now_unix: i64,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let ts = now_unix.to_string();
+    let signatures: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let mac = mac(
+                k.key(),
+                &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
+                Algorithm::Sha256,
+            );
+            format!("v1,{}", STANDARD.encode(mac))
+        })
+        .collect();
+    vec![
+        ("webhook-id".to_string(), id.to_string()),
+        ("webhook-timestamp".to_string(), ts),
+        ("webhook-signature".to_string(), signatures.join(" ")),
+    ]
+}
+
 /// The headers that sign `req`'s body for `scheme` with `secret` at `now`, as a sender would
 /// set them (for `switchboard send`, tests and outbound signing). `id` is used where the
 /// scheme carries a message id.

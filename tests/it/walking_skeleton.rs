@@ -178,6 +178,7 @@ routes:
         QueueSettings {
             visibility_timeout_secs: 1,
             max_receive_count: 5,
+            deliveries_max_receive_count: 20,
         },
     )
     .await;

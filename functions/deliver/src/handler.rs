@@ -1,24 +1,38 @@
-//! Handler for a batch from the deliveries queue: send each task to its route's destination
-//! with the route's auth, then act on the outcome as `delivery_policy` classifies it:
-//! delivered; retryable (the message's visibility set to the route's next delay, or longer if
-//! the destination sent `Retry-After`, and the item reported failed so SQS hands it back then);
-//! permanent or out of retries (the task sent to the deliveries DLQ with its reason, and done).
+//! Handler for a batch from the deliveries queue. Each task, concurrently:
+//!
+//! 1. its destination's circuit is consulted (shared in DynamoDB, read at most once a second
+//!    per container): open means wait on the message's visibility without calling;
+//! 2. a request that could not finish before the Lambda deadline is not started;
+//! 3. the `deliver#{event_id}#{route}` claim is taken (COMPLETED: already sent, done);
+//! 4. the destination's rate limits are taken (per second and in flight, across functions);
+//!    over the limit the task waits, in process briefly, else on its visibility;
+//! 5. the request goes out with the route's auth (a 401/403 refreshes the credential and
+//!    retries once, at once) and signature;
+//! 6. the outcome, as `delivery_policy` classifies it: delivered; retryable (visibility set to
+//!    the route's next delay or `Retry-After`, item reported failed); permanent or out of
+//!    retries (the task to the deliveries DLQ with its reason and attempt history).
+//!
 //! The queue's own maxReceiveCount stays as the safety net for crashes.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
+use switchboard_shared::circuit::{self, Admit, CircuitState, Transition};
+use switchboard_shared::credentials::Credentials;
 use switchboard_shared::delivery_policy::{self, Class, Outcome};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_shared::http::{self, AuthError};
 use switchboard_shared::idempotency::{Claim, NewClaim, Status, in_progress_until};
 use switchboard_shared::integration::{Integrations, Route};
+use switchboard_shared::metrics::Metrics;
 use switchboard_shared::ports::{
-    DeadLetter, DeadLetterQueue, IdempotencyStore, SecretStore, Visibility, send_dead_letter,
+    AttemptRecord, AwsError, DeadLetter, DeadLetterQueue, DestinationStore, IdempotencyStore,
+    SecretStore, Visibility, send_dead_letter,
 };
 use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
@@ -26,7 +40,8 @@ use tracing::Instrument;
 /// The ports deliver uses.
 #[derive(Debug)]
 pub struct Ports<K, V, D, S> {
-    /// The idempotency table (`deliver#{event_id}#{route}` records).
+    /// The idempotency table: `deliver#{event_id}#{route}` records, and the destinations'
+    /// shared state (circuits, rate limits, attempt histories).
     pub idempotency: S,
     /// Destination credentials.
     pub secrets: SecretsCache<K>,
@@ -34,20 +49,39 @@ pub struct Ports<K, V, D, S> {
     pub queue: V,
     /// The deliveries DLQ.
     pub dead_letters: D,
+    /// Where the counts go.
+    pub metrics: Metrics,
 }
 
 /// The deliver handler.
 #[derive(Debug)]
 pub struct Deliver<K, V, D, S> {
     integrations: Arc<Integrations>,
-    http: reqwest::Client,
-    ports: Ports<K, V, D, S>,
+    /// One client per connect timeout in use, made on first use; each pools its connections
+    /// across events (one TLS handshake per destination per container).
+    clients: Mutex<HashMap<Duration, reqwest::Client>>,
+    credentials: Credentials<K>,
+    store: S,
+    queue: V,
+    dead_letters: D,
+    metrics: Metrics,
+    /// Circuits as last read, by destination.
+    circuits: Mutex<HashMap<String, (Instant, CircuitState)>>,
+    max_receive_count: u32,
 }
 
 /// How long a delivered task is remembered: longer than the longest retry schedule.
 const DELIVERED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// When an in-progress claim lapses if the Lambda deadline is unknown (locally).
 const DEFAULT_IN_PROGRESS: Duration = Duration::from_secs(60);
+/// How long a container trusts its read of a circuit.
+const CIRCUIT_READ_TTL: Duration = Duration::from_secs(1);
+/// Time kept back before the deadline for the bookkeeping after a request.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
+/// The longest a task waits in process for a rate limit before it waits on its visibility.
+const MAX_LIMIT_WAIT: Duration = Duration::from_secs(3);
+/// How much of an error answer travels with the attempt history.
+const SNIPPET_BYTES: usize = 1024;
 
 /// One attempt's result, as the policy and the log see it.
 #[derive(Debug)]
@@ -57,31 +91,89 @@ struct Attempt {
     error: Option<String>,
     /// The destination's `Retry-After`, if it sent one.
     retry_after: Option<Duration>,
+    /// The first 1 KB of an error answer.
+    snippet: Option<String>,
 }
 
-impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Deliver<K, V, D, S> {
-    /// A handler over these integrations and ports; `timeout` bounds each request.
+/// Why a task was handed back without a call.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    CircuitOpen,
+    RateLimited,
+    Deadline,
+}
+
+impl Held {
+    fn as_str(self) -> &'static str {
+        match self {
+            Held::CircuitOpen => "circuit_open",
+            Held::RateLimited => "rate_limited",
+            Held::Deadline => "deadline",
+        }
+    }
+}
+
+/// Rate-limit slots taken for one call, given back after it.
+struct Taken {
+    slot: Option<u32>,
+}
+
+impl<K, V, D, S> Deliver<K, V, D, S>
+where
+    K: SecretStore,
+    V: Visibility,
+    D: DeadLetterQueue,
+    S: IdempotencyStore + DestinationStore,
+{
+    /// A handler over these integrations and ports. `max_receive_count` is the deliveries
+    /// queue's: a task handed back on that receive is dead-lettered with its reason instead.
     pub fn new(
         integrations: Arc<Integrations>,
         ports: Ports<K, V, D, S>,
-        timeout: Duration,
+        max_receive_count: u32,
     ) -> Result<Self, reqwest::Error> {
+        let Ports {
+            idempotency,
+            secrets,
+            queue,
+            dead_letters,
+            metrics,
+        } = ports;
         Ok(Self {
             integrations,
-            http: http::client(timeout)?,
-            ports,
+            clients: Mutex::new(HashMap::new()),
+            credentials: Credentials::new(secrets, Duration::from_secs(10))?,
+            store: idempotency,
+            queue,
+            dead_letters,
+            metrics,
+            circuits: Mutex::new(HashMap::new()),
+            max_receive_count,
         })
     }
 
-    /// Processes a batch; the response lists the messages SQS should hand back.
+    /// Processes a batch, its tasks concurrently; the response lists the messages SQS should
+    /// hand back.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
-        let deadline_ms = i64::try_from(event.context.deadline).ok();
-        for message in event.payload.records {
+        let deadline_ms = i64::try_from(event.context.deadline)
+            .ok()
+            .filter(|d| *d > 0);
+        let results = futures::future::join_all(event.payload.records.iter().map(|message| {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("delivery", message_id = %id);
-            if let Err(e) = self.process(&message, deadline_ms).instrument(span).await {
-                tracing::warn!(message_id = %id, error = %e, "delivery will be retried");
+            async move {
+                let result = self.process(message, deadline_ms).await;
+                if let Err(e) = &result {
+                    tracing::info!(message_id = %id, reason = %e, "delivery handed back");
+                }
+                (id, result)
+            }
+            .instrument(span)
+        }))
+        .await;
+        let mut response = SqsBatchResponse::default();
+        for (id, result) in results {
+            if result.is_err() {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
                 response.batch_item_failures.push(failure);
@@ -94,27 +186,34 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Del
     /// it back.
     async fn process(&self, message: &SqsMessage, deadline_ms: Option<i64>) -> Result<(), String> {
         let text = message.body.as_deref().unwrap_or_default();
-        let attempts = message
+        let receives = message
             .attributes
             .get("ApproximateReceiveCount")
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(1);
-        let letter = |reason, message: String, task: Option<&DeliveryV1>| DeadLetter {
-            body: text.to_string(),
-            reason,
-            message,
-            integration: task.map(|t| t.integration.clone()).unwrap_or_default(),
-            route: task.map(|t| t.route.clone()),
-            event_id: task.map(|t| t.event_id.to_string()).unwrap_or_default(),
-            attempts,
-        };
         let task = match DeliveryMessage::decode(text) {
             Ok(DeliveryMessage::DeliveryV1(task)) => task,
             Err(e) => {
-                return self
-                    .dead_letter(&letter("malformed_message", e.to_string(), None))
-                    .await;
+                let letter = DeadLetter {
+                    body: text.to_string(),
+                    reason: "malformed_message",
+                    message: e.to_string(),
+                    integration: String::new(),
+                    route: None,
+                    event_id: String::new(),
+                    attempts: receives,
+                    last_status: None,
+                    history: None,
+                };
+                self.count("", "", "failed", "malformed_message");
+                return send_dead_letter(&self.dead_letters, &letter, "delivery").await;
             }
+        };
+        let work = Work {
+            message,
+            text,
+            task: &task,
+            receives,
         };
         let Some(route) = self
             .integrations
@@ -126,11 +225,45 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Del
                 task.integration, task.route
             );
             return self
-                .dead_letter(&letter("unknown_route", m, Some(&task)))
+                .dead_letter(&work, "unknown_route", m, receives, None, None)
                 .await;
         };
+        let destination = route.deliver.destination();
 
-        // Idempotent sends: a redelivery after a success does not send again.
+        // 1. The circuit: while it is open nothing is called.
+        let now_ms = Utc::now().timestamp_millis();
+        let mut probe = false;
+        match self.circuit(&destination).await.admit(now_ms) {
+            Admit::Call => {}
+            Admit::Probe => {
+                let until = now_ms + route.deliver.timeout.as_millis() as i64 + 1000;
+                match self.store.take_probe(&destination, now_ms, until).await {
+                    Ok(true) => {
+                        tracing::info!(destination = %destination, "circuit half-open: probing");
+                        probe = true;
+                    }
+                    Ok(false) => {
+                        return self
+                            .hold(&work, route, Held::CircuitOpen, Duration::from_secs(1))
+                            .await;
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Admit::Wait(until_ms) => {
+                let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
+                return self.hold(&work, route, Held::CircuitOpen, wait).await;
+            }
+        }
+
+        // 2. Never start what cannot finish before the deadline.
+        if !self.time_for(route, deadline_ms) {
+            return self
+                .hold(&work, route, Held::Deadline, Duration::ZERO)
+                .await;
+        }
+
+        // 3. Idempotent sends: a redelivery after a success does not send again.
         let key = format!("deliver#{}#{}", task.event_id, task.route);
         let now = Utc::now();
         let expires_at = now.timestamp() + DELIVERED_TTL.as_secs() as i64;
@@ -140,31 +273,62 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Del
             expires_at,
             in_progress_expires_at_ms: in_progress_until(deadline_ms, now, DEFAULT_IN_PROGRESS),
         };
-        match self.ports.idempotency.claim(&claim).await {
+        match self.store.claim(&claim).await {
             Ok(Claim::Acquired) => {}
             Ok(Claim::Exists(record)) if record.status == Status::Completed => {
                 tracing::info!(event_id = %task.event_id, route = %task.route, "already delivered; not sent again");
+                self.count(
+                    &task.integration,
+                    &task.route,
+                    "skipped",
+                    "already_delivered",
+                );
                 return Ok(());
             }
             Ok(Claim::Exists(_)) => return Err("being delivered by another worker".into()),
             Err(e) => return Err(format!("idempotency claim failed: {e}")),
         }
 
+        // 4. The destination's limits, shared by every concurrent function.
+        let taken = match self.take_limits(route, &destination, deadline_ms).await {
+            Ok(Some(taken)) => taken,
+            Ok(None) => {
+                self.release(&key).await;
+                let spread = (jitter(text, receives).abs() * 2000.0) as u64;
+                let wait = Duration::from_millis(1000 + spread);
+                return self.hold(&work, route, Held::RateLimited, wait).await;
+            }
+            Err(e) => {
+                self.release(&key).await;
+                return Err(format!("rate limit unavailable: {e}"));
+            }
+        };
+
+        // 5. The call.
         let started = Instant::now();
-        let attempt = match self.send(&task, route).await {
+        let sent = self.send_refreshing(&task, route).await;
+        let latency = started.elapsed();
+        if let Some(slot) = taken.slot
+            && let Err(e) = self.store.free_slot(&destination, slot).await
+        {
+            // The lease lapses by itself.
+            tracing::warn!(error = %e, "freeing a concurrency slot failed");
+        }
+        let attempt = match sent {
             Ok(attempt) => attempt,
             Err(AuthError::Malformed { secret, problem }) => {
                 self.release(&key).await;
                 let m = format!("secret `{secret}` is malformed: {problem}");
                 return self
-                    .dead_letter(&letter("auth_misconfigured", m, Some(&task)))
+                    .dead_letter(&work, "auth_misconfigured", m, receives, None, None)
                     .await;
             }
-            // The credential could not be read: AWS trouble, worth a retry.
-            Err(AuthError::Secret(e)) => Attempt {
+            // The credential could not be had: AWS or token-endpoint trouble, worth a retry.
+            Err(e) => Attempt {
                 outcome: Outcome::Connect,
                 error: Some(e.to_string()),
                 retry_after: None,
+                snippet: None,
             },
         };
         let status = match attempt.outcome {
@@ -172,73 +336,368 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Del
             _ => None,
         };
         let class = delivery_policy::classify(attempt.outcome);
+        let latency_ms = latency.as_secs_f64() * 1000.0;
         tracing::info!(
             event_id = %task.event_id,
             route = %task.route,
-            attempt = attempts,
+            attempt = receives,
             status,
             error = attempt.error.as_deref(),
             class = ?class,
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms,
             "delivery attempt"
         );
+        self.metrics
+            .delivery_latency(&task.integration, &task.route, latency_ms);
+        self.update_circuit(route, &destination, attempt.outcome, probe)
+            .await;
+
+        // 6. The outcome.
+        if class == Class::Delivered {
+            if let Err(e) = self.store.complete(&key, "delivered", expires_at).await {
+                // Delivered: nothing is lost. A redelivery inside the in-progress window
+                // waits; after it, the destination's Idempotency-Key dedupes.
+                tracing::warn!(error = %e, "completing the idempotency record failed");
+            }
+            self.count(&task.integration, &task.route, "delivered", "");
+            return Ok(());
+        }
+        self.release(&key).await;
         let what = match (status, &attempt.error) {
             (Some(s), _) => format!("the destination answered {s}"),
             (None, Some(e)) => e.clone(),
             (None, None) => "no answer".into(),
         };
-        if class == Class::Delivered {
-            if let Err(e) = self
-                .ports
-                .idempotency
-                .complete(&key, "delivered", expires_at)
-                .await
-            {
-                // Delivered: nothing is lost. A redelivery inside the in-progress window
-                // waits; after it, the destination's Idempotency-Key dedupes.
-                tracing::warn!(error = %e, "completing the idempotency record failed");
+        let record = AttemptRecord {
+            receive: receives,
+            at: Utc::now().to_rfc3339(),
+            status,
+            error: attempt.error.clone(),
+            latency_ms: latency.as_millis() as u64,
+            response: attempt.snippet.clone(),
+        };
+        let task_key = format!("{}#{}", task.event_id, task.route);
+        let history = match self
+            .store
+            .record_attempt(&task_key, &record, expires_at)
+            .await
+        {
+            Ok(history) => history,
+            Err(e) => {
+                tracing::warn!(error = %e, "recording the attempt failed");
+                vec![record]
             }
-        } else {
-            self.release(&key).await;
-        }
+        };
+        // Calls made so far (waits for an open circuit or a rate limit are not attempts).
+        let attempts = u32::try_from(history.len()).unwrap_or(u32::MAX).max(1);
+        let history = serde_json::to_string(&history).ok();
         match class {
             Class::Delivered => Ok(()),
             Class::Permanent { .. } => {
-                self.dead_letter(&letter("permanent_failure", what, Some(&task)))
+                self.dead_letter(&work, "permanent_failure", what, attempts, status, history)
                     .await
             }
             Class::Retryable => {
-                let jitter = jitter(message.message_id.as_deref().unwrap_or_default(), attempts);
-                let Some(delay) =
-                    delivery_policy::next_delay(&route.deliver.retry, attempts, jitter)
-                else {
+                let jitter = jitter(text, receives);
+                let delay = delivery_policy::next_delay(&route.deliver.retry, attempts, jitter)
+                    .filter(|_| receives < self.max_receive_count);
+                let Some(delay) = delay else {
                     let m = format!("{what}; gave up after {attempts} attempts");
                     return self
-                        .dead_letter(&letter("retries_exhausted", m, Some(&task)))
+                        .dead_letter(&work, "retries_exhausted", m, attempts, status, history)
                         .await;
                 };
                 let wait = delivery_policy::visibility(delay, attempt.retry_after);
-                if let Some(receipt) = message.receipt_handle.as_deref()
-                    && let Err(e) = self.ports.queue.delay(receipt, wait).await
-                {
-                    // The queue's own visibility timeout applies instead.
-                    tracing::warn!(error = %e, "could not set the retry delay");
-                }
+                let reason = reason_of(attempt.outcome);
+                self.count(&task.integration, &task.route, "retried", reason);
+                self.set_visibility(message, wait).await;
                 Err(format!("{what}; next attempt in {}s", wait.as_secs()))
             }
         }
     }
 
+    /// Hands a task back without calling. For an open circuit it waits at least the route's
+    /// next delay (so a long outage does not spin the message), and is dead-lettered once it
+    /// has waited through its whole retry schedule.
+    async fn hold(
+        &self,
+        work: &Work<'_>,
+        route: &Route,
+        why: Held,
+        wait: Duration,
+    ) -> Result<(), String> {
+        let task = work.task;
+        let last_receive = work.receives >= self.max_receive_count;
+        let wait = match why {
+            Held::CircuitOpen => {
+                let jitter = jitter(work.text, work.receives);
+                let scheduled =
+                    delivery_policy::next_delay(&route.deliver.retry, work.receives, jitter)
+                        .filter(|_| !last_receive);
+                let Some(scheduled) = scheduled else {
+                    let m = format!(
+                        "the circuit of {} stayed open through the retry schedule",
+                        route.deliver.destination()
+                    );
+                    return self
+                        .dead_letter(work, "circuit_open", m, work.receives, None, None)
+                        .await;
+                };
+                wait.max(scheduled)
+            }
+            Held::RateLimited | Held::Deadline => {
+                if last_receive {
+                    let m = format!("still {} on receive {}", why.as_str(), work.receives);
+                    return self
+                        .dead_letter(work, "retries_exhausted", m, work.receives, None, None)
+                        .await;
+                }
+                wait
+            }
+        };
+        self.count(&task.integration, &task.route, why.as_str(), why.as_str());
+        self.set_visibility(work.message, wait).await;
+        Err(format!(
+            "{}; next look in {}s",
+            why.as_str(),
+            wait.as_secs()
+        ))
+    }
+
+    async fn set_visibility(&self, message: &SqsMessage, wait: Duration) {
+        if let Some(receipt) = message.receipt_handle.as_deref()
+            && let Err(e) = self.queue.delay(receipt, wait).await
+        {
+            // The queue's own visibility timeout applies instead.
+            tracing::warn!(error = %e, "could not set the retry delay");
+        }
+    }
+
+    /// Whether a request of this route started now finishes before the deadline.
+    fn time_for(&self, route: &Route, deadline_ms: Option<i64>) -> bool {
+        let Some(deadline) = deadline_ms else {
+            return true;
+        };
+        let left = deadline - Utc::now().timestamp_millis();
+        left >= (route.deliver.timeout + DEADLINE_MARGIN).as_millis() as i64
+    }
+
+    /// The circuit as this container last read it, read again once a second.
+    async fn circuit(&self, destination: &str) -> CircuitState {
+        let cached = self
+            .circuits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(destination)
+            .filter(|(at, _)| at.elapsed() < CIRCUIT_READ_TTL)
+            .map(|(_, s)| *s);
+        if let Some(state) = cached {
+            return state;
+        }
+        let state = match self.store.circuit(destination).await {
+            Ok(state) => state,
+            Err(e) => {
+                // Fail open: a table hiccup must not stop deliveries.
+                tracing::warn!(error = %e, "reading the circuit failed; treating it as closed");
+                CircuitState::default()
+            }
+        };
+        self.remember(destination, state);
+        state
+    }
+
+    fn remember(&self, destination: &str, state: CircuitState) {
+        self.circuits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(destination.to_string(), (Instant::now(), state));
+    }
+
+    /// Counts the outcome against the destination's circuit; opens or closes it.
+    async fn update_circuit(
+        &self,
+        route: &Route,
+        destination: &str,
+        outcome: Outcome,
+        probe: bool,
+    ) {
+        let settings = route.deliver.circuit;
+        let now_ms = Utc::now().timestamp_millis();
+        let until = now_ms + settings.cool_down.as_millis() as i64;
+        let gone = outcome == Outcome::Status(410);
+        let result: Result<Option<Transition>, AwsError> = async {
+            if circuit::counts_as_failure(outcome) || gone {
+                let failures = self.store.count_failure(destination).await?;
+                let mut state = self.circuit(destination).await;
+                state.failures = failures;
+                let transition = if probe {
+                    self.store
+                        .open_circuit(destination, now_ms, until, true)
+                        .await?;
+                    Some(Transition::Reopened)
+                } else if (gone || failures >= settings.failures)
+                    && self
+                        .store
+                        .open_circuit(destination, now_ms, until, false)
+                        .await?
+                {
+                    Some(Transition::Opened)
+                } else {
+                    None
+                };
+                if transition.is_some() {
+                    state.open_until_ms = Some(until);
+                    state.probe_until_ms = None;
+                }
+                self.remember(destination, state);
+                Ok(transition)
+            } else if probe || !self.circuit(destination).await.is_clean() {
+                let was_open = self.store.close_circuit(destination).await?;
+                self.remember(destination, CircuitState::default());
+                Ok((probe || was_open).then_some(Transition::Closed))
+            } else {
+                Ok(None)
+            }
+        }
+        .await;
+        match result {
+            Ok(Some(t)) => {
+                tracing::warn!(
+                    destination = %destination,
+                    state = t.as_str(),
+                    cool_down_s = settings.cool_down.as_secs(),
+                    "circuit {}",
+                    t.as_str()
+                );
+                self.metrics.circuit(destination, t.as_str());
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "updating the circuit failed"),
+        }
+    }
+
+    /// Takes the route's rate limits, waiting in process up to `MAX_LIMIT_WAIT` (and never
+    /// past the deadline); None when they stay taken.
+    async fn take_limits(
+        &self,
+        route: &Route,
+        destination: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<Option<Taken>, AwsError> {
+        let limits = route.deliver.limits;
+        let started = Instant::now();
+        let can_wait = |d: Duration| started.elapsed() + d <= MAX_LIMIT_WAIT;
+        if let Some(max) = limits.max_per_second {
+            loop {
+                let now_ms = Utc::now().timestamp_millis();
+                let second = now_ms.div_euclid(1000);
+                if self.store.take_rate(destination, second, max).await? {
+                    break;
+                }
+                let to_next = u64::try_from(1000 - now_ms.rem_euclid(1000)).unwrap_or(0);
+                let next = Duration::from_millis(to_next + 5);
+                if !can_wait(next) {
+                    return Ok(None);
+                }
+                tokio::time::sleep(next).await;
+                if !self.time_for(route, deadline_ms) {
+                    return Ok(None);
+                }
+            }
+        }
+        let mut slot = None;
+        if let Some(max) = limits.max_concurrency {
+            let draw = jitter(destination, started.elapsed().subsec_nanos()).abs();
+            let start = (draw * f64::from(max)) as u32 % max;
+            let mut pause = Duration::from_millis(50);
+            loop {
+                let now_ms = Utc::now().timestamp_millis();
+                let lease = now_ms + (route.deliver.timeout + DEADLINE_MARGIN).as_millis() as i64;
+                let taken = self
+                    .store
+                    .take_slot(destination, max, start, now_ms, lease)
+                    .await?;
+                if taken.is_some() {
+                    slot = taken;
+                    break;
+                }
+                if !can_wait(pause) {
+                    return Ok(None);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(400));
+                if !self.time_for(route, deadline_ms) {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(Taken { slot }))
+    }
+
     /// Deletes the claim so the next attempt can take it.
     async fn release(&self, key: &str) {
-        if let Err(e) = self.ports.idempotency.release(key).await {
+        if let Err(e) = self.store.release(key).await {
             // The claim lapses at its in-progress expiry instead.
             tracing::warn!(error = %e, "releasing the idempotency record failed");
         }
     }
 
-    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), String> {
-        send_dead_letter(&self.ports.dead_letters, letter, "delivery").await
+    async fn dead_letter(
+        &self,
+        work: &Work<'_>,
+        reason: &'static str,
+        message: String,
+        attempts: u32,
+        last_status: Option<u16>,
+        history: Option<String>,
+    ) -> Result<(), String> {
+        let task = work.task;
+        let letter = DeadLetter {
+            body: work.text.to_string(),
+            reason,
+            message,
+            integration: task.integration.clone(),
+            route: Some(task.route.clone()),
+            event_id: task.event_id.to_string(),
+            attempts,
+            last_status,
+            history,
+        };
+        self.count(&task.integration, &task.route, "failed", reason);
+        send_dead_letter(&self.dead_letters, &letter, "delivery").await
+    }
+
+    fn count(&self, integration: &str, route: &str, outcome: &str, reason: &str) {
+        self.metrics.delivery(integration, route, outcome, reason);
+    }
+
+    /// Sends; when the destination refuses the credential (401/403), reads it afresh (a new
+    /// secret value, a new token) and sends once more, at once.
+    async fn send_refreshing(
+        &self,
+        task: &DeliveryV1,
+        route: &Route,
+    ) -> Result<Attempt, AuthError> {
+        let attempt = self.send(task, route).await?;
+        if matches!(attempt.outcome, Outcome::Status(401 | 403))
+            && route.deliver.auth.secret().is_some()
+        {
+            self.credentials.invalidate(&route.deliver.auth).await;
+            tracing::info!(event_id = %task.event_id, route = %task.route, "credential refused; read afresh and sending once more");
+            return self.send(task, route).await;
+        }
+        Ok(attempt)
+    }
+
+    /// The client for routes with this connect timeout (the total limit is set per request).
+    fn client(&self, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&connect) {
+            return Ok(c.clone());
+        }
+        let c = http::client(delivery_policy::MAX_VISIBILITY, connect)?;
+        clients.insert(connect, c.clone());
+        Ok(c)
     }
 
     async fn send(&self, task: &DeliveryV1, route: &Route) -> Result<Attempt, AuthError> {
@@ -257,17 +716,45 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Del
             .as_deref()
             .and_then(|m| reqwest::Method::from_bytes(m.as_bytes()).ok())
             .unwrap_or(reqwest::Method::POST);
-        let mut request = self.http.request(method, url);
+        let client = match self.client(route.deliver.connect_timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(Attempt {
+                    outcome: Outcome::Connect,
+                    error: Some(format!("no HTTP client: {e}")),
+                    retry_after: None,
+                    snippet: None,
+                });
+            }
+        };
+        let body = serde_json::to_vec(&task.body).unwrap_or_default();
+        let mut request = client
+            .request(method, url)
+            .timeout(route.deliver.timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
         for (name, value) in &task.headers {
             request = request.header(name.as_str(), value.as_str());
         }
+        let idempotency_key = format!("{}:{}", task.event_id, task.route);
+        if let Some(secret) = &route.deliver.sign {
+            let keys = self.credentials.signing_keys(secret).await?;
+            let headers = switchboard_shared::verify::sign_standard_webhooks(
+                &keys,
+                &idempotency_key,
+                Utc::now().timestamp(),
+                &body,
+            );
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+        }
         let request = request
-            .header(
-                "idempotency-key",
-                format!("{}:{}", task.event_id, task.route),
-            )
-            .json(&task.body);
-        let request = http::authorize(request, &route.deliver.auth, &self.ports.secrets).await?;
+            .header("idempotency-key", idempotency_key)
+            .body(body);
+        let request = self
+            .credentials
+            .authorize(request, &route.deliver.auth)
+            .await?;
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -275,32 +762,63 @@ impl<K: SecretStore, V: Visibility, D: DeadLetterQueue, S: IdempotencyStore> Del
                     outcome: transport_outcome(&e),
                     error: Some(http::transport_error(&e)),
                     retry_after: None,
+                    snippet: None,
                 });
             }
         };
         let status = response.status().as_u16();
-        if matches!(status, 401 | 403)
-            && let Some(secret) = route.deliver.auth.secret()
-        {
-            // The credential may have been rotated: the next read goes to Secrets Manager.
-            self.ports.secrets.invalidate(secret);
-        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| delivery_policy::retry_after(v, SystemTime::now()));
+        let success = (200..300).contains(&status);
         // Read the answer so the connection can be reused; a drop here is a failed attempt.
-        let outcome = match response.bytes().await {
-            Ok(_) => Outcome::Status(status),
-            Err(_) if (200..300).contains(&status) => Outcome::Status(status),
-            Err(_) => Outcome::Dropped,
+        let (outcome, snippet) = match response.bytes().await {
+            Ok(_) if success => (Outcome::Status(status), None),
+            Ok(bytes) => (Outcome::Status(status), snippet(&bytes)),
+            Err(_) if success => (Outcome::Status(status), None),
+            Err(_) => (Outcome::Dropped, None),
         };
+        let error =
+            (outcome == Outcome::Dropped).then(|| format!("connection dropped after {status}"));
         Ok(Attempt {
             outcome,
-            error: None,
+            error,
             retry_after,
+            snippet,
         })
+    }
+}
+
+/// A message being worked on.
+struct Work<'a> {
+    message: &'a SqsMessage,
+    text: &'a str,
+    task: &'a DeliveryV1,
+    receives: u32,
+}
+
+/// The first 1 KB of an answer, as text (cut on a character boundary).
+fn snippet(bytes: &[u8]) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let mut end = bytes.len().min(SNIPPET_BYTES);
+    while end > 0 && end < bytes.len() && (bytes[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// The metric reason of a retryable outcome.
+fn reason_of(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Status(429) => "throttled",
+        Outcome::Status(_) => "status",
+        Outcome::Timeout => "timeout",
+        Outcome::Connect | Outcome::Dns => "connect",
+        Outcome::Dropped => "dropped",
     }
 }
 
@@ -318,9 +836,9 @@ fn transport_outcome(e: &reqwest::Error) -> Outcome {
 
 /// A draw in [-1, 1] that differs between messages and attempts (so retries spread out) but
 /// needs no random source.
-fn jitter(message_id: &str, attempt: u32) -> f64 {
+fn jitter(message: &str, attempt: u32) -> f64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (message_id, attempt).hash(&mut h);
+    (message, attempt).hash(&mut h);
     (h.finish() % 20_001) as f64 / 10_000.0 - 1.0
 }
 
@@ -334,5 +852,18 @@ mod tests {
         assert!(draws.iter().all(|j| (-1.0..=1.0).contains(j)));
         assert!(draws.iter().any(|j| *j < -0.5) && draws.iter().any(|j| *j > 0.5));
         assert_ne!(jitter("m", 1), jitter("m", 2));
+    }
+
+    #[test]
+    fn a_snippet_is_the_first_kilobyte_cut_on_a_character() {
+        assert_eq!(snippet(b""), None);
+        assert_eq!(
+            snippet(br#"{"error":"bad"}"#).as_deref(),
+            Some(r#"{"error":"bad"}"#)
+        );
+        let long = "\u{e9}".repeat(1000); // 2,000 bytes
+        let s = snippet(long.as_bytes()).unwrap();
+        assert_eq!(s.len(), 1024);
+        assert!(s.chars().all(|c| c == '\u{e9}'));
     }
 }

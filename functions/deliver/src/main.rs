@@ -9,6 +9,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard_shared::aws::{self, DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
 use switchboard_shared::config::DeliverConfig;
 use switchboard_shared::integration::Integrations;
+use switchboard_shared::metrics::Metrics;
 use switchboard_shared::secrets::SecretsCache;
 
 #[tokio::main]
@@ -31,8 +32,9 @@ async fn main() -> Result<(), Error> {
             ),
             queue: SqsQueue::new(sqs.clone(), config.deliveries_queue_url),
             dead_letters: SqsQueue::new(sqs, config.deliveries_dlq_url),
+            metrics: Metrics::Stdout,
         },
-        config.request_timeout,
+        config.max_receive_count,
     )?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);

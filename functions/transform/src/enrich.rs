@@ -3,6 +3,7 @@
 //! later steps and the routes.
 
 use serde_json::Value;
+use switchboard_shared::credentials::Credentials;
 use switchboard_shared::http::{self, AuthError};
 use switchboard_shared::integration::{EnrichStep, OnMissing};
 use switchboard_shared::mapping::Scope;
@@ -56,7 +57,7 @@ impl std::fmt::Display for EnrichError {
 #[derive(Debug)]
 pub struct Enricher<K> {
     http: reqwest::Client,
-    secrets: SecretsCache<K>,
+    credentials: Credentials<K>,
 }
 
 /// The longest any single enrichment call may take, whatever its step says.
@@ -66,8 +67,8 @@ impl<K: SecretStore> Enricher<K> {
     /// An enricher reading credentials through `secrets`.
     pub fn new(secrets: SecretsCache<K>) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            http: http::client(MAX_TIMEOUT)?,
-            secrets,
+            http: http::client(MAX_TIMEOUT, MAX_TIMEOUT)?,
+            credentials: Credentials::new(secrets, MAX_TIMEOUT)?,
         })
     }
 
@@ -118,10 +119,13 @@ impl<K: SecretStore> Enricher<K> {
             .get(url)
             .header("accept", "application/json")
             .timeout(step.timeout.min(MAX_TIMEOUT));
-        let request = http::authorize(request, &step.auth, &self.secrets)
+        let request = self
+            .credentials
+            .authorize(request, &step.auth)
             .await
             .map_err(|e| match e {
                 AuthError::Secret(e) => retryable(e.to_string()),
+                e @ AuthError::Token { .. } => retryable(e.to_string()),
                 e @ AuthError::Malformed { .. } => permanent("enrich_failed", e.to_string()),
             })?;
         let response = request
@@ -144,9 +148,7 @@ impl<K: SecretStore> Enricher<K> {
             }
             401 | 403 => {
                 // The credential may have been rotated: read it afresh on the retry.
-                if let Some(secret) = step.auth.secret() {
-                    self.secrets.invalidate(secret);
-                }
+                self.credentials.invalidate(&step.auth).await;
                 return Err(retryable(format!("the API answered {status}")));
             }
             408 | 425 | 429 | 500..=599 => {

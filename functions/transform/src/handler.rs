@@ -141,6 +141,8 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
                     route: None,
                     event_id: String::new(),
                     attempts,
+                    last_status: None,
+                    history: None,
                 };
                 return self.dead_letter(&letter).await;
             }
@@ -153,6 +155,8 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             route,
             event_id: event.event_id.to_string(),
             attempts,
+            last_status: None,
+            history: None,
         };
         match self.run(&event).await {
             Ok(report) => {

@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::aws_error;
+use crate::circuit::CircuitState;
 use crate::idempotency::{Claim, NewClaim, Record, Status};
-use crate::ports::{AwsError, IdempotencyStore};
+use crate::ports::{AttemptRecord, AwsError, DestinationStore, IdempotencyStore};
 
 /// The attribute names, as Powertools spells them.
 const KEY: &str = "id";
@@ -155,5 +156,270 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .await
             .map_err(|e| aws_error("DeleteItem", e))?;
         Ok(())
+    }
+}
+
+/// Destination state shares the idempotency table (key `id`, TTL attribute `expiration`):
+/// `circuit#{destination}`, `rate#{destination}#{second}`, `slot#{destination}#{n}` and
+/// `attempts#{event_id}#{route}` items.
+const FAILURES: &str = "failures";
+const OPEN_UNTIL: &str = "open_until";
+const PROBE_UNTIL: &str = "probe_until";
+const COUNT: &str = "n";
+const LEASE_UNTIL: &str = "lease_until";
+const HISTORY: &str = "history";
+/// How long a circuit record outlives its last change.
+const CIRCUIT_TTL_SECS: i64 = 7 * 24 * 3600;
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(k: String) -> AttributeValue {
+    AttributeValue::S(k)
+}
+
+fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, k: &str) -> Option<T> {
+    item.get(k)?.as_n().ok()?.parse().ok()
+}
+
+fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+fn later(secs: i64) -> AttributeValue {
+    n(chrono::Utc::now().timestamp() + secs)
+}
+
+impl DestinationStore for DynamoIdempotencyStore {
+    async fn circuit(&self, destination: &str) -> Result<CircuitState, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .send()
+            .await
+            .map_err(|e| aws_error("GetItem", e))?;
+        Ok(out
+            .item()
+            .map(|item| CircuitState {
+                failures: number(item, FAILURES).unwrap_or(0),
+                open_until_ms: number(item, OPEN_UNTIL),
+                probe_until_ms: number(item, PROBE_UNTIL),
+            })
+            .unwrap_or_default())
+    }
+
+    async fn count_failure(&self, destination: &str) -> Result<u32, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .update_expression("ADD #f :one SET #exp = :exp")
+            .expression_attribute_names("#f", FAILURES)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| number(a, FAILURES))
+            .unwrap_or(1))
+    }
+
+    async fn open_circuit(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+        force: bool,
+    ) -> Result<bool, AwsError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .update_expression("SET #open = :until, #exp = :exp REMOVE #probe")
+            .expression_attribute_names("#open", OPEN_UNTIL)
+            .expression_attribute_names("#probe", PROBE_UNTIL)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS));
+        if !force {
+            request = request
+                .condition_expression("attribute_not_exists(#open) OR #open < :now")
+                .expression_attribute_values(":now", n(now_ms));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(aws_error("UpdateItem", e)),
+        }
+    }
+
+    async fn take_probe(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, AwsError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .update_expression("SET #probe = :until")
+            .condition_expression(
+                "#open < :now AND (attribute_not_exists(#probe) OR #probe < :now)",
+            )
+            .expression_attribute_names("#open", OPEN_UNTIL)
+            .expression_attribute_names("#probe", PROBE_UNTIL)
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(aws_error("UpdateItem", e)),
+        }
+    }
+
+    async fn close_circuit(&self, destination: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .update_expression("SET #f = :zero, #exp = :exp REMOVE #open, #probe")
+            .expression_attribute_names("#f", FAILURES)
+            .expression_attribute_names("#open", OPEN_UNTIL)
+            .expression_attribute_names("#probe", PROBE_UNTIL)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", e))?;
+        Ok(out.attributes().is_some_and(|a| a.contains_key(OPEN_UNTIL)))
+    }
+
+    async fn take_rate(&self, destination: &str, second: i64, max: u32) -> Result<bool, AwsError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("rate#{destination}#{second}")))
+            .update_expression("ADD #n :one SET #exp = :exp")
+            .condition_expression("attribute_not_exists(#n) OR #n < :max")
+            .expression_attribute_names("#n", COUNT)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max))
+            .expression_attribute_values(":exp", n(second + 60))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(aws_error("UpdateItem", e)),
+        }
+    }
+
+    async fn take_slot(
+        &self,
+        destination: &str,
+        max: u32,
+        start: u32,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<u32>, AwsError> {
+        for i in 0..max {
+            let slot = (start + i) % max;
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item(KEY, key(format!("slot#{destination}#{slot}")))
+                .item(LEASE_UNTIL, n(lease_until_ms))
+                .item(EXPIRATION, n(lease_until_ms / 1000 + 60))
+                .condition_expression("attribute_not_exists(#id) OR #lease < :now")
+                .expression_attribute_names("#id", KEY)
+                .expression_attribute_names("#lease", LEASE_UNTIL)
+                .expression_attribute_values(":now", n(now_ms))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Some(slot)),
+                Err(e) if is_condition_failure(&e) => continue,
+                Err(e) => return Err(aws_error("PutItem", e)),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn free_slot(&self, destination: &str, slot: u32) -> Result<(), AwsError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("slot#{destination}#{slot}")))
+            .send()
+            .await
+            .map_err(|e| aws_error("DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn record_attempt(
+        &self,
+        task: &str,
+        attempt: &AttemptRecord,
+        expires_at: i64,
+    ) -> Result<Vec<AttemptRecord>, AwsError> {
+        let entry = serde_json::to_string(attempt).map_err(|e| AwsError {
+            operation: "UpdateItem",
+            message: e.to_string(),
+        })?;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("attempts#{task}")))
+            .update_expression(
+                "SET #h = list_append(if_not_exists(#h, :empty), :entry), #exp = :exp",
+            )
+            .expression_attribute_names("#h", HISTORY)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(
+                ":entry",
+                AttributeValue::L(vec![AttributeValue::S(entry)]),
+            )
+            .expression_attribute_values(":exp", n(expires_at))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(HISTORY))
+            .and_then(|h| h.as_l().ok())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_s().ok())
+                    .filter_map(|s| serde_json::from_str(s).ok())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }

@@ -37,11 +37,22 @@ impl SecretStore for SecretsManagerStore {
     }
 
     async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
+        self.get_stage(id, "AWSPREVIOUS").await
+    }
+
+    async fn get_pending(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
+        self.get_stage(id, "AWSPENDING").await
+    }
+}
+
+impl SecretsManagerStore {
+    /// The value labelled `stage`, or None when no version carries the label.
+    async fn get_stage(&self, id: &str, stage: &str) -> Result<Option<SecretString>, AwsError> {
         let out = self
             .client
             .get_secret_value()
             .secret_id(id)
-            .version_stage("AWSPREVIOUS")
+            .version_stage(stage)
             .send()
             .await;
         match out {

@@ -106,6 +106,10 @@ impl DeadLetterQueue for SqsQueue {
             .collect();
         let failed_at = chrono::Utc::now().to_rfc3339();
         let attempts = letter.attempts.to_string();
+        let last_status = letter
+            .last_status
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         let mut request = self
             .client
             .send_message()
@@ -120,6 +124,8 @@ impl DeadLetterQueue for SqsQueue {
             ("event_id", letter.event_id.as_str()),
             ("route", letter.route.as_deref().unwrap_or_default()),
             ("failed_at", failed_at.as_str()),
+            ("last_status", last_status.as_str()),
+            ("history", letter.history.as_deref().unwrap_or_default()),
         ] {
             if !value.is_empty() {
                 request = request.message_attributes(name, attribute("String", value)?);

@@ -414,3 +414,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn outbound_signatures_verify_with_either_key_during_a_rotation() {
+    let current = secret("whsec_Y3VycmVudC1rZXktYnl0ZXM=");
+    let pending = secret("whsec_cGVuZGluZy1rZXktYnl0ZXM=");
+    let other = secret("whsec_b3RoZXIta2V5LWJ5dGVz");
+    let keys: Vec<WebhookSecret> = [&current, &pending]
+        .iter()
+        .map(|k| WebhookSecret::parse(k).unwrap())
+        .collect();
+    let body = br#"{"a":1}"#;
+    let headers = sign_standard_webhooks(&keys, "msg_1", NOW, body);
+    let signature = &headers
+        .iter()
+        .find(|(n, _)| n == "webhook-signature")
+        .unwrap()
+        .1;
+    assert_eq!(signature.split(' ').count(), 2, "{signature}");
+    let req = SignedRequest {
+        method: "POST",
+        url: "",
+        headers: &headers,
+        body,
+    };
+    let s = &Scheme::StandardWebhooks;
+    for key in [&current, &pending] {
+        assert_eq!(verify(s, std::slice::from_ref(key), &req, NOW, 300), Ok(()));
+    }
+    assert!(verify(s, &[other], &req, NOW, 300).is_err());
+    // One key: the same signature `sign` makes.
+    let single = sign_standard_webhooks(&keys[..1], "msg_1", NOW, body);
+    assert_eq!(
+        single,
+        sign(s, &current, "POST", "", body, "msg_1", NOW).unwrap()
+    );
+}

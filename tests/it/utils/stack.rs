@@ -117,7 +117,6 @@ impl TestStack {
             sink_port: None,
             stack: prefix.clone(),
             queues,
-            delivery_timeout: Duration::from_secs(5),
         })
         .await
         .expect("start the local stack");
@@ -295,4 +294,5 @@ impl TestStack {
 pub const FAST: QueueSettings = QueueSettings {
     visibility_timeout_secs: 1,
     max_receive_count: 2,
+    deliveries_max_receive_count: 20,
 };

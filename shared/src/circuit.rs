@@ -1,0 +1,148 @@
+//! A destination's circuit breaker, as data. The state lives in DynamoDB (so every concurrent
+//! function sees the same circuit); this module decides, from a read of it and the time, whether
+//! a call may go out, and which outcomes count against the destination. Pure and table-tested.
+//!
+//! Closed: calls go out; consecutive failures are counted. When they reach the route's
+//! threshold (or the destination answers 410) the circuit opens until `now + cool_down`. Open:
+//! nothing is called; messages wait on their visibility. After the cool-down one caller wins
+//! the probe (a conditional write); its success closes the circuit, its failure opens it again.
+
+use crate::delivery_policy::Outcome;
+
+/// A destination's shared state, as read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CircuitState {
+    /// Consecutive failures counted so far.
+    pub failures: u32,
+    /// While in the future, the circuit is open (Unix ms).
+    pub open_until_ms: Option<i64>,
+    /// While in the future, a probe is out (Unix ms).
+    pub probe_until_ms: Option<i64>,
+}
+
+/// What a caller may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// The circuit is closed: call.
+    Call,
+    /// The cool-down is over and no probe is out: try to take the probe, call if it is won.
+    Probe,
+    /// Open (or a probe is out): wait until then (Unix ms) without calling.
+    Wait(i64),
+}
+
+impl CircuitState {
+    /// Whether a call may go out at `now_ms`.
+    pub fn admit(&self, now_ms: i64) -> Admit {
+        let Some(open_until) = self.open_until_ms else {
+            return Admit::Call;
+        };
+        if now_ms < open_until {
+            return Admit::Wait(open_until);
+        }
+        match self.probe_until_ms {
+            Some(probe) if now_ms < probe => Admit::Wait(probe),
+            _ => Admit::Probe,
+        }
+    }
+
+    /// Whether a success has anything to reset.
+    pub fn is_clean(&self) -> bool {
+        self.failures == 0 && self.open_until_ms.is_none() && self.probe_until_ms.is_none()
+    }
+}
+
+/// Whether an outcome says the destination is unwell: 5xx, 408 and every transport failure.
+/// A 429 is the destination pacing us (Retry-After covers it) and other 4xx are the request's
+/// fault, so neither counts; an answer that is not a failure resets the count.
+pub fn counts_as_failure(outcome: Outcome) -> bool {
+    match outcome {
+        Outcome::Status(s) => s == 408 || (500..=599).contains(&s),
+        Outcome::Timeout | Outcome::Connect | Outcome::Dns | Outcome::Dropped => true,
+    }
+}
+
+/// A change of the circuit's state, for the log and the metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Closed to open (threshold reached, or 410).
+    Opened,
+    /// The probe failed: open again.
+    Reopened,
+    /// The probe (or any call after a failure) succeeded: closed.
+    Closed,
+}
+
+impl Transition {
+    /// The metric and log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Opened => "opened",
+            Transition::Reopened => "reopened",
+            Transition::Closed => "closed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_follows_the_state() {
+        let now = 10_000;
+        let closed = CircuitState::default();
+        let counting = CircuitState {
+            failures: 3,
+            ..Default::default()
+        };
+        let open = CircuitState {
+            failures: 10,
+            open_until_ms: Some(now + 5_000),
+            probe_until_ms: None,
+        };
+        let cooled = CircuitState {
+            open_until_ms: Some(now - 1),
+            ..open
+        };
+        let probing = CircuitState {
+            probe_until_ms: Some(now + 2_000),
+            ..cooled
+        };
+        let lapsed_probe = CircuitState {
+            probe_until_ms: Some(now - 1),
+            ..cooled
+        };
+        for (state, admit) in [
+            (closed, Admit::Call),
+            (counting, Admit::Call),
+            (open, Admit::Wait(now + 5_000)),
+            (cooled, Admit::Probe),
+            (probing, Admit::Wait(now + 2_000)),
+            (lapsed_probe, Admit::Probe),
+        ] {
+            assert_eq!(state.admit(now), admit, "{state:?}");
+        }
+        assert!(closed.is_clean());
+        assert!(!counting.is_clean() && !cooled.is_clean());
+    }
+
+    #[test]
+    fn only_an_unwell_destination_counts_against_its_circuit() {
+        for (outcome, counts) in [
+            (Outcome::Status(200), false),
+            (Outcome::Status(400), false),
+            (Outcome::Status(404), false),
+            (Outcome::Status(429), false),
+            (Outcome::Status(408), true),
+            (Outcome::Status(500), true),
+            (Outcome::Status(503), true),
+            (Outcome::Timeout, true),
+            (Outcome::Connect, true),
+            (Outcome::Dns, true),
+            (Outcome::Dropped, true),
+        ] {
+            assert_eq!(counts_as_failure(outcome), counts, "{outcome:?}");
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Credentials for outbound calls: a definition's `auth` turned into a request header from
+//! cached secrets, OAuth 2.0 client-credentials tokens obtained and cached until shortly before
+//! they expire, and outbound signing keys. Shared by enrichment (transform) and delivery.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::http::{AuthError, basic_credentials};
+use crate::integration::Auth;
+use crate::ports::SecretStore;
+use crate::secret::{SecretString, WebhookSecret};
+use crate::secrets::SecretsCache;
+
+/// A token is renewed this long before the expiry its server announced.
+const TOKEN_EARLY: Duration = Duration::from_secs(60);
+/// How long a token is used when its server announced no expiry.
+const TOKEN_DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Secrets and the tokens minted from them.
+#[derive(Debug)]
+pub struct Credentials<K> {
+    secrets: SecretsCache<K>,
+    http: reqwest::Client,
+    /// Access tokens by client secret id, with when to stop using them. One lock for all, so
+    /// concurrent events that find the token missing ask the token endpoint once.
+    tokens: Mutex<HashMap<String, (Instant, SecretString)>>,
+}
+
+/// The client record of `oauth2-client-credentials` (the secret's JSON).
+#[derive(Deserialize)]
+struct ClientRecord {
+    token_url: String,
+    client_id: String,
+    client_secret: String,
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+impl<K: SecretStore> Credentials<K> {
+    /// Credentials read through `secrets`; token requests time out after `timeout`.
+    pub fn new(secrets: SecretsCache<K>, timeout: Duration) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            secrets,
+            http: crate::http::client(timeout, timeout)?,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The secrets cache underneath.
+    pub fn secrets(&self) -> &SecretsCache<K> {
+        &self.secrets
+    }
+
+    /// Adds `auth`'s credential to `request`.
+    pub async fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+        auth: &Auth,
+    ) -> Result<reqwest::RequestBuilder, AuthError> {
+        Ok(match auth {
+            Auth::None => request,
+            Auth::Bearer { secret } => request.header(
+                reqwest::header::AUTHORIZATION,
+                bearer(secret, &self.secrets.get(secret).await?)?,
+            ),
+            Auth::ApiKey { header, secret } => {
+                let value = self.secrets.get(secret).await?;
+                let mut value = reqwest::header::HeaderValue::from_str(value.expose())
+                    .map_err(|_| malformed(secret, "an API key must be printable ASCII"))?;
+                value.set_sensitive(true);
+                request.header(header.as_str(), value)
+            }
+            Auth::Basic { secret } => {
+                let value = self.secrets.get(secret).await?;
+                let (user, password) = basic_credentials(value.expose()).ok_or_else(|| {
+                    malformed(
+                        secret,
+                        "expected `user:password` or {\"username\": .., \"password\": ..}",
+                    )
+                })?;
+                request.basic_auth(user, Some(password))
+            }
+            Auth::Oauth2ClientCredentials { secret } => {
+                let token = self.token(secret).await?;
+                request.header(reqwest::header::AUTHORIZATION, bearer(secret, &token)?)
+            }
+        })
+    }
+
+    /// Forgets what `auth` was built from (the secret and any token minted with it), after the
+    /// destination refused it: the next `authorize` reads and mints afresh.
+    pub async fn invalidate(&self, auth: &Auth) {
+        if let Some(secret) = auth.secret() {
+            self.secrets.invalidate(secret);
+            self.tokens.lock().await.remove(secret);
+        }
+    }
+
+    /// The keys to sign outbound messages with: the current one and, during a rotation, the
+    /// pending one. The secret is a `whsec_` key or `{"type": "signing-secret", "value": ..}`.
+    pub async fn signing_keys(&self, secret: &str) -> Result<Vec<WebhookSecret>, AuthError> {
+        self.secrets
+            .outbound_signing_keys(secret)
+            .await?
+            .iter()
+            .map(|v| {
+                WebhookSecret::parse(&signing_value(v))
+                    .map_err(|_| malformed(secret, "expected a `whsec_` key or {\"type\": \"signing-secret\", \"value\": \"whsec_..\"}"))
+            })
+            .collect()
+    }
+
+    /// A cached access token, or a fresh one from the token endpoint.
+    async fn token(&self, secret: &str) -> Result<SecretString, AuthError> {
+        let mut tokens = self.tokens.lock().await;
+        if let Some((until, token)) = tokens.get(secret)
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let value = self.secrets.get(secret).await?;
+        let client: ClientRecord = serde_json::from_str(value.expose()).map_err(|_| {
+            malformed(
+                secret,
+                "expected {\"type\": \"oauth2-client-credentials\", \"token_url\", \"client_id\", \"client_secret\", \"scope\"}",
+            )
+        })?;
+        let form = {
+            // Not Send: finished before any await.
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials");
+            if let Some(scope) = client.scope.as_deref().filter(|s| !s.is_empty()) {
+                form.append_pair("scope", scope);
+            }
+            form.finish()
+        };
+        let token_error = |message: String| AuthError::Token {
+            secret: secret.to_string(),
+            message,
+        };
+        // RFC 6749 §2.3.1: every server must accept the client's credentials as HTTP Basic.
+        let response = self
+            .http
+            .post(&client.token_url)
+            .basic_auth(&client.client_id, Some(&client.client_secret))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| token_error(crate::http::transport_error(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            if matches!(status.as_u16(), 400 | 401) {
+                // The client secret may have been rotated under us.
+                self.secrets.invalidate(secret);
+            }
+            return Err(token_error(format!(
+                "the token endpoint answered {}",
+                status.as_u16()
+            )));
+        }
+        let answer: TokenAnswer = response
+            .json()
+            .await
+            .map_err(|_| token_error("the token endpoint's answer has no access_token".into()))?;
+        let lifetime = answer
+            .expires_in
+            .map(Duration::from_secs)
+            .unwrap_or(TOKEN_DEFAULT_LIFETIME);
+        // Renew a minute early, or at half-life for short-lived tokens.
+        let keep = lifetime
+            .checked_sub(TOKEN_EARLY)
+            .filter(|k| *k >= lifetime / 2)
+            .unwrap_or(lifetime / 2);
+        let token = SecretString::new(answer.access_token);
+        tokens.insert(secret.to_string(), (Instant::now() + keep, token.clone()));
+        Ok(token)
+    }
+}
+
+/// `Bearer <token>`, marked sensitive so it is never printed.
+fn bearer(secret: &str, token: &SecretString) -> Result<reqwest::header::HeaderValue, AuthError> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| malformed(secret, "a token must be printable ASCII"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn malformed(secret: &str, problem: &'static str) -> AuthError {
+    AuthError::Malformed {
+        secret: secret.to_string(),
+        problem,
+    }
+}
+
+/// A signing secret's key: the value itself, or the `value` of its JSON record.
+fn signing_value(v: &SecretString) -> SecretString {
+    #[derive(Deserialize)]
+    struct Record {
+        value: String,
+    }
+    match serde_json::from_str::<Record>(v.expose()) {
+        Ok(r) => SecretString::new(r.value),
+        Err(_) => v.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::routing::post;
+
+    use crate::ports::AwsError;
+
+    use super::*;
+
+    struct Fixed(String);
+
+    impl SecretStore for Fixed {
+        async fn get(&self, _: &str) -> Result<SecretString, AwsError> {
+            Ok(SecretString::new(self.0.clone()))
+        }
+
+        async fn get_previous(&self, _: &str) -> Result<Option<SecretString>, AwsError> {
+            Ok(None)
+        }
+    }
+
+    /// A token endpoint minting `token-N`, checking the client's Basic credentials.
+    async fn token_server(expires_in: u64) -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&calls);
+        let app = Router::new().route(
+            "/token",
+            post(move |headers: axum::http::HeaderMap, body: String| {
+                let c = Arc::clone(&c);
+                async move {
+                    // base64("id:shh")
+                    if headers["authorization"] != "Basic aWQ6c2ho"
+                        || !body.contains("grant_type=client_credentials")
+                        || !body.contains("scope=read")
+                    {
+                        return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    let n = c.fetch_add(1, Ordering::SeqCst);
+                    (
+                        axum::http::StatusCode::OK,
+                        format!(r#"{{"access_token":"token-{n}","token_type":"Bearer","expires_in":{expires_in}}}"#),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, calls)
+    }
+
+    fn credentials(token_url: &str) -> Credentials<Fixed> {
+        let record = format!(
+            r#"{{"type":"oauth2-client-credentials","token_url":"{token_url}","client_id":"id","client_secret":"shh","scope":"read"}}"#
+        );
+        Credentials::new(
+            SecretsCache::new(Fixed(record), Duration::from_secs(60)),
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    }
+
+    fn authorization(request: reqwest::RequestBuilder) -> String {
+        let r = request.build().unwrap();
+        r.headers()["authorization"].to_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_client_credentials_token_is_minted_once_and_reused_until_refused() {
+        let (url, calls) = token_server(3600).await;
+        let c = credentials(&url);
+        let auth = Auth::Oauth2ClientCredentials {
+            secret: "dest/oauth".into(),
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..3 {
+            let r = c.authorize(http.get("http://x/"), &auth).await.unwrap();
+            assert_eq!(authorization(r), "Bearer token-0");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        c.invalidate(&auth).await;
+        let r = c.authorize(http.get("http://x/"), &auth).await.unwrap();
+        assert_eq!(authorization(r), "Bearer token-1");
+    }
+
+    #[tokio::test]
+    async fn a_short_lived_token_is_renewed_before_it_expires() {
+        let (url, calls) = token_server(0).await;
+        let c = credentials(&url);
+        let auth = Auth::Oauth2ClientCredentials {
+            secret: "dest/oauth".into(),
+        };
+        let http = reqwest::Client::new();
+        let first = c.authorize(http.get("http://x/"), &auth).await.unwrap();
+        assert_eq!(authorization(first), "Bearer token-0");
+        let r = c.authorize(http.get("http://x/"), &auth).await.unwrap();
+        assert_eq!(authorization(r), "Bearer token-1");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refusing_token_endpoint_is_an_error_naming_its_status() {
+        let (url, _) = token_server(3600).await;
+        let record = format!(
+            r#"{{"token_url":"{url}","client_id":"id","client_secret":"wrong","scope":"read"}}"#
+        );
+        let c = Credentials::new(
+            SecretsCache::new(Fixed(record), Duration::from_secs(60)),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let auth = Auth::Oauth2ClientCredentials { secret: "s".into() };
+        let e = c
+            .authorize(reqwest::Client::new().get("http://x/"), &auth)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("answered 401"), "{e}");
+        assert!(!e.to_string().contains("wrong"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn signing_secrets_come_bare_or_as_a_record() {
+        let key = "whsec_a2V5LWJ5dGVz";
+        for value in [
+            key.to_string(),
+            format!(r#"{{"type":"signing-secret","value":"{key}"}}"#),
+        ] {
+            let c = Credentials::new(
+                SecretsCache::new(Fixed(value), Duration::from_secs(60)),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+            let keys = c.signing_keys("s").await.unwrap();
+            assert_eq!(keys[0].key(), b"key-bytes");
+        }
+        let bad = Credentials::new(
+            SecretsCache::new(Fixed("not base64!".into()), Duration::from_secs(60)),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(matches!(
+            bad.signing_keys("s").await,
+            Err(AuthError::Malformed { .. })
+        ));
+    }
+}
