@@ -90,7 +90,84 @@ pub struct DevStack {
     pub ingest: Arc<LocalIngest>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    deliver: DeliverWorker,
+    deliver_task: Option<JoinHandle<()>>,
     _emulator: Emulator,
+}
+
+/// What a deliver worker is made from, so one can be killed and another started.
+#[derive(Debug, Clone)]
+struct DeliverWorker {
+    sdk: SdkConfig,
+    integrations: Arc<Integrations>,
+    resources: Resources,
+    queues: QueueSettings,
+    metrics: Metrics,
+    arn: String,
+    stopped: watch::Receiver<bool>,
+}
+
+impl DeliverWorker {
+    fn spawn(&self) -> anyhow::Result<JoinHandle<()>> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let deliver = Arc::new(Deliver::new(
+            Arc::clone(&self.integrations),
+            DeliverPorts {
+                idempotency: DynamoIdempotencyStore::new(
+                    aws_sdk_dynamodb::Client::new(&self.sdk),
+                    &self.resources.table,
+                ),
+                secrets: SecretsCache::new(
+                    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&self.sdk)),
+                    DEFAULT_TTL,
+                ),
+                queue: SqsQueue::new(sqs.clone(), &self.resources.deliveries_url),
+                dead_letters: SqsQueue::new(sqs.clone(), &self.resources.deliveries_dlq_url),
+                metrics: self.metrics.clone(),
+            },
+            self.queues.deliveries_max_receive_count,
+        )?);
+        // Lambda runs several batches of a queue at once; so does the local stack.
+        let pollers = (0..DELIVER_POLLERS).map(|_| {
+            let mapping = EventSourceMapping {
+                sqs: sqs.clone(),
+                queue_url: self.resources.deliveries_url.clone(),
+                queue_arn: self.arn.clone(),
+                function: "deliver",
+                batch_size: 10,
+            };
+            let deliver = Arc::clone(&deliver);
+            tokio::spawn(mapping.run(
+                move |e| {
+                    let d = Arc::clone(&deliver);
+                    async move { d.handle(e).await }
+                },
+                self.stopped.clone(),
+            ))
+        });
+        let pollers: Vec<JoinHandle<()>> = pollers.collect();
+        Ok(tokio::spawn(async move {
+            // Aborting this task aborts the pollers with it; stopping ends them all.
+            let mut pollers = AbortOnDrop(pollers);
+            for poller in &mut pollers.0 {
+                let _ = poller.await;
+            }
+        }))
+    }
+}
+
+/// How many deliveries batches the local stack works on at once.
+const DELIVER_POLLERS: usize = 3;
+
+/// Aborts the tasks when dropped.
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// SDK configuration for the emulator at `endpoint` (fixed region and dummy credentials).
@@ -159,21 +236,6 @@ impl DevStack {
             },
             options.queues.max_receive_count,
         )?);
-        let deliver = Arc::new(Deliver::new(
-            Arc::clone(&integrations),
-            DeliverPorts {
-                idempotency: DynamoIdempotencyStore::new(
-                    aws_sdk_dynamodb::Client::new(&sdk),
-                    &resources.table,
-                ),
-                secrets: secrets(),
-                queue: SqsQueue::new(sqs.clone(), &resources.deliveries_url),
-                dead_letters: SqsQueue::new(sqs.clone(), &resources.deliveries_dlq_url),
-                metrics: metrics.clone(),
-            },
-            options.queues.deliveries_max_receive_count,
-        )?);
-
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let sink = match options.sink_port {
@@ -200,16 +262,16 @@ impl DevStack {
                 stopped.clone(),
             ),
         ));
-        let d = Arc::clone(&deliver);
-        tasks.push(tokio::spawn(
-            mapping(&resources.deliveries_url, deliveries_arn, "deliver").run(
-                move |e| {
-                    let d = Arc::clone(&d);
-                    async move { d.handle(e).await }
-                },
-                stopped.clone(),
-            ),
-        ));
+        let deliver = DeliverWorker {
+            sdk: sdk.clone(),
+            integrations: Arc::clone(&integrations),
+            resources: resources.clone(),
+            queues: options.queues,
+            metrics: metrics.clone(),
+            arn: deliveries_arn,
+            stopped: stopped.clone(),
+        };
+        let deliver_task = Some(deliver.spawn()?);
 
         let listener = TcpListener::bind(("127.0.0.1", options.port))
             .await
@@ -241,8 +303,26 @@ impl DevStack {
             ingest,
             stop,
             tasks,
+            deliver,
+            deliver_task,
             _emulator: emulator,
         })
+    }
+
+    /// Kills the deliver worker wherever it is, mid-batch included (as when a Lambda
+    /// container dies): its requests in flight are dropped and its messages come back when
+    /// their visibility lapses.
+    pub fn kill_deliver(&mut self) {
+        if let Some(task) = self.deliver_task.take() {
+            task.abort();
+        }
+    }
+
+    /// Starts a fresh deliver worker (a new container: empty caches, new connections).
+    pub fn start_deliver(&mut self) -> anyhow::Result<()> {
+        self.kill_deliver();
+        self.deliver_task = Some(self.deliver.spawn()?);
+        Ok(())
     }
 
     /// The webhook URL for an integration.
@@ -253,7 +333,7 @@ impl DevStack {
     /// Stops the server and the pollers (and the emulator, if this stack started it).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for task in self.tasks {
+        for task in self.tasks.into_iter().chain(self.deliver_task) {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }

@@ -192,6 +192,22 @@ pub trait DestinationStore: Send + Sync {
         slot: u32,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 
+    /// The task's attempt history (empty when there is none), and the SQS message id it was
+    /// dead-lettered from, if it was.
+    fn attempts(
+        &self,
+        task: &str,
+    ) -> impl Future<Output = Result<(Vec<AttemptRecord>, Option<String>), AwsError>> + Send;
+
+    /// Notes that message `message_id` of the task is in the DLQ, so a redelivery of that
+    /// message (its worker died before deleting it) does not put it there twice. A redrive
+    /// is a new message and runs again.
+    fn mark_dead_lettered(
+        &self,
+        task: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
     /// Appends a failed attempt to the task's history; returns the whole history.
     fn record_attempt(
         &self,

@@ -6,6 +6,7 @@
 
 mod utils;
 
+mod deliver;
 mod ingest;
 mod transform;
 mod walking_skeleton;

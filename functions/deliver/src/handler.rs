@@ -285,8 +285,53 @@ where
                 );
                 return Ok(());
             }
-            Ok(Claim::Exists(_)) => return Err("being delivered by another worker".into()),
+            Ok(Claim::Exists(record)) => {
+                // Come back when that worker's claim lapses (it may have died mid-call),
+                // not on every visibility timeout until then.
+                let left = record.in_progress_expires_at_ms.unwrap_or(0) - now.timestamp_millis();
+                let wait = Duration::from_millis(u64::try_from(left).unwrap_or(0) + 500);
+                self.set_visibility(message, wait).await;
+                return Err("being delivered by another worker".into());
+            }
             Err(e) => return Err(format!("idempotency claim failed: {e}")),
+        }
+
+        // A redelivery of a task whose destination already refused it for good (the worker
+        // died before dead-lettering it): dead-letter it now rather than call again. Only
+        // redeliveries read the history, so the first attempt costs nothing extra.
+        let task_key = format!("{}#{}", task.event_id, task.route);
+        if receives > 1 {
+            match self.store.attempts(&task_key).await {
+                Ok((_, Some(from))) if Some(&from) == message.message_id.as_ref() => {
+                    tracing::info!(event_id = %task.event_id, route = %task.route, "already dead-lettered; not again");
+                    self.release(&key).await;
+                    return Ok(());
+                }
+                Ok((history, _)) => {
+                    if let Some(status) = history.last().and_then(|a| a.status)
+                        && matches!(
+                            delivery_policy::classify(Outcome::Status(status)),
+                            Class::Permanent { .. }
+                        )
+                    {
+                        self.release(&key).await;
+                        let attempts = u32::try_from(history.len()).unwrap_or(u32::MAX);
+                        let m = format!("the destination answered {status}");
+                        let history = serde_json::to_string(&history).ok();
+                        return self
+                            .dead_letter(
+                                &work,
+                                "permanent_failure",
+                                m,
+                                attempts,
+                                Some(status),
+                                history,
+                            )
+                            .await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the attempt history failed"),
+            }
         }
 
         // 4. The destination's limits, shared by every concurrent function.
@@ -376,7 +421,6 @@ where
             latency_ms: latency.as_millis() as u64,
             response: attempt.snippet.clone(),
         };
-        let task_key = format!("{}#{}", task.event_id, task.route);
         let history = match self
             .store
             .record_attempt(&task_key, &record, expires_at)
@@ -430,20 +474,34 @@ where
         let last_receive = work.receives >= self.max_receive_count;
         let wait = match why {
             Held::CircuitOpen => {
-                let jitter = jitter(work.text, work.receives);
-                let scheduled =
-                    delivery_policy::next_delay(&route.deliver.retry, work.receives, jitter)
-                        .filter(|_| !last_receive);
-                let Some(scheduled) = scheduled else {
+                // A task waits on an open circuit as long as its retry schedule would have
+                // lasted, measured from when it was queued.
+                let budget: Duration = route.deliver.retry.iter().sum();
+                let sent_ms = work
+                    .message
+                    .attributes
+                    .get("SentTimestamp")
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .unwrap_or_else(|| Utc::now().timestamp_millis());
+                let age_ms = (Utc::now().timestamp_millis() - sent_ms).max(0);
+                let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
+                if last_receive || age >= budget {
                     let m = format!(
-                        "the circuit of {} stayed open through the retry schedule",
-                        route.deliver.destination()
+                        "the circuit of {} stayed open through the retry schedule ({}s)",
+                        route.deliver.destination(),
+                        budget.as_secs()
                     );
                     return self
                         .dead_letter(work, "circuit_open", m, work.receives, None, None)
                         .await;
-                };
-                wait.max(scheduled)
+                }
+                // Back off with the time waited (a long outage costs few receives), spread
+                // so the closing circuit is not met by every task at once.
+                let spread = 1.0 + 0.2 * jitter(work.text, work.receives).abs();
+                wait.max(age / 2)
+                    .max(Duration::from_secs(1))
+                    .mul_f64(spread)
+                    .min(delivery_policy::MAX_VISIBILITY)
             }
             Held::RateLimited | Held::Deadline => {
                 if last_receive {
@@ -664,7 +722,14 @@ where
             history,
         };
         self.count(&task.integration, &task.route, "failed", reason);
-        send_dead_letter(&self.dead_letters, &letter, "delivery").await
+        send_dead_letter(&self.dead_letters, &letter, "delivery").await?;
+        let task_key = format!("{}#{}", task.event_id, task.route);
+        let message_id = work.message.message_id.as_deref().unwrap_or_default();
+        if let Err(e) = self.store.mark_dead_lettered(&task_key, message_id).await {
+            // A redelivery may dead-letter it a second time; nothing is lost.
+            tracing::warn!(error = %e, "noting the dead letter failed");
+        }
+        Ok(())
     }
 
     fn count(&self, integration: &str, route: &str, outcome: &str, reason: &str) {

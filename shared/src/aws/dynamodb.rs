@@ -168,6 +168,7 @@ const PROBE_UNTIL: &str = "probe_until";
 const COUNT: &str = "n";
 const LEASE_UNTIL: &str = "lease_until";
 const HISTORY: &str = "history";
+const DEAD_LETTERED: &str = "dead_lettered";
 /// How long a circuit record outlives its last change.
 const CIRCUIT_TTL_SECS: i64 = 7 * 24 * 3600;
 
@@ -380,6 +381,41 @@ impl DestinationStore for DynamoIdempotencyStore {
         Ok(())
     }
 
+    async fn attempts(&self, task: &str) -> Result<(Vec<AttemptRecord>, Option<String>), AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("attempts#{task}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("GetItem", e))?;
+        Ok(out
+            .item()
+            .map(|item| {
+                let from = item.get(DEAD_LETTERED).and_then(|v| v.as_s().ok());
+                (history(item), from.cloned())
+            })
+            .unwrap_or_default())
+    }
+
+    async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), AwsError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("attempts#{task}")))
+            .update_expression("SET #d = :message, #exp = if_not_exists(#exp, :exp)")
+            .expression_attribute_names("#d", DEAD_LETTERED)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":message", AttributeValue::S(message_id.to_string()))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", e))?;
+        Ok(())
+    }
+
     async fn record_attempt(
         &self,
         task: &str,
@@ -410,16 +446,19 @@ impl DestinationStore for DynamoIdempotencyStore {
             .send()
             .await
             .map_err(|e| aws_error("UpdateItem", e))?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get(HISTORY))
-            .and_then(|h| h.as_l().ok())
-            .map(|l| {
-                l.iter()
-                    .filter_map(|v| v.as_s().ok())
-                    .filter_map(|s| serde_json::from_str(s).ok())
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(out.attributes().map(history).unwrap_or_default())
     }
+}
+
+/// The attempt history kept in an `attempts#` item.
+fn history(item: &HashMap<String, AttributeValue>) -> Vec<AttemptRecord> {
+    item.get(HISTORY)
+        .and_then(|h| h.as_l().ok())
+        .map(|l| {
+            l.iter()
+                .filter_map(|v| v.as_s().ok())
+                .filter_map(|s| serde_json::from_str(s).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }

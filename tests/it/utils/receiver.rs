@@ -20,6 +20,10 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: serde_json::Value,
+    /// The body as sent (for signature checks).
+    pub raw: Vec<u8>,
+    /// The status it was answered with.
+    pub status: u16,
     /// When it arrived.
     pub at: Instant,
 }
@@ -118,13 +122,6 @@ async fn answer(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    inner.received.push(Received {
-        method,
-        path: path.clone(),
-        headers,
-        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        at: Instant::now(),
-    });
     let scripted = inner
         .rules
         .iter_mut()
@@ -148,5 +145,14 @@ async fn answer(
             .headers_mut()
             .insert("retry-after", value.parse().unwrap());
     }
+    inner.received.push(Received {
+        method,
+        path,
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        raw: body.to_vec(),
+        status: response.status().as_u16(),
+        at: Instant::now(),
+    });
     response
 }

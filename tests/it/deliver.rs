@@ -1,0 +1,494 @@
+//! Deliver against destinations that need tokens, verify signatures, fail, go down, need pacing,
+//! and misbehave at random, through the whole local pipeline.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::json;
+use switchboard_shared::secret::SecretString;
+use switchboard_shared::verify::{self, Scheme, SignedRequest};
+
+use crate::utils::chaos::Chaos;
+use crate::utils::receiver::Receiver;
+use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
+
+const ORDER: &[u8] = br#"{"name": "Ada", "items": [{"price": 120.5}, {"price": 9.5}]}"#;
+const WAIT: Duration = Duration::from_secs(30);
+const OUTBOUND_KEY: &str = "whsec_b3V0Ym91bmQtc2lnbmluZy1rZXktY3VycmVudA==";
+const NEXT_OUTBOUND_KEY: &str = "whsec_b3V0Ym91bmQtc2lnbmluZy1rZXktbmV4dA==";
+
+fn definition(routes: &str) -> String {
+    format!("source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n{routes}")
+}
+
+/// Whether `got` verifies as a Standard Webhooks message under `key`.
+fn verifies(got: &crate::utils::receiver::Received, key: &str) -> bool {
+    let headers: Vec<(String, String)> = got
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let request = SignedRequest {
+        method: "POST",
+        url: "",
+        headers: &headers,
+        body: &got.raw,
+    };
+    verify::verify(
+        &Scheme::StandardWebhooks,
+        &[SecretString::new(key)],
+        &request,
+        chrono::Utc::now().timestamp(),
+        verify::DEFAULT_TOLERANCE_SECS,
+    )
+    .is_ok()
+}
+
+async fn dead_letters(stack: &TestStack, n: usize) -> Vec<BTreeMap<String, String>> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let (_, attributes) = stack
+            .receive_with_attributes(&stack.dev.resources.deliveries_dlq_url, WAIT)
+            .await
+            .expect("a dead letter");
+        got.push(attributes);
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_tokens_are_cached_refreshed_once_on_401_and_every_request_is_signed() {
+    let api = Receiver::start().await;
+    api.on(
+        "/token",
+        vec![
+            (
+                StatusCode::OK,
+                Some(json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600})),
+            ),
+            (
+                StatusCode::OK,
+                Some(json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600})),
+            ),
+        ],
+    );
+    // First event: accepted. Second: the token is refused once (revoked), then accepted.
+    api.on(
+        "/hook",
+        vec![
+            (StatusCode::OK, None),
+            (StatusCode::UNAUTHORIZED, None),
+            (StatusCode::OK, None),
+        ],
+    );
+    let routes = format!(
+        "  - id: crm\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}/hook\n      auth: {{ type: oauth2-client-credentials, secret: SECRET/oauth }}\n      sign: {{ secret: SECRET/outbound }}\n",
+        api.base
+    );
+    let client = json!({
+        "type": "oauth2-client-credentials",
+        "token_url": format!("{}/token", api.base),
+        "client_id": "switchboard",
+        "client_secret": "client-secret-value",
+        "scope": "crm.write",
+    })
+    .to_string();
+    let outbound = json!({"type": "signing-secret", "value": OUTBOUND_KEY}).to_string();
+    let stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[
+            ("signing", SIGNING_SECRET),
+            ("oauth", &client),
+            ("outbound", &outbound),
+        ],
+        FAST,
+    )
+    .await;
+
+    let (status, body) = stack.post_signed("orders", ORDER).await;
+    assert_eq!(status, 202, "{body}");
+    wait_for_path(&api, "/hook", 1).await;
+    let (status, body) = stack.post_signed("orders", br#"{"name": "Grace"}"#).await;
+    assert_eq!(status, 202, "{body}");
+    let hooks = wait_for_path(&api, "/hook", 3).await;
+
+    let tokens: Vec<&str> = hooks
+        .iter()
+        .map(|r| r.headers["authorization"].to_str().unwrap())
+        .collect();
+    assert_eq!(tokens, ["Bearer tok-1", "Bearer tok-1", "Bearer tok-2"]);
+    let token_requests: Vec<_> = api
+        .received()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/token"))
+        .collect();
+    assert_eq!(token_requests.len(), 2, "one token, then one refresh");
+    // base64("switchboard:client-secret-value")
+    assert_eq!(
+        token_requests[0].headers["authorization"],
+        "Basic c3dpdGNoYm9hcmQ6Y2xpZW50LXNlY3JldC12YWx1ZQ=="
+    );
+    // The refused request was resent at once, not after a retry delay.
+    let resent = hooks[2].at - hooks[1].at;
+    assert!(
+        resent < Duration::from_millis(900),
+        "resent after {resent:?}"
+    );
+    for hook in &hooks {
+        assert!(verifies(hook, OUTBOUND_KEY), "{:?}", hook.headers);
+        assert!(!verifies(hook, NEXT_OUTBOUND_KEY));
+    }
+    assert_eq!(
+        stack.depth(&stack.dev.resources.deliveries_dlq_url).await,
+        0
+    );
+    stack.dev.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_a_signing_secret_rotates_messages_carry_a_signature_for_each_key() {
+    let receiver = Receiver::start().await;
+    let routes = format!(
+        "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      sign: {{ secret: SECRET/outbound }}\n",
+        receiver.url
+    );
+    let stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[("signing", SIGNING_SECRET), ("outbound", OUTBOUND_KEY)],
+        FAST,
+    )
+    .await;
+    // A rotation has staged the next key, as the rotate function's createSecret does.
+    aws_sdk_secretsmanager::Client::new(&stack.dev.sdk)
+        .put_secret_value()
+        .secret_id(format!("{}/outbound", stack.prefix))
+        .secret_string(NEXT_OUTBOUND_KEY)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+
+    let (status, body) = stack.post_signed("orders", ORDER).await;
+    assert_eq!(status, 202, "{body}");
+    let got = receiver.wait_for(1, WAIT).await;
+    let signatures = got[0].headers["webhook-signature"].to_str().unwrap();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    assert!(
+        verifies(&got[0], OUTBOUND_KEY),
+        "receivers not yet switched"
+    );
+    assert!(
+        verifies(&got[0], NEXT_OUTBOUND_KEY),
+        "receivers already switched"
+    );
+    stack.dev.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_carries_its_attempt_history_with_the_error_answers() {
+    let receiver = Receiver::start().await;
+    receiver.on(
+        "/hook",
+        vec![(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(json!({"error": "maintenance", "pad": "x".repeat(2000)})),
+        )],
+    );
+    let routes = format!(
+        "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      retry: [1s, 1s]\n",
+        receiver.url
+    );
+    let stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    let (status, body) = stack.post_signed("orders", ORDER).await;
+    assert_eq!(status, 202, "{body}");
+
+    let letter = &dead_letters(&stack, 1).await[0];
+    assert_eq!(letter["reason"], "retries_exhausted");
+    assert_eq!(letter["attempts"], "3");
+    assert_eq!(letter["last_status"], "503");
+    let history: Vec<serde_json::Value> = serde_json::from_str(&letter["history"]).unwrap();
+    assert_eq!(history.len(), 3, "{history:?}");
+    for attempt in &history {
+        assert_eq!(attempt["status"], 503);
+        let response = attempt["response"].as_str().unwrap();
+        assert!(
+            response.starts_with(r#"{"error":"maintenance""#),
+            "{response}"
+        );
+        assert_eq!(response.len(), 1024, "the first 1 KB only");
+    }
+    assert_eq!(receiver.received().len(), 3);
+    stack.dev.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_opens_its_circuit_and_a_probe_closes_it() {
+    let receiver = Receiver::start().await;
+    receiver.always(StatusCode::INTERNAL_SERVER_ERROR);
+    let routes = format!(
+        "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      retry: [3s, 3s, 3s, 3s, 3s, 3s, 3s, 3s, 3s, 3s]\n      circuit: {{ failures: 3, cool_down: 3s }}\n",
+        receiver.url
+    );
+    let stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    for i in 0..5 {
+        let (status, body) = stack
+            .post_signed("orders", format!(r#"{{"name": "n{i}"}}"#).as_bytes())
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    receiver.wait_for(3, WAIT).await;
+    // Down for 8 s: with 5 tasks retrying every second that would be ~40 calls; the open
+    // circuit lets through what was already admitted, then one probe per cool-down.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let while_down = receiver.received().len();
+    assert!(while_down <= 5 + 3, "{while_down} calls while down");
+    let metrics = &stack.dev.metrics;
+    let transitions = |t: &str| {
+        metrics
+            .lines()
+            .iter()
+            .filter(|l| l["Transition"] == t)
+            .count()
+    };
+    assert!(transitions("opened") >= 1);
+    assert!(
+        metrics.count("circuit_open", "circuit_open") >= 1,
+        "tasks waited"
+    );
+
+    receiver.always(StatusCode::OK);
+    let started = Instant::now();
+    while delivered(&receiver) < 5 {
+        assert!(
+            started.elapsed() < WAIT,
+            "{} delivered",
+            delivered(&receiver)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(transitions("closed") >= 1, "the probe closed it");
+    assert_eq!(
+        stack.depth(&stack.dev.resources.deliveries_dlq_url).await,
+        0
+    );
+    stack.dev.shutdown().await;
+}
+
+/// Distinct events the receiver answered 200.
+fn delivered(receiver: &Receiver) -> usize {
+    receiver
+        .received()
+        .iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.headers.get("idempotency-key"))
+        .map(|k| k.to_str().unwrap().to_string())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_destination_is_paced_not_failed() {
+    let receiver = Receiver::start().await;
+    let routes = format!(
+        "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      limits: {{ max_per_second: 2, max_concurrency: 1 }}\n",
+        receiver.url
+    );
+    let stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    for i in 0..6 {
+        let (status, body) = stack
+            .post_signed("orders", format!(r#"{{"name": "n{i}"}}"#).as_bytes())
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let got = receiver.wait_for(6, WAIT).await;
+    // Six calls at two a second span at least two second boundaries.
+    let span = got[5].at - got[0].at;
+    assert!(span >= Duration::from_millis(1000), "6 calls in {span:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.received().len(), 6, "each sent once");
+    assert_eq!(
+        stack.depth(&stack.dev.resources.deliveries_dlq_url).await,
+        0
+    );
+    assert_eq!(stack.dev.metrics.count("failed", "rate_limited"), 0);
+    stack.dev.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_cannot_finish_before_the_deadline_is_never_started() {
+    let receiver = Receiver::start().await;
+    // Longer than the function's 30 s: no invocation has time for it.
+    let routes = format!(
+        "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      timeout: 40s\n",
+        receiver.url
+    );
+    let stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    let (status, body) = stack.post_signed("orders", ORDER).await;
+    assert_eq!(status, 202, "{body}");
+    let letter = &dead_letters(&stack, 1).await[0];
+    assert_eq!(letter["reason"], "retries_exhausted");
+    assert!(letter["message"].contains("deadline"), "{letter:?}");
+    assert!(receiver.received().is_empty(), "never called");
+    stack.dev.shutdown().await;
+}
+
+/// The chaos run: `CHAOS_EVENTS` events (default 300) over two routes against a destination
+/// failing at random, one route refusing a tenth of them with 400, and the deliver worker
+/// killed mid-batch along the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_chaos_every_event_is_delivered_once_or_dead_lettered_with_its_reason() {
+    let events: usize = std::env::var("CHAOS_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let chaos = Chaos::start(7).await;
+    let retry = "[1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s]";
+    let routes = format!(
+        "  - id: healthy\n    map: '{{\"n\": n}}'\n    deliver:\n      url: {base}/healthy\n      timeout: 1s\n      retry: {retry}\n      circuit: {{ failures: 1000 }}\n  - id: picky\n    map: '{{\"n\": n, \"bad\": bad}}'\n    deliver:\n      url: {base}/picky\n      timeout: 1s\n      retry: {retry}\n      circuit: {{ failures: 1000 }}\n",
+        base = chaos.base
+    );
+    let mut stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[("signing", SIGNING_SECRET)],
+        crate::utils::stack::FAST,
+    )
+    .await;
+
+    let started = Instant::now();
+    let mut bad = std::collections::HashSet::new();
+    for n in 0..events {
+        let is_bad = n % 10 == 0;
+        let body = json!({"n": n, "bad": is_bad}).to_string();
+        let (status, answer) = stack.post_signed("orders", body.as_bytes()).await;
+        assert_eq!(status, 202, "{answer}");
+        if is_bad {
+            bad.insert(answer["event_id"].as_str().unwrap().to_string());
+        }
+        if n == events / 3 {
+            // Kill the worker while it has batches in hand; a fresh one takes over.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stack.dev.kill_deliver();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stack.dev.start_deliver().unwrap();
+        }
+    }
+    let posted = started.elapsed();
+
+    // Every healthy task processed, every picky task processed or refused.
+    let expected = 2 * events - bad.len();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while chaos.tally().processed.len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected} processed",
+            chaos.tally().processed.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut letters = dead_letters(&stack, bad.len()).await;
+    let finished = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Anything more in the DLQ is a failure: collect it to show what it was.
+    while let Some((_, extra)) = stack
+        .receive_with_attributes(
+            &stack.dev.resources.deliveries_dlq_url,
+            Duration::from_secs(2),
+        )
+        .await
+    {
+        letters.push(extra);
+    }
+
+    let tally = chaos.tally();
+    for route in ["healthy", "picky"] {
+        let got = tally
+            .processed
+            .values()
+            .filter(|p| p.contains(route))
+            .count();
+        let want = if route == "healthy" {
+            events
+        } else {
+            events - bad.len()
+        };
+        assert_eq!(got, want, "{route}: {got} of {want} processed");
+    }
+    for letter in &letters {
+        assert_eq!(letter["reason"], "permanent_failure", "{letter:?}");
+        assert_eq!(letter["route"], "picky");
+        assert_eq!(letter["attempts"], "1", "{letter:?}");
+        assert_eq!(letter["last_status"], "400");
+        assert!(bad.contains(&letter["event_id"]), "{letter:?}");
+    }
+    let refused_once = bad
+        .iter()
+        .all(|id| tally.arrivals.get(&format!("{id}:picky")) == Some(&1));
+    assert!(refused_once, "each 400 after exactly one attempt");
+    assert_eq!(
+        letters.len(),
+        bad.len(),
+        "nothing else in the deliveries DLQ"
+    );
+    assert_eq!(
+        stack.depth(&stack.dev.resources.events_dlq_url).await,
+        0,
+        "nothing in the events DLQ"
+    );
+    let requests: u32 = tally.arrivals.values().sum();
+    println!(
+        "chaos: {events} events, {} tasks in {:.1}s (posted in {:.1}s): {} processed, {} refused \
+         with 400 and dead-lettered, {requests} requests, answers {:?}, {} duplicate arrivals \
+         (deduped by Idempotency-Key), {:.0} tasks/s",
+        2 * events,
+        finished.as_secs_f64(),
+        posted.as_secs_f64(),
+        tally.processed.len(),
+        letters.len(),
+        tally.answers,
+        tally.duplicates,
+        (2 * events) as f64 / finished.as_secs_f64()
+    );
+    stack.dev.shutdown().await;
+}
+
+/// Waits until `n` requests reached `path`.
+async fn wait_for_path(
+    receiver: &Receiver,
+    path: &str,
+    n: usize,
+) -> Vec<crate::utils::receiver::Received> {
+    let started = Instant::now();
+    loop {
+        let got: Vec<_> = receiver
+            .received()
+            .into_iter()
+            .filter(|r| r.path.starts_with(path))
+            .collect();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(started.elapsed() < WAIT, "{} of {n} at {path}", got.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
