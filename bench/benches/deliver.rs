@@ -167,7 +167,7 @@ fn bench(c: &mut Criterion) {
             "auth: { type: bearer, secret: shop/token }\n      sign: { secret: shop/signing }",
         ),
     ];
-    let mut yaml = String::from("source:\n  verify: none\nroutes:\n");
+    let mut yaml = String::from("source:\n  verify: none\n  allow_unsigned: true\nroutes:\n");
     for (id, extra) in routes {
         yaml.push_str(&format!(
             "  - id: {id}\n    map: $\n    deliver:\n      url: http://{addr}/hook\n      {extra}\n"

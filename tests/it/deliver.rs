@@ -441,10 +441,14 @@ async fn under_chaos_every_event_is_delivered_once_or_dead_lettered_with_its_rea
         assert_eq!(letter["last_status"], "400");
         assert!(bad.contains(&letter["event_id"]), "{letter:?}");
     }
-    let refused_once = bad
-        .iter()
-        .all(|id| tally.arrivals.get(&format!("{id}:picky")) == Some(&1));
-    assert!(refused_once, "each 400 after exactly one attempt");
+    // Each 400 was one attempt by the policy (the letters say so). The destination may have
+    // seen a refused task twice only if the killed worker had it in flight: the answer was
+    // lost with the worker, so its successor asked again (at most the 30 tasks three pollers
+    // hold).
+    let arrivals = |id: &String| tally.arrivals.get(&format!("{id}:picky")).copied();
+    assert!(bad.iter().all(|id| matches!(arrivals(id), Some(1 | 2))));
+    let refused_twice = bad.iter().filter(|id| arrivals(id) == Some(2)).count();
+    assert!(refused_twice <= 30, "{refused_twice} refused twice");
     assert_eq!(
         letters.len(),
         bad.len(),
@@ -459,7 +463,8 @@ async fn under_chaos_every_event_is_delivered_once_or_dead_lettered_with_its_rea
     println!(
         "chaos: {events} events, {} tasks in {:.1}s (posted in {:.1}s): {} processed, {} refused \
          with 400 and dead-lettered, {requests} requests, answers {:?}, {} duplicate arrivals \
-         (deduped by Idempotency-Key), {:.0} tasks/s",
+         (deduped by Idempotency-Key), {refused_twice} 400s asked twice after the kill, {} \
+         connections, {:.0} tasks/s",
         2 * events,
         finished.as_secs_f64(),
         posted.as_secs_f64(),
@@ -467,6 +472,7 @@ async fn under_chaos_every_event_is_delivered_once_or_dead_lettered_with_its_rea
         letters.len(),
         tally.answers,
         tally.duplicates,
+        tally.connections,
         (2 * events) as f64 / finished.as_secs_f64()
     );
     stack.dev.shutdown().await;

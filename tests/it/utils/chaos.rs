@@ -23,6 +23,8 @@ pub struct Tally {
     pub arrivals: HashMap<String, u32>,
     /// Answers by kind (`ok`, `500`, `429`, `slow`, `drop`, `400`).
     pub answers: HashMap<&'static str, usize>,
+    /// TCP connections accepted (a reused connection serves many requests).
+    pub connections: usize,
 }
 
 /// The chaos destination.
@@ -47,6 +49,7 @@ impl Chaos {
         let t = Arc::clone(&tally);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                t.lock().unwrap().connections += 1;
                 tokio::spawn(serve(stream, Arc::clone(&t), seed));
             }
         });
