@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use crate::http::{AuthError, basic_credentials};
 use crate::integration::Auth;
 use crate::ports::SecretStore;
-use crate::secret::{SecretString, WebhookSecret};
+use crate::secret::{SecretString, TypedSecret, WebhookSecret};
 use crate::secrets::SecretsCache;
 
 /// A token is renewed this long before the expiry its server announced.
@@ -27,15 +27,6 @@ pub struct Credentials<K> {
     /// Access tokens by client secret id, with when to stop using them. One lock for all, so
     /// concurrent events that find the token missing ask the token endpoint once.
     tokens: Mutex<HashMap<String, (Instant, SecretString)>>,
-}
-
-/// The client record of `oauth2-client-credentials` (the secret's JSON).
-#[derive(Deserialize)]
-struct ClientRecord {
-    token_url: String,
-    client_id: String,
-    client_secret: String,
-    scope: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -69,10 +60,10 @@ impl<K: SecretStore> Credentials<K> {
             Auth::None => request,
             Auth::Bearer { secret } => request.header(
                 reqwest::header::AUTHORIZATION,
-                bearer(secret, &self.secrets.get(secret).await?)?,
+                bearer(secret, &self.value(secret).await?)?,
             ),
             Auth::ApiKey { header, secret } => {
-                let value = self.secrets.get(secret).await?;
+                let value = self.value(secret).await?;
                 let mut value = reqwest::header::HeaderValue::from_str(value.expose())
                     .map_err(|_| malformed(secret, "an API key must be printable ASCII"))?;
                 value.set_sensitive(true);
@@ -112,13 +103,28 @@ impl<K: SecretStore> Credentials<K> {
             .await?
             .iter()
             .map(|v| {
-                WebhookSecret::parse(&signing_value(v))
+                let key = match TypedSecret::parse(v) {
+                    Ok(TypedSecret::Signing(key)) => key,
+                    _ => v.clone(),
+                };
+                WebhookSecret::parse(&key)
                     .map_err(|_| malformed(secret, "expected a `whsec_` key or {\"type\": \"signing-secret\", \"value\": \"whsec_..\"}"))
             })
             .collect()
     }
 
-    /// A cached access token, or a fresh one from the token endpoint.
+    /// A token, a key: the secret's value, or the `value` of its typed record.
+    async fn value(&self, secret: &str) -> Result<SecretString, AuthError> {
+        let raw = self.secrets.get(secret).await?;
+        Ok(match TypedSecret::parse(&raw) {
+            Ok(TypedSecret::ApiKey { value, .. } | TypedSecret::Signing(value))
+            | Ok(TypedSecret::Plain(value)) => value,
+            Ok(TypedSecret::OAuth2(_)) | Err(_) => raw,
+        })
+    }
+
+    /// The access token: the one the last rotation stored while it is valid, else one minted
+    /// here and cached until shortly before it expires.
     async fn token(&self, secret: &str) -> Result<SecretString, AuthError> {
         let mut tokens = self.tokens.lock().await;
         if let Some((until, token)) = tokens.get(secret)
@@ -127,12 +133,21 @@ impl<K: SecretStore> Credentials<K> {
             return Ok(token.clone());
         }
         let value = self.secrets.get(secret).await?;
-        let client: ClientRecord = serde_json::from_str(value.expose()).map_err(|_| {
-            malformed(
+        let Ok(TypedSecret::OAuth2(client)) = TypedSecret::parse(&value) else {
+            return Err(malformed(
                 secret,
                 "expected {\"type\": \"oauth2-client-credentials\", \"token_url\", \"client_id\", \"client_secret\", \"scope\"}",
-            )
-        })?;
+            ));
+        };
+        let now = chrono::Utc::now().timestamp();
+        if let (Some(token), Some(expires_at)) = (&client.access_token, client.expires_at) {
+            let left = u64::try_from(expires_at - now).unwrap_or(0);
+            if left > TOKEN_EARLY.as_secs() {
+                let keep = Duration::from_secs(left) - TOKEN_EARLY;
+                tokens.insert(secret.to_string(), (Instant::now() + keep, token.clone()));
+                return Ok(token.clone());
+            }
+        }
         let form = {
             // Not Send: finished before any await.
             let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -150,7 +165,7 @@ impl<K: SecretStore> Credentials<K> {
         let response = self
             .http
             .post(&client.token_url)
-            .basic_auth(&client.client_id, Some(&client.client_secret))
+            .basic_auth(&client.client_id, Some(client.client_secret.expose()))
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -201,18 +216,6 @@ fn malformed(secret: &str, problem: &'static str) -> AuthError {
     AuthError::Malformed {
         secret: secret.to_string(),
         problem,
-    }
-}
-
-/// A signing secret's key: the value itself, or the `value` of its JSON record.
-fn signing_value(v: &SecretString) -> SecretString {
-    #[derive(Deserialize)]
-    struct Record {
-        value: String,
-    }
-    match serde_json::from_str::<Record>(v.expose()) {
-        Ok(r) => SecretString::new(r.value),
-        Err(_) => v.clone(),
     }
 }
 

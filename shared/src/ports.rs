@@ -238,6 +238,62 @@ pub trait SecretStore: Send + Sync {
     }
 }
 
+/// A secret's rotation state, as Secrets Manager describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretVersions {
+    /// Whether rotation is enabled for the secret.
+    pub rotation_enabled: bool,
+    /// Each version's staging labels (`AWSCURRENT`, `AWSPENDING`, `AWSPREVIOUS`).
+    pub stages: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl SecretVersions {
+    /// The version carrying `stage`, if any.
+    pub fn version_with(&self, stage: &str) -> Option<&str> {
+        self.stages
+            .iter()
+            .find(|(_, s)| s.iter().any(|x| x == stage))
+            .map(|(v, _)| v.as_str())
+    }
+
+    /// Whether `version` carries `stage`.
+    pub fn has(&self, version: &str, stage: &str) -> bool {
+        self.stages
+            .get(version)
+            .is_some_and(|s| s.iter().any(|x| x == stage))
+    }
+}
+
+/// What the rotate function needs from Secrets Manager.
+pub trait RotationStore: Send + Sync {
+    /// The secret's rotation flag and version stages (`DescribeSecret`).
+    fn versions(&self, id: &str) -> impl Future<Output = Result<SecretVersions, AwsError>> + Send;
+
+    /// The value of `version` if it carries `stage` (None when there is no such version).
+    fn value(
+        &self,
+        id: &str,
+        version: Option<&str>,
+        stage: &str,
+    ) -> impl Future<Output = Result<Option<SecretString>, AwsError>> + Send;
+
+    /// Stores `value` as version `token`, staged `AWSPENDING` (idempotent for a token).
+    fn put_pending(
+        &self,
+        id: &str,
+        token: &str,
+        value: &SecretString,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// Moves `AWSCURRENT` from version `from` to version `token`.
+    fn promote(
+        &self,
+        id: &str,
+        token: &str,
+        from: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
 /// Where raw events are archived (and large bodies parked for the queues).
 pub trait Archive: Send + Sync {
     /// Stores `body` under `key`.

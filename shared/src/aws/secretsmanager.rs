@@ -3,7 +3,7 @@
 use aws_sdk_secretsmanager::Client;
 
 use super::aws_error;
-use crate::ports::{AwsError, SecretStore};
+use crate::ports::{AwsError, RotationStore, SecretStore, SecretVersions};
 use crate::secret::SecretString;
 
 /// Reads the AWSCURRENT value of secrets.
@@ -65,5 +65,81 @@ impl SecretsManagerStore {
             }
             Err(e) => Err(aws_error("GetSecretValue", e)),
         }
+    }
+}
+
+impl RotationStore for SecretsManagerStore {
+    async fn versions(&self, id: &str) -> Result<SecretVersions, AwsError> {
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| aws_error("DescribeSecret", e))?;
+        Ok(SecretVersions {
+            rotation_enabled: out.rotation_enabled().unwrap_or(false),
+            stages: out
+                .version_ids_to_stages()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn value(
+        &self,
+        id: &str,
+        version: Option<&str>,
+        stage: &str,
+    ) -> Result<Option<SecretString>, AwsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .set_version_id(version.map(str::to_string))
+            .version_stage(stage)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.secret_string().map(SecretString::new)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(aws_error("GetSecretValue", e)),
+        }
+    }
+
+    async fn put_pending(
+        &self,
+        id: &str,
+        token: &str,
+        value: &SecretString,
+    ) -> Result<(), AwsError> {
+        self.client
+            .put_secret_value()
+            .secret_id(id)
+            .client_request_token(token)
+            .secret_string(value.expose())
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+            .map_err(|e| aws_error("PutSecretValue", e))?;
+        Ok(())
+    }
+
+    async fn promote(&self, id: &str, token: &str, from: &str) -> Result<(), AwsError> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(id)
+            .version_stage("AWSCURRENT")
+            .move_to_version_id(token)
+            .remove_from_version_id(from)
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateSecretVersionStage", e))?;
+        Ok(())
     }
 }
