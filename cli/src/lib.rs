@@ -7,5 +7,6 @@ pub mod dev;
 pub mod emulator;
 pub mod esm;
 pub mod resources;
+pub mod rotation;
 pub mod send;
 pub mod sink;

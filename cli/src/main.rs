@@ -72,11 +72,29 @@ enum Command {
         #[arg(long, default_value = "application/json")]
         content_type: String,
     },
+    /// Work with secrets in the local emulator.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Validate every definition and run its fixtures (contract tests); non-zero on a failure.
     Check {
         /// Directory of integration definitions (fixtures in DIR/fixtures/<integration>/<case>/).
         #[arg(default_value = "integrations")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Rotate a secret as Secrets Manager would: a new version, then the rotate function's
+    /// createSecret, setSecret, testSecret and finishSecret against the emulator.
+    Rotate {
+        /// The secret id (`switchboard/outbound/signing`).
+        secret_id: String,
+        /// Port of the local AWS emulator (`switchboard dev`'s).
+        #[arg(long, default_value_t = 4566)]
+        emulator_port: u16,
     },
 }
 
@@ -100,6 +118,27 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Secrets {
+            command:
+                SecretsCommand::Rotate {
+                    secret_id,
+                    emulator_port,
+                },
+        } => {
+            let sdk =
+                switchboard_cli::dev::emulator_sdk(&format!("http://127.0.0.1:{emulator_port}"))
+                    .await;
+            let client = aws_sdk_secretsmanager::Client::new(&sdk);
+            println!("rotating {secret_id}");
+            let version = switchboard_cli::rotation::rotate(
+                &client,
+                &secret_id,
+                switchboard_shared::metrics::Metrics::Off,
+            )
+            .await?;
+            println!("{secret_id}: AWSCURRENT is now version {version}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { dir } => {
             let report = switchboard_cli::check::check(&dir);
             print!("{}", report.render());

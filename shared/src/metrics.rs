@@ -111,6 +111,23 @@ impl Metrics {
         }));
     }
 
+    /// One rotation step (`createSecret`, …) and how it went (`ok`, `failed`).
+    pub fn rotation(&self, step: &str, outcome: &str) {
+        self.emit(json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Step", "Outcome"]],
+                    "Metrics": [{ "Name": "RotationSteps", "Unit": "Count" }]
+                }]
+            },
+            "Step": step,
+            "Outcome": outcome,
+            "RotationSteps": 1,
+        }));
+    }
+
     fn emit(&self, line: serde_json::Value) {
         match self {
             Metrics::Stdout => println!("{line}"),

@@ -285,12 +285,19 @@ pub trait RotationStore: Send + Sync {
         value: &SecretString,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 
-    /// Moves `AWSCURRENT` from version `from` to version `token`.
+    /// Moves `AWSCURRENT` from version `from` to version `token`, and takes `AWSPENDING` off it.
     fn promote(
         &self,
         id: &str,
         token: &str,
         from: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// Takes `AWSPENDING` off version `token`.
+    fn clear_pending(
+        &self,
+        id: &str,
+        token: &str,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 

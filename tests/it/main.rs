@@ -8,5 +8,6 @@ mod utils;
 
 mod deliver;
 mod ingest;
+mod rotation;
 mod transform;
 mod walking_skeleton;

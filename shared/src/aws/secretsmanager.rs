@@ -140,6 +140,19 @@ impl RotationStore for SecretsManagerStore {
             .send()
             .await
             .map_err(|e| aws_error("UpdateSecretVersionStage", e))?;
+        // The rotation is over: the new version is current, not pending.
+        self.clear_pending(id, token).await
+    }
+
+    async fn clear_pending(&self, id: &str, token: &str) -> Result<(), AwsError> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(id)
+            .version_stage("AWSPENDING")
+            .remove_from_version_id(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateSecretVersionStage", e))?;
         Ok(())
     }
 }

@@ -1,0 +1,79 @@
+//! `switchboard secrets rotate <secret-id>`: a rotation against the local emulator, run the way
+//! Secrets Manager runs one: a new version token, then the rotate function's four steps in
+//! order with that token, each step's outcome printed. The steps are the rotate Lambda's own
+//! handler.
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::types::RotationRulesType;
+use rotate::handler::{Rotate, RotationEvent, STEP_NAMES};
+use switchboard_shared::aws::SecretsManagerStore;
+use switchboard_shared::metrics::Metrics;
+
+/// Rotates `id`: enables rotation on it if the emulator has it off (what a SAM
+/// `RotationSchedule` does in AWS), stages a new version as Secrets Manager does, and runs the
+/// four steps. Returns the new version's id; the first failing step stops it, leaving
+/// AWSCURRENT as it was.
+pub async fn rotate(client: &Client, id: &str, metrics: Metrics) -> anyhow::Result<String> {
+    let described = client
+        .describe_secret()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))?;
+    if !described.rotation_enabled().unwrap_or(false) {
+        // The emulator has no Lambda to call: asked without one, it only marks rotation as
+        // enabled (and re-stamps the current value as a new, identical version).
+        client
+            .rotate_secret()
+            .secret_id(id)
+            .rotation_rules(
+                RotationRulesType::builder()
+                    .automatically_after_days(30)
+                    .build(),
+            )
+            .rotate_immediately(false)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))?;
+    }
+    // Secrets Manager's tokens are 32 to 64 characters (it uses UUIDs).
+    let token = format!("{}-{}", ulid::Ulid::new(), ulid::Ulid::new());
+    // Secrets Manager's own part of a rotation: the version the steps work on, staged
+    // AWSPENDING. It has no value in AWS; the public API cannot make one without, so here it
+    // holds the current value, which createSecret treats as "not created yet".
+    let current = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))?
+        .secret_string()
+        .unwrap_or_default()
+        .to_string();
+    client
+        .put_secret_value()
+        .secret_id(id)
+        .client_request_token(&token)
+        .secret_string(current)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))?;
+    let handler = Rotate::new(SecretsManagerStore::new(client.clone()), metrics)?;
+    for step in STEP_NAMES {
+        let event = RotationEvent {
+            secret_id: id.to_string(),
+            client_request_token: token.clone(),
+            step: step.to_string(),
+        };
+        match handler.handle(&event).await {
+            Ok(()) => println!("  {step:<13} ok"),
+            Err(e) => {
+                println!("  {step:<13} failed: {e}");
+                anyhow::bail!("rotation of `{id}` stopped at {step}; AWSCURRENT is unchanged");
+            }
+        }
+    }
+    Ok(token)
+}

@@ -1,0 +1,344 @@
+//! The Secrets Manager rotation protocol, step by step, for the secret kinds Switchboard uses.
+//!
+//! Secrets Manager calls the function four times with the same `ClientRequestToken` (the new
+//! version's id): `createSecret` stages a new value as `AWSPENDING`; `setSecret` would tell a
+//! provider about it (nothing to do here: the providers issue the values); `testSecret` proves
+//! the pending value works; `finishSecret` moves `AWSCURRENT` to it (the old value becomes
+//! `AWSPREVIOUS`). Every step first checks that rotation is enabled and that the token is a
+//! version staged `AWSPENDING`, returns at once when it is already `AWSCURRENT`, and is
+//! idempotent: a retried step changes nothing twice.
+//!
+//! Kinds, from the secret's `type`:
+//! - `oauth2-client-credentials`: a fresh access token from the token URL with the stored client
+//!   credentials; tested against `test_url` (GET, the token as bearer, 2xx).
+//! - `signing-secret` (or a bare `whsec_` key): a new random key; tested by parsing it. While it
+//!   is pending, deliver signs with both keys.
+//! - `api-key`: a new key from `mint_url` (POST, the current key as bearer; the answer's
+//!   `value`, `key` or `api_key`); tested against `test_url`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use switchboard_shared::metrics::Metrics;
+use switchboard_shared::ports::{AwsError, RotationStore};
+use switchboard_shared::secret::{SecretString, TypedSecret, WebhookSecret};
+
+/// What Secrets Manager sends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotationEvent {
+    /// The secret's ARN or name.
+    pub secret_id: String,
+    /// The new version's id.
+    pub client_request_token: String,
+    /// `createSecret`, `setSecret`, `testSecret` or `finishSecret`.
+    pub step: String,
+}
+
+/// Why a step failed. Secrets Manager retries the step; AWSCURRENT is never touched by a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// The secret is not set up for this rotation.
+    #[error("{0}")]
+    Refused(String),
+    /// The secret's value is not a kind that can rotate.
+    #[error("secret `{secret}`: {problem}")]
+    Unrotatable {
+        /// The secret id.
+        secret: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A provider call failed (minting or testing).
+    #[error("secret `{secret}`: {what}")]
+    Provider {
+        /// The secret id.
+        secret: String,
+        /// What the provider did (no value, no token).
+        what: String,
+    },
+    /// Secrets Manager failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+/// The rotate handler.
+#[derive(Debug)]
+pub struct Rotate<S> {
+    store: S,
+    http: reqwest::Client,
+    metrics: Metrics,
+}
+
+/// The steps, in the order Secrets Manager calls them.
+pub const STEP_NAMES: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+
+const CURRENT: &str = "AWSCURRENT";
+const PENDING: &str = "AWSPENDING";
+
+impl<S: RotationStore> Rotate<S> {
+    /// A handler over `store`; provider calls time out after 10 s.
+    pub fn new(store: S, metrics: Metrics) -> Result<Self, reqwest::Error> {
+        let t = Duration::from_secs(10);
+        Ok(Self {
+            store,
+            http: switchboard_shared::http::client(t, t)?,
+            metrics,
+        })
+    }
+
+    /// Runs one step.
+    pub async fn handle(&self, event: &RotationEvent) -> Result<(), RotateError> {
+        let (id, token, step) = (&event.secret_id, &event.client_request_token, &event.step);
+        let versions = self.store.versions(id).await?;
+        if !versions.rotation_enabled {
+            return Err(RotateError::Refused(format!(
+                "secret `{id}` does not have rotation enabled"
+            )));
+        }
+        if !versions.stages.contains_key(token) {
+            return Err(RotateError::Refused(format!(
+                "secret `{id}` has no version {token} to rotate to"
+            )));
+        }
+        if versions.has(token, CURRENT) {
+            if versions.has(token, PENDING) && step == "finishSecret" {
+                // Promoted by an earlier try that stopped before tidying up.
+                self.store.clear_pending(id, token).await?;
+            }
+            tracing::info!(secret = %id, step = %step, "version is already AWSCURRENT; nothing to do");
+            return Ok(());
+        }
+        if !versions.has(token, PENDING) {
+            return Err(RotateError::Refused(format!(
+                "secret `{id}`: version {token} is not staged AWSPENDING"
+            )));
+        }
+        let result = match step.as_str() {
+            "createSecret" => self.create(id, token).await,
+            // The providers issue the values; there is nothing to tell them.
+            "setSecret" => Ok(()),
+            "testSecret" => self.test(id, token).await,
+            "finishSecret" => self.finish(id, token, &versions).await,
+            other => Err(RotateError::Refused(format!("unknown step `{other}`"))),
+        };
+        match &result {
+            Ok(()) => tracing::info!(secret = %id, step = %step, "rotation step done"),
+            Err(e) => {
+                tracing::error!(secret = %id, step = %step, error = %e, "rotation step failed")
+            }
+        }
+        self.metrics
+            .rotation(step, if result.is_ok() { "ok" } else { "failed" });
+        result
+    }
+
+    /// Stages a new value, unless this token already has one.
+    async fn create(&self, id: &str, token: &str) -> Result<(), RotateError> {
+        let current = self.store.value(id, None, CURRENT).await?.ok_or_else(|| {
+            RotateError::Refused(format!("secret `{id}` has no AWSCURRENT value"))
+        })?;
+        // A pending value that differs from the current one was made by an earlier try of this
+        // step. (One equal to it is a placeholder: rotation never yields the same value.)
+        if let Some(pending) = self.store.value(id, Some(token), PENDING).await?
+            && pending != current
+        {
+            return Ok(());
+        }
+        let next = self.next_value(id, &current).await?;
+        self.store.put_pending(id, token, &next).await?;
+        Ok(())
+    }
+
+    /// The value that replaces `current`, of the same kind and shape.
+    async fn next_value(
+        &self,
+        id: &str,
+        current: &SecretString,
+    ) -> Result<SecretString, RotateError> {
+        let unrotatable = |problem: String| RotateError::Unrotatable {
+            secret: id.to_string(),
+            problem,
+        };
+        let provider = |what: String| RotateError::Provider {
+            secret: id.to_string(),
+            what,
+        };
+        let typed = TypedSecret::parse(current).map_err(unrotatable)?;
+        let record = || -> serde_json::Map<String, serde_json::Value> {
+            serde_json::from_str(current.expose()).unwrap_or_default()
+        };
+        match typed {
+            TypedSecret::Signing(_) => {
+                let key = WebhookSecret::generate().map_err(|e| unrotatable(e.to_string()))?;
+                if current.expose().trim_start().starts_with('{') {
+                    let mut r = record();
+                    r.insert("value".into(), key.expose().into());
+                    Ok(SecretString::new(serde_json::Value::Object(r).to_string()))
+                } else {
+                    Ok(key)
+                }
+            }
+            TypedSecret::OAuth2(client) => {
+                let mut form = String::from("grant_type=client_credentials");
+                if let Some(scope) = client.scope.as_deref().filter(|s| !s.is_empty()) {
+                    form.push_str("&scope=");
+                    form.push_str(&form_encode(scope));
+                }
+                let response = self
+                    .http
+                    .post(&client.token_url)
+                    .basic_auth(&client.client_id, Some(client.client_secret.expose()))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form)
+                    .send()
+                    .await
+                    .map_err(|e| provider(switchboard_shared::http::transport_error(&e)))?;
+                let status = response.status().as_u16();
+                if !(200..300).contains(&status) {
+                    return Err(provider(format!("the token endpoint answered {status}")));
+                }
+                #[derive(Deserialize)]
+                struct Answer {
+                    access_token: String,
+                    expires_in: Option<i64>,
+                }
+                let answer: Answer = response
+                    .json()
+                    .await
+                    .map_err(|_| provider("the token endpoint's answer has no access_token".into()))?;
+                let mut r = record();
+                r.insert("access_token".into(), answer.access_token.into());
+                match answer.expires_in {
+                    Some(s) => r.insert(
+                        "expires_at".into(),
+                        (chrono::Utc::now().timestamp() + s).into(),
+                    ),
+                    None => r.remove("expires_at"),
+                };
+                Ok(SecretString::new(serde_json::Value::Object(r).to_string()))
+            }
+            TypedSecret::ApiKey { value, mint_url, .. } => {
+                let url = mint_url.ok_or_else(|| unrotatable("an api-key needs `mint_url` to rotate".into()))?;
+                let response = self
+                    .http
+                    .post(&url)
+                    .bearer_auth(value.expose())
+                    .send()
+                    .await
+                    .map_err(|e| provider(switchboard_shared::http::transport_error(&e)))?;
+                let status = response.status().as_u16();
+                if !(200..300).contains(&status) {
+                    return Err(provider(format!("the mint endpoint answered {status}")));
+                }
+                let answer: serde_json::Value = response
+                    .json()
+                    .await
+                    .map_err(|_| provider("the mint endpoint's answer is not JSON".into()))?;
+                let key = ["value", "key", "api_key"]
+                    .iter()
+                    .find_map(|k| answer[*k].as_str())
+                    .ok_or_else(|| provider("the mint endpoint's answer has no `value`, `key` or `api_key`".into()))?;
+                let mut r = record();
+                r.insert("value".into(), key.into());
+                Ok(SecretString::new(serde_json::Value::Object(r).to_string()))
+            }
+            TypedSecret::Plain(_) => Err(unrotatable(
+                "a plain value cannot be renewed; give it a `type` (oauth2-client-credentials, signing-secret, api-key)".into(),
+            )),
+        }
+    }
+
+    /// Proves the pending value works; AWSCURRENT stays as it is when it does not.
+    async fn test(&self, id: &str, token: &str) -> Result<(), RotateError> {
+        let pending = self
+            .store
+            .value(id, Some(token), PENDING)
+            .await?
+            .ok_or_else(|| {
+                RotateError::Refused(format!("secret `{id}` has no pending value for {token}"))
+            })?;
+        let provider = |what: String| RotateError::Provider {
+            secret: id.to_string(),
+            what,
+        };
+        let (credential, test_url) = match TypedSecret::parse(&pending) {
+            Ok(TypedSecret::Signing(key)) => {
+                return WebhookSecret::parse(&key)
+                    .map(|_| ())
+                    .map_err(|e| provider(format!("the pending key is unusable: {e}")));
+            }
+            Ok(TypedSecret::OAuth2(client)) => (
+                client
+                    .access_token
+                    .ok_or_else(|| provider("the pending record has no access_token".into()))?,
+                client.test_url,
+            ),
+            Ok(TypedSecret::ApiKey {
+                value, test_url, ..
+            }) => (value, test_url),
+            Ok(TypedSecret::Plain(_)) | Err(_) => {
+                return Err(provider("the pending value is not a rotatable kind".into()));
+            }
+        };
+        let Some(url) = test_url else {
+            tracing::warn!(secret = %id, "no test_url: the pending value is promoted untested");
+            return Ok(());
+        };
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(credential.expose())
+            .send()
+            .await
+            .map_err(|e| provider(switchboard_shared::http::transport_error(&e)))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(provider(format!(
+                "the test URL answered {status} to the pending value"
+            )))
+        }
+    }
+
+    /// Moves AWSCURRENT to the pending version.
+    async fn finish(
+        &self,
+        id: &str,
+        token: &str,
+        versions: &switchboard_shared::ports::SecretVersions,
+    ) -> Result<(), RotateError> {
+        let Some(current) = versions.version_with(CURRENT) else {
+            return Err(RotateError::Refused(format!(
+                "secret `{id}` has no AWSCURRENT version"
+            )));
+        };
+        self.store.promote(id, token, current).await?;
+        Ok(())
+    }
+}
+
+/// `application/x-www-form-urlencoded` for one value.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_are_encoded() {
+        assert_eq!(form_encode("crm.write a/b"), "crm.write+a%2Fb");
+    }
+}

@@ -1,0 +1,328 @@
+//! Secrets Manager rotation against the emulator: the four steps and their staging labels,
+//! retried steps, a failing test, and rotations under live traffic that fail no delivery.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::types::RotationRulesType;
+use axum::http::StatusCode;
+use rotate::handler::{Rotate, RotationEvent};
+use serde_json::json;
+use switchboard_shared::aws::SecretsManagerStore;
+use switchboard_shared::metrics::Metrics;
+use switchboard_shared::secret::SecretString;
+use switchboard_shared::verify::{self, Scheme, SignedRequest};
+
+use crate::utils::receiver::Receiver;
+use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
+
+const OUTBOUND_KEY: &str = "whsec_b3V0Ym91bmQtc2lnbmluZy1rZXktY3VycmVudA==";
+
+/// Each version's stages, and the value behind each stage.
+async fn labels(client: &Client, id: &str) -> BTreeMap<String, Vec<String>> {
+    let out = client.describe_secret().secret_id(id).send().await.unwrap();
+    out.version_ids_to_stages()
+        .unwrap()
+        .iter()
+        .map(|(v, s)| {
+            let mut s = s.clone();
+            s.sort();
+            (v.clone(), s)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
+
+async fn value(client: &Client, id: &str, stage: &str) -> Option<String> {
+    client
+        .get_secret_value()
+        .secret_id(id)
+        .version_stage(stage)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.secret_string().map(str::to_string))
+}
+
+/// Rotation enabled and a new version staged AWSPENDING, as Secrets Manager does before it
+/// calls the function (see `switchboard_cli::rotation`).
+async fn begin(client: &Client, id: &str) -> String {
+    client
+        .rotate_secret()
+        .secret_id(id)
+        .rotation_rules(
+            RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .rotate_immediately(false)
+        .send()
+        .await
+        .unwrap();
+    let token = format!("{}-{}", ulid::Ulid::new(), ulid::Ulid::new());
+    client
+        .put_secret_value()
+        .secret_id(id)
+        .client_request_token(&token)
+        .secret_string(value(client, id, "AWSCURRENT").await.unwrap())
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    token
+}
+
+fn step(id: &str, token: &str, step: &str) -> RotationEvent {
+    RotationEvent {
+        secret_id: id.to_string(),
+        client_request_token: token.to_string(),
+        step: step.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_four_steps_stage_the_new_key_and_a_retried_step_changes_nothing() {
+    let receiver = Receiver::start().await;
+    let stack = TestStack::with(
+        &[("orders", crate::utils::stack::orders(&receiver.url))],
+        &[("signing", SIGNING_SECRET), ("outbound", OUTBOUND_KEY)],
+        FAST,
+    )
+    .await;
+    let client = Client::new(&stack.dev.sdk);
+    let id = format!("{}/outbound", stack.prefix);
+    let rotate = Rotate::new(SecretsManagerStore::new(client.clone()), Metrics::Off).unwrap();
+    let token = begin(&client, &id).await;
+    let old = value(&client, &id, "AWSCURRENT").await.unwrap();
+
+    rotate
+        .handle(&step(&id, &token, "createSecret"))
+        .await
+        .unwrap();
+    let pending = value(&client, &id, "AWSPENDING").await.unwrap();
+    assert_ne!(pending, old);
+    assert!(pending.starts_with("whsec_"), "the same shape as before");
+    assert_eq!(value(&client, &id, "AWSCURRENT").await.unwrap(), old);
+    // Retried: the pending key stays the one made first.
+    rotate
+        .handle(&step(&id, &token, "createSecret"))
+        .await
+        .unwrap();
+    assert_eq!(value(&client, &id, "AWSPENDING").await.unwrap(), pending);
+    for s in ["setSecret", "testSecret", "setSecret", "testSecret"] {
+        rotate.handle(&step(&id, &token, s)).await.unwrap();
+    }
+    assert_eq!(value(&client, &id, "AWSCURRENT").await.unwrap(), old);
+
+    rotate
+        .handle(&step(&id, &token, "finishSecret"))
+        .await
+        .unwrap();
+    let after = labels(&client, &id).await;
+    assert_eq!(after[&token], ["AWSCURRENT"], "{after:?}");
+    assert_eq!(value(&client, &id, "AWSCURRENT").await.unwrap(), pending);
+    assert_eq!(value(&client, &id, "AWSPREVIOUS").await.unwrap(), old);
+    // Every step again, after the finish: each returns early and changes nothing.
+    for s in rotate::handler::STEP_NAMES {
+        rotate.handle(&step(&id, &token, s)).await.unwrap();
+    }
+    assert_eq!(labels(&client, &id).await, after);
+    assert_eq!(value(&client, &id, "AWSCURRENT").await.unwrap(), pending);
+
+    // A token that is not a version of the secret is refused.
+    let e = rotate
+        .handle(&step(&id, "not-a-version", "createSecret"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no version"), "{e}");
+    stack.dev.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_test_step_leaves_awscurrent_untouched() {
+    let provider = Receiver::start().await;
+    provider.on(
+        "/mint",
+        vec![(StatusCode::OK, Some(json!({"value": "key-2"})))],
+    );
+    provider.on("/check", vec![(StatusCode::UNAUTHORIZED, None)]);
+    let key = json!({
+        "type": "api-key",
+        "value": "key-1",
+        "mint_url": format!("{}/mint", provider.base),
+        "test_url": format!("{}/check", provider.base),
+    })
+    .to_string();
+    let stack = TestStack::with(
+        &[("orders", crate::utils::stack::orders(&provider.url))],
+        &[("signing", SIGNING_SECRET), ("key", &key)],
+        FAST,
+    )
+    .await;
+    let client = Client::new(&stack.dev.sdk);
+    let id = format!("{}/key", stack.prefix);
+    let metrics = Metrics::Memory(Default::default());
+    let e = switchboard_cli::rotation::rotate(&client, &id, metrics.clone())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("testSecret"), "{e}");
+    let current: serde_json::Value =
+        serde_json::from_str(&value(&client, &id, "AWSCURRENT").await.unwrap()).unwrap();
+    assert_eq!(current["value"], "key-1", "AWSCURRENT untouched");
+    let pending: serde_json::Value =
+        serde_json::from_str(&value(&client, &id, "AWSPENDING").await.unwrap()).unwrap();
+    assert_eq!(pending["value"], "key-2", "minted and staged, not promoted");
+    let check = provider
+        .received()
+        .into_iter()
+        .find(|r| r.path == "/check")
+        .unwrap();
+    assert_eq!(check.headers["authorization"], "Bearer key-2");
+    let mint = provider
+        .received()
+        .into_iter()
+        .find(|r| r.path == "/mint")
+        .unwrap();
+    assert_eq!(mint.headers["authorization"], "Bearer key-1");
+    assert_eq!(
+        metrics
+            .lines()
+            .iter()
+            .filter(|l| l["Step"] == "testSecret" && l["Outcome"] == "failed")
+            .count(),
+        1,
+        "the failure is counted"
+    );
+    stack.dev.shutdown().await;
+}
+
+/// Whether `got` verifies as a Standard Webhooks message under one of `keys`.
+fn verifies_with_any(got: &crate::utils::receiver::Received, keys: &[String]) -> bool {
+    let headers: Vec<(String, String)> = got
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let request = SignedRequest {
+        method: "POST",
+        url: "",
+        headers: &headers,
+        body: &got.raw,
+    };
+    keys.iter().any(|k| {
+        verify::verify(
+            &Scheme::StandardWebhooks,
+            &[SecretString::new(k.as_str())],
+            &request,
+            chrono::Utc::now().timestamp(),
+            verify::DEFAULT_TOLERANCE_SECS,
+        )
+        .is_ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_oauth_token_and_the_signing_secret_under_traffic_fails_no_delivery() {
+    let api = Receiver::start().await;
+    api.on(
+        "/token",
+        vec![(
+            StatusCode::OK,
+            Some(json!({"access_token": "rotated-token", "expires_in": 3600})),
+        )],
+    );
+    let client_record = json!({
+        "type": "oauth2-client-credentials",
+        "token_url": format!("{}/token", api.base),
+        "client_id": "switchboard",
+        "client_secret": "client-secret-value",
+        "scope": "crm.write",
+        "test_url": format!("{}/me", api.base),
+    })
+    .to_string();
+    let outbound = json!({"type": "signing-secret", "value": OUTBOUND_KEY}).to_string();
+    let routes = format!(
+        "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n  - id: crm\n    map: '{{\"n\": n}}'\n    deliver:\n      url: {}/hook\n      auth: {{ type: oauth2-client-credentials, secret: SECRET/oauth }}\n      sign: {{ secret: SECRET/outbound }}\n",
+        api.base
+    );
+    let stack = TestStack::with(
+        &[("orders", routes)],
+        &[
+            ("signing", SIGNING_SECRET),
+            ("oauth", &client_record),
+            ("outbound", &outbound),
+        ],
+        FAST,
+    )
+    .await;
+    let client = Client::new(&stack.dev.sdk);
+    let total = 40;
+    let mut rotated = false;
+    for n in 0..total {
+        let (status, body) = stack
+            .post_signed("orders", json!({"n": n}).to_string().as_bytes())
+            .await;
+        assert_eq!(status, 202, "{body}");
+        if n == total / 2 {
+            for name in ["oauth", "outbound"] {
+                let id = format!("{}/{name}", stack.prefix);
+                switchboard_cli::rotation::rotate(&client, &id, Metrics::Off)
+                    .await
+                    .unwrap();
+            }
+            rotated = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rotated);
+    let started = Instant::now();
+    let hooks = loop {
+        let hooks: Vec<_> = api
+            .received()
+            .into_iter()
+            .filter(|r| r.path == "/hook")
+            .collect();
+        if hooks.len() >= total {
+            break hooks;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of {total} delivered",
+            hooks.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let new_key: serde_json::Value = serde_json::from_str(
+        &value(&client, &format!("{}/outbound", stack.prefix), "AWSCURRENT")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let new_key = new_key["value"].as_str().unwrap().to_string();
+    assert_ne!(new_key, OUTBOUND_KEY);
+    let keys = [OUTBOUND_KEY.to_string(), new_key];
+    for hook in &hooks {
+        assert_eq!(hook.status, 200);
+        assert!(
+            verifies_with_any(hook, &keys),
+            "a signature no key verifies"
+        );
+    }
+    assert_eq!(hooks.len(), total, "each delivered once");
+    assert_eq!(
+        stack.depth(&stack.dev.resources.deliveries_dlq_url).await,
+        0
+    );
+    let metrics = &stack.dev.metrics;
+    assert_eq!(
+        metrics
+            .lines()
+            .iter()
+            .filter(|l| l["Deliveries"] == 1 && l["Outcome"] != "delivered")
+            .count(),
+        0,
+        "no retry, no failure"
+    );
+    stack.dev.shutdown().await;
+}
