@@ -107,6 +107,15 @@ impl<S: SecretStore> SecretsCache<S> {
     }
 }
 
+/// How long after a secret changes its previous value still verifies inbound signatures.
+pub const PREVIOUS_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether the previous value still counts, the current one being current since
+/// `current_since` (Unix seconds; unknown counts as recent).
+pub fn previous_still_valid(current_since: Option<i64>, now: i64) -> bool {
+    current_since.is_none_or(|since| now - since < PREVIOUS_GRACE.as_secs() as i64)
+}
+
 /// A version stage besides AWSCURRENT.
 #[derive(Debug, Clone, Copy)]
 enum Stage {
@@ -185,6 +194,14 @@ mod tests {
             .collect();
         assert_eq!(again, keys, "served from the cache");
         assert_eq!(cache.signing_keys("plain").await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_previous_value_counts_for_a_day_after_a_change() {
+        let now = 1_700_000_000;
+        assert!(previous_still_valid(Some(now - 3600), now));
+        assert!(previous_still_valid(None, now));
+        assert!(!previous_still_valid(Some(now - 25 * 3600), now));
     }
 
     #[tokio::test]

@@ -37,6 +37,24 @@ impl SecretStore for SecretsManagerStore {
     }
 
     async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
+        // The previous value counts only while the current one is recent: a sender has had
+        // PREVIOUS_GRACE to switch.
+        let versions = self
+            .client
+            .list_secret_version_ids()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| aws_error("ListSecretVersionIds", e))?;
+        let current_since = versions
+            .versions()
+            .iter()
+            .find(|v| v.version_stages().iter().any(|s| s == "AWSCURRENT"))
+            .and_then(|v| v.created_date())
+            .map(|d| d.secs());
+        if !crate::secrets::previous_still_valid(current_since, chrono::Utc::now().timestamp()) {
+            return Ok(None);
+        }
         self.get_stage(id, "AWSPREVIOUS").await
     }
 
