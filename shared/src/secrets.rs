@@ -19,6 +19,9 @@ pub struct SecretsCache<S> {
     values: Mutex<HashMap<String, (Instant, SecretString)>>,
     previous: Mutex<HashMap<String, (Instant, Option<SecretString>)>>,
     pending: Mutex<HashMap<String, (Instant, Option<SecretString>)>>,
+    /// Held while a value is fetched, so events that miss the cache together cause one read,
+    /// not one each.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl<S: SecretStore> SecretsCache<S> {
@@ -30,6 +33,7 @@ impl<S: SecretStore> SecretsCache<S> {
             values: Mutex::new(HashMap::new()),
             previous: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -53,7 +57,13 @@ impl<S: SecretStore> SecretsCache<S> {
             Stage::Previous => &self.previous,
             Stage::Pending => &self.pending,
         };
-        let other = match fresh_optional(map, id, self.ttl) {
+        let cached = fresh_optional(map, id, self.ttl);
+        let _fetching = match cached {
+            Some(_) => None,
+            None => Some(self.fetching.lock().await),
+        };
+        // Another caller may have fetched it while this one waited.
+        let other = match cached.or_else(|| fresh_optional(map, id, self.ttl)) {
             Some(v) => v,
             None => {
                 let v = match stage {
@@ -73,6 +83,11 @@ impl<S: SecretStore> SecretsCache<S> {
 
     /// The secret's value, from the cache while it is fresh.
     pub async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+        if let Some(value) = self.fresh(id) {
+            return Ok(value);
+        }
+        let _fetching = self.fetching.lock().await;
+        // Another caller may have fetched it while this one waited.
         if let Some(value) = self.fresh(id) {
             return Ok(value);
         }
@@ -147,6 +162,8 @@ mod tests {
     impl SecretStore for Counting {
         async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
             let n = self.0.fetch_add(1, Ordering::SeqCst);
+            // A network call takes a while: let other callers run meanwhile.
+            tokio::task::yield_now().await;
             Ok(SecretString::new(format!("{id}-{n}")))
         }
 
@@ -194,6 +211,22 @@ mod tests {
             .collect();
         assert_eq!(again, keys, "served from the cache");
         assert_eq!(cache.signing_keys("plain").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn events_that_miss_the_cache_together_cause_one_read() {
+        let cache = SecretsCache::new(Counting::default(), Duration::from_secs(60));
+        let (a, b, c, d) = tokio::join!(
+            cache.get("s"),
+            cache.get("s"),
+            cache.outbound_signing_keys("s"),
+            cache.get("s")
+        );
+        for v in [a.unwrap(), b.unwrap(), c.unwrap().remove(0), d.unwrap()] {
+            assert_eq!(v.expose(), "s-0");
+        }
+        // The value, and the pending stage once.
+        assert_eq!(cache.store.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -9,5 +9,6 @@ mod utils;
 mod deliver;
 mod ingest;
 mod rotation;
+mod secrets;
 mod transform;
 mod walking_skeleton;
