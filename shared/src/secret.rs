@@ -196,6 +196,12 @@ impl fmt::Debug for TypedSecret {
     }
 }
 
+impl fmt::Display for TypedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 impl fmt::Debug for OAuthClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthClient")
@@ -230,7 +236,8 @@ mod tests {
             panic!("oauth");
         };
         assert_eq!(client.client_secret.expose(), "s3cr3t");
-        let shown = format!("{client:?} {:?}", TypedSecret::parse(&oauth).unwrap());
+        let typed = TypedSecret::parse(&oauth).unwrap();
+        let shown = format!("{client:?} {typed:?} {typed}");
         assert!(
             !shown.contains("s3cr3t") && !shown.contains("t0k3n"),
             "{shown}"
