@@ -56,6 +56,7 @@ watch: venv
 # The budgets in BENCHMARKS.md: cold start beside hello-world, then ingest's warm path beside
 # its floor (criterion).
 bench: venv
+	$(CARGO) build --release -p ingest -p transform -p deliver -p rotate -p switchboard-bench
 	$(CARGO) run --release --package switchboard-bench --bin coldstart
 	$(CARGO) bench --package switchboard-bench --bench ingest
 

@@ -3,6 +3,7 @@
 //! response (set-up plus the event's own work and AWS calls), and peak RSS through that event,
 //! side by side with a hello-world `lambda_runtime` binary built the same way.
 //!
+//! `cargo build --release -p ingest -p transform -p deliver -p rotate -p switchboard-bench`, then
 //! `cargo run --release -p switchboard-bench --bin coldstart [-- RUNS]` (default 20 runs each).
 
 use std::collections::HashMap;
@@ -262,6 +263,40 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let order = std::fs::read(root.join("dev/order.json"))?;
+    // Rotate: the outbound signing secret with rotation enabled and a version staged
+    // AWSPENDING, as Secrets Manager leaves it before calling the function; each run is that
+    // rotation's setSecret step (idempotent, so every run does the same work).
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let rotating = "switchboard/outbound/signing";
+    sm.rotate_secret()
+        .secret_id(rotating)
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .rotate_immediately(false)
+        .send()
+        .await?;
+    let token = format!("{}-{}", ulid::Ulid::new(), ulid::Ulid::new());
+    let current = sm
+        .get_secret_value()
+        .secret_id(rotating)
+        .send()
+        .await?
+        .secret_string()
+        .unwrap_or_default()
+        .to_string();
+    sm.put_secret_value()
+        .secret_id(rotating)
+        .client_request_token(&token)
+        .secret_string(current)
+        .version_stages("AWSPENDING")
+        .send()
+        .await?;
+    let rotate_event = serde_json::to_vec(&serde_json::json!({
+        "SecretId": rotating, "ClientRequestToken": token, "Step": "setSecret"
+    }))?;
     let transform_event = std::fs::read(root.join("events/transform/event.json"))?;
     let deliver_event = std::fs::read(root.join("events/deliver/delivery.json"))?;
 
@@ -276,6 +311,8 @@ async fn main() -> anyhow::Result<()> {
         serde_json::from_slice::<serde_json::Value>(b).is_ok_and(|v| v["statusCode"] == 202)
     };
     let any = |_: &[u8]| true;
+    // The rotate function answers `null` on success.
+    let succeeded = |b: &[u8]| b == b"null";
 
     println!(
         "cold start, {runs} runs each, release binaries in {}",
@@ -286,7 +323,7 @@ async fn main() -> anyhow::Result<()> {
         "binary", "next p50", "next p90", "event p50", "event p90", "first evt", "peak RSS", "size"
     );
     let mut hello_next = 0.0;
-    for name in ["hello", "ingest", "transform", "deliver"] {
+    for name in ["hello", "ingest", "transform", "deliver", "rotate"] {
         let binary = release.join(name);
         let mut samples = Vec::with_capacity(runs);
         for _ in 0..runs {
@@ -314,6 +351,7 @@ async fn main() -> anyhow::Result<()> {
                         .into_bytes(),
                     &no_failures,
                 ),
+                "rotate" => (rotate_event.clone(), &succeeded),
                 _ => (br#"{"hello":"world"}"#.to_vec(), &any),
             };
             samples.push(cold_start(&binary, &env, api_addr, &state, event, check).await?);
