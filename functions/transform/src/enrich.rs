@@ -114,24 +114,45 @@ impl<K: SecretStore> Enricher<K> {
             message,
         };
         let url = url.map_err(|m| permanent("enrich_url", format!("cannot fill the URL: {m}")))?;
-        let request = self
-            .http
-            .get(url)
-            .header("accept", "application/json")
-            .timeout(step.timeout.min(MAX_TIMEOUT));
-        let request = self
-            .credentials
-            .authorize(request, &step.auth)
-            .await
-            .map_err(|e| match e {
-                AuthError::Secret(e) => retryable(e.to_string()),
-                e @ AuthError::Token { .. } => retryable(e.to_string()),
-                e @ AuthError::Malformed { .. } => permanent("enrich_failed", e.to_string()),
-            })?;
-        let response = request
-            .send()
-            .await
-            .map_err(|e| retryable(http::transport_error(&e)))?;
+        // A 401/403 to a cached credential: read it afresh (and mint a new token) and ask once
+        // more, at once; a second refusal stands.
+        let mut refreshed = false;
+        let response = loop {
+            let request = self
+                .http
+                .get(url.clone())
+                .header("accept", "application/json")
+                .timeout(step.timeout.min(MAX_TIMEOUT));
+            let request = self
+                .credentials
+                .authorize(request, &step.auth)
+                .await
+                .map_err(|e| match e {
+                    AuthError::Secret(e) => retryable(e.to_string()),
+                    e @ AuthError::Token { .. } => retryable(e.to_string()),
+                    e @ AuthError::Malformed { .. } => permanent("enrich_failed", e.to_string()),
+                })?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| retryable(http::transport_error(&e)))?;
+            let refused = matches!(response.status().as_u16(), 401 | 403);
+            if refused && step.auth.secret().is_some() {
+                self.credentials.invalidate(&step.auth).await;
+                if !refreshed {
+                    refreshed = true;
+                    continue;
+                }
+                return Err(permanent(
+                    "enrich_unauthorized",
+                    format!(
+                        "the API answered {} to the credential read afresh",
+                        response.status().as_u16()
+                    ),
+                ));
+            }
+            break response;
+        };
         let status = response.status().as_u16();
         match status {
             200..=299 => {}
@@ -146,9 +167,9 @@ impl<K: SecretStore> Enricher<K> {
                     ),
                 });
             }
+            // Without a credential to refresh: perhaps a gateway in a bad minute; retry later.
+            // No credential to refresh: perhaps a gateway's bad minute; retry through SQS.
             401 | 403 => {
-                // The credential may have been rotated: read it afresh on the retry.
-                self.credentials.invalidate(&step.auth).await;
                 return Err(retryable(format!("the API answered {status}")));
             }
             408 | 425 | 429 | 500..=599 => {
@@ -198,6 +219,51 @@ mod tests {
 
         async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
             panic!("no secret should be read, asked for {id}")
+        }
+    }
+
+    /// A token store counting its reads.
+    struct Token(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl SecretStore for Token {
+        async fn get(&self, _: &str) -> Result<SecretString, AwsError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(SecretString::new("t0ken"))
+        }
+
+        async fn get_previous(&self, _: &str) -> Result<Option<SecretString>, AwsError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_credential_is_read_afresh_once_then_the_refusal_stands() {
+        let base = api().await;
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let store = Token(std::sync::Arc::clone(&reads));
+        let enricher = Enricher::new(SecretsCache::new(store, Duration::from_secs(60))).unwrap();
+        for code in [401, 403] {
+            let mut s = step(format!("{base}/status/{code}"), OnMissing::Fail);
+            s.auth = Auth::Bearer {
+                secret: "api/token".into(),
+            };
+            let before = reads.load(std::sync::atomic::Ordering::SeqCst);
+            let e = enricher
+                .run(&[s], "{}", &json!({}), &json!({}))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    EnrichError::Permanent {
+                        reason: "enrich_unauthorized",
+                        ..
+                    }
+                ),
+                "{code}: {e:?}"
+            );
+            let after = reads.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(after - before, 2, "read, then read afresh once");
         }
     }
 
