@@ -407,7 +407,9 @@ where
             self.count(&task.integration, &task.route, "delivered", "");
             return Ok(());
         }
-        self.release(&key).await;
+        // The claim is held until the task's fate is settled (history written, dead-lettered or
+        // its delay set), so a worker that receives it meanwhile (its visibility lapsed) waits
+        // rather than calling again or dead-lettering it twice.
         let what = match (status, &attempt.error) {
             (Some(s), _) => format!("the destination answered {s}"),
             (None, Some(e)) => e.clone(),
@@ -435,7 +437,7 @@ where
         // Calls made so far (waits for an open circuit or a rate limit are not attempts).
         let attempts = u32::try_from(history.len()).unwrap_or(u32::MAX).max(1);
         let history = serde_json::to_string(&history).ok();
-        match class {
+        let settled = match class {
             Class::Delivered => Ok(()),
             Class::Permanent { .. } => {
                 self.dead_letter(&work, "permanent_failure", what, attempts, status, history)
@@ -445,19 +447,24 @@ where
                 let jitter = jitter(text, receives);
                 let delay = delivery_policy::next_delay(&route.deliver.retry, attempts, jitter)
                     .filter(|_| receives < self.max_receive_count);
-                let Some(delay) = delay else {
-                    let m = format!("{what}; gave up after {attempts} attempts");
-                    return self
-                        .dead_letter(&work, "retries_exhausted", m, attempts, status, history)
-                        .await;
-                };
-                let wait = delivery_policy::visibility(delay, attempt.retry_after);
-                let reason = reason_of(attempt.outcome);
-                self.count(&task.integration, &task.route, "retried", reason);
-                self.set_visibility(message, wait).await;
-                Err(format!("{what}; next attempt in {}s", wait.as_secs()))
+                match delay {
+                    None => {
+                        let m = format!("{what}; gave up after {attempts} attempts");
+                        self.dead_letter(&work, "retries_exhausted", m, attempts, status, history)
+                            .await
+                    }
+                    Some(delay) => {
+                        let wait = delivery_policy::visibility(delay, attempt.retry_after);
+                        let reason = reason_of(attempt.outcome);
+                        self.count(&task.integration, &task.route, "retried", reason);
+                        self.set_visibility(message, wait).await;
+                        Err(format!("{what}; next attempt in {}s", wait.as_secs()))
+                    }
+                }
             }
-        }
+        };
+        self.release(&key).await;
+        settled
     }
 
     /// Hands a task back without calling. For an open circuit it waits at least the route's
