@@ -10,11 +10,10 @@ use rotate::handler::{Rotate, RotationEvent, STEP_NAMES};
 use switchboard_shared::aws::SecretsManagerStore;
 use switchboard_shared::metrics::Metrics;
 
-/// Rotates `id`: enables rotation on it if the emulator has it off (what a SAM
-/// `RotationSchedule` does in AWS), stages a new version as Secrets Manager does, and runs the
-/// four steps. Returns the new version's id; the first failing step stops it, leaving
-/// AWSCURRENT as it was.
-pub async fn rotate(client: &Client, id: &str, metrics: Metrics) -> anyhow::Result<String> {
+/// Secrets Manager's own part of a rotation, against the emulator: rotation enabled on `id` if
+/// it is off (what a SAM `RotationSchedule` does in AWS) and a new version staged AWSPENDING.
+/// Returns the version's id, the `ClientRequestToken` the steps are called with.
+pub async fn begin(client: &Client, id: &str) -> anyhow::Result<String> {
     let described = client
         .describe_secret()
         .secret_id(id)
@@ -60,6 +59,13 @@ pub async fn rotate(client: &Client, id: &str, metrics: Metrics) -> anyhow::Resu
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))?;
+    Ok(token)
+}
+
+/// Rotates `id`: [`begin`], then the four steps. Returns the new version's id; the first
+/// failing step stops it, leaving AWSCURRENT as it was.
+pub async fn rotate(client: &Client, id: &str, metrics: Metrics) -> anyhow::Result<String> {
+    let token = begin(client, id).await?;
     let handler = Rotate::new(SecretsManagerStore::new(client.clone()), metrics)?;
     for step in STEP_NAMES {
         let event = RotationEvent {

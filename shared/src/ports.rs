@@ -48,6 +48,31 @@ pub struct DeadLetter {
     pub history: Option<String>,
 }
 
+impl DeadLetter {
+    /// A message whose body could not be decoded: nothing is known of it but its text.
+    pub fn malformed(body: &str, error: impl std::fmt::Display, attempts: u32) -> Self {
+        Self {
+            body: body.to_string(),
+            reason: "malformed_message",
+            message: error.to_string(),
+            integration: String::new(),
+            route: None,
+            event_id: String::new(),
+            attempts,
+            last_status: None,
+            history: None,
+        }
+    }
+}
+
+/// The receive count SQS reports for a message (1 when it does not say).
+pub fn receive_count(attributes: &std::collections::HashMap<String, String>) -> u32 {
+    attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(1)
+}
+
 /// One delivery attempt as it is kept for ops: it travels to the DLQ with the task.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AttemptRecord {

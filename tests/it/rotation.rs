@@ -5,14 +5,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::types::RotationRulesType;
 use axum::http::StatusCode;
 use rotate::handler::{Rotate, RotationEvent};
 use serde_json::json;
 use switchboard_shared::aws::SecretsManagerStore;
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::secret::SecretString;
-use switchboard_shared::verify::{self, Scheme, SignedRequest};
 
 use crate::utils::receiver::Receiver;
 use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
@@ -46,31 +43,9 @@ async fn value(client: &Client, id: &str, stage: &str) -> Option<String> {
 }
 
 /// Rotation enabled and a new version staged AWSPENDING, as Secrets Manager does before it
-/// calls the function (see `switchboard_cli::rotation`).
+/// calls the function.
 async fn begin(client: &Client, id: &str) -> String {
-    client
-        .rotate_secret()
-        .secret_id(id)
-        .rotation_rules(
-            RotationRulesType::builder()
-                .automatically_after_days(30)
-                .build(),
-        )
-        .rotate_immediately(false)
-        .send()
-        .await
-        .unwrap();
-    let token = format!("{}-{}", ulid::Ulid::new(), ulid::Ulid::new());
-    client
-        .put_secret_value()
-        .secret_id(id)
-        .client_request_token(&token)
-        .secret_string(value(client, id, "AWSCURRENT").await.unwrap())
-        .version_stages("AWSPENDING")
-        .send()
-        .await
-        .unwrap();
-    token
+    switchboard_cli::rotation::begin(client, id).await.unwrap()
 }
 
 fn step(id: &str, token: &str, step: &str) -> RotationEvent {
@@ -197,31 +172,6 @@ async fn a_failing_test_step_leaves_awscurrent_untouched() {
     stack.dev.shutdown().await;
 }
 
-/// Whether `got` verifies as a Standard Webhooks message under one of `keys`.
-fn verifies_with_any(got: &crate::utils::receiver::Received, keys: &[String]) -> bool {
-    let headers: Vec<(String, String)> = got
-        .headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
-        .collect();
-    let request = SignedRequest {
-        method: "POST",
-        url: "",
-        headers: &headers,
-        body: &got.raw,
-    };
-    keys.iter().any(|k| {
-        verify::verify(
-            &Scheme::StandardWebhooks,
-            &[SecretString::new(k.as_str())],
-            &request,
-            chrono::Utc::now().timestamp(),
-            verify::DEFAULT_TOLERANCE_SECS,
-        )
-        .is_ok()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_oauth_token_and_the_signing_secret_under_traffic_fails_no_delivery() {
     let api = Receiver::start().await;
@@ -305,7 +255,7 @@ async fn rotating_the_oauth_token_and_the_signing_secret_under_traffic_fails_no_
     for hook in &hooks {
         assert_eq!(hook.status, 200);
         assert!(
-            verifies_with_any(hook, &keys),
+            keys.iter().any(|k| hook.verifies_with(k)),
             "a signature no key verifies"
         );
     }

@@ -268,32 +268,7 @@ async fn main() -> anyhow::Result<()> {
     // rotation's setSecret step (idempotent, so every run does the same work).
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
     let rotating = "switchboard/outbound/signing";
-    sm.rotate_secret()
-        .secret_id(rotating)
-        .rotation_rules(
-            aws_sdk_secretsmanager::types::RotationRulesType::builder()
-                .automatically_after_days(30)
-                .build(),
-        )
-        .rotate_immediately(false)
-        .send()
-        .await?;
-    let token = format!("{}-{}", ulid::Ulid::new(), ulid::Ulid::new());
-    let current = sm
-        .get_secret_value()
-        .secret_id(rotating)
-        .send()
-        .await?
-        .secret_string()
-        .unwrap_or_default()
-        .to_string();
-    sm.put_secret_value()
-        .secret_id(rotating)
-        .client_request_token(&token)
-        .secret_string(current)
-        .version_stages("AWSPENDING")
-        .send()
-        .await?;
+    let token = switchboard_cli::rotation::begin(&sm, rotating).await?;
     let rotate_event = serde_json::to_vec(&serde_json::json!({
         "SecretId": rotating, "ClientRequestToken": token, "Step": "setSecret"
     }))?;

@@ -186,25 +186,11 @@ where
     /// it back.
     async fn process(&self, message: &SqsMessage, deadline_ms: Option<i64>) -> Result<(), String> {
         let text = message.body.as_deref().unwrap_or_default();
-        let receives = message
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|n| n.parse::<u32>().ok())
-            .unwrap_or(1);
+        let receives = switchboard_shared::ports::receive_count(&message.attributes);
         let task = match DeliveryMessage::decode(text) {
             Ok(DeliveryMessage::DeliveryV1(task)) => task,
             Err(e) => {
-                let letter = DeadLetter {
-                    body: text.to_string(),
-                    reason: "malformed_message",
-                    message: e.to_string(),
-                    integration: String::new(),
-                    route: None,
-                    event_id: String::new(),
-                    attempts: receives,
-                    last_status: None,
-                    history: None,
-                };
+                let letter = DeadLetter::malformed(text, e, receives);
                 self.count("", "", "failed", "malformed_message");
                 return send_dead_letter(&self.dead_letters, &letter, "delivery").await;
             }

@@ -125,25 +125,11 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
     /// should hand it back.
     async fn process(&self, message: &SqsMessage) -> Result<(), String> {
         let text = message.body.as_deref().unwrap_or_default();
-        let attempts = message
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|n| n.parse::<u32>().ok())
-            .unwrap_or(1);
+        let attempts = switchboard_shared::ports::receive_count(&message.attributes);
         let event = match EventMessage::decode_raw(text) {
             Ok(EventMessage::EventV1(event)) => event,
             Err(e) => {
-                let letter = DeadLetter {
-                    body: text.to_string(),
-                    reason: "malformed_message",
-                    message: e.to_string(),
-                    integration: String::new(),
-                    route: None,
-                    event_id: String::new(),
-                    attempts,
-                    last_status: None,
-                    history: None,
-                };
+                let letter = DeadLetter::malformed(text, e, attempts);
                 return self.dead_letter(&letter).await;
             }
         };

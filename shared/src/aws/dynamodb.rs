@@ -184,13 +184,26 @@ fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, k: &str)
     item.get(k)?.as_n().ok()?.parse().ok()
 }
 
-fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+/// A conditional write's result: true when it was made, false when its condition did not hold.
+fn conditional<T, E, R>(
+    operation: &'static str,
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<bool, AwsError>
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
 {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|c| c == "ConditionalCheckFailedException")
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .and_then(|s| s.code())
+                .is_some_and(|c| c == "ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(aws_error(operation, e)),
+    }
 }
 
 fn later(secs: i64) -> AttributeValue {
@@ -261,11 +274,7 @@ impl DestinationStore for DynamoIdempotencyStore {
                 .condition_expression("attribute_not_exists(#open) OR #open < :now")
                 .expression_attribute_values(":now", n(now_ms));
         }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(aws_error("UpdateItem", e)),
-        }
+        conditional("UpdateItem", request.send().await)
     }
 
     async fn take_probe(
@@ -289,11 +298,7 @@ impl DestinationStore for DynamoIdempotencyStore {
             .expression_attribute_values(":now", n(now_ms))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(aws_error("UpdateItem", e)),
-        }
+        conditional("UpdateItem", result)
     }
 
     async fn close_circuit(&self, destination: &str) -> Result<bool, AwsError> {
@@ -331,11 +336,7 @@ impl DestinationStore for DynamoIdempotencyStore {
             .expression_attribute_values(":exp", n(second + 60))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(aws_error("UpdateItem", e)),
-        }
+        conditional("UpdateItem", result)
     }
 
     async fn take_slot(
@@ -361,10 +362,8 @@ impl DestinationStore for DynamoIdempotencyStore {
                 .expression_attribute_values(":now", n(now_ms))
                 .send()
                 .await;
-            match result {
-                Ok(_) => return Ok(Some(slot)),
-                Err(e) if is_condition_failure(&e) => continue,
-                Err(e) => return Err(aws_error("PutItem", e)),
+            if conditional("PutItem", result)? {
+                return Ok(Some(slot));
             }
         }
         Ok(None)

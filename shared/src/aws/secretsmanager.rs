@@ -66,23 +66,7 @@ impl SecretStore for SecretsManagerStore {
 impl SecretsManagerStore {
     /// The value labelled `stage`, or None when no version carries the label.
     async fn get_stage(&self, id: &str, stage: &str) -> Result<Option<SecretString>, AwsError> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(id)
-            .version_stage(stage)
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(out.secret_string().map(SecretString::new)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(aws_error("GetSecretValue", e)),
-        }
+        RotationStore::value(self, id, None, stage).await
     }
 }
 

@@ -28,6 +28,31 @@ pub struct Received {
     pub at: Instant,
 }
 
+impl Received {
+    /// Whether it verifies as a Standard Webhooks message signed with `key`, now.
+    pub fn verifies_with(&self, key: &str) -> bool {
+        let headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let request = switchboard_shared::verify::SignedRequest {
+            method: "POST",
+            url: "",
+            headers: &headers,
+            body: &self.raw,
+        };
+        switchboard_shared::verify::verify(
+            &switchboard_shared::verify::Scheme::StandardWebhooks,
+            &[switchboard_shared::secret::SecretString::new(key)],
+            &request,
+            chrono::Utc::now().timestamp(),
+            switchboard_shared::verify::DEFAULT_TOLERANCE_SECS,
+        )
+        .is_ok()
+    }
+}
+
 /// An answer: a status and, optionally, a JSON body.
 type Answer = (StatusCode, Option<serde_json::Value>);
 
