@@ -2,13 +2,20 @@
 #   make dev    runs the whole pipeline locally (emulator, ingest, transform, deliver, a sink)
 #   make test   runs the unit and end-to-end tests, the integrations' fixtures
 #               (`switchboard check`), and lints the SAM template
+#   make package  builds the four functions' arm64 zips that a deploy uploads
 
 PYTHON ?= python3
 VENV   ?= .venv
 CARGO  ?= cargo
-SWITCHBOARD = $(CARGO) run --quiet --package switchboard-cli --bin switchboard --
+TARGET_DIR = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+# The CLI as `cargo build --workspace` (or `cargo test --workspace`) built it: `cargo run -p`
+# would resolve the dependencies' features for that one package and compile them all again.
+SWITCHBOARD = $(TARGET_DIR)/debug/switchboard
+# The Lambda functions: the template's BuildProperties.Binary values (a test holds them equal).
+FUNCTIONS = ingest transform deliver rotate
+export SAM_CLI_TELEMETRY = 0
 
-.PHONY: dev test check lint venv build send events invoke watch bench bench-mapping fuzz clean
+.PHONY: dev test check lint venv build package sam-build send events invoke watch bench bench-mapping fuzz clean
 
 dev: venv build
 	$(SWITCHBOARD) dev --secrets dev/secrets.yaml --sink-port 3001
@@ -17,9 +24,10 @@ test: venv
 	$(CARGO) test --workspace
 	$(SWITCHBOARD) check integrations
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(VENV)/bin/sam validate --lint --template infra/template.yaml
 
 # Validate the integration definitions and run their fixtures (contract tests).
-check:
+check: build
 	$(SWITCHBOARD) check integrations
 
 lint:
@@ -36,12 +44,25 @@ $(VENV)/.installed: requirements-dev.txt constraints.txt
 build:
 	$(CARGO) build --workspace
 
+# The zips a deploy uploads, as sam build's rust-cargolambda method builds them: aarch64 release
+# binaries for provided.al2023, each zipped as `bootstrap` in $(TARGET_DIR)/lambda/<function>/,
+# then checked (aarch64, under 8,000,000 bytes). infra/with-arm64-toolchain finds or installs a
+# toolchain that can build for aarch64, or says what is missing.
+package: venv
+	infra/with-arm64-toolchain cargo-lambda lambda build --release --arm64 --output-format zip \
+		$(addprefix --bin ,$(FUNCTIONS))
+	infra/check-package $(TARGET_DIR)/lambda $(FUNCTIONS)
+
+# `sam build` with the same toolchain (into .aws-sam/); then `sam deploy --guided`.
+sam-build: venv
+	infra/with-arm64-toolchain sam build
+
 # With `make dev` running: post the example order, signed with the dev secret.
-send:
+send: build
 	$(SWITCHBOARD) send example --file dev/order.json
 
 # A freshly signed API Gateway event for `cargo lambda invoke ingest` (the checked-in one is stale).
-events:
+events: build
 	$(SWITCHBOARD) send example --file dev/order.json --lambda-event events/ingest/webhook.signed.json
 
 # With `make dev` running (emulator, queues, sink) and `make watch` in another terminal.

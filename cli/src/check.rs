@@ -87,7 +87,7 @@ impl Report {
 
 /// Checks the definitions and fixtures in `dir`.
 pub fn check(dir: &Path) -> Report {
-    let (integrations, errors) = Integrations::load_dir_all(dir);
+    let (integrations, errors) = Integrations::<Integration>::load_dir_all(dir);
     let mut report = Report {
         definitions: integrations.iter().map(|i| i.id.clone()).collect(),
         errors,

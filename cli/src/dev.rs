@@ -19,7 +19,7 @@ use axum::routing::post;
 use deliver::handler::{Deliver, Ports as DeliverPorts};
 use ingest::handler::{Ingest, Ports};
 use switchboard_shared::aws::{DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue};
-use switchboard_shared::integration::Integrations;
+use switchboard_shared::integration::{Definition, Inbound, Integrations, Outbound};
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::secrets::{DEFAULT_TTL, SecretsCache};
 use tokio::net::TcpListener;
@@ -99,7 +99,7 @@ pub struct DevStack {
 #[derive(Debug, Clone)]
 struct DeliverWorker {
     sdk: SdkConfig,
-    integrations: Arc<Integrations>,
+    integrations: Arc<Integrations<Outbound>>,
     resources: Resources,
     queues: QueueSettings,
     metrics: Metrics,
@@ -186,12 +186,20 @@ pub async fn emulator_sdk(endpoint: &str) -> SdkConfig {
         .await
 }
 
+/// One view of the definitions in `dir`.
+fn load<D: Definition>(dir: &std::path::Path) -> anyhow::Result<Arc<Integrations<D>>> {
+    Ok(Arc::new(
+        Integrations::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?,
+    ))
+}
+
 impl DevStack {
     /// Starts everything; returns once webhooks can be posted.
     pub async fn start(options: DevOptions) -> anyhow::Result<Self> {
-        let integrations = Arc::new(
-            Integrations::load_dir(&options.integrations).map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+        // Each handler gets the view of the definitions its Lambda loads.
+        let integrations: Arc<Integrations> = load(&options.integrations)?;
+        let inbound: Arc<Integrations<Inbound>> = load(&options.integrations)?;
+        let outbound: Arc<Integrations<Outbound>> = load(&options.integrations)?;
         let emulator_port = options.emulator_port;
         let emulator =
             tokio::task::spawn_blocking(move || Emulator::ensure(emulator_port)).await??;
@@ -213,7 +221,7 @@ impl DevStack {
         let metrics = Metrics::Memory(Arc::default());
         let archive = S3Archive::new(aws_sdk_s3::Client::new(&sdk), &resources.bucket);
         let ingest = Arc::new(Ingest::new(
-            Arc::clone(&integrations),
+            inbound,
             Ports {
                 events: SqsQueue::new(sqs.clone(), &resources.events_url),
                 idempotency: DynamoIdempotencyStore::new(
@@ -264,7 +272,7 @@ impl DevStack {
         ));
         let deliver = DeliverWorker {
             sdk: sdk.clone(),
-            integrations: Arc::clone(&integrations),
+            integrations: outbound,
             resources: resources.clone(),
             queues: options.queues,
             metrics: metrics.clone(),

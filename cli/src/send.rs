@@ -11,7 +11,8 @@ use switchboard_shared::verify::sign;
 
 /// The integration `id` in `dir`.
 pub fn integration(dir: &Path, id: &str) -> anyhow::Result<Arc<Integration>> {
-    let integrations = Integrations::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let integrations =
+        Integrations::<Integration>::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     match integrations.get(id) {
         Some(i) => Ok(Arc::clone(i)),
         None => {

@@ -1,5 +1,10 @@
 //! Integration definitions: one YAML file per integration, loaded and fully validated at cold
 //! start (keys, expressions, URLs), so a broken definition fails start-up, never a live event.
+//!
+//! A function loads the view of a definition it runs: transform and `switchboard check` the
+//! whole [`Integration`], ingest its [`Inbound`] part (id and source), deliver its [`Outbound`]
+//! part (each route's destination). Every view checks every key of the file; the parts a view
+//! does not load are checked by the views that do (all run from the same layer).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use url::Url;
 
 use crate::contract::Contract;
@@ -32,6 +38,109 @@ pub struct Integration {
     pub enrich: Vec<EnrichStep>,
     /// Where each event goes.
     pub routes: Vec<Route>,
+}
+
+/// What ingest runs of an integration: its id and how its webhooks are received. Loading this
+/// view compiles no mapping, contract or URL template of the routes.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Its id: the last segment of its webhook URL (`/webhooks/{id}`).
+    pub id: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// How its webhooks are received: verification, dedupe, split, limits.
+    pub source: Source,
+}
+
+/// What deliver runs of an integration: where and how each route's requests go. Loading this
+/// view compiles no expression or contract.
+#[derive(Debug)]
+pub struct Outbound {
+    /// Its id.
+    pub id: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// Each route's destination, by route id.
+    pub routes: Vec<OutboundRoute>,
+}
+
+/// A route as deliver sees it.
+#[derive(Debug)]
+pub struct OutboundRoute {
+    /// Unique within the integration.
+    pub id: String,
+    /// Where and how the mapped request is sent.
+    pub deliver: Deliver,
+}
+
+/// A view of a definition file that a function loads ([`Integration`], [`Inbound`],
+/// [`Outbound`]).
+pub trait Definition: Sized {
+    /// Loads and validates this view of one definition file.
+    fn from_file(file: &Path) -> Result<Self, DefinitionError>;
+    /// The integration's id.
+    fn id(&self) -> &str;
+    /// The file it was loaded from.
+    fn file(&self) -> &Path;
+}
+
+impl Definition for Integration {
+    fn from_file(file: &Path) -> Result<Self, DefinitionError> {
+        load_file(file)
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn file(&self) -> &Path {
+        &self.file
+    }
+}
+
+impl Definition for Inbound {
+    fn from_file(file: &Path) -> Result<Self, DefinitionError> {
+        let def: InboundFile = read(file)?;
+        let _ = (def.enrich, def.routes);
+        Ok(Inbound {
+            id: definition_id(file, def.id)?,
+            file: file.to_path_buf(),
+            source: source(def.source).map_err(|(field, m)| error(file, &field, m))?,
+        })
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn file(&self) -> &Path {
+        &self.file
+    }
+}
+
+impl Definition for Outbound {
+    fn from_file(file: &Path) -> Result<Self, DefinitionError> {
+        let def: OutboundFile = read(file)?;
+        let _ = (def.source, def.enrich);
+        let id = definition_id(file, def.id)?;
+        let mut routes: Vec<OutboundRoute> = Vec::with_capacity(def.routes.len());
+        for (i, r) in def.routes.into_iter().enumerate() {
+            let _ = (r.when, r.map, r.map_request, r.contract);
+            route_id(file, i, &r.id, routes.iter().map(|o| o.id.as_str()))?;
+            let deliver = deliver(&r.deliver, &|f, m| route_error(file, i, &r.id, f, m))?;
+            routes.push(OutboundRoute { id: r.id, deliver });
+        }
+        if routes.is_empty() {
+            return Err(error(file, "routes", "at least one route is needed".into()));
+        }
+        Ok(Outbound {
+            id,
+            file: file.to_path_buf(),
+            routes,
+        })
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn file(&self) -> &Path {
+        &self.file
+    }
 }
 
 /// The longest an enrichment call may take when its step sets no `timeout`.
@@ -259,6 +368,42 @@ struct IntegrationFile {
     routes: Vec<RouteFile>,
 }
 
+/// A definition file as ingest reads it: the source in full, the rest only as keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundFile {
+    id: Option<String>,
+    source: SourceFile,
+    #[serde(default)]
+    enrich: IgnoredAny,
+    routes: IgnoredAny,
+}
+
+/// A definition file as deliver reads it: each route's `deliver` in full.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboundFile {
+    id: Option<String>,
+    source: IgnoredAny,
+    #[serde(default)]
+    enrich: IgnoredAny,
+    routes: Vec<OutboundRouteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboundRouteFile {
+    id: String,
+    #[serde(default)]
+    when: IgnoredAny,
+    map: IgnoredAny,
+    #[serde(default)]
+    map_request: IgnoredAny,
+    #[serde(default)]
+    contract: IgnoredAny,
+    deliver: DeliverFile,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EnrichFile {
@@ -410,13 +555,21 @@ fn no_auth() -> Auth {
     Auth::None
 }
 
-/// Every integration in a directory, by id.
-#[derive(Debug, Default)]
-pub struct Integrations {
-    by_id: BTreeMap<String, Arc<Integration>>,
+/// Every integration in a directory, by id, in the view `D` a function runs.
+#[derive(Debug)]
+pub struct Integrations<D = Integration> {
+    by_id: BTreeMap<String, Arc<D>>,
 }
 
-impl Integrations {
+impl<D> Default for Integrations<D> {
+    fn default() -> Self {
+        Self {
+            by_id: BTreeMap::new(),
+        }
+    }
+}
+
+impl<D: Definition> Integrations<D> {
     /// Loads every `*.yaml` / `*.yml` file directly in `dir`; the first error stops it.
     pub fn load_dir(dir: &Path) -> Result<Self, DefinitionError> {
         let (all, errors) = Self::load_dir_all(dir);
@@ -452,39 +605,41 @@ impl Integrations {
             })
             .collect();
         files.sort();
-        let mut by_id: BTreeMap<String, Arc<Integration>> = BTreeMap::new();
+        let mut by_id: BTreeMap<String, Arc<D>> = BTreeMap::new();
         for file in files {
-            let integration = match load_file(&file) {
+            let integration = match D::from_file(&file) {
                 Ok(integration) => integration,
                 Err(e) => {
                     errors.push(e);
                     continue;
                 }
             };
-            if let Some(previous) = by_id.get(&integration.id) {
+            if let Some(previous) = by_id.get(integration.id()) {
                 errors.push(DefinitionError {
                     file: file.clone(),
                     field: "id".into(),
                     message: format!(
                         "integration id `{}` is already defined in {}",
-                        integration.id,
-                        previous.file.display()
+                        integration.id(),
+                        previous.file().display()
                     ),
                 });
                 continue;
             }
-            by_id.insert(integration.id.clone(), Arc::new(integration));
+            by_id.insert(integration.id().to_string(), Arc::new(integration));
         }
         (Self { by_id }, errors)
     }
+}
 
+impl<D> Integrations<D> {
     /// The integration with this id.
-    pub fn get(&self, id: &str) -> Option<&Arc<Integration>> {
+    pub fn get(&self, id: &str) -> Option<&Arc<D>> {
         self.by_id.get(id)
     }
 
     /// Every integration, by id.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Integration>> {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<D>> {
         self.by_id.values()
     }
 
@@ -499,35 +654,78 @@ impl Integrations {
     }
 }
 
-/// Loads and validates one definition file.
-pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
-    let err = |field: &str, message: String| DefinitionError {
+/// A [`DefinitionError`] for a field of a file.
+fn error(file: &Path, field: &str, message: String) -> DefinitionError {
+    DefinitionError {
         file: file.to_path_buf(),
         field: field.to_string(),
         message,
-    };
-    let text = std::fs::read_to_string(file).map_err(|e| err("", format!("cannot read: {e}")))?;
+    }
+}
+
+/// An error for a field of a route (`routes[1].deliver.url`), naming the route.
+fn route_error(file: &Path, i: usize, route: &str, field: &str, m: String) -> DefinitionError {
+    error(
+        file,
+        &format!("routes[{i}].{field}"),
+        format!("route `{route}`: {m}"),
+    )
+}
+
+/// Reads a definition file into one of its shapes; an unknown key names the file and the key.
+fn read<T: DeserializeOwned>(file: &Path) -> Result<T, DefinitionError> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| error(file, "", format!("cannot read: {e}")))?;
     let de = serde_norway::Deserializer::from_str(&text);
-    let def: IntegrationFile = serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
-        err(&field, e.into_inner().to_string())
-    })?;
+        error(file, &field, e.into_inner().to_string())
+    })
+}
 
-    let stem = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_string();
-    let id = def.id.unwrap_or(stem);
+/// The integration's id: `id`, or the file's stem.
+fn definition_id(file: &Path, id: Option<String>) -> Result<String, DefinitionError> {
+    let id = id.unwrap_or_else(|| {
+        file.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string()
+    });
     if !valid_id(&id) {
-        return Err(err(
+        return Err(error(
+            file,
             "id",
             format!(
                 "`{id}` is not a valid id: use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
             ),
         ));
     }
+    Ok(id)
+}
+
+/// Checks route `i`'s id against the ids of the routes before it.
+fn route_id<'a>(
+    file: &Path,
+    i: usize,
+    id: &str,
+    mut before: impl Iterator<Item = &'a str>,
+) -> Result<(), DefinitionError> {
+    let at = format!("routes[{i}].id");
+    if !valid_id(id) {
+        return Err(error(file, &at, format!("`{id}` is not a valid route id")));
+    }
+    if before.any(|other| other == id) {
+        return Err(error(file, &at, format!("route id `{id}` is used twice")));
+    }
+    Ok(())
+}
+
+/// Loads and validates one definition file, whole.
+pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
+    let err = |field: &str, message: String| error(file, field, message);
+    let def: IntegrationFile = read(file)?;
+    let id = definition_id(file, def.id)?;
 
     let source = source(def.source).map_err(|(field, message)| err(&field, message))?;
 
@@ -570,17 +768,8 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
 
     let mut routes: Vec<Route> = Vec::with_capacity(def.routes.len());
     for (i, r) in def.routes.into_iter().enumerate() {
-        let at = |f: &str| format!("routes[{i}].{f}");
-        if !valid_id(&r.id) {
-            return Err(err(
-                &at("id"),
-                format!("`{}` is not a valid route id", r.id),
-            ));
-        }
-        if routes.iter().any(|other| other.id == r.id) {
-            return Err(err(&at("id"), format!("route id `{}` is used twice", r.id)));
-        }
-        let route_err = |f: &str, m: String| err(&at(f), format!("route `{}`: {m}", r.id));
+        route_id(file, i, &r.id, routes.iter().map(|o| o.id.as_str()))?;
+        let route_err = |f: &str, m: String| route_error(file, i, &r.id, f, m);
         let expression = |f: &str, text: &str| {
             Mapping::parse(text, Limits::default())
                 .map_err(|e| route_err(f, format!("the JSONata expression does not parse: {e}")))
@@ -598,102 +787,14 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
             .map(|c| contract(dir, c))
             .transpose()
             .map_err(|m| route_err("contract", m))?;
-        let url = Url::parse(&r.deliver.url).map_err(|e| {
-            route_err(
-                "deliver.url",
-                format!("`{}` is not a URL: {e}", r.deliver.url),
-            )
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(route_err(
-                "deliver.url",
-                "the URL must be http or https, with a host".into(),
-            ));
-        }
-        r.deliver
-            .auth
-            .validate()
-            .map_err(|m| route_err("deliver.auth", m))?;
-        let retry = match &r.deliver.retry {
-            None => crate::delivery_policy::DEFAULT_SCHEDULE.to_vec(),
-            Some(delays) => delays
-                .iter()
-                .map(|d| {
-                    d.parse().and_then(|d| {
-                        if d <= crate::delivery_policy::MAX_VISIBILITY {
-                            Ok(d)
-                        } else {
-                            Err("a retry delay cannot exceed 12h (SQS's longest visibility)".into())
-                        }
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(|m| route_err("deliver.retry", m))?,
-        };
-        let duration = |d: &Option<DurationText>, field: &str, default| {
-            let d = match d {
-                Some(d) => d.parse().map_err(|m| route_err(field, m))?,
-                None => default,
-            };
-            if d.is_zero() {
-                return Err(route_err(field, "must be longer than zero".into()));
-            }
-            Ok(d)
-        };
-        let timeout = duration(
-            &r.deliver.timeout,
-            "deliver.timeout",
-            DEFAULT_DELIVERY_TIMEOUT,
-        )?;
-        let connect_timeout = duration(
-            &r.deliver.connect_timeout,
-            "deliver.connect_timeout",
-            timeout,
-        )?;
-        let defaults = CircuitSettings::default();
-        let circuit = match &r.deliver.circuit {
-            None => defaults,
-            Some(c) => CircuitSettings {
-                failures: match c.failures {
-                    Some(0) => {
-                        return Err(route_err(
-                            "deliver.circuit.failures",
-                            "must be at least 1".into(),
-                        ));
-                    }
-                    Some(n) => n,
-                    None => defaults.failures,
-                },
-                cool_down: duration(
-                    &c.cool_down,
-                    "deliver.circuit.cool_down",
-                    defaults.cool_down,
-                )?,
-            },
-        };
-        if r.deliver.limits.max_per_second == Some(0) || r.deliver.limits.max_concurrency == Some(0)
-        {
-            return Err(route_err(
-                "deliver.limits",
-                "a limit must be at least 1 (leave it out for none)".into(),
-            ));
-        }
+        let deliver = deliver(&r.deliver, &route_err)?;
         routes.push(Route {
             id: r.id.clone(),
             when,
             mapping,
             map_request: r.map_request,
             contract,
-            deliver: Deliver {
-                url,
-                auth: r.deliver.auth,
-                retry,
-                sign: r.deliver.sign.map(|s| s.secret),
-                timeout,
-                connect_timeout,
-                limits: r.deliver.limits,
-                circuit,
-            },
+            deliver,
         });
     }
 
@@ -703,6 +804,89 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
         source,
         enrich,
         routes,
+    })
+}
+
+/// A route's `deliver`, validated; `route_err` places an error at a field of the route.
+fn deliver(
+    def: &DeliverFile,
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<Deliver, DefinitionError> {
+    let url = Url::parse(&def.url)
+        .map_err(|e| route_err("deliver.url", format!("`{}` is not a URL: {e}", def.url)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(route_err(
+            "deliver.url",
+            "the URL must be http or https, with a host".into(),
+        ));
+    }
+    def.auth
+        .validate()
+        .map_err(|m| route_err("deliver.auth", m))?;
+    let retry = match &def.retry {
+        None => crate::delivery_policy::DEFAULT_SCHEDULE.to_vec(),
+        Some(delays) => delays
+            .iter()
+            .map(|d| {
+                d.parse().and_then(|d| {
+                    if d <= crate::delivery_policy::MAX_VISIBILITY {
+                        Ok(d)
+                    } else {
+                        Err("a retry delay cannot exceed 12h (SQS's longest visibility)".into())
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|m| route_err("deliver.retry", m))?,
+    };
+    let duration = |d: &Option<DurationText>, field: &str, default| {
+        let d = match d {
+            Some(d) => d.parse().map_err(|m| route_err(field, m))?,
+            None => default,
+        };
+        if d.is_zero() {
+            return Err(route_err(field, "must be longer than zero".into()));
+        }
+        Ok(d)
+    };
+    let timeout = duration(&def.timeout, "deliver.timeout", DEFAULT_DELIVERY_TIMEOUT)?;
+    let connect_timeout = duration(&def.connect_timeout, "deliver.connect_timeout", timeout)?;
+    let defaults = CircuitSettings::default();
+    let circuit = match &def.circuit {
+        None => defaults,
+        Some(c) => CircuitSettings {
+            failures: match c.failures {
+                Some(0) => {
+                    return Err(route_err(
+                        "deliver.circuit.failures",
+                        "must be at least 1".into(),
+                    ));
+                }
+                Some(n) => n,
+                None => defaults.failures,
+            },
+            cool_down: duration(
+                &c.cool_down,
+                "deliver.circuit.cool_down",
+                defaults.cool_down,
+            )?,
+        },
+    };
+    if def.limits.max_per_second == Some(0) || def.limits.max_concurrency == Some(0) {
+        return Err(route_err(
+            "deliver.limits",
+            "a limit must be at least 1 (leave it out for none)".into(),
+        ));
+    }
+    Ok(Deliver {
+        url,
+        auth: def.auth.clone(),
+        retry,
+        sign: def.sign.as_ref().map(|s| s.secret.clone()),
+        timeout,
+        connect_timeout,
+        limits: def.limits,
+        circuit,
     })
 }
 
@@ -911,8 +1095,72 @@ routes:
         assert_eq!(i.source.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(i.routes[0].id, "echo");
         assert_eq!(i.routes[0].deliver.auth.secret(), Some("example/token"));
-        let all = Integrations::load_dir(&dir).unwrap();
+        let all = Integrations::<Integration>::load_dir(&dir).unwrap();
         assert!(all.get("example").is_some());
+    }
+
+    #[test]
+    fn each_function_loads_its_view_of_the_same_file() {
+        let dir = tempdir("views");
+        write(&dir, "example.yaml", GOOD);
+        let whole = Integrations::<Integration>::load_dir(&dir).unwrap();
+        let inbound = Integrations::<Inbound>::load_dir(&dir).unwrap();
+        let outbound = Integrations::<Outbound>::load_dir(&dir).unwrap();
+        let (w, i, o) = (
+            whole.get("example").unwrap(),
+            inbound.get("example").unwrap(),
+            outbound.get("example").unwrap(),
+        );
+        assert_eq!(i.source.scheme, w.source.scheme);
+        assert_eq!(i.source.secret, w.source.secret);
+        assert_eq!(o.routes.len(), 1);
+        assert_eq!(o.routes[0].id, "echo");
+        assert_eq!(o.routes[0].deliver, w.routes[0].deliver);
+    }
+
+    #[test]
+    fn a_view_refuses_unknown_keys_and_what_it_loads_but_not_what_it_skips() {
+        let dir = tempdir("view-errors");
+        // A mapping that does not parse is transform's to refuse; ingest and deliver skip it.
+        let file = write(
+            &dir,
+            "m.yaml",
+            &GOOD.replace("$sum(items.price) }", "$sum(items.price"),
+        );
+        assert_eq!(load_file(&file).unwrap_err().field, "routes[0].map");
+        assert!(Inbound::from_file(&file).is_ok());
+        assert!(Outbound::from_file(&file).is_ok());
+        // Every view checks every key, and what it loads.
+        let file = write(
+            &dir,
+            "k.yaml",
+            &GOOD.replace("url:", "colour: red\n      url:"),
+        );
+        assert_eq!(
+            Outbound::from_file(&file).unwrap_err().field,
+            "routes[0].deliver.colour"
+        );
+        let file = write(&dir, "t.yaml", &format!("{GOOD}\nextra: 1\n"));
+        assert_eq!(Inbound::from_file(&file).unwrap_err().field, "extra");
+        let file = write(
+            &dir,
+            "u.yaml",
+            &GOOD.replace("http://127.0.0.1:3001/hook", "not a url"),
+        );
+        assert_eq!(
+            Outbound::from_file(&file).unwrap_err().field,
+            "routes[0].deliver.url"
+        );
+        assert!(Inbound::from_file(&file).is_ok());
+        let file = write(
+            &dir,
+            "v.yaml",
+            &GOOD.replace("standard-webhooks", "carrier-pigeon"),
+        );
+        assert_eq!(
+            Inbound::from_file(&file).unwrap_err().field,
+            "source.verify"
+        );
     }
 
     #[test]
@@ -1204,7 +1452,7 @@ routes:
         let dir = tempdir("dup");
         write(&dir, "a.yaml", &format!("id: same\n{GOOD}"));
         write(&dir, "b.yaml", &format!("id: same\n{GOOD}"));
-        let e = Integrations::load_dir(&dir).unwrap_err();
+        let e = Integrations::<Integration>::load_dir(&dir).unwrap_err();
         assert!(e.message.contains("already defined"), "{e}");
     }
 }

@@ -8,6 +8,7 @@ mod utils;
 
 mod deliver;
 mod ingest;
+mod package;
 mod rotation;
 mod secrets;
 mod transform;

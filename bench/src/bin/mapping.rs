@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
 use switchboard_shared::ids::EventId;
-use switchboard_shared::integration::Integrations;
+use switchboard_shared::integration::{Integration, Integrations};
 use switchboard_shared::mapping::Scope;
 use transform::pipeline::{RouteOutcome, run_route};
 
@@ -59,7 +59,8 @@ fn main() -> anyhow::Result<()> {
     let rounds: usize = args.get(2).map_or(Ok(3), |s| s.parse())?;
 
     let dir = root().join("integrations");
-    let integrations = Integrations::load_dir(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let integrations =
+        Integrations::<Integration>::load_dir(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let integration = integrations
         .get("shopify-orders")
         .context("the shopify-orders integration")?;

@@ -28,7 +28,7 @@ use switchboard_shared::delivery_policy::{self, Class, Outcome};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_shared::http::{self, AuthError};
 use switchboard_shared::idempotency::{Claim, NewClaim, Status, in_progress_until};
-use switchboard_shared::integration::{Integrations, Route};
+use switchboard_shared::integration::{Integrations, Outbound, OutboundRoute};
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::ports::{
     AttemptRecord, AwsError, DeadLetter, DeadLetterQueue, DestinationStore, IdempotencyStore,
@@ -56,7 +56,7 @@ pub struct Ports<K, V, D, S> {
 /// The deliver handler.
 #[derive(Debug)]
 pub struct Deliver<K, V, D, S> {
-    integrations: Arc<Integrations>,
+    integrations: Arc<Integrations<Outbound>>,
     /// One client per connect timeout in use, made on first use; each pools its connections
     /// across events (one TLS handshake per destination per container).
     clients: Mutex<HashMap<Duration, reqwest::Client>>,
@@ -128,7 +128,7 @@ where
     /// A handler over these integrations and ports. `max_receive_count` is the deliveries
     /// queue's: a task handed back on that receive is dead-lettered with its reason instead.
     pub fn new(
-        integrations: Arc<Integrations>,
+        integrations: Arc<Integrations<Outbound>>,
         ports: Ports<K, V, D, S>,
         max_receive_count: u32,
     ) -> Result<Self, reqwest::Error> {
@@ -459,7 +459,7 @@ where
     async fn hold(
         &self,
         work: &Work<'_>,
-        route: &Route,
+        route: &OutboundRoute,
         why: Held,
         wait: Duration,
     ) -> Result<(), String> {
@@ -525,7 +525,7 @@ where
     }
 
     /// Whether a request of this route started now finishes before the deadline.
-    fn time_for(&self, route: &Route, deadline_ms: Option<i64>) -> bool {
+    fn time_for(&self, route: &OutboundRoute, deadline_ms: Option<i64>) -> bool {
         let Some(deadline) = deadline_ms else {
             return true;
         };
@@ -567,7 +567,7 @@ where
     /// Counts the outcome against the destination's circuit; opens or closes it.
     async fn update_circuit(
         &self,
-        route: &Route,
+        route: &OutboundRoute,
         destination: &str,
         outcome: Outcome,
         probe: bool,
@@ -631,7 +631,7 @@ where
     /// past the deadline); None when they stay taken.
     async fn take_limits(
         &self,
-        route: &Route,
+        route: &OutboundRoute,
         destination: &str,
         deadline_ms: Option<i64>,
     ) -> Result<Option<Taken>, AwsError> {
@@ -734,7 +734,7 @@ where
     async fn send_refreshing(
         &self,
         task: &DeliveryV1,
-        route: &Route,
+        route: &OutboundRoute,
     ) -> Result<Attempt, AuthError> {
         let attempt = self.send(task, route).await?;
         if matches!(attempt.outcome, Outcome::Status(401 | 403))
@@ -758,7 +758,7 @@ where
         Ok(c)
     }
 
-    async fn send(&self, task: &DeliveryV1, route: &Route) -> Result<Attempt, AuthError> {
+    async fn send(&self, task: &DeliveryV1, route: &OutboundRoute) -> Result<Attempt, AuthError> {
         let mut url = route.deliver.url.clone();
         if let Some(path) = &task.path {
             // The mapping chose the path; scheme, host and port stay the definition's.

@@ -8,7 +8,7 @@ use deliver::handler::{Deliver, Ports};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard_shared::aws::{self, DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
 use switchboard_shared::config::DeliverConfig;
-use switchboard_shared::integration::Integrations;
+use switchboard_shared::integration::{Integrations, Outbound};
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::secrets::SecretsCache;
 
@@ -16,7 +16,9 @@ use switchboard_shared::secrets::SecretsCache;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = DeliverConfig::from_env()?;
-    let integrations = Arc::new(Integrations::load_dir(&config.integrations_dir)?);
+    let integrations = Arc::new(Integrations::<Outbound>::load_dir(
+        &config.integrations_dir,
+    )?);
     let sdk = aws::load_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let handler = Arc::new(Deliver::new(

@@ -13,7 +13,7 @@ use switchboard_shared::archive::{self, ArchivedEvent, ArchivedEventV1, MAX_INLI
 use switchboard_shared::envelope::{EventMessage, EventV1, is_sensitive_header};
 use switchboard_shared::idempotency::{Claim, NewClaim, Status, in_progress_until};
 use switchboard_shared::ids::EventId;
-use switchboard_shared::integration::{Integration, Integrations};
+use switchboard_shared::integration::{Inbound, Integrations};
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::ports::{Archive, IdempotencyStore, Queue, SecretStore};
 use switchboard_shared::secrets::SecretsCache;
@@ -49,7 +49,7 @@ pub struct Ports<Q, S, K, A> {
 /// The ingest handler.
 #[derive(Debug)]
 pub struct Ingest<Q, S, K, A> {
-    integrations: Arc<Integrations>,
+    integrations: Arc<Integrations<Inbound>>,
     ports: Ports<Q, S, K, A>,
 }
 
@@ -93,7 +93,7 @@ struct Accepted {
 
 impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, A> {
     /// A handler over these integrations and ports.
-    pub fn new(integrations: Arc<Integrations>, ports: Ports<Q, S, K, A>) -> Self {
+    pub fn new(integrations: Arc<Integrations<Inbound>>, ports: Ports<Q, S, K, A>) -> Self {
         for i in integrations.iter() {
             if i.source.scheme == Scheme::None {
                 tracing::warn!(integration = %i.id, "integration accepts unsigned webhooks (verify: none, allow_unsigned: true)");
@@ -288,7 +288,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
 
     async fn verify(
         &self,
-        integration: &Integration,
+        integration: &Inbound,
         req: &Request,
         body: &[u8],
         now: DateTime<Utc>,
@@ -328,7 +328,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
     #[allow(clippy::too_many_arguments)]
     async fn accept(
         &self,
-        integration: &Integration,
+        integration: &Inbound,
         req: &Request,
         key: &str,
         headers: &BTreeMap<String, String>,
@@ -406,7 +406,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
     #[allow(clippy::too_many_arguments)]
     async fn archive_and_queue(
         &self,
-        integration: &Integration,
+        integration: &Inbound,
         event_id: &EventId,
         headers: &BTreeMap<String, String>,
         raw_body: &[u8],

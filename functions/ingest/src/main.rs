@@ -8,7 +8,7 @@ use switchboard_shared::aws::{
     self, DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue,
 };
 use switchboard_shared::config::IngestConfig;
-use switchboard_shared::integration::Integrations;
+use switchboard_shared::integration::{Inbound, Integrations};
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::secrets::SecretsCache;
 
@@ -16,7 +16,7 @@ use switchboard_shared::secrets::SecretsCache;
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = IngestConfig::from_env()?;
-    let integrations = Arc::new(Integrations::load_dir(&config.integrations_dir)?);
+    let integrations = Arc::new(Integrations::<Inbound>::load_dir(&config.integrations_dir)?);
     let sdk = aws::load_config().await;
     let ports = Ports {
         events: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),

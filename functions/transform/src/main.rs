@@ -6,7 +6,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard_shared::aws::{self, S3Archive, SecretsManagerStore, SqsQueue};
 use switchboard_shared::config::TransformConfig;
-use switchboard_shared::integration::Integrations;
+use switchboard_shared::integration::{Integration, Integrations};
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::secrets::SecretsCache;
 use transform::handler::{Ports, Transform};
@@ -21,7 +21,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = TransformConfig::from_env()?;
-    let integrations = Arc::new(Integrations::load_dir(&config.integrations_dir)?);
+    let integrations = Arc::new(Integrations::<Integration>::load_dir(
+        &config.integrations_dir,
+    )?);
     let sdk = aws::load_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let handler = Arc::new(Transform::new(
