@@ -77,8 +77,8 @@ watch: venv
 # The budgets in BENCHMARKS.md: cold start beside hello-world, then ingest's warm path beside
 # its floor (criterion).
 bench: venv
-	$(CARGO) build --release -p ingest -p transform -p deliver -p rotate -p switchboard-bench
-	$(CARGO) run --release --package switchboard-bench --bin coldstart
+	$(CARGO) build --release -p ingest -p transform -p deliver -p rotate -p hello -p switchboard-bench
+	$(TARGET_DIR)/release/coldstart
 	$(CARGO) bench --package switchboard-bench --bench ingest
 
 # Mapping a 5 KB Shopify order: Switchboard's engine beside the reference JSONata (npm, installed

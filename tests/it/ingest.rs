@@ -549,28 +549,8 @@ async fn aws_requests_per_accepted_event() {
     );
     let mut per_event = Vec::new();
     for n in 0..3 {
-        let body = body_for("github", 100 + n);
-        let headers = stack.sign("github", &body, "application/json");
-        let mut map = http::HeaderMap::new();
-        for (k, v) in &headers {
-            map.insert(
-                http::HeaderName::try_from(k.as_str()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        let event = switchboard_cli::apigw::webhook_event(
-            "POST",
-            "/webhooks/github",
-            "",
-            "github",
-            &map,
-            &body,
-            std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
-        );
         calls.lock().unwrap().clear();
-        let response = handler
-            .handle(switchboard_cli::apigw::into_request(event).unwrap())
-            .await;
+        let response = handler.handle(github_webhook(&stack, 100 + n)).await;
         assert_eq!(response.status().as_u16(), 202);
         per_event.push(calls.lock().unwrap().clone());
     }
@@ -597,6 +577,85 @@ async fn aws_requests_per_accepted_event() {
     );
     assert_eq!(per_event[2], per_event[1]);
     stack.dev.shutdown().await;
+}
+
+/// The cold-start warm-up: its calls are valid against the services, and after the secrets
+/// prefetch the first webhook reads no secret (it only claims, archives, sends, completes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
+    use switchboard_shared::aws::{
+        DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue,
+    };
+
+    let receiver = Receiver::start().await;
+    let stack = start(&receiver).await;
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sdk = &stack.dev.sdk;
+    let res = &stack.dev.resources;
+    let events = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &res.events_url);
+    let idempotency = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(sdk), &res.table);
+    let archive = S3Archive::new(aws_sdk_s3::Client::new(sdk), &res.bucket);
+    events.warm().await.expect("GetQueueAttributes");
+    idempotency
+        .warm()
+        .await
+        .expect("GetItem of a key no record has");
+    archive.warm().await.expect("HeadBucket");
+
+    let handler = ingest::handler::Ingest::new(
+        std::sync::Arc::new(
+            switchboard_shared::integration::Integrations::load_dir(&stack.dir).unwrap(),
+        ),
+        ingest::handler::Ports {
+            events: counted(&calls, events),
+            idempotency: counted(&calls, idempotency),
+            secrets: switchboard_shared::secrets::SecretsCache::new(
+                counted(
+                    &calls,
+                    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
+                ),
+                Duration::from_secs(300),
+            ),
+            archive: counted(&calls, archive),
+            metrics: switchboard_shared::metrics::Metrics::Off,
+        },
+    );
+    handler.prefetch_secrets().await;
+    assert!(
+        calls.lock().unwrap().contains(&"GetSecretValue"),
+        "the prefetch reads the signing secrets"
+    );
+    calls.lock().unwrap().clear();
+    let response = handler.handle(github_webhook(&stack, 300)).await;
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(
+        *calls.lock().unwrap(),
+        ["PutItem", "PutObject", "SendMessage", "UpdateItem"]
+    );
+    stack.dev.shutdown().await;
+}
+
+/// A signed GitHub webhook (the `n`th body) as the ingest Lambda receives it.
+fn github_webhook(stack: &TestStack, n: u32) -> lambda_http::Request {
+    let body = body_for("github", n);
+    let headers = stack.sign("github", &body, "application/json");
+    let mut map = http::HeaderMap::new();
+    for (k, v) in &headers {
+        map.insert(
+            http::HeaderName::try_from(k.as_str()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let event = switchboard_cli::apigw::webhook_event(
+        "POST",
+        "/webhooks/github",
+        "",
+        "github",
+        &map,
+        &body,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+    );
+    switchboard_cli::apigw::into_request(event).unwrap()
 }
 
 fn counted<P>(calls: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>, inner: P) -> Counted<P> {

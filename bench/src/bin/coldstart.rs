@@ -3,8 +3,15 @@
 //! response (set-up plus the event's own work and AWS calls), and peak RSS through that event,
 //! side by side with a hello-world `lambda_runtime` binary built the same way.
 //!
-//! `cargo build --release -p ingest -p transform -p deliver -p rotate -p switchboard-bench`, then
-//! `cargo run --release -p switchboard-bench --bin coldstart [-- RUNS]` (default 20 runs each).
+//! `cargo build --release -p ingest -p transform -p deliver -p rotate -p hello -p switchboard-bench`,
+//! then `$CARGO_TARGET_DIR/release/coldstart [RUNS] [--set NAME=DIR[@RUNNER]]...` (default 20
+//! runs each, of the release binaries beside `coldstart`). Each `--set` adds a set of the five
+//! binaries measured in the same run, side by side: another build (`before=/tmp/old/release`),
+//! or the aarch64 ones under user-mode emulation (`arm64=.../aarch64-unknown-linux-gnu/release@qemu-aarch64`,
+//! whose RSS is the emulator's, so it is not shown), or the same with extra environment
+//! (`nowarm=DIR+SWITCHBOARD_WARM_UP=off`). The functions load what a deploy gives them:
+//! the integrations layer (`integrations/Makefile`'s recipe) plus the example, pointed at a local
+//! receiver.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -90,6 +97,43 @@ async fn error(State(state): State<Shared>, body: Bytes) -> &'static str {
     "{}"
 }
 
+/// Five binaries to measure, and what runs them (nothing: exec'd directly).
+#[derive(Debug)]
+struct BinarySet {
+    name: String,
+    dir: PathBuf,
+    runner: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+impl BinarySet {
+    /// `NAME=DIR[@RUNNER][+KEY=VALUE...]`: the binaries in DIR, run by RUNNER if given, with
+    /// the extra environment.
+    fn parse(spec: &str) -> anyhow::Result<Self> {
+        let usage = "--set NAME=DIR[@RUNNER][+KEY=VALUE...]";
+        let mut parts = spec.split('+');
+        let head = parts.next().context(usage)?;
+        let (name, rest) = head.split_once('=').context(usage)?;
+        let (dir, runner) = match rest.split_once('@') {
+            Some((dir, runner)) => (dir, Some(runner.to_string())),
+            None => (rest, None),
+        };
+        let env = parts
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .context(usage)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            name: name.into(),
+            dir: PathBuf::from(dir),
+            runner,
+            env,
+        })
+    }
+}
+
 /// One cold start's numbers.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -111,6 +155,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 async fn cold_start(
+    runner: Option<&str>,
     binary: &Path,
     env: &HashMap<String, String>,
     api: SocketAddr,
@@ -122,8 +167,16 @@ async fn cold_start(
         event,
         ..Invocation::default()
     };
+    let mut command = match runner {
+        Some(runner) => {
+            let mut c = Command::new(runner);
+            c.arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
     let started = Instant::now();
-    let mut child = Command::new(binary)
+    let mut child = command
         .env_clear()
         .envs(env)
         .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
@@ -186,16 +239,27 @@ fn p90(mut xs: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(20);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut runs = 20;
     let release = std::env::current_exe()?
         .parent()
         .context("no target dir")?
         .to_path_buf();
+    let mut sets = vec![BinarySet {
+        name: "this build".into(),
+        dir: release,
+        runner: None,
+        env: Vec::new(),
+    }];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--set" {
+            let spec = args.next().context("--set NAME=DIR[@RUNNER]")?;
+            sets.push(BinarySet::parse(&spec)?);
+        } else {
+            runs = arg.parse().context("RUNS is a number")?;
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
 
     // AWS side: the emulator, the template's resources, the example's secrets.
     let emulator = tokio::task::spawn_blocking(|| Emulator::start(free_port()?)).await??;
@@ -210,7 +274,16 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(sink, Router::new().fallback(|| async { "ok" })).await });
     let integrations: PathBuf =
         std::env::temp_dir().join(format!("sb-bench-{}", ulid::Ulid::new()));
-    std::fs::create_dir_all(&integrations)?;
+    // What the deployed layer holds (the shipped definitions, their mappings and schemas) ...
+    let layer = Command::new("make")
+        .args(["--quiet", "build-IntegrationsLayer"])
+        .arg(format!("ARTIFACTS_DIR={}", integrations.display()))
+        .current_dir(root.join("integrations"))
+        .status()?;
+    if !layer.success() {
+        bail!("building the integrations layer failed");
+    }
+    // ... and the example, which the events below are for.
     let example = std::fs::read_to_string(root.join("integrations/example.yaml"))?.replace(
         "http://127.0.0.1:3001/hook",
         &format!("http://{sink_addr}/hook"),
@@ -289,76 +362,110 @@ async fn main() -> anyhow::Result<()> {
     // The rotate function answers `null` on success.
     let succeeded = |b: &[u8]| b == b"null";
 
-    println!(
-        "cold start, {runs} runs each, release binaries in {}",
-        release.display()
-    );
-    println!(
-        "{:<10} {:>10} {:>10} {:>12} {:>12} {:>11} {:>10} {:>9}",
-        "binary", "next p50", "next p90", "event p50", "event p90", "first evt", "peak RSS", "size"
-    );
-    let mut hello_next = 0.0;
-    for name in ["hello", "ingest", "transform", "deliver", "rotate"] {
-        let binary = release.join(name);
-        let mut samples = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            let (event, check): (Vec<u8>, &Check) = match name {
-                "ingest" => {
-                    let headers = switchboard_cli::send::signed_headers(
-                        &example,
-                        key.as_ref(),
-                        "https://localhost/webhooks/example",
-                        &order,
-                        "application/json",
-                    )?;
-                    let ev = switchboard_cli::send::lambda_event("example", &headers, &order)?;
-                    (serde_json::to_vec(&ev)?, &accepted)
-                }
-                "transform" => (transform_event.clone(), &no_failures),
-                // A fresh event id each run: deliver's idempotency record would otherwise
-                // make every run after the first skip the send.
-                "deliver" => (
-                    String::from_utf8_lossy(&deliver_event)
-                        .replace(
-                            "evt_01JSAMPLE0000000000000000",
-                            switchboard_shared::ids::EventId::new().as_str(),
-                        )
-                        .into_bytes(),
-                    &no_failures,
-                ),
-                "rotate" => (rotate_event.clone(), &succeeded),
-                _ => (br#"{"hello":"world"}"#.to_vec(), &any),
-            };
-            samples.push(cold_start(&binary, &env, api_addr, &state, event, check).await?);
-        }
-        let ms = |f: fn(&Sample) -> Duration| {
-            samples
-                .iter()
-                .map(|s| f(s).as_secs_f64() * 1000.0)
-                .collect::<Vec<_>>()
-        };
-        let next = ms(|s| s.to_next);
-        let resp = ms(|s| s.to_response);
-        let own: Vec<f64> = resp.iter().zip(&next).map(|(r, n)| r - n).collect();
-        let rss = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
-        let size = std::fs::metadata(&binary)?.len();
-        let next_p50 = median(next.clone());
-        if name == "hello" {
-            hello_next = next_p50;
-        }
+    for set in &sets {
         println!(
-            "{:<10} {:>8.2}ms {:>8.2}ms {:>10.2}ms {:>10.2}ms {:>9.2}ms {:>7.1}MiB {:>6.1}MiB   ({:.2}x hello to next; event's own work p50 {:.2}ms)",
-            name,
-            next_p50,
-            p90(next),
-            median(resp.clone()),
-            p90(resp),
-            median(own.clone()),
-            rss as f64 / 1024.0,
-            size as f64 / (1024.0 * 1024.0),
-            next_p50 / hello_next,
-            median(own),
+            "\ncold start, {runs} runs each: {} ({}{}{})",
+            set.name,
+            set.dir.display(),
+            set.runner
+                .as_deref()
+                .map(|r| format!(", run by {r}"))
+                .unwrap_or_default(),
+            set.env
+                .iter()
+                .map(|(k, v)| format!(", {k}={v}"))
+                .collect::<String>()
         );
+        println!(
+            "{:<10} {:>10} {:>10} {:>12} {:>12} {:>11} {:>10} {:>9}",
+            "binary",
+            "next p50",
+            "next p90",
+            "event p50",
+            "event p90",
+            "first evt",
+            "peak RSS",
+            "size"
+        );
+        let mut set_env = env.clone();
+        set_env.extend(set.env.iter().cloned());
+        let mut hello_next = 0.0;
+        for name in ["hello", "ingest", "transform", "deliver", "rotate"] {
+            let binary = set.dir.join(name);
+            let mut samples = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let (event, check): (Vec<u8>, &Check) = match name {
+                    "ingest" => {
+                        let headers = switchboard_cli::send::signed_headers(
+                            &example,
+                            key.as_ref(),
+                            "https://localhost/webhooks/example",
+                            &order,
+                            "application/json",
+                        )?;
+                        let ev = switchboard_cli::send::lambda_event("example", &headers, &order)?;
+                        (serde_json::to_vec(&ev)?, &accepted)
+                    }
+                    "transform" => (transform_event.clone(), &no_failures),
+                    // A fresh event id each run: deliver's idempotency record would otherwise
+                    // make every run after the first skip the send.
+                    "deliver" => (
+                        String::from_utf8_lossy(&deliver_event)
+                            .replace(
+                                "evt_01JSAMPLE0000000000000000",
+                                switchboard_shared::ids::EventId::new().as_str(),
+                            )
+                            .into_bytes(),
+                        &no_failures,
+                    ),
+                    "rotate" => (rotate_event.clone(), &succeeded),
+                    _ => (br#"{"hello":"world"}"#.to_vec(), &any),
+                };
+                samples.push(
+                    cold_start(
+                        set.runner.as_deref(),
+                        &binary,
+                        &set_env,
+                        api_addr,
+                        &state,
+                        event,
+                        check,
+                    )
+                    .await?,
+                );
+            }
+            let ms = |f: fn(&Sample) -> Duration| {
+                samples
+                    .iter()
+                    .map(|s| f(s).as_secs_f64() * 1000.0)
+                    .collect::<Vec<_>>()
+            };
+            let next = ms(|s| s.to_next);
+            let resp = ms(|s| s.to_response);
+            let own: Vec<f64> = resp.iter().zip(&next).map(|(r, n)| r - n).collect();
+            let rss = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
+            let size = std::fs::metadata(&binary)?.len();
+            let next_p50 = median(next.clone());
+            if name == "hello" {
+                hello_next = next_p50;
+            }
+            let rss = match set.runner {
+                None => format!("{:.1}MiB", rss as f64 / 1024.0),
+                Some(_) => "-".into(),
+            };
+            println!(
+                "{:<10} {:>8.2}ms {:>8.2}ms {:>10.2}ms {:>10.2}ms {:>9.2}ms {:>10} {:>6.1}MiB   ({:.2}x hello to next)",
+                name,
+                next_p50,
+                p90(next),
+                median(resp.clone()),
+                p90(resp),
+                median(own),
+                rss,
+                size as f64 / (1024.0 * 1024.0),
+                next_p50 / hello_next,
+            );
+        }
     }
     println!(
         "'first evt' = time from `next` to the response: the event's own work, AWS calls included."

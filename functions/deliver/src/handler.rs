@@ -152,6 +152,27 @@ where
         })
     }
 
+    /// Reads every route's credential and signing keys into the cache, so the first task after
+    /// a cold start does not wait on Secrets Manager. Run at start by the warm-up; a failure
+    /// leaves the cache empty, and the first task asks again.
+    pub async fn prefetch_secrets(&self) {
+        let routes = || self.integrations.iter().flat_map(|i| i.routes.iter());
+        let credentials: std::collections::BTreeSet<&str> =
+            routes().filter_map(|r| r.deliver.auth.secret()).collect();
+        let signing: std::collections::BTreeSet<&str> =
+            routes().filter_map(|r| r.deliver.sign.as_deref()).collect();
+        let secrets = self.credentials.secrets();
+        futures::future::join(
+            futures::future::join_all(credentials.into_iter().map(|id| secrets.get(id))),
+            futures::future::join_all(
+                signing
+                    .into_iter()
+                    .map(|id| secrets.outbound_signing_keys(id)),
+            ),
+        )
+        .await;
+    }
+
     /// Processes a batch, its tasks concurrently; the response lists the messages SQS should
     /// hand back.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {

@@ -21,6 +21,15 @@ async fn main() -> Result<(), Error> {
     )?);
     let sdk = aws::load_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let idempotency = DynamoIdempotencyStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        config.idempotency_table,
+    );
+    let queue = SqsQueue::new(sqs.clone(), config.deliveries_queue_url);
+    let warm = vec![
+        Box::pin(idempotency.warm()) as aws::WarmUp,
+        Box::pin(queue.warm()),
+    ];
     let handler = Arc::new(Deliver::new(
         integrations,
         Ports {
@@ -28,16 +37,15 @@ async fn main() -> Result<(), Error> {
                 SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
                 config.secrets_ttl,
             ),
-            idempotency: DynamoIdempotencyStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                config.idempotency_table,
-            ),
-            queue: SqsQueue::new(sqs.clone(), config.deliveries_queue_url),
+            idempotency,
+            queue,
             dead_letters: SqsQueue::new(sqs, config.deliveries_dlq_url),
             metrics: Metrics::Stdout,
         },
         config.max_receive_count,
     )?);
+    let prefetch = Arc::clone(&handler);
+    aws::warm_up(warm, async move { prefetch.prefetch_secrets().await });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Error>(handler.handle(event).await) }

@@ -105,6 +105,22 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         }
     }
 
+    /// Reads every integration's signing secret into the cache (current and, while recent,
+    /// previous), so the first webhook after a cold start does not wait on Secrets Manager.
+    /// Run at start by the warm-up; a failure leaves the cache empty, and the first webhook
+    /// asks again.
+    pub async fn prefetch_secrets(&self) {
+        let ids: std::collections::BTreeSet<&str> = self
+            .integrations
+            .iter()
+            .filter_map(|i| i.source.secret.as_deref())
+            .collect();
+        let reads = ids
+            .into_iter()
+            .map(|id| self.ports.secrets.signing_keys(id));
+        futures::future::join_all(reads).await;
+    }
+
     /// Answers one webhook request. Never fails: every outcome is an HTTP answer.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let started = Instant::now();

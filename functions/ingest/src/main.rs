@@ -18,20 +18,30 @@ async fn main() -> Result<(), Error> {
     let config = IngestConfig::from_env()?;
     let integrations = Arc::new(Integrations::<Inbound>::load_dir(&config.integrations_dir)?);
     let sdk = aws::load_config().await;
+    let events = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url);
+    let idempotency = DynamoIdempotencyStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        config.idempotency_table,
+    );
+    let archive = S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket);
+    let warm = vec![
+        Box::pin(events.warm()) as aws::WarmUp,
+        Box::pin(idempotency.warm()),
+        Box::pin(archive.warm()),
+    ];
     let ports = Ports {
-        events: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
-        idempotency: DynamoIdempotencyStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            config.idempotency_table,
-        ),
+        events,
+        idempotency,
         secrets: SecretsCache::new(
             SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
             config.secrets_ttl,
         ),
-        archive: S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket),
+        archive,
         metrics: Metrics::Stdout,
     };
     let handler = Arc::new(Ingest::new(integrations, ports));
+    let prefetch = Arc::clone(&handler);
+    aws::warm_up(warm, async move { prefetch.prefetch_secrets().await });
     lambda_http::run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Error>(handler.handle(req).await) }

@@ -26,10 +26,12 @@ async fn main() -> Result<(), Error> {
     )?);
     let sdk = aws::load_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let deliveries = SqsQueue::new(sqs.clone(), config.deliveries_queue_url);
+    aws::warm_up(vec![Box::pin(deliveries.warm())], async {});
     let handler = Arc::new(Transform::new(
         integrations,
         Ports {
-            deliveries: SqsQueue::new(sqs.clone(), config.deliveries_queue_url),
+            deliveries,
             dead_letters: SqsQueue::new(sqs, config.events_dlq_url),
             archive: S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket),
             secrets: SecretsCache::new(

@@ -35,6 +35,23 @@ impl DynamoIdempotencyStore {
         }
     }
 
+    /// Opens the connection to DynamoDB with one cheap call (a GetItem of a key no record
+    /// has), for [`super::warm_up`].
+    pub fn warm(&self) -> impl Future<Output = Result<(), AwsError>> + Send + 'static {
+        let call = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S("warm-up".into()))
+            .projection_expression("id");
+        async move {
+            call.send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_error("GetItem", e))
+        }
+    }
+
     async fn read(&self, key: &str) -> Result<Option<Record>, AwsError> {
         let out = self
             .client

@@ -21,6 +21,17 @@ impl S3Archive {
             bucket: bucket.into(),
         }
     }
+
+    /// Opens the connection to S3 with one cheap call (HeadBucket), for [`super::warm_up`].
+    pub fn warm(&self) -> impl Future<Output = Result<(), AwsError>> + Send + 'static {
+        let call = self.client.head_bucket().bucket(&self.bucket);
+        async move {
+            call.send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_error("HeadBucket", e))
+        }
+    }
 }
 
 impl Archive for S3Archive {

@@ -24,6 +24,22 @@ impl SqsQueue {
             url: url.into(),
         }
     }
+
+    /// Opens the connection to SQS with one cheap call (GetQueueAttributes: QueueArn), for
+    /// [`super::warm_up`].
+    pub fn warm(&self) -> impl Future<Output = Result<(), AwsError>> + Send + 'static {
+        let call = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn);
+        async move {
+            call.send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_error("GetQueueAttributes", e))
+        }
+    }
 }
 
 impl Queue for SqsQueue {
