@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
         config.idempotency_table,
     );
     let queue = SqsQueue::new(sqs.clone(), config.deliveries_queue_url);
-    let warm = vec![
+    let mut warm = vec![
         Box::pin(idempotency.warm()) as aws::WarmUp,
         Box::pin(queue.warm()),
     ];
@@ -45,7 +45,11 @@ async fn main() -> Result<(), Error> {
         config.max_receive_count,
     )?);
     let prefetch = Arc::clone(&handler);
-    aws::warm_up(warm, async move { prefetch.prefetch_secrets().await });
+    warm.push(Box::pin(async move {
+        prefetch.prefetch_secrets().await;
+        Ok(())
+    }));
+    aws::warm_up(warm);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Error>(handler.handle(event).await) }

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
         config.idempotency_table,
     );
     let archive = S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket);
-    let warm = vec![
+    let mut warm = vec![
         Box::pin(events.warm()) as aws::WarmUp,
         Box::pin(idempotency.warm()),
         Box::pin(archive.warm()),
@@ -41,7 +41,11 @@ async fn main() -> Result<(), Error> {
     };
     let handler = Arc::new(Ingest::new(integrations, ports));
     let prefetch = Arc::clone(&handler);
-    aws::warm_up(warm, async move { prefetch.prefetch_secrets().await });
+    warm.push(Box::pin(async move {
+        prefetch.prefetch_secrets().await;
+        Ok(())
+    }));
+    aws::warm_up(warm);
     lambda_http::run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Error>(handler.handle(req).await) }

@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::load_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let deliveries = SqsQueue::new(sqs.clone(), config.deliveries_queue_url);
-    aws::warm_up(vec![Box::pin(deliveries.warm())], async {});
+    aws::warm_up(vec![Box::pin(deliveries.warm())]);
     let handler = Arc::new(Transform::new(
         integrations,
         Ports {

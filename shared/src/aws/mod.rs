@@ -55,19 +55,20 @@ pub async fn load_config() -> aws_config::SdkConfig {
 ///
 /// `SWITCHBOARD_WARM_UP=off` turns it off (for a benchmark beside it, or a role without the
 /// warm-up calls' permissions).
-pub fn warm_up(calls: Vec<WarmUp>, prefetch: impl Future<Output = ()> + Send + 'static) {
+pub fn warm_up(calls: Vec<WarmUp>) {
     if std::env::var("SWITCHBOARD_WARM_UP").is_ok_and(|v| v == "off") {
         return;
     }
     tokio::spawn(async move {
-        let (results, ()) = futures::future::join(futures::future::join_all(calls), prefetch).await;
+        let results = futures::future::join_all(calls).await;
         for e in results.into_iter().filter_map(Result::err) {
             tracing::debug!(operation = e.operation, error = %e.message, "warm-up call failed");
         }
     });
 }
 
-/// One warm-up call (`SqsQueue::warm`, `DynamoIdempotencyStore::warm`, `S3Archive::warm`).
+/// One warm-up call (`SqsQueue::warm`, `DynamoIdempotencyStore::warm`, `S3Archive::warm`, or
+/// a handler's secrets prefetch).
 pub type WarmUp = std::pin::Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send>>;
 
 /// The HTTP client every SDK client of a function shares. The smithy client builds, and throws
