@@ -122,10 +122,6 @@ impl SecretStore for Stub {
             "bench-token"
         }))
     }
-    async fn get_previous(&self, _: &str) -> Result<Option<SecretString>, AwsError> {
-        self.call();
-        Ok(None)
-    }
 }
 
 impl Visibility for Stub {

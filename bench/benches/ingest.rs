@@ -49,9 +49,6 @@ impl SecretStore for Stub {
     async fn get(&self, _: &str) -> Result<SecretString, AwsError> {
         Ok(SecretString::new(SECRET))
     }
-    async fn get_previous(&self, _: &str) -> Result<Option<SecretString>, AwsError> {
-        Ok(None)
-    }
 }
 
 impl Archive for Stub {

@@ -48,6 +48,8 @@ pub struct DevOptions {
     pub stack: String,
     /// Queue visibility timeout and max receive count.
     pub queues: QueueSettings,
+    /// How long each handler caches a secret value (`SECRETS_TTL_SECS`).
+    pub secrets_ttl: Duration,
 }
 
 impl Default for DevOptions {
@@ -63,6 +65,7 @@ impl Default for DevOptions {
                 visibility_timeout_secs: 30,
                 ..crate::resources::TEMPLATE_SETTINGS
             },
+            secrets_ttl: DEFAULT_TTL,
         }
     }
 }
@@ -102,6 +105,7 @@ struct DeliverWorker {
     integrations: Arc<Integrations<Outbound>>,
     resources: Resources,
     queues: QueueSettings,
+    secrets_ttl: Duration,
     metrics: Metrics,
     arn: String,
     stopped: watch::Receiver<bool>,
@@ -119,7 +123,7 @@ impl DeliverWorker {
                 ),
                 secrets: SecretsCache::new(
                     SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&self.sdk)),
-                    DEFAULT_TTL,
+                    self.secrets_ttl,
                 ),
                 queue: SqsQueue::new(sqs.clone(), &self.resources.deliveries_url),
                 dead_letters: SqsQueue::new(sqs.clone(), &self.resources.deliveries_dlq_url),
@@ -215,7 +219,7 @@ impl DevStack {
         let secrets = || {
             SecretsCache::new(
                 SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
-                DEFAULT_TTL,
+                options.secrets_ttl,
             )
         };
         let metrics = Metrics::Memory(Arc::default());
@@ -275,6 +279,7 @@ impl DevStack {
             integrations: outbound,
             resources: resources.clone(),
             queues: options.queues,
+            secrets_ttl: options.secrets_ttl,
             metrics: metrics.clone(),
             arn: deliveries_arn,
             stopped: stopped.clone(),

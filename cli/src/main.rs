@@ -172,6 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         switchboard_cli::resources::TEMPLATE_SETTINGS.deliveries_max_receive_count,
                     ),
                 },
+                secrets_ttl: switchboard_shared::config::secrets_ttl()?,
             };
             let stack = DevStack::start(options).await?;
             println!("switchboard dev");

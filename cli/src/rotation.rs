@@ -44,6 +44,8 @@ pub async fn begin(client: &Client, id: &str) -> anyhow::Result<String> {
     let current = client
         .get_secret_value()
         .secret_id(id)
+        // Asked by stage: moto answers the version before the last stage move without one.
+        .version_stage("AWSCURRENT")
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))?

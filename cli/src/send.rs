@@ -75,6 +75,8 @@ pub async fn secret_value(
             aws_sdk_secretsmanager::Client::new(&sdk)
                 .get_secret_value()
                 .secret_id(secret_id)
+                // Asked by stage: moto answers the version before the last stage move without one.
+                .version_stage("AWSCURRENT")
                 .send()
                 .await
                 .with_context(|| format!("secret `{secret_id}` is not in the secrets file, and reading it from the emulator at {endpoint} failed"))?

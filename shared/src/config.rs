@@ -34,6 +34,12 @@ fn secs_or(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
     }
 }
 
+/// How long a secret value is cached (`SECRETS_TTL_SECS`, default 300): every function and
+/// `switchboard dev` read it alike.
+pub fn secrets_ttl() -> Result<Duration, ConfigError> {
+    secs_or("SECRETS_TTL_SECS", 300)
+}
+
 fn integrations_dir() -> PathBuf {
     std::env::var("INTEGRATIONS_DIR")
         .map(PathBuf::from)
@@ -64,7 +70,7 @@ impl IngestConfig {
             events_queue_url: required("EVENTS_QUEUE_URL")?,
             idempotency_table: required("IDEMPOTENCY_TABLE")?,
             archive_bucket: required("ARCHIVE_BUCKET")?,
-            secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
+            secrets_ttl: secrets_ttl()?,
         })
     }
 }
@@ -96,7 +102,7 @@ impl TransformConfig {
             archive_bucket: required("ARCHIVE_BUCKET")?,
             events_dlq_url: required("EVENTS_DLQ_URL")?,
             max_receive_count: count_or("EVENTS_MAX_RECEIVE_COUNT", 5)?,
-            secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
+            secrets_ttl: secrets_ttl()?,
         })
     }
 }
@@ -139,7 +145,7 @@ impl DeliverConfig {
             deliveries_dlq_url: required("DELIVERIES_DLQ_URL")?,
             idempotency_table: required("IDEMPOTENCY_TABLE")?,
             max_receive_count: count_or("DELIVERIES_MAX_RECEIVE_COUNT", 50)?,
-            secrets_ttl: secs_or("SECRETS_TTL_SECS", 300)?,
+            secrets_ttl: secrets_ttl()?,
         })
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::http::{AuthError, basic_credentials};
-use crate::integration::Auth;
+use crate::integration::{Auth, Signing};
 use crate::ports::SecretStore;
 use crate::secret::{SecretString, TypedSecret, WebhookSecret};
 use crate::secrets::SecretsCache;
@@ -95,11 +95,13 @@ impl<K: SecretStore> Credentials<K> {
         }
     }
 
-    /// The keys to sign outbound messages with: the current one and, during a rotation, the
-    /// pending one. The secret is a `whsec_` key or `{"type": "signing-secret", "value": ..}`.
-    pub async fn signing_keys(&self, secret: &str) -> Result<Vec<WebhookSecret>, AuthError> {
+    /// The keys to sign outbound messages with: the current one, the previous one within the
+    /// route's grace after a rotation, and the pending one during a rotation. The secret is a
+    /// `whsec_` key or `{"type": "signing-secret", "value": ..}`.
+    pub async fn signing_keys(&self, sign: &Signing) -> Result<Vec<WebhookSecret>, AuthError> {
+        let secret = sign.secret.as_str();
         self.secrets
-            .outbound_signing_keys(secret)
+            .outbound_signing_keys(secret, sign.previous_grace)
             .await?
             .iter()
             .map(|v| {
@@ -237,10 +239,6 @@ mod tests {
         async fn get(&self, _: &str) -> Result<SecretString, AwsError> {
             Ok(SecretString::new(self.0.clone()))
         }
-
-        async fn get_previous(&self, _: &str) -> Result<Option<SecretString>, AwsError> {
-            Ok(None)
-        }
     }
 
     /// A token endpoint minting `token-N`, checking the client's Basic credentials.
@@ -345,6 +343,10 @@ mod tests {
     #[tokio::test]
     async fn signing_secrets_come_bare_or_as_a_record() {
         let key = "whsec_a2V5LWJ5dGVz";
+        let sign = Signing {
+            secret: "s".into(),
+            previous_grace: crate::secrets::PREVIOUS_GRACE,
+        };
         for value in [
             key.to_string(),
             format!(r#"{{"type":"signing-secret","value":"{key}"}}"#),
@@ -354,7 +356,7 @@ mod tests {
                 Duration::from_secs(5),
             )
             .unwrap();
-            let keys = c.signing_keys("s").await.unwrap();
+            let keys = c.signing_keys(&sign).await.unwrap();
             assert_eq!(keys[0].key(), b"key-bytes");
         }
         let bad = Credentials::new(
@@ -363,7 +365,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            bad.signing_keys("s").await,
+            bad.signing_keys(&sign).await,
             Err(AuthError::Malformed { .. })
         ));
     }

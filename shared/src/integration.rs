@@ -228,8 +228,8 @@ pub struct Deliver {
     pub auth: Auth,
     /// The delays before each retry; once exhausted, the deliveries DLQ.
     pub retry: Vec<std::time::Duration>,
-    /// Outbound Standard Webhooks signing, when set: the signing secret's id.
-    pub sign: Option<String>,
+    /// Outbound Standard Webhooks signing, when set.
+    pub sign: Option<Signing>,
     /// The longest a request may take, connect to last byte.
     pub timeout: std::time::Duration,
     /// The longest the connection may take to open.
@@ -238,6 +238,15 @@ pub struct Deliver {
     pub limits: RateLimits,
     /// When calls stop because the destination seems down.
     pub circuit: CircuitSettings,
+}
+
+/// How a route signs what it sends (Standard Webhooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signing {
+    /// The signing secret's id.
+    pub secret: String,
+    /// How long after a rotation the previous key still signs too (default 24 h, as Svix).
+    pub previous_grace: std::time::Duration,
 }
 
 impl Deliver {
@@ -542,6 +551,7 @@ struct DeliverFile {
 #[serde(deny_unknown_fields)]
 struct SignFile {
     secret: String,
+    previous_grace: Option<DurationText>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -878,11 +888,23 @@ fn deliver(
             "a limit must be at least 1 (leave it out for none)".into(),
         ));
     }
+    let sign = match &def.sign {
+        None => None,
+        Some(s) => Some(Signing {
+            secret: s.secret.clone(),
+            previous_grace: match &s.previous_grace {
+                None => crate::secrets::PREVIOUS_GRACE,
+                Some(g) => g
+                    .parse()
+                    .map_err(|m| route_err("deliver.sign.previous_grace", m))?,
+            },
+        }),
+    };
     Ok(Deliver {
         url,
         auth: def.auth.clone(),
         retry,
-        sign: def.sign.as_ref().map(|s| s.secret.clone()),
+        sign,
         timeout,
         connect_timeout,
         limits: def.limits,

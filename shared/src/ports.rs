@@ -247,20 +247,30 @@ pub trait SecretStore: Send + Sync {
     /// The current value of a secret (`AWSCURRENT`).
     fn get(&self, id: &str) -> impl Future<Output = Result<SecretString, AwsError>> + Send;
 
-    /// The value it had before its last rotation (`AWSPREVIOUS`), if there is one.
-    fn get_previous(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<SecretString>, AwsError>> + Send;
-
-    /// The value a rotation in progress is about to make current (`AWSPENDING`), if there is
-    /// one. Stores without rotation have none.
-    fn get_pending(
-        &self,
-        _id: &str,
-    ) -> impl Future<Output = Result<Option<SecretString>, AwsError>> + Send {
-        async { Ok(None) }
+    /// Every value a signature may be made or checked with, read together so they agree:
+    /// `AWSCURRENT` (with when it became current), `AWSPREVIOUS` and `AWSPENDING`. Stores
+    /// without rotation have only the current value.
+    fn get_stages(&self, id: &str) -> impl Future<Output = Result<SecretStages, AwsError>> + Send {
+        async move {
+            Ok(SecretStages {
+                current: self.get(id).await?,
+                ..SecretStages::default()
+            })
+        }
     }
+}
+
+/// A secret's values by version stage, as one read saw them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretStages {
+    /// `AWSCURRENT`.
+    pub current: SecretString,
+    /// When the current version was created (Unix seconds): the last rotation, near enough.
+    pub current_since: Option<i64>,
+    /// `AWSPREVIOUS`, the value before the last rotation.
+    pub previous: Option<SecretString>,
+    /// `AWSPENDING`, the value a rotation in progress is about to make current.
+    pub pending: Option<SecretString>,
 }
 
 /// A secret's rotation state, as Secrets Manager describes it.

@@ -5,11 +5,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::ports::{AwsError, SecretStore};
+use crate::ports::{AwsError, SecretStages, SecretStore};
 use crate::secret::SecretString;
 
 /// How long a cached value is used before it is read again, by default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+/// How long after a rotation the previous value still signs and verifies, by default (Svix's
+/// 24 hours): a sender or receiver has had a day to switch.
+pub const PREVIOUS_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// Cached secret values.
 #[derive(Debug)]
@@ -17,8 +21,8 @@ pub struct SecretsCache<S> {
     store: S,
     ttl: Duration,
     values: Mutex<HashMap<String, (Instant, SecretString)>>,
-    previous: Mutex<HashMap<String, (Instant, Option<SecretString>)>>,
-    pending: Mutex<HashMap<String, (Instant, Option<SecretString>)>>,
+    /// Every stage of a signing secret, read together.
+    stages: Mutex<HashMap<String, (Instant, SecretStages)>>,
     /// Held while a value is fetched, so events that miss the cache together cause one read,
     /// not one each.
     fetching: tokio::sync::Mutex<()>,
@@ -31,123 +35,109 @@ impl<S: SecretStore> SecretsCache<S> {
             store,
             ttl,
             values: Mutex::new(HashMap::new()),
-            previous: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
+            stages: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The keys an outbound message is signed with: the current one and, while a rotation is
-    /// in progress, the pending one, so a receiver that already switched and one that has not
-    /// both verify.
-    pub async fn outbound_signing_keys(&self, id: &str) -> Result<Vec<SecretString>, AwsError> {
-        self.with_stage(id, Stage::Pending).await
+    /// The keys an outbound message is signed with: the current one, the previous one for
+    /// `grace` after the rotation that replaced it, and the pending one while a rotation is in
+    /// progress. A receiver holding any of them verifies, so none notices a rotation; from one
+    /// cache TTL after it every message carries a new-key signature.
+    pub async fn outbound_signing_keys(
+        &self,
+        id: &str,
+        grace: Duration,
+    ) -> Result<Vec<SecretString>, AwsError> {
+        let stages = self.stages(id).await?;
+        Ok(keys(&stages, grace, true))
     }
 
-    /// The values a signature may be made with: the current one and, while it exists, the one
-    /// before the last rotation, so senders that have not switched yet still verify.
+    /// The values an inbound signature may be made with: the current one and, for
+    /// [`PREVIOUS_GRACE`] after a rotation, the previous one, so senders that have not switched
+    /// yet still verify.
     pub async fn signing_keys(&self, id: &str) -> Result<Vec<SecretString>, AwsError> {
-        self.with_stage(id, Stage::Previous).await
+        let stages = self.stages(id).await?;
+        Ok(keys(&stages, PREVIOUS_GRACE, false))
     }
 
-    /// The current value, then the `stage` value when there is one and it differs.
-    async fn with_stage(&self, id: &str, stage: Stage) -> Result<Vec<SecretString>, AwsError> {
-        let current = self.get(id).await?;
-        let map = match stage {
-            Stage::Previous => &self.previous,
-            Stage::Pending => &self.pending,
-        };
-        let cached = fresh_optional(map, id, self.ttl);
-        let _fetching = match cached {
-            Some(_) => None,
-            None => Some(self.fetching.lock().await),
-        };
+    /// Every stage of `id`, from the cache while it is fresh.
+    async fn stages(&self, id: &str) -> Result<SecretStages, AwsError> {
+        if let Some(s) = fresh(&self.stages, id, self.ttl) {
+            return Ok(s);
+        }
+        let _fetching = self.fetching.lock().await;
         // Another caller may have fetched it while this one waited.
-        let other = match cached.or_else(|| fresh_optional(map, id, self.ttl)) {
-            Some(v) => v,
-            None => {
-                let v = match stage {
-                    Stage::Previous => self.store.get_previous(id).await?,
-                    Stage::Pending => self.store.get_pending(id).await?,
-                };
-                map.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.to_string(), (Instant::now(), v.clone()));
-                v
-            }
-        };
-        let mut keys = vec![current];
-        keys.extend(other.filter(|o| o != &keys[0]));
-        Ok(keys)
+        if let Some(s) = fresh(&self.stages, id, self.ttl) {
+            return Ok(s);
+        }
+        let stages = self.store.get_stages(id).await?;
+        lock(&self.stages).insert(id.to_string(), (Instant::now(), stages.clone()));
+        Ok(stages)
     }
 
     /// The secret's value, from the cache while it is fresh.
     pub async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
-        if let Some(value) = self.fresh(id) {
+        if let Some(value) = fresh(&self.values, id, self.ttl) {
             return Ok(value);
         }
         let _fetching = self.fetching.lock().await;
         // Another caller may have fetched it while this one waited.
-        if let Some(value) = self.fresh(id) {
+        if let Some(value) = fresh(&self.values, id, self.ttl) {
             return Ok(value);
         }
         let value = self.store.get(id).await?;
-        self.lock()
-            .insert(id.to_string(), (Instant::now(), value.clone()));
+        lock(&self.values).insert(id.to_string(), (Instant::now(), value.clone()));
         Ok(value)
     }
 
-    /// Drops a cached value, so the next `get` reads it again (after an auth failure).
+    /// Drops a cached value, so the next read asks the store again (after an auth failure).
     pub fn invalidate(&self, id: &str) {
-        self.lock().remove(id);
-        self.previous
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-    }
-
-    fn fresh(&self, id: &str) -> Option<SecretString> {
-        let values = self.lock();
-        let (at, value) = values.get(id)?;
-        (at.elapsed() < self.ttl).then(|| value.clone())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, SecretString)>> {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still sound.
-        self.values.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.values).remove(id);
+        lock(&self.stages).remove(id);
     }
 }
 
-/// How long after a secret changes its previous value still verifies inbound signatures.
-pub const PREVIOUS_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// The keys of `stages` that count now: current, previous within `grace` of the rotation,
+/// pending when `with_pending`; each once.
+fn keys(stages: &SecretStages, grace: Duration, with_pending: bool) -> Vec<SecretString> {
+    let now = chrono::Utc::now().timestamp();
+    let previous = stages
+        .previous
+        .as_ref()
+        .filter(|_| previous_still_valid(stages.current_since, now, grace));
+    let pending = stages.pending.as_ref().filter(|_| with_pending);
+    let mut keys = vec![stages.current.clone()];
+    for k in [pending, previous].into_iter().flatten() {
+        if !keys.contains(k) {
+            keys.push(k.clone());
+        }
+    }
+    keys
+}
 
 /// Whether the previous value still counts, the current one being current since
 /// `current_since` (Unix seconds; unknown counts as recent).
-pub fn previous_still_valid(current_since: Option<i64>, now: i64) -> bool {
-    current_since.is_none_or(|since| now - since < PREVIOUS_GRACE.as_secs() as i64)
+pub fn previous_still_valid(current_since: Option<i64>, now: i64, grace: Duration) -> bool {
+    let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+    current_since.is_none_or(|since| now.saturating_sub(since) < grace)
 }
 
-/// A version stage besides AWSCURRENT.
-#[derive(Debug, Clone, Copy)]
-enum Stage {
-    Previous,
-    Pending,
-}
-
-/// A cached optional value (another version stage) while it is fresh.
-fn fresh_optional(
-    map: &Mutex<HashMap<String, (Instant, Option<SecretString>)>>,
+/// A cached value while it is fresh.
+fn fresh<T: Clone>(
+    map: &Mutex<HashMap<String, (Instant, T)>>,
     id: &str,
     ttl: Duration,
-) -> Option<Option<SecretString>> {
-    let map = map.lock().unwrap_or_else(|p| p.into_inner());
+) -> Option<T> {
+    let map = lock(map);
     map.get(id)
         .filter(|(at, _)| at.elapsed() < ttl)
         .map(|(_, v)| v.clone())
+}
+
+fn lock<T>(map: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked mid-insert; the map is still sound.
+    map.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -167,15 +157,23 @@ mod tests {
             Ok(SecretString::new(format!("{id}-{n}")))
         }
 
-        async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
+        async fn get_stages(&self, id: &str) -> Result<SecretStages, AwsError> {
             let n = self.0.fetch_add(1, Ordering::SeqCst);
-            Ok((id == "rotated").then(|| SecretString::new(format!("old-{n}"))))
+            tokio::task::yield_now().await;
+            let hour_ago = chrono::Utc::now().timestamp() - 3600;
+            Ok(SecretStages {
+                current: SecretString::new(format!("{id}-{n}")),
+                current_since: Some(hour_ago),
+                previous: id
+                    .starts_with("rotated")
+                    .then(|| SecretString::new(format!("old-{n}"))),
+                pending: (id == "rotating").then(|| SecretString::new(format!("next-{n}"))),
+            })
         }
+    }
 
-        async fn get_pending(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
-            let n = self.0.fetch_add(1, Ordering::SeqCst);
-            Ok((id == "rotating").then(|| SecretString::new(format!("next-{n}"))))
-        }
+    fn exposed(v: Vec<SecretString>) -> Vec<String> {
+        v.iter().map(|k| k.expose().to_string()).collect()
     }
 
     #[tokio::test]
@@ -192,25 +190,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn signing_keys_include_the_previous_value_while_there_is_one() {
+    async fn inbound_keys_include_the_previous_value_for_a_day() {
         let cache = SecretsCache::new(Counting::default(), Duration::from_secs(60));
-        let keys: Vec<String> = cache
-            .signing_keys("rotated")
-            .await
-            .unwrap()
-            .iter()
-            .map(|k| k.expose().to_string())
-            .collect();
-        assert_eq!(keys, ["rotated-0", "old-1"]);
-        let again: Vec<String> = cache
-            .signing_keys("rotated")
-            .await
-            .unwrap()
-            .iter()
-            .map(|k| k.expose().to_string())
-            .collect();
+        let keys = exposed(cache.signing_keys("rotated").await.unwrap());
+        assert_eq!(keys, ["rotated-0", "old-0"]);
+        let again = exposed(cache.signing_keys("rotated").await.unwrap());
         assert_eq!(again, keys, "served from the cache");
         assert_eq!(cache.signing_keys("plain").await.unwrap().len(), 1);
+        // Pending keys sign outbound messages; they do not verify inbound ones.
+        assert_eq!(cache.signing_keys("rotating").await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -219,37 +207,76 @@ mod tests {
         let (a, b, c, d) = tokio::join!(
             cache.get("s"),
             cache.get("s"),
-            cache.outbound_signing_keys("s"),
+            cache.outbound_signing_keys("s", PREVIOUS_GRACE),
             cache.get("s")
         );
-        for v in [a.unwrap(), b.unwrap(), c.unwrap().remove(0), d.unwrap()] {
+        for v in [a.unwrap(), b.unwrap(), d.unwrap()] {
             assert_eq!(v.expose(), "s-0");
         }
-        // The value, and the pending stage once.
+        assert_eq!(c.unwrap().len(), 1);
+        // The value, and the stages once.
         assert_eq!(cache.store.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]
-    fn the_previous_value_counts_for_a_day_after_a_change() {
+    fn the_previous_value_counts_for_the_grace_after_a_rotation() {
         let now = 1_700_000_000;
-        assert!(previous_still_valid(Some(now - 3600), now));
-        assert!(previous_still_valid(None, now));
-        assert!(!previous_still_valid(Some(now - 25 * 3600), now));
+        assert!(previous_still_valid(Some(now - 3600), now, PREVIOUS_GRACE));
+        assert!(previous_still_valid(None, now, PREVIOUS_GRACE));
+        assert!(!previous_still_valid(
+            Some(now - 25 * 3600),
+            now,
+            PREVIOUS_GRACE
+        ));
+        assert!(!previous_still_valid(
+            Some(now - 61),
+            now,
+            Duration::from_secs(60)
+        ));
+        // Far-off times and graces saturate instead of overflowing.
+        assert!(!previous_still_valid(Some(i64::MIN), now, PREVIOUS_GRACE));
+        assert!(previous_still_valid(Some(now), now, Duration::MAX));
     }
 
     #[tokio::test]
-    async fn outbound_keys_include_the_pending_value_during_a_rotation() {
+    async fn outbound_keys_are_current_pending_and_previous_within_the_route_grace() {
         let cache = SecretsCache::new(Counting::default(), Duration::from_secs(60));
-        let keys = |v: Vec<SecretString>| -> Vec<String> {
-            v.iter().map(|k| k.expose().to_string()).collect()
-        };
-        let first = keys(cache.outbound_signing_keys("rotating").await.unwrap());
-        assert_eq!(first, ["rotating-0", "next-1"]);
-        let again = keys(cache.outbound_signing_keys("rotating").await.unwrap());
+        let first = exposed(
+            cache
+                .outbound_signing_keys("rotating", PREVIOUS_GRACE)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(first, ["rotating-0", "next-0"]);
+        let again = exposed(
+            cache
+                .outbound_signing_keys("rotating", PREVIOUS_GRACE)
+                .await
+                .unwrap(),
+        );
         assert_eq!(again, first, "served from the cache");
         cache.invalidate("rotating");
-        let fresh = keys(cache.outbound_signing_keys("rotating").await.unwrap());
-        assert_eq!(fresh, ["rotating-2", "next-3"]);
-        assert_eq!(cache.outbound_signing_keys("plain").await.unwrap().len(), 1);
+        let fresh = exposed(
+            cache
+                .outbound_signing_keys("rotating", PREVIOUS_GRACE)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(fresh, ["rotating-1", "next-1"]);
+        // Rotated an hour ago: the previous key signs within a day's grace, not a minute's.
+        let day = exposed(
+            cache
+                .outbound_signing_keys("rotated", PREVIOUS_GRACE)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(day, ["rotated-2", "old-2"]);
+        let minute = exposed(
+            cache
+                .outbound_signing_keys("rotated", Duration::from_secs(60))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(minute, ["rotated-2"]);
     }
 }

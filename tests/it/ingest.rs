@@ -483,12 +483,19 @@ impl<P: SecretStore> SecretStore for Counted<P> {
         self.note("GetSecretValue");
         self.inner.get(id).await
     }
-    async fn get_previous(
+    async fn get_stages(
         &self,
         id: &str,
-    ) -> Result<Option<switchboard_shared::secret::SecretString>, AwsError> {
-        self.note("GetSecretValue");
-        self.inner.get_previous(id).await
+    ) -> Result<switchboard_shared::ports::SecretStages, AwsError> {
+        self.note("ListSecretVersionIds");
+        let stages = self.inner.get_stages(id).await?;
+        // GetSecretValue by version, for each stage there is.
+        let reads =
+            1 + usize::from(stages.previous.is_some()) + usize::from(stages.pending.is_some());
+        for _ in 0..reads {
+            self.note("GetSecretValue");
+        }
+        Ok(stages)
     }
 }
 
@@ -558,11 +565,12 @@ async fn aws_requests_per_accepted_event() {
         "AWS requests per accepted event: first {:?}, then {:?}",
         per_event[0], per_event[1]
     );
-    // First event of a container: the signing secret (current and previous) is read once.
+    // First event of a container: the signing secret's versions are listed and the current
+    // one read, once.
     assert_eq!(
         per_event[0],
         [
-            "GetSecretValue",
+            "ListSecretVersionIds",
             "GetSecretValue",
             "PutItem",
             "PutObject",

@@ -276,3 +276,107 @@ async fn rotating_the_oauth_token_and_the_signing_secret_under_traffic_fails_no_
     );
     stack.dev.shutdown().await;
 }
+
+/// A scheduled rotation as receivers see it, through the local stack with a one-second secrets
+/// cache: receivers holding only the old key, only the new key, or both refuse nothing while
+/// the previous key is within its grace; after the grace only the new key signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_with_the_old_key_the_new_key_or_both_refuse_nothing_during_the_grace() {
+    let receiver = Receiver::start().await;
+    let grace = Duration::from_secs(6);
+    let ttl = Duration::from_secs(1);
+    let routes: String = ["old", "new", "both"]
+        .iter()
+        .map(|name| {
+            format!(
+                "  - id: {name}\n    map: '{{\"n\": n}}'\n    deliver:\n      url: {}/{name}\n      sign: {{ secret: SECRET/outbound, previous_grace: {}s }}\n      retry: [1s]\n",
+                receiver.base,
+                grace.as_secs()
+            )
+        })
+        .collect();
+    let definition = format!(
+        "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n{routes}"
+    );
+    let stack = TestStack::with_options(
+        &[("orders.yaml".to_string(), definition)],
+        &[("signing", SIGNING_SECRET), ("outbound", OUTBOUND_KEY)],
+        FAST,
+        |o| o.secrets_ttl = ttl,
+    )
+    .await;
+    let client = Client::new(&stack.dev.sdk);
+    let id = format!("{}/outbound", stack.prefix);
+    // Before the rotation: the old key's holders accept.
+    receiver.require_signature("/old", &[OUTBOUND_KEY]);
+    let (status, _) = stack.post_signed("orders", br#"{"n": 0}"#).await;
+    assert_eq!(status, 202);
+    receiver.wait_for(3, Duration::from_secs(20)).await;
+
+    switchboard_cli::rotation::rotate(&client, &id, Metrics::Off)
+        .await
+        .unwrap();
+    let rotated = Instant::now();
+    let new_key = value(&client, &id, "AWSCURRENT").await.unwrap();
+    assert_ne!(new_key, OUTBOUND_KEY);
+    receiver.require_signature("/new", &[&new_key]);
+    receiver.require_signature("/both", &[OUTBOUND_KEY, &new_key]);
+
+    // Within the grace, once every cache has read the rotation: all three accept, and each
+    // message carries both signatures.
+    tokio::time::sleep(ttl + Duration::from_millis(500)).await;
+    let (status, _) = stack.post_signed("orders", br#"{"n": 1}"#).await;
+    assert_eq!(status, 202);
+    let during: Vec<_> = receiver
+        .wait_for(6, Duration::from_secs(20))
+        .await
+        .into_iter()
+        .filter(|r| r.body["n"] == 1)
+        .collect();
+    assert!(
+        rotated.elapsed() < grace,
+        "the grace ran out before the check"
+    );
+    assert_eq!(during.len(), 3, "{during:?}");
+    for r in &during {
+        assert_eq!(r.status, 200, "{} refused during the grace", r.path);
+        assert!(r.verifies_with(OUTBOUND_KEY) && r.verifies_with(&new_key));
+    }
+
+    // After the grace (and one more cache TTL): only the new key signs.
+    tokio::time::sleep((grace + ttl + Duration::from_secs(1)).saturating_sub(rotated.elapsed()))
+        .await;
+    let (status, _) = stack.post_signed("orders", br#"{"n": 2}"#).await;
+    assert_eq!(status, 202);
+    let started = Instant::now();
+    let after = loop {
+        let after: Vec<_> = receiver
+            .received()
+            .into_iter()
+            .filter(|r| r.body["n"] == 2)
+            .collect();
+        let dead = stack.depth(&stack.dev.resources.deliveries_dlq_url).await;
+        if after.iter().any(|r| r.path == "/new")
+            && after.iter().any(|r| r.path == "/both")
+            && dead == 1
+        {
+            break after;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{after:?}, {dead} dead"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for r in &after {
+        assert!(r.verifies_with(&new_key), "{}", r.path);
+        assert!(
+            !r.verifies_with(OUTBOUND_KEY),
+            "{} still signed with the old key",
+            r.path
+        );
+        let expected = if r.path == "/old" { 401 } else { 200 };
+        assert_eq!(r.status, expected, "{}", r.path);
+    }
+    stack.dev.shutdown().await;
+}

@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         sink_port: None,
         stack: format!("p{id}"),
         queues: TEMPLATE_SETTINGS,
+        ..DevOptions::default()
     })
     .await?;
     let definition = switchboard_cli::send::integration(&dir, "orders")?;

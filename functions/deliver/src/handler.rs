@@ -34,7 +34,7 @@ use switchboard_shared::ports::{
     AttemptRecord, AwsError, DeadLetter, DeadLetterQueue, DestinationStore, IdempotencyStore,
     SecretStore, Visibility, send_dead_letter,
 };
-use switchboard_shared::secrets::SecretsCache;
+use switchboard_shared::secrets::{PREVIOUS_GRACE, SecretsCache};
 use tracing::Instrument;
 
 /// The ports deliver uses.
@@ -159,15 +159,16 @@ where
         let routes = || self.integrations.iter().flat_map(|i| i.routes.iter());
         let credentials: std::collections::BTreeSet<&str> =
             routes().filter_map(|r| r.deliver.auth.secret()).collect();
-        let signing: std::collections::BTreeSet<&str> =
-            routes().filter_map(|r| r.deliver.sign.as_deref()).collect();
+        let signing: std::collections::BTreeSet<&str> = routes()
+            .filter_map(|r| r.deliver.sign.as_ref().map(|s| s.secret.as_str()))
+            .collect();
         let secrets = self.credentials.secrets();
         futures::future::join(
             futures::future::join_all(credentials.into_iter().map(|id| secrets.get(id))),
             futures::future::join_all(
                 signing
                     .into_iter()
-                    .map(|id| secrets.outbound_signing_keys(id)),
+                    .map(|id| secrets.outbound_signing_keys(id, PREVIOUS_GRACE)),
             ),
         )
         .await;
@@ -815,8 +816,8 @@ where
             request = request.header(name.as_str(), value.as_str());
         }
         let idempotency_key = format!("{}:{}", task.event_id, task.route);
-        if let Some(secret) = &route.deliver.sign {
-            let keys = self.credentials.signing_keys(secret).await?;
+        if let Some(sign) = &route.deliver.sign {
+            let keys = self.credentials.signing_keys(sign).await?;
             let headers = switchboard_shared::verify::sign_standard_webhooks(
                 &keys,
                 &idempotency_key,

@@ -217,7 +217,10 @@ mod tests {
             panic!("no secret should be read, asked for {id}")
         }
 
-        async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
+        async fn get_stages(
+            &self,
+            id: &str,
+        ) -> Result<switchboard_shared::ports::SecretStages, AwsError> {
             panic!("no secret should be read, asked for {id}")
         }
     }
@@ -229,10 +232,6 @@ mod tests {
         async fn get(&self, _: &str) -> Result<SecretString, AwsError> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(SecretString::new("t0ken"))
-        }
-
-        async fn get_previous(&self, _: &str) -> Result<Option<SecretString>, AwsError> {
-            Ok(None)
         }
     }
 

@@ -3,10 +3,10 @@
 use aws_sdk_secretsmanager::Client;
 
 use super::aws_error;
-use crate::ports::{AwsError, RotationStore, SecretStore, SecretVersions};
+use crate::ports::{AwsError, RotationStore, SecretStages, SecretStore, SecretVersions};
 use crate::secret::SecretString;
 
-/// Reads the AWSCURRENT value of secrets.
+/// Reads secrets' values by version stage.
 #[derive(Debug, Clone)]
 pub struct SecretsManagerStore {
     client: Client,
@@ -21,52 +21,101 @@ impl SecretsManagerStore {
 
 impl SecretStore for SecretsManagerStore {
     async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(id)
-            .send()
-            .await
-            .map_err(|e| aws_error("GetSecretValue", e))?;
-        out.secret_string()
-            .map(SecretString::new)
+        // The stage is asked for explicitly: it is what AWS does without one, and moto without
+        // one keeps answering the version current before the last UpdateSecretVersionStage.
+        self.read(id, None, Some("AWSCURRENT"))
+            .await?
+            .map(|(v, _)| v)
             .ok_or_else(|| AwsError {
                 operation: "GetSecretValue",
                 message: format!("secret `{id}` has no string value"),
             })
     }
 
-    async fn get_previous(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
-        // The previous value counts only while the current one is recent: a sender has had
-        // PREVIOUS_GRACE to switch.
-        let versions = self
+    async fn get_stages(&self, id: &str) -> Result<SecretStages, AwsError> {
+        // One listing names the version behind each stage; each value is then read by version,
+        // so the three agree even if a rotation moves the labels meanwhile. The current
+        // version's age comes from GetSecretValue: moto dates every listed version "now".
+        let listing = self
             .client
             .list_secret_version_ids()
             .secret_id(id)
             .send()
             .await
             .map_err(|e| aws_error("ListSecretVersionIds", e))?;
-        let current_since = versions
-            .versions()
-            .iter()
-            .find(|v| v.version_stages().iter().any(|s| s == "AWSCURRENT"))
-            .and_then(|v| v.created_date())
-            .map(|d| d.secs());
-        if !crate::secrets::previous_still_valid(current_since, chrono::Utc::now().timestamp()) {
-            return Ok(None);
-        }
-        self.get_stage(id, "AWSPREVIOUS").await
-    }
-
-    async fn get_pending(&self, id: &str) -> Result<Option<SecretString>, AwsError> {
-        self.get_stage(id, "AWSPENDING").await
+        let with = |stage: &str| {
+            listing
+                .versions()
+                .iter()
+                .find(|v| v.version_stages().iter().any(|s| s == stage))
+        };
+        let Some(current) = with("AWSCURRENT") else {
+            return Ok(SecretStages {
+                current: self.get(id).await?,
+                ..SecretStages::default()
+            });
+        };
+        let version = |stage: &str| with(stage).and_then(|v| v.version_id()).map(str::to_string);
+        let (value, previous, pending) = tokio::join!(
+            self.get_version(id, current.version_id().map(str::to_string)),
+            self.get_version(id, version("AWSPREVIOUS")),
+            self.get_version(id, version("AWSPENDING")),
+        );
+        let (current, current_since) = value?.ok_or_else(|| AwsError {
+            operation: "GetSecretValue",
+            message: format!("secret `{id}` has no string value"),
+        })?;
+        Ok(SecretStages {
+            current,
+            current_since,
+            previous: previous?.map(|(v, _)| v),
+            pending: pending?.map(|(v, _)| v),
+        })
     }
 }
 
 impl SecretsManagerStore {
-    /// The value labelled `stage`, or None when no version carries the label.
-    async fn get_stage(&self, id: &str, stage: &str) -> Result<Option<SecretString>, AwsError> {
-        RotationStore::value(self, id, None, stage).await
+    /// The value of `version` and when it was created, or None when there is no such version
+    /// (or none was named).
+    async fn get_version(
+        &self,
+        id: &str,
+        version: Option<String>,
+    ) -> Result<Option<(SecretString, Option<i64>)>, AwsError> {
+        match version {
+            Some(v) => self.read(id, Some(&v), None).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The value of the version named by id and/or stage, and when that version was created;
+    /// None when there is none.
+    async fn read(
+        &self,
+        id: &str,
+        version: Option<&str>,
+        stage: Option<&str>,
+    ) -> Result<Option<(SecretString, Option<i64>)>, AwsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .set_version_id(version.map(str::to_string))
+            .set_version_stage(stage.map(str::to_string))
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out
+                .secret_string()
+                .map(|v| (SecretString::new(v), out.created_date().map(|d| d.secs())))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(aws_error("GetSecretValue", e)),
+        }
     }
 }
 
@@ -94,24 +143,7 @@ impl RotationStore for SecretsManagerStore {
         version: Option<&str>,
         stage: &str,
     ) -> Result<Option<SecretString>, AwsError> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(id)
-            .set_version_id(version.map(str::to_string))
-            .version_stage(stage)
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(out.secret_string().map(SecretString::new)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(aws_error("GetSecretValue", e)),
-        }
+        Ok(self.read(id, version, Some(stage)).await?.map(|(v, _)| v))
     }
 
     async fn put_pending(

@@ -63,6 +63,8 @@ struct Inner {
     retry_after: Option<String>,
     /// Answers for paths containing a text, each used in turn; the last one sticks.
     rules: Vec<(String, VecDeque<Answer>)>,
+    /// Paths containing a text answer 401 unless a signature verifies with one of the keys.
+    keys: Vec<(String, Vec<String>)>,
     received: Vec<Received>,
 }
 
@@ -105,6 +107,15 @@ impl Receiver {
             .unwrap()
             .rules
             .push((path.to_string(), answers.into()));
+    }
+
+    /// Requests whose path contains `path` are refused (401) unless their Standard Webhooks
+    /// signature verifies with one of `keys`, as a receiver holding only those keys does.
+    pub fn require_signature(&self, path: &str, keys: &[&str]) {
+        self.inner.lock().unwrap().keys.push((
+            path.to_string(),
+            keys.iter().map(|k| k.to_string()).collect(),
+        ));
     }
 
     /// From now on, send `Retry-After: value` with every answer that is not a success.
@@ -158,7 +169,22 @@ async fn answer(
                 answers.front().cloned()
             }
         });
+    let mut received = Received {
+        method,
+        path,
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        raw: body.to_vec(),
+        status: 0,
+        at: Instant::now(),
+    };
+    let unsigned = inner
+        .keys
+        .iter()
+        .find(|(p, _)| received.path.contains(p.as_str()))
+        .is_some_and(|(_, keys)| !keys.iter().any(|k| received.verifies_with(k)));
     let mut response = match scripted {
+        _ if unsigned => StatusCode::UNAUTHORIZED.into_response(),
         Some((status, Some(json))) => (status, axum::Json(json)).into_response(),
         Some((status, None)) => status.into_response(),
         None => inner.status.unwrap_or(StatusCode::OK).into_response(),
@@ -170,14 +196,7 @@ async fn answer(
             .headers_mut()
             .insert("retry-after", value.parse().unwrap());
     }
-    inner.received.push(Received {
-        method,
-        path,
-        headers,
-        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        raw: body.to_vec(),
-        status: response.status().as_u16(),
-        at: Instant::now(),
-    });
+    received.status = response.status().as_u16();
+    inner.received.push(received);
     response
 }

@@ -82,6 +82,16 @@ impl TestStack {
         secrets: &[(&str, &str)],
         queues: QueueSettings,
     ) -> Self {
+        Self::with_options(files, secrets, queues, |_| {}).await
+    }
+
+    /// As `with_files`, the stack's options changed by `tweak` first.
+    pub async fn with_options(
+        files: &[(String, String)],
+        secrets: &[(&str, &str)],
+        queues: QueueSettings,
+        tweak: impl FnOnce(&mut DevOptions),
+    ) -> Self {
         let port: u16 = emulator()
             .endpoint()
             .rsplit(':')
@@ -109,7 +119,7 @@ impl TestStack {
             .map(|(n, v)| format!("{n}: {}\n", serde_json::to_string(v).unwrap()))
             .collect();
         std::fs::write(&secrets_file, yaml).unwrap();
-        let dev = DevStack::start(DevOptions {
+        let mut options = DevOptions {
             port: 0,
             integrations: dir.clone(),
             secrets: Some(secrets_file),
@@ -117,9 +127,12 @@ impl TestStack {
             sink_port: None,
             stack: prefix.clone(),
             queues,
-        })
-        .await
-        .expect("start the local stack");
+            ..DevOptions::default()
+        };
+        tweak(&mut options);
+        let dev = DevStack::start(options)
+            .await
+            .expect("start the local stack");
         let sqs = aws_sdk_sqs::Client::new(&dev.sdk);
         Self {
             dev,
