@@ -180,6 +180,8 @@ fn bench(c: &mut Criterion) {
             queue: counter.clone(),
             dead_letters: counter.clone(),
             metrics: Metrics::Off,
+            // The bench's destination is a loopback server.
+            network: switchboard_shared::network::NetworkPolicy::LOCAL,
         },
         50,
     )

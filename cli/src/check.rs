@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use switchboard_shared::integration::{DefinitionError, Integration, Integrations, OnMissing};
 use switchboard_shared::mapping::Scope;
+use switchboard_shared::network::NetworkPolicy;
 use transform::pipeline::{RouteOutcome, run_route};
 
 /// What a check found.
@@ -85,9 +86,11 @@ impl Report {
     }
 }
 
-/// Checks the definitions and fixtures in `dir`.
-pub fn check(dir: &Path) -> Report {
-    let (integrations, errors) = Integrations::<Integration>::load_dir_all(dir);
+/// Checks the definitions and fixtures in `dir`; every URL against the network guard's
+/// `network` rule (a deployed stack's, unless the definitions are for `switchboard dev`).
+pub fn check(dir: &Path, network: NetworkPolicy) -> Report {
+    let (integrations, mut errors) = Integrations::<Integration>::load_dir_all(dir);
+    errors.extend(integrations.network_errors(network));
     let mut report = Report {
         definitions: integrations.iter().map(|i| i.id.clone()).collect(),
         errors,
@@ -454,9 +457,59 @@ routes:
     }
 
     #[test]
+    fn a_refused_address_or_plain_http_names_the_file_route_and_field() {
+        let dir = tempdir("network");
+        let route = |url: &str| {
+            format!(
+                "source:\n  verify: none\n  allow_unsigned: true\nroutes:\n  - id: out\n    map: $\n    deliver: {{ url: \"{url}\" }}\n"
+            )
+        };
+        write(
+            &dir.join("metadata.yaml"),
+            &route("http://169.254.169.254/latest/meta-data"),
+        );
+        write(
+            &dir.join("runtime.yaml"),
+            &route("https://127.0.0.1:9001/2018-06-01/runtime"),
+        );
+        write(
+            &dir.join("plain.yaml"),
+            &route("http://api.example.com/hook"),
+        );
+        write(&dir.join("vpc.yaml"), &route("https://10.1.2.3/hook"));
+        write(
+            &dir.join("vpc-allowed.yaml"),
+            &route("https://10.1.2.3/hook").replace(" }", ", allow_private_network: true }"),
+        );
+        let text = check(&dir, NetworkPolicy::DEPLOYED).render();
+        for (file, says) in [
+            ("metadata.yaml", "169.254.169.254 is a link-local address"),
+            ("runtime.yaml", "127.0.0.1 is a loopback address"),
+            ("plain.yaml", "plain http is refused"),
+            ("vpc.yaml", "allow_private_network: true"),
+        ] {
+            let line = text
+                .lines()
+                .find(|l| l.contains(file))
+                .unwrap_or_else(|| panic!("{file} not reported:\n{text}"));
+            assert!(line.contains("routes[0].deliver.url"), "{line}");
+            assert!(line.contains(says), "{line}");
+        }
+        assert!(!text.contains("vpc-allowed.yaml"), "{text}");
+        // The local stack allows loopback, nothing else.
+        let local = check(&dir, NetworkPolicy::LOCAL).render();
+        assert!(!local.contains("runtime.yaml"), "{local}");
+        assert!(
+            local.contains("metadata.yaml") && local.contains("plain.yaml"),
+            "{local}"
+        );
+    }
+
+    #[test]
     fn the_shipped_integrations_pass_their_fixtures() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../integrations");
-        let report = check(&dir);
+        // example.yaml posts to the local sink: checked as `switchboard dev` runs it.
+        let report = check(&dir, NetworkPolicy::LOCAL);
         assert!(report.passed(), "{}", report.render());
         assert!(report.cases.len() >= 11, "{}", report.render());
         for id in ["hubspot-contacts", "shopify-orders"] {
@@ -467,7 +520,7 @@ routes:
     #[test]
     fn a_matching_fixture_passes_and_a_changed_mapping_shows_a_diff() {
         let dir = orders_dir("match", r#"{"name": "Ada", "total": 5}"#);
-        let report = check(&dir);
+        let report = check(&dir, NetworkPolicy::DEPLOYED);
         assert!(report.passed(), "{}", report.render());
         assert_eq!(
             report.cases[0].routes,
@@ -478,7 +531,7 @@ routes:
         );
 
         let dir = orders_dir("differs", r#"{"name": "Ada", "total": 6}"#);
-        let report = check(&dir);
+        let report = check(&dir, NetworkPolicy::DEPLOYED);
         assert!(!report.passed());
         let text = report.render();
         assert!(text.contains("FAIL   orders/small"), "{text}");
@@ -493,7 +546,7 @@ routes:
         let case = dir.join("fixtures/orders/small/expected");
         std::fs::remove_file(case.join("big.skip")).unwrap();
         write(&case.join("nope.skip"), "");
-        let text = check(&dir).render();
+        let text = check(&dir, NetworkPolicy::DEPLOYED).render();
         assert!(text.contains("nothing for route `big`"), "{text}");
         assert!(text.contains("has no route `nope`"), "{text}");
     }
@@ -504,7 +557,7 @@ routes:
         let case = dir.join("fixtures/orders/small");
         // Without a name the contract rejects the crm request; the fixture says it is delivered.
         write(&case.join("input.json"), r#"{"items": [{"price": 200}]}"#);
-        let text = check(&dir).render();
+        let text = check(&dir, NetworkPolicy::DEPLOYED).render();
         assert!(
             text.contains("crm: a request was expected, but it was rejected: contract_violation"),
             "{text}"
@@ -527,7 +580,7 @@ routes:
             &dir.join("b.yaml"),
             &ORDERS.replace("{ type: object, required: [name] }", "{ type: objekt }"),
         );
-        let report = check(&dir);
+        let report = check(&dir, NetworkPolicy::DEPLOYED);
         assert!(!report.passed());
         let text = report.render();
         assert!(

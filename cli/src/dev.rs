@@ -21,6 +21,7 @@ use ingest::handler::{Ingest, Ports};
 use switchboard_shared::aws::{DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue};
 use switchboard_shared::integration::{Definition, Inbound, Integrations, Outbound};
 use switchboard_shared::metrics::Metrics;
+use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::secrets::{DEFAULT_TTL, SecretsCache};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -50,6 +51,20 @@ pub struct DevOptions {
     pub queues: QueueSettings,
     /// How long each handler caches a secret value (`SECRETS_TTL_SECS`).
     pub secrets_ttl: Duration,
+    /// Apply the deployed network rules (no loopback destinations) instead of allowing
+    /// loopback, where the sink and tests listen.
+    pub strict_network: bool,
+}
+
+impl DevOptions {
+    /// The network guard's rule for this stack.
+    pub fn network(&self) -> NetworkPolicy {
+        if self.strict_network {
+            NetworkPolicy::DEPLOYED
+        } else {
+            NetworkPolicy::LOCAL
+        }
+    }
 }
 
 impl Default for DevOptions {
@@ -66,6 +81,7 @@ impl Default for DevOptions {
                 ..crate::resources::TEMPLATE_SETTINGS
             },
             secrets_ttl: DEFAULT_TTL,
+            strict_network: false,
         }
     }
 }
@@ -106,6 +122,7 @@ struct DeliverWorker {
     resources: Resources,
     queues: QueueSettings,
     secrets_ttl: Duration,
+    network: NetworkPolicy,
     metrics: Metrics,
     arn: String,
     stopped: watch::Receiver<bool>,
@@ -128,6 +145,7 @@ impl DeliverWorker {
                 queue: SqsQueue::new(sqs.clone(), &self.resources.deliveries_url),
                 dead_letters: SqsQueue::new(sqs.clone(), &self.resources.deliveries_dlq_url),
                 metrics: self.metrics.clone(),
+                network: self.network,
             },
             self.queues.deliveries_max_receive_count,
         )?);
@@ -159,6 +177,9 @@ impl DeliverWorker {
         }))
     }
 }
+
+/// The largest body API Gateway passes on (10 MB).
+pub const API_GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// How many deliveries batches the local stack works on at once.
 const DELIVER_POLLERS: usize = 3;
@@ -204,6 +225,8 @@ impl DevStack {
         let integrations: Arc<Integrations> = load(&options.integrations)?;
         let inbound: Arc<Integrations<Inbound>> = load(&options.integrations)?;
         let outbound: Arc<Integrations<Outbound>> = load(&options.integrations)?;
+        // Before anything starts: a definition the guard refuses stops the stack here.
+        integrations.check_network(options.network())?;
         let emulator_port = options.emulator_port;
         let emulator =
             tokio::task::spawn_blocking(move || Emulator::ensure(emulator_port)).await??;
@@ -245,6 +268,7 @@ impl DevStack {
                 archive,
                 secrets: secrets(),
                 metrics: metrics.clone(),
+                network: options.network(),
             },
             options.queues.max_receive_count,
         )?);
@@ -280,6 +304,7 @@ impl DevStack {
             resources: resources.clone(),
             queues: options.queues,
             secrets_ttl: options.secrets_ttl,
+            network: options.network(),
             metrics: metrics.clone(),
             arn: deliveries_arn,
             stopped: stopped.clone(),
@@ -292,6 +317,9 @@ impl DevStack {
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/webhooks/{integration}", post(webhook))
+            // API Gateway takes bodies up to 10 MB: larger ones are its to refuse, smaller ones
+            // ingest's (413 `payload_too_large` beyond the integration's limit).
+            .layer(axum::extract::DefaultBodyLimit::max(API_GATEWAY_MAX_BODY))
             .fallback(not_found)
             .with_state(Arc::clone(&ingest));
         let mut server_stop = stopped.clone();

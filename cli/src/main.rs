@@ -44,6 +44,10 @@ enum Command {
         /// Receives before a message moves to its DLQ.
         #[arg(long, default_value_t = 5)]
         max_receive_count: u32,
+        /// Apply the deployed network rules: no loopback destinations (the sink included),
+        /// https unless a route says `allow_http: true`.
+        #[arg(long)]
+        strict_network: bool,
     },
     /// Sign a payload with the integration's dev secret and post it.
     Send {
@@ -82,6 +86,10 @@ enum Command {
         /// Directory of integration definitions (fixtures in DIR/fixtures/<integration>/<case>/).
         #[arg(default_value = "integrations")]
         dir: PathBuf,
+        /// Check the URLs as `switchboard dev` runs them (loopback allowed) instead of as a
+        /// deployed stack does.
+        #[arg(long)]
+        allow_loopback: bool,
     },
 }
 
@@ -139,8 +147,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{secret_id}: AWSCURRENT is now version {version}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { dir } => {
-            let report = switchboard_cli::check::check(&dir);
+        Command::Check {
+            dir,
+            allow_loopback,
+        } => {
+            let network = if allow_loopback {
+                switchboard_shared::network::NetworkPolicy::LOCAL
+            } else {
+                switchboard_shared::network::NetworkPolicy::DEPLOYED
+            };
+            let report = switchboard_cli::check::check(&dir, network);
             print!("{}", report.render());
             Ok(if report.passed() {
                 ExitCode::SUCCESS
@@ -157,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stack,
             visibility_timeout,
             max_receive_count,
+            strict_network,
         } => {
             let options = DevOptions {
                 port,
@@ -173,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ),
                 },
                 secrets_ttl: switchboard_shared::config::secrets_ttl()?,
+                strict_network,
             };
             let stack = DevStack::start(options).await?;
             println!("switchboard dev");

@@ -68,7 +68,11 @@ pub async fn begin(client: &Client, id: &str) -> anyhow::Result<String> {
 /// failing step stops it, leaving AWSCURRENT as it was.
 pub async fn rotate(client: &Client, id: &str, metrics: Metrics) -> anyhow::Result<String> {
     let token = begin(client, id).await?;
-    let handler = Rotate::new(SecretsManagerStore::new(client.clone()), metrics)?;
+    let handler = Rotate::new(
+        SecretsManagerStore::new(client.clone()),
+        metrics,
+        switchboard_shared::network::NetworkPolicy::LOCAL,
+    )?;
     for step in STEP_NAMES {
         let event = RotationEvent {
             secret_id: id.to_string(),

@@ -59,6 +59,8 @@ pub fn counts_as_failure(outcome: Outcome) -> bool {
     match outcome {
         Outcome::Status(s) => s == 408 || (500..=599).contains(&s),
         Outcome::Timeout | Outcome::Connect | Outcome::Dns | Outcome::Dropped => true,
+        // Nothing was sent: it says nothing about the destination.
+        Outcome::Blocked => false,
     }
 }
 

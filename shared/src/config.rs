@@ -4,6 +4,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Why a handler could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A definition fails the network guard under the function's policy.
+    #[error(transparent)]
+    Definition(#[from] crate::integration::DefinitionError),
+    /// No HTTP client could be built (TLS set-up).
+    #[error("no HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
 /// A setting that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("environment variable {name}: {problem}")]

@@ -3,12 +3,13 @@
 //! they expire, and outbound signing keys. Shared by enrichment (transform) and delivery.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::http::{AuthError, basic_credentials};
+use crate::http::{AuthError, GuardedHttp, basic_credentials};
 use crate::integration::{Auth, Signing};
 use crate::ports::SecretStore;
 use crate::secret::{SecretString, TypedSecret, WebhookSecret};
@@ -23,11 +24,18 @@ const TOKEN_DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub struct Credentials<K> {
     secrets: SecretsCache<K>,
-    http: reqwest::Client,
-    /// Access tokens by client secret id, with when to stop using them. One lock for all, so
-    /// concurrent events that find the token missing ask the token endpoint once.
-    tokens: Mutex<HashMap<String, (Instant, SecretString)>>,
+    http: GuardedHttp,
+    /// How long a token request may take.
+    timeout: Duration,
+    /// Access tokens by client secret id, with when to stop using them.
+    tokens: std::sync::Mutex<HashMap<String, (Instant, SecretString)>>,
+    /// One lock per client secret, held while its token is minted: concurrent events that find
+    /// it missing ask its token endpoint once, and a slow endpoint holds up no other secret.
+    minting: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
+
+/// The longest an answer from a token endpoint may be.
+const TOKEN_ANSWER_CAP: usize = 64 * 1024;
 
 #[derive(Deserialize)]
 struct TokenAnswer {
@@ -36,13 +44,16 @@ struct TokenAnswer {
 }
 
 impl<K: SecretStore> Credentials<K> {
-    /// Credentials read through `secrets`; token requests time out after `timeout`.
-    pub fn new(secrets: SecretsCache<K>, timeout: Duration) -> Result<Self, reqwest::Error> {
-        Ok(Self {
+    /// Credentials read through `secrets`; token requests go through `http` and time out
+    /// after `timeout`.
+    pub fn new(secrets: SecretsCache<K>, http: GuardedHttp, timeout: Duration) -> Self {
+        Self {
             secrets,
-            http: crate::http::client(timeout, timeout)?,
-            tokens: Mutex::new(HashMap::new()),
-        })
+            http,
+            timeout,
+            tokens: std::sync::Mutex::default(),
+            minting: std::sync::Mutex::default(),
+        }
     }
 
     /// The secrets cache underneath.
@@ -91,7 +102,7 @@ impl<K: SecretStore> Credentials<K> {
     pub async fn invalidate(&self, auth: &Auth) {
         if let Some(secret) = auth.secret() {
             self.secrets.invalidate(secret);
-            self.tokens.lock().await.remove(secret);
+            self.cached_tokens().remove(secret);
         }
     }
 
@@ -128,11 +139,20 @@ impl<K: SecretStore> Credentials<K> {
     /// The access token: the one the last rotation stored while it is valid, else one minted
     /// here and cached until shortly before it expires.
     async fn token(&self, secret: &str) -> Result<SecretString, AuthError> {
-        let mut tokens = self.tokens.lock().await;
-        if let Some((until, token)) = tokens.get(secret)
-            && Instant::now() < *until
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.cached_token(secret) {
+            return Ok(token);
+        }
+        let lock = Arc::clone(
+            self.minting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(secret.to_string())
+                .or_default(),
+        );
+        let _minting = lock.lock().await;
+        // Another event may have minted it while this one waited.
+        if let Some(token) = self.cached_token(secret) {
+            return Ok(token);
         }
         let value = self.secrets.get(secret).await?;
         let Ok(TypedSecret::OAuth2(client)) = TypedSecret::parse(&value) else {
@@ -146,7 +166,8 @@ impl<K: SecretStore> Credentials<K> {
             let left = u64::try_from(expires_at - now).unwrap_or(0);
             if left > TOKEN_EARLY.as_secs() {
                 let keep = Duration::from_secs(left) - TOKEN_EARLY;
-                tokens.insert(secret.to_string(), (Instant::now() + keep, token.clone()));
+                self.cached_tokens()
+                    .insert(secret.to_string(), (Instant::now() + keep, token.clone()));
                 return Ok(token.clone());
             }
         }
@@ -166,7 +187,9 @@ impl<K: SecretStore> Credentials<K> {
         // RFC 6749 §2.3.1: every server must accept the client's credentials as HTTP Basic.
         let response = self
             .http
-            .post(&client.token_url)
+            .request_str(reqwest::Method::POST, &client.token_url)
+            .map_err(|e| token_error(e.to_string()))?
+            .timeout(self.timeout)
             .basic_auth(&client.client_id, Some(client.client_secret.expose()))
             .header(
                 reqwest::header::CONTENT_TYPE,
@@ -187,9 +210,15 @@ impl<K: SecretStore> Credentials<K> {
                 status.as_u16()
             )));
         }
-        let answer: TokenAnswer = response
-            .json()
+        let answer = crate::http::read_capped(response, TOKEN_ANSWER_CAP)
             .await
+            .map_err(|e| token_error(crate::http::transport_error(&e)))?;
+        if answer.truncated {
+            return Err(token_error(format!(
+                "the token endpoint's answer is longer than {TOKEN_ANSWER_CAP} bytes"
+            )));
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&answer.bytes)
             .map_err(|_| token_error("the token endpoint's answer has no access_token".into()))?;
         let lifetime = answer
             .expires_in
@@ -201,8 +230,21 @@ impl<K: SecretStore> Credentials<K> {
             .filter(|k| *k >= lifetime / 2)
             .unwrap_or(lifetime / 2);
         let token = SecretString::new(answer.access_token);
-        tokens.insert(secret.to_string(), (Instant::now() + keep, token.clone()));
+        self.cached_tokens()
+            .insert(secret.to_string(), (Instant::now() + keep, token.clone()));
         Ok(token)
+    }
+
+    fn cached_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, SecretString)>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The minted token for `secret`, while it is good.
+    fn cached_token(&self, secret: &str) -> Option<SecretString> {
+        self.cached_tokens()
+            .get(secret)
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, token)| token.clone())
     }
 }
 
@@ -234,6 +276,11 @@ mod tests {
     use super::*;
 
     struct Fixed(String);
+
+    /// The guard as `switchboard dev` runs it: these tests' servers are on loopback.
+    fn local_http() -> GuardedHttp {
+        GuardedHttp::new(crate::network::NetworkPolicy::LOCAL, Duration::from_secs(5)).unwrap()
+    }
 
     impl SecretStore for Fixed {
         async fn get(&self, _: &str) -> Result<SecretString, AwsError> {
@@ -277,9 +324,9 @@ mod tests {
         );
         Credentials::new(
             SecretsCache::new(Fixed(record), Duration::from_secs(60)),
+            local_http(),
             Duration::from_secs(5),
         )
-        .unwrap()
     }
 
     fn authorization(request: reqwest::RequestBuilder) -> String {
@@ -328,9 +375,9 @@ mod tests {
         );
         let c = Credentials::new(
             SecretsCache::new(Fixed(record), Duration::from_secs(60)),
+            local_http(),
             Duration::from_secs(5),
-        )
-        .unwrap();
+        );
         let auth = Auth::Oauth2ClientCredentials { secret: "s".into() };
         let e = c
             .authorize(reqwest::Client::new().get("http://x/"), &auth)
@@ -353,17 +400,17 @@ mod tests {
         ] {
             let c = Credentials::new(
                 SecretsCache::new(Fixed(value), Duration::from_secs(60)),
+                local_http(),
                 Duration::from_secs(5),
-            )
-            .unwrap();
+            );
             let keys = c.signing_keys(&sign).await.unwrap();
             assert_eq!(keys[0].key(), b"key-bytes");
         }
         let bad = Credentials::new(
             SecretsCache::new(Fixed("not base64!".into()), Duration::from_secs(60)),
+            local_http(),
             Duration::from_secs(5),
-        )
-        .unwrap();
+        );
         assert!(matches!(
             bad.signing_keys(&sign).await,
             Err(AuthError::Malformed { .. })

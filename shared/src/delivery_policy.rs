@@ -35,6 +35,8 @@ pub enum Outcome {
     Dns,
     /// The connection dropped before the whole answer arrived.
     Dropped,
+    /// The network guard refused the destination (no request was sent): permanent.
+    Blocked,
 }
 
 /// What to do about it.
@@ -66,6 +68,9 @@ pub fn classify(outcome: Outcome) -> Class {
             opens_circuit: false,
         },
         Outcome::Timeout | Outcome::Connect | Outcome::Dns | Outcome::Dropped => Class::Retryable,
+        Outcome::Blocked => Class::Permanent {
+            opens_circuit: false,
+        },
     }
 }
 

@@ -1,9 +1,15 @@
-//! Outbound HTTP, shared by enrichment calls (transform) and deliveries (deliver): one client
-//! shape (compiled-in Mozilla roots, no redirects, time limits) and transport errors described
-//! without the query string or anything the server sent. Credentials are in `credentials`.
+//! Outbound HTTP, shared by enrichment calls (transform), deliveries (deliver), token mints and
+//! rotation test calls: one client shape (compiled-in Mozilla roots, no redirects, no proxy,
+//! time limits, the network guard) and transport errors described without the query string or
+//! anything the server sent. Credentials are in `credentials`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use url::Url;
+
+use crate::network::{self, Access, Blocked, GuardedResolver, NetworkPolicy};
 use crate::ports::AwsError;
 
 /// A credential that could not be applied.
@@ -32,15 +38,100 @@ pub enum AuthError {
 }
 
 /// A client for calls to third parties: `timeout` bounds connect to last byte, `connect` the
-/// connection alone. Connections are pooled and reused across events.
-pub fn client(timeout: Duration, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// connection alone; names resolve through the network guard and no proxy is used (a proxy
+/// would resolve names where the guard cannot see them). Connections are pooled and reused
+/// across events.
+fn client(
+    timeout: Duration,
+    connect: Duration,
+    guard: GuardedResolver,
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls_config())
         .timeout(timeout)
         .connect_timeout(connect)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(guard)
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// Why a request could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The network guard refuses the destination.
+    #[error(transparent)]
+    Blocked(#[from] Blocked),
+    /// No client could be built (TLS set-up).
+    #[error("no HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Every outbound request of a function goes through here: the URL is checked by the network
+/// guard before the request exists, and its client resolves names through the guard. One
+/// client per connect timeout and private-network opt-in, built on first use and kept.
+#[derive(Debug, Clone)]
+pub struct GuardedHttp {
+    policy: NetworkPolicy,
+    timeout: Duration,
+    clients: Arc<Mutex<HashMap<(Duration, bool), reqwest::Client>>>,
+}
+
+impl GuardedHttp {
+    /// Requests under `policy`, none longer than `timeout` (a request may set less). The
+    /// common client is built now, so a TLS problem fails start-up.
+    pub fn new(policy: NetworkPolicy, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = Self {
+            policy,
+            timeout,
+            clients: Arc::default(),
+        };
+        http.client(timeout, Access::default())?;
+        Ok(http)
+    }
+
+    /// The function-wide network rule.
+    pub fn policy(&self) -> NetworkPolicy {
+        self.policy
+    }
+
+    /// A request to `url`, or why the guard refuses it.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        connect: Duration,
+        access: Access,
+    ) -> Result<reqwest::RequestBuilder, RequestError> {
+        network::check_url(&url, self.policy, access)?;
+        Ok(self.client(connect, access)?.request(method, url))
+    }
+
+    /// A request to a URL given as text (a token endpoint, a rotation test URL).
+    pub fn request_str(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, RequestError> {
+        let url = Url::parse(url).map_err(|_| Blocked::Scheme)?;
+        self.request(method, url, self.timeout, Access::default())
+    }
+
+    fn client(&self, connect: Duration, access: Access) -> Result<reqwest::Client, reqwest::Error> {
+        let key = (connect, access.allow_private_network);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let guard = GuardedResolver {
+            policy: self.policy,
+            access,
+        };
+        let c = client(self.timeout, connect, guard)?;
+        clients.insert(key, c.clone());
+        Ok(c)
+    }
 }
 
 /// TLS for third parties: the Mozilla root store compiled into the binary (no scan of the
@@ -73,8 +164,50 @@ pub(crate) fn basic_credentials(value: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// An answer's body, read up to a cap.
+#[derive(Debug)]
+pub struct Capped {
+    /// At most the cap's worth of the body.
+    pub bytes: Vec<u8>,
+    /// The body was longer: the rest was not read (the connection is dropped, not reused).
+    pub truncated: bool,
+}
+
+/// Reads `response`'s body, stopping after `cap` bytes: a destination or an API cannot make a
+/// function hold more than that in memory or wait for more.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Capped, reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(Capped {
+                bytes,
+                truncated: true,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Capped {
+        bytes,
+        truncated: false,
+    })
+}
+
+/// The network guard's refusal, when that is why the request failed (a name that resolved only
+/// to refused addresses).
+pub fn blocked(e: &reqwest::Error) -> Option<&Blocked> {
+    network::blocked_in(e)
+}
+
 /// A transport error's kind and where it went (host and path, no query).
 pub fn transport_error(e: &reqwest::Error) -> String {
+    if let Some(b) = blocked(e) {
+        return format!("refused by the network guard: {b}");
+    }
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::contract::Contract;
 use crate::mapping::{Limits, Mapping};
+use crate::network::{self, Access, NetworkPolicy};
 use crate::url_template::UrlTemplate;
 use crate::verify::{Algorithm, DEFAULT_TOLERANCE_SECS, Encoding, HmacScheme, Scheme};
 
@@ -82,11 +83,45 @@ pub trait Definition: Sized {
     fn id(&self) -> &str;
     /// The file it was loaded from.
     fn file(&self) -> &Path;
+    /// Every URL this view calls (field, URL or its fixed part, opt-ins), for the network guard.
+    fn destinations(&self) -> Vec<Destination<'_>> {
+        Vec::new()
+    }
+}
+
+/// A URL a definition calls, as the network guard checks it.
+#[derive(Debug)]
+pub struct Destination<'a> {
+    /// Where it is in the file (`routes[0].deliver.url`).
+    pub field: String,
+    /// The URL (an enrichment template's fixed part).
+    pub url: &'a Url,
+    /// What the route or step opted into.
+    pub access: Access,
+}
+
+fn route_destinations<'a>(
+    routes: impl Iterator<Item = (&'a str, &'a Deliver)>,
+) -> impl Iterator<Item = Destination<'a>> {
+    routes.enumerate().map(|(i, (id, d))| Destination {
+        field: format!("routes[{i}].deliver.url (route `{id}`)"),
+        url: &d.url,
+        access: d.access,
+    })
 }
 
 impl Definition for Integration {
     fn from_file(file: &Path) -> Result<Self, DefinitionError> {
         load_file(file)
+    }
+    fn destinations(&self) -> Vec<Destination<'_>> {
+        let steps = self.enrich.iter().enumerate().map(|(i, s)| Destination {
+            field: format!("enrich[{i}].url (step `{}`)", s.name),
+            url: s.url.fixed(),
+            access: s.access,
+        });
+        let routes = route_destinations(self.routes.iter().map(|r| (r.id.as_str(), &r.deliver)));
+        steps.chain(routes).collect()
     }
     fn id(&self) -> &str {
         &self.id
@@ -135,6 +170,9 @@ impl Definition for Outbound {
             routes,
         })
     }
+    fn destinations(&self) -> Vec<Destination<'_>> {
+        route_destinations(self.routes.iter().map(|r| (r.id.as_str(), &r.deliver))).collect()
+    }
     fn id(&self) -> &str {
         &self.id
     }
@@ -159,6 +197,10 @@ pub struct EnrichStep {
     pub timeout: std::time::Duration,
     /// What a 404 means.
     pub on_missing: OnMissing,
+    /// What the network guard lets the call reach besides public https.
+    pub access: Access,
+    /// Longer answers are refused (`enrich_invalid_response`) without reading the rest.
+    pub max_response_bytes: usize,
 }
 
 /// What an enrichment step does when the record is not there (404).
@@ -238,6 +280,8 @@ pub struct Deliver {
     pub limits: RateLimits,
     /// When calls stop because the destination seems down.
     pub circuit: CircuitSettings,
+    /// What the network guard lets the call reach besides public https.
+    pub access: Access,
 }
 
 /// How a route signs what it sends (Standard Webhooks).
@@ -423,7 +467,15 @@ struct EnrichFile {
     timeout: Option<DurationText>,
     #[serde(default = "fail")]
     on_missing: OnMissing,
+    #[serde(default)]
+    allow_private_network: bool,
+    #[serde(default)]
+    allow_http: bool,
+    max_response_bytes: Option<usize>,
 }
+
+/// The longest answer an enrichment step reads when it sets no `max_response_bytes` (1 MiB).
+pub const DEFAULT_ENRICH_RESPONSE_BYTES: usize = 1024 * 1024;
 
 fn fail() -> OnMissing {
     OnMissing::Fail
@@ -545,6 +597,10 @@ struct DeliverFile {
     #[serde(default)]
     limits: RateLimits,
     circuit: Option<CircuitFile>,
+    #[serde(default)]
+    allow_private_network: bool,
+    #[serde(default)]
+    allow_http: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -639,6 +695,41 @@ impl<D: Definition> Integrations<D> {
             by_id.insert(integration.id().to_string(), Arc::new(integration));
         }
         (Self { by_id }, errors)
+    }
+
+    /// What the network guard refuses in these definitions under `policy` (plain http, a
+    /// literal loopback address where loopback is not allowed), each naming the file and field.
+    pub fn network_errors(&self, policy: NetworkPolicy) -> Vec<DefinitionError> {
+        self.iter()
+            .flat_map(|d| {
+                d.destinations().into_iter().filter_map(|dest| {
+                    network::check_url(dest.url, policy, dest.access)
+                        .err()
+                        .map(|b| error(d.file(), &dest.field, b.to_string()))
+                })
+            })
+            .collect()
+    }
+
+    /// Start-up's network check: the first refusal fails it; every opt-in is logged.
+    pub fn check_network(&self, policy: NetworkPolicy) -> Result<(), DefinitionError> {
+        if let Some(first) = self.network_errors(policy).into_iter().next() {
+            return Err(first);
+        }
+        for d in self.iter() {
+            for dest in d.destinations() {
+                if dest.access.allow_private_network || dest.access.allow_http {
+                    tracing::warn!(
+                        integration = d.id(),
+                        field = %dest.field,
+                        allow_private_network = dest.access.allow_private_network,
+                        allow_http = dest.access.allow_http,
+                        "network guard relaxed by the definition"
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -762,6 +853,11 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
             ));
         }
         let url = UrlTemplate::parse(&step.url).map_err(|m| err(&at("url"), m))?;
+        let access = Access {
+            allow_private_network: step.allow_private_network,
+            allow_http: step.allow_http,
+        };
+        network::check_literal(url.fixed(), access).map_err(|b| err(&at("url"), b.to_string()))?;
         step.auth.validate().map_err(|m| err(&at("auth"), m))?;
         let timeout = match step.timeout {
             Some(t) => t.parse().map_err(|m| err(&at("timeout"), m))?,
@@ -773,6 +869,12 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
             auth: step.auth,
             timeout,
             on_missing: step.on_missing,
+            access,
+            max_response_bytes: match step.max_response_bytes {
+                Some(0) => return Err(err(&at("max_response_bytes"), "must be at least 1".into())),
+                Some(n) => n,
+                None => DEFAULT_ENRICH_RESPONSE_BYTES,
+            },
         });
     }
 
@@ -830,6 +932,11 @@ fn deliver(
             "the URL must be http or https, with a host".into(),
         ));
     }
+    let access = Access {
+        allow_private_network: def.allow_private_network,
+        allow_http: def.allow_http,
+    };
+    network::check_literal(&url, access).map_err(|b| route_err("deliver.url", b.to_string()))?;
     def.auth
         .validate()
         .map_err(|m| route_err("deliver.auth", m))?;
@@ -909,6 +1016,7 @@ fn deliver(
         connect_timeout,
         limits: def.limits,
         circuit,
+        access,
     })
 }
 

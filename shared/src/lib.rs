@@ -19,6 +19,7 @@ pub mod ids;
 pub mod integration;
 pub mod mapping;
 pub mod metrics;
+pub mod network;
 pub mod ports;
 pub mod secret;
 pub mod secrets;

@@ -26,7 +26,8 @@ enum Part {
 pub struct UrlTemplate {
     text: String,
     parts: Vec<Part>,
-    origin: url::Origin,
+    /// The text before the first placeholder, as a URL: scheme, host and port are this one's.
+    fixed: Url,
 }
 
 impl fmt::Debug for UrlTemplate {
@@ -79,8 +80,14 @@ impl UrlTemplate {
         Ok(Self {
             text: text.to_string(),
             parts,
-            origin: fixed.origin(),
+            fixed,
         })
+    }
+
+    /// The fixed part (scheme, host, port and the path up to the first placeholder), for the
+    /// network guard.
+    pub fn fixed(&self) -> &Url {
+        &self.fixed
     }
 
     /// Fills the template from the event's scope. A placeholder must yield a string, a number
@@ -104,12 +111,32 @@ impl UrlTemplate {
                 }
             }
         }
+        if climbs(&out) {
+            return Err("a placeholder yielded a `.` or `..` path segment".into());
+        }
         let url = Url::parse(&out).map_err(|e| format!("the filled URL is not valid: {e}"))?;
-        if url.origin() != self.origin {
+        if url.origin() != self.fixed.origin() {
             return Err("the filled URL points at another server".into());
         }
         Ok(url)
     }
+}
+
+/// Whether the path of `url` (text, before parsing) has a `.` or `..` segment, percent-encoded
+/// or not: the URL parser would resolve it and the request would climb out of the template's
+/// path.
+fn climbs(url: &str) -> bool {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let rest = &url[after_scheme..];
+    let path = match rest.find('/') {
+        Some(i) => &rest[i..],
+        None => return false,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    path.split('/').any(|segment| {
+        let s = segment.to_ascii_lowercase().replace("%2e", ".");
+        s == "." || s == ".."
+    })
 }
 
 #[cfg(test)]
@@ -155,6 +182,27 @@ mod tests {
             t.render(&Scope::new(&json!({}), &[])).is_err(),
             "missing value"
         );
+        // A whole segment of dots would be resolved by the URL parser: refused, and no value,
+        // encoded or not, climbs out of the template's path.
+        let deep = UrlTemplate::parse("https://api.example.com/v1/c/{id}/notes").unwrap();
+        for id in ["..", ".", "%2e%2e", "%2E.", ".%2e", "..%2f..", "%2e%2e%2f"] {
+            match deep.render(&Scope::new(&json!({ "id": id }), &[])) {
+                Err(_) => {}
+                Ok(url) => {
+                    let segments: Vec<&str> = url.path_segments().unwrap().collect();
+                    assert_eq!(segments.len(), 4, "{id}: {url}");
+                    assert_eq!(
+                        [segments[0], segments[1], segments[3]],
+                        ["v1", "c", "notes"]
+                    );
+                }
+            }
+        }
+        assert!(deep.render(&Scope::new(&json!({"id": ".."}), &[])).is_err());
+        let dots = deep
+            .render(&Scope::new(&json!({"id": "a..b"}), &[]))
+            .unwrap();
+        assert_eq!(dots.path(), "/v1/c/a..b/notes");
         assert!(
             t.render(&Scope::new(&json!({"id": {"a": 1}}), &[]))
                 .is_err()

@@ -473,3 +473,55 @@ async fn wait_for_path(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `switchboard dev --strict-network` applies the deployed rules, so the guard is proven with
+/// loopback receivers only: a name that resolves to loopback is refused after resolution, the
+/// task dead-lettered at once with its own reason, nothing sent, never retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_deployed_rules_a_name_resolving_to_loopback_is_dead_lettered_at_once() {
+    let receiver = Receiver::start().await;
+    let port = receiver.base.rsplit(':').next().unwrap().to_string();
+    let routes = format!(
+        "  - id: rebound\n    map: '{{\"name\": name}}'\n    deliver:\n      url: https://localhost:{port}/hook\n      retry: [1s, 1s]\n"
+    );
+    let files = [("orders.yaml".to_string(), definition(&routes))];
+    let stack = TestStack::with_options(&files, &[("signing", SIGNING_SECRET)], FAST, |o| {
+        o.strict_network = true
+    })
+    .await;
+    let (status, body) = stack.post_signed("orders", ORDER).await;
+    assert_eq!(status, 202, "{body}");
+    let letter = &dead_letters(&stack, 1).await[0];
+    assert_eq!(letter["reason"], "network_refused", "{letter:?}");
+    assert_eq!(letter["attempts"], "1", "never retried");
+    assert!(
+        letter["message"].contains("localhost resolves only to refused addresses"),
+        "{letter:?}"
+    );
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
+    );
+    stack.dev.shutdown().await;
+
+    // A literal loopback address fails the stack's start, naming the file, route and field.
+    let literal = definition(&format!(
+        "  - id: runtime\n    map: $\n    deliver:\n      url: {}\n",
+        receiver.url.replace("http://", "https://")
+    ));
+    let dir = std::env::temp_dir().join(format!("sb-strict-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("orders.yaml"), literal).unwrap();
+    let e = switchboard_cli::dev::DevStack::start(switchboard_cli::dev::DevOptions {
+        port: 0,
+        integrations: dir.clone(),
+        strict_network: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("orders.yaml"), "{e}");
+    assert!(e.contains("routes[0].deliver.url (route `runtime`)"), "{e}");
+    assert!(e.contains("127.0.0.1 is a loopback address"), "{e}");
+}

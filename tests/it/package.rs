@@ -165,6 +165,9 @@ fn the_integrations_layer_holds_the_shipped_definitions_and_nothing_local() {
         .unwrap_or_else(|e| panic!("the layer's definitions do not load: {e}"));
     let ids: Vec<&str> = layer.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["hubspot-contacts", "shopify-orders"]);
+    // What deploys passes the deployed network rules (https, no refused address).
+    let refused = layer.network_errors(switchboard_shared::network::NetworkPolicy::DEPLOYED);
+    assert!(refused.is_empty(), "{refused:?}");
     assert!(!artifacts.join("example.yaml").exists());
     assert!(!artifacts.join("fixtures").exists());
     let _ = std::fs::remove_dir_all(&artifacts);

@@ -67,7 +67,12 @@ async fn the_four_steps_stage_the_new_key_and_a_retried_step_changes_nothing() {
     .await;
     let client = Client::new(&stack.dev.sdk);
     let id = format!("{}/outbound", stack.prefix);
-    let rotate = Rotate::new(SecretsManagerStore::new(client.clone()), Metrics::Off).unwrap();
+    let rotate = Rotate::new(
+        SecretsManagerStore::new(client.clone()),
+        Metrics::Off,
+        switchboard_shared::network::NetworkPolicy::LOCAL,
+    )
+    .unwrap();
     let token = begin(&client, &id).await;
     let old = value(&client, &id, "AWSCURRENT").await.unwrap();
 

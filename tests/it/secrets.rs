@@ -83,6 +83,7 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
                 &stack.dev.resources.deliveries_dlq_url,
             ),
             metrics: Metrics::Off,
+            network: switchboard_shared::network::NetworkPolicy::LOCAL,
         },
         50,
     )

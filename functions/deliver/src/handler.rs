@@ -23,13 +23,15 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use switchboard_shared::circuit::{self, Admit, CircuitState, Transition};
+use switchboard_shared::config::StartError;
 use switchboard_shared::credentials::Credentials;
 use switchboard_shared::delivery_policy::{self, Class, Outcome};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
-use switchboard_shared::http::{self, AuthError};
+use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
 use switchboard_shared::idempotency::{Claim, NewClaim, Status, in_progress_until};
 use switchboard_shared::integration::{Integrations, Outbound, OutboundRoute};
 use switchboard_shared::metrics::Metrics;
+use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::ports::{
     AttemptRecord, AwsError, DeadLetter, DeadLetterQueue, DestinationStore, IdempotencyStore,
     SecretStore, Visibility, send_dead_letter,
@@ -51,15 +53,18 @@ pub struct Ports<K, V, D, S> {
     pub dead_letters: D,
     /// Where the counts go.
     pub metrics: Metrics,
+    /// Where deliveries may go.
+    pub network: NetworkPolicy,
 }
 
 /// The deliver handler.
 #[derive(Debug)]
 pub struct Deliver<K, V, D, S> {
     integrations: Arc<Integrations<Outbound>>,
-    /// One client per connect timeout in use, made on first use; each pools its connections
-    /// across events (one TLS handshake per destination per container).
-    clients: Mutex<HashMap<Duration, reqwest::Client>>,
+    /// Every request goes through the network guard; one client per connect timeout in use,
+    /// each pooling its connections across events (one TLS handshake per destination per
+    /// container).
+    http: GuardedHttp,
     credentials: Credentials<K>,
     store: S,
     queue: V,
@@ -80,8 +85,10 @@ const CIRCUIT_READ_TTL: Duration = Duration::from_secs(1);
 const DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
 /// The longest a task waits in process for a rate limit before it waits on its visibility.
 const MAX_LIMIT_WAIT: Duration = Duration::from_secs(3);
-/// How much of an error answer travels with the attempt history.
+/// How much of an error answer travels with the attempt history (and is read at all).
 const SNIPPET_BYTES: usize = 1024;
+/// How much of a successful answer is read, so its connection can be reused.
+const SUCCESS_READ_BYTES: usize = 64 * 1024;
 
 /// One attempt's result, as the policy and the log see it.
 #[derive(Debug)]
@@ -131,18 +138,21 @@ where
         integrations: Arc<Integrations<Outbound>>,
         ports: Ports<K, V, D, S>,
         max_receive_count: u32,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, StartError> {
         let Ports {
             idempotency,
             secrets,
             queue,
             dead_letters,
             metrics,
+            network,
         } = ports;
+        integrations.check_network(network)?;
+        let http = GuardedHttp::new(network, delivery_policy::MAX_VISIBILITY)?;
         Ok(Self {
             integrations,
-            clients: Mutex::new(HashMap::new()),
-            credentials: Credentials::new(secrets, Duration::from_secs(10))?,
+            credentials: Credentials::new(secrets, http.clone(), Duration::from_secs(10)),
+            http,
             store: idempotency,
             queue,
             dead_letters,
@@ -402,8 +412,11 @@ where
         );
         self.metrics
             .delivery_latency(&task.integration, &task.route, latency_ms);
-        self.update_circuit(route, &destination, attempt.outcome, probe)
-            .await;
+        if attempt.outcome != Outcome::Blocked {
+            // The guard's refusal sent nothing: it neither opens nor closes the circuit.
+            self.update_circuit(route, &destination, attempt.outcome, probe)
+                .await;
+        }
 
         // 6. The outcome.
         if class == Class::Delivered {
@@ -448,7 +461,11 @@ where
         let settled = match class {
             Class::Delivered => Ok(()),
             Class::Permanent { .. } => {
-                self.dead_letter(&work, "permanent_failure", what, attempts, status, history)
+                let reason = match attempt.outcome {
+                    Outcome::Blocked => "network_refused",
+                    _ => "permanent_failure",
+                };
+                self.dead_letter(&work, reason, what, attempts, status, history)
                     .await
             }
             Class::Retryable => {
@@ -769,17 +786,6 @@ where
         Ok(attempt)
     }
 
-    /// The client for routes with this connect timeout (the total limit is set per request).
-    fn client(&self, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&connect) {
-            return Ok(c.clone());
-        }
-        let c = http::client(delivery_policy::MAX_VISIBILITY, connect)?;
-        clients.insert(connect, c.clone());
-        Ok(c)
-    }
-
     async fn send(&self, task: &DeliveryV1, route: &OutboundRoute) -> Result<Attempt, AuthError> {
         let mut url = route.deliver.url.clone();
         if let Some(path) = &task.path {
@@ -796,20 +802,32 @@ where
             .as_deref()
             .and_then(|m| reqwest::Method::from_bytes(m.as_bytes()).ok())
             .unwrap_or(reqwest::Method::POST);
-        let client = match self.client(route.deliver.connect_timeout) {
-            Ok(c) => c,
+        let request = self.http.request(
+            method,
+            url,
+            route.deliver.connect_timeout,
+            route.deliver.access,
+        );
+        let request = match request {
+            Ok(r) => r,
             Err(e) => {
+                let outcome = match e {
+                    RequestError::Blocked(_) => Outcome::Blocked,
+                    RequestError::Client(_) => Outcome::Connect,
+                };
                 return Ok(Attempt {
-                    outcome: Outcome::Connect,
-                    error: Some(format!("no HTTP client: {e}")),
+                    outcome,
+                    error: Some(match e {
+                        RequestError::Blocked(b) => format!("refused by the network guard: {b}"),
+                        e => e.to_string(),
+                    }),
                     retry_after: None,
                     snippet: None,
                 });
             }
         };
         let body = serde_json::to_vec(&task.body).unwrap_or_default();
-        let mut request = client
-            .request(method, url)
+        let mut request = request
             .timeout(route.deliver.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         for (name, value) in &task.headers {
@@ -853,10 +871,17 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| delivery_policy::retry_after(v, SystemTime::now()));
         let success = (200..300).contains(&status);
-        // Read the answer so the connection can be reused; a drop here is a failed attempt.
-        let (outcome, snippet) = match response.bytes().await {
+        // Read the answer so the connection can be reused (a drop here is a failed attempt),
+        // but never more of it than is kept: a success's body is not used, an error's first
+        // 1 KB travels with the history. A longer answer costs the connection, not memory.
+        let cap = if success {
+            SUCCESS_READ_BYTES
+        } else {
+            SNIPPET_BYTES
+        };
+        let (outcome, snippet) = match http::read_capped(response, cap).await {
             Ok(_) if success => (Outcome::Status(status), None),
-            Ok(bytes) => (Outcome::Status(status), snippet(&bytes)),
+            Ok(read) => (Outcome::Status(status), snippet(&read.bytes)),
             Err(_) if success => (Outcome::Status(status), None),
             Err(_) => (Outcome::Dropped, None),
         };
@@ -899,12 +924,15 @@ fn reason_of(outcome: Outcome) -> &'static str {
         Outcome::Timeout => "timeout",
         Outcome::Connect | Outcome::Dns => "connect",
         Outcome::Dropped => "dropped",
+        Outcome::Blocked => "network_refused",
     }
 }
 
 /// A transport failure as the policy names it.
 fn transport_outcome(e: &reqwest::Error) -> Outcome {
-    if e.is_timeout() {
+    if http::blocked(e).is_some() {
+        Outcome::Blocked
+    } else if e.is_timeout() {
         Outcome::Timeout
     } else if e.is_body() || e.is_decode() {
         Outcome::Dropped

@@ -10,6 +10,7 @@ use switchboard_shared::aws::{self, DynamoIdempotencyStore, SecretsManagerStore,
 use switchboard_shared::config::DeliverConfig;
 use switchboard_shared::integration::{Integrations, Outbound};
 use switchboard_shared::metrics::Metrics;
+use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::secrets::SecretsCache;
 
 #[tokio::main]
@@ -41,6 +42,7 @@ async fn main() -> Result<(), Error> {
             queue,
             dead_letters: SqsQueue::new(sqs, config.deliveries_dlq_url),
             metrics: Metrics::Stdout,
+            network: NetworkPolicy::DEPLOYED,
         },
         config.max_receive_count,
     )?);

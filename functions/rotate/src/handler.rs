@@ -19,7 +19,9 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchboard_shared::http::GuardedHttp;
 use switchboard_shared::metrics::Metrics;
+use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::ports::{AwsError, RotationStore};
 use switchboard_shared::secret::{SecretString, TypedSecret, WebhookSecret};
 
@@ -66,9 +68,12 @@ pub enum RotateError {
 #[derive(Debug)]
 pub struct Rotate<S> {
     store: S,
-    http: reqwest::Client,
+    http: GuardedHttp,
     metrics: Metrics,
 }
+
+/// The longest answer a provider's token, mint or test endpoint may give.
+const ANSWER_CAP: usize = 64 * 1024;
 
 /// The steps, in the order Secrets Manager calls them.
 pub const STEP_NAMES: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
@@ -77,14 +82,43 @@ const CURRENT: &str = "AWSCURRENT";
 const PENDING: &str = "AWSPENDING";
 
 impl<S: RotationStore> Rotate<S> {
-    /// A handler over `store`; provider calls time out after 10 s.
-    pub fn new(store: S, metrics: Metrics) -> Result<Self, reqwest::Error> {
-        let t = Duration::from_secs(10);
+    /// A handler over `store`; provider calls go where `network` allows and time out after
+    /// 10 s.
+    pub fn new(store: S, metrics: Metrics, network: NetworkPolicy) -> Result<Self, reqwest::Error> {
         Ok(Self {
             store,
-            http: switchboard_shared::http::client(t, t)?,
+            http: GuardedHttp::new(network, Duration::from_secs(10))?,
             metrics,
         })
+    }
+
+    /// A provider call: its status and (capped) answer. The network guard's refusal and
+    /// transport failures are the provider's failure.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+        provider: impl Fn(String) -> RotateError,
+    ) -> Result<(u16, Vec<u8>), RotateError> {
+        let request = self
+            .http
+            .request_str(method, url)
+            .map_err(|e| provider(e.to_string()))?;
+        let response = build(request)
+            .send()
+            .await
+            .map_err(|e| provider(switchboard_shared::http::transport_error(&e)))?;
+        let status = response.status().as_u16();
+        let body = switchboard_shared::http::read_capped(response, ANSWER_CAP)
+            .await
+            .map_err(|e| provider(switchboard_shared::http::transport_error(&e)))?;
+        if body.truncated {
+            return Err(provider(format!(
+                "the answer is longer than {ANSWER_CAP} bytes"
+            )));
+        }
+        Ok((status, body.bytes))
     }
 
     /// Runs one step.
@@ -185,16 +219,18 @@ impl<S: RotationStore> Rotate<S> {
                     form.push_str("&scope=");
                     form.push_str(&form_encode(scope));
                 }
-                let response = self
-                    .http
-                    .post(&client.token_url)
-                    .basic_auth(&client.client_id, Some(client.client_secret.expose()))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form)
-                    .send()
-                    .await
-                    .map_err(|e| provider(switchboard_shared::http::transport_error(&e)))?;
-                let status = response.status().as_u16();
+                let (status, body) = self
+                    .call(
+                        reqwest::Method::POST,
+                        &client.token_url,
+                        |r| {
+                            r.basic_auth(&client.client_id, Some(client.client_secret.expose()))
+                                .header("content-type", "application/x-www-form-urlencoded")
+                                .body(form)
+                        },
+                        provider,
+                    )
+                    .await?;
                 if !(200..300).contains(&status) {
                     return Err(provider(format!("the token endpoint answered {status}")));
                 }
@@ -203,9 +239,7 @@ impl<S: RotationStore> Rotate<S> {
                     access_token: String,
                     expires_in: Option<i64>,
                 }
-                let answer: Answer = response
-                    .json()
-                    .await
+                let answer: Answer = serde_json::from_slice(&body)
                     .map_err(|_| provider("the token endpoint's answer has no access_token".into()))?;
                 let mut r = record();
                 r.insert("access_token".into(), answer.access_token.into());
@@ -220,20 +254,18 @@ impl<S: RotationStore> Rotate<S> {
             }
             TypedSecret::ApiKey { value, mint_url, .. } => {
                 let url = mint_url.ok_or_else(|| unrotatable("an api-key needs `mint_url` to rotate".into()))?;
-                let response = self
-                    .http
-                    .post(&url)
-                    .bearer_auth(value.expose())
-                    .send()
-                    .await
-                    .map_err(|e| provider(switchboard_shared::http::transport_error(&e)))?;
-                let status = response.status().as_u16();
+                let (status, body) = self
+                    .call(
+                        reqwest::Method::POST,
+                        &url,
+                        |r| r.bearer_auth(value.expose()),
+                        provider,
+                    )
+                    .await?;
                 if !(200..300).contains(&status) {
                     return Err(provider(format!("the mint endpoint answered {status}")));
                 }
-                let answer: serde_json::Value = response
-                    .json()
-                    .await
+                let answer: serde_json::Value = serde_json::from_slice(&body)
                     .map_err(|_| provider("the mint endpoint's answer is not JSON".into()))?;
                 let key = ["value", "key", "api_key"]
                     .iter()
@@ -285,14 +317,14 @@ impl<S: RotationStore> Rotate<S> {
             tracing::warn!(secret = %id, "no test_url: the pending value is promoted untested");
             return Ok(());
         };
-        let response = self
-            .http
-            .get(&url)
-            .bearer_auth(credential.expose())
-            .send()
-            .await
-            .map_err(|e| provider(switchboard_shared::http::transport_error(&e)))?;
-        let status = response.status().as_u16();
+        let (status, _) = self
+            .call(
+                reqwest::Method::GET,
+                &url,
+                |r| r.bearer_auth(credential.expose()),
+                provider,
+            )
+            .await?;
         if (200..300).contains(&status) {
             Ok(())
         } else {

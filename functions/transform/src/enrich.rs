@@ -4,9 +4,10 @@
 
 use serde_json::Value;
 use switchboard_shared::credentials::Credentials;
-use switchboard_shared::http::{self, AuthError};
+use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
 use switchboard_shared::integration::{EnrichStep, OnMissing};
 use switchboard_shared::mapping::Scope;
+use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::ports::SecretStore;
 use switchboard_shared::secrets::SecretsCache;
 
@@ -56,7 +57,7 @@ impl std::fmt::Display for EnrichError {
 /// Makes enrichment calls with the definition's auth, reading secrets through a cache.
 #[derive(Debug)]
 pub struct Enricher<K> {
-    http: reqwest::Client,
+    http: GuardedHttp,
     credentials: Credentials<K>,
 }
 
@@ -64,11 +65,12 @@ pub struct Enricher<K> {
 const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<K: SecretStore> Enricher<K> {
-    /// An enricher reading credentials through `secrets`.
-    pub fn new(secrets: SecretsCache<K>) -> Result<Self, reqwest::Error> {
+    /// An enricher reading credentials through `secrets`, calling where `network` allows.
+    pub fn new(secrets: SecretsCache<K>, network: NetworkPolicy) -> Result<Self, reqwest::Error> {
+        let http = GuardedHttp::new(network, MAX_TIMEOUT)?;
         Ok(Self {
-            http: http::client(MAX_TIMEOUT, MAX_TIMEOUT)?,
-            credentials: Credentials::new(secrets, MAX_TIMEOUT)?,
+            credentials: Credentials::new(secrets, http.clone(), MAX_TIMEOUT),
+            http,
         })
     }
 
@@ -118,11 +120,26 @@ impl<K: SecretStore> Enricher<K> {
         // more, at once; a second refusal stands.
         let mut refreshed = false;
         let response = loop {
-            let request = self
-                .http
-                .get(url.clone())
+            let timeout = step.timeout.min(MAX_TIMEOUT);
+            let request =
+                match self
+                    .http
+                    .request(reqwest::Method::GET, url.clone(), timeout, step.access)
+                {
+                    Ok(r) => r,
+                    Err(RequestError::Blocked(b)) => {
+                        return Err(permanent(
+                            "network_refused",
+                            format!("refused by the network guard: {b}"),
+                        ));
+                    }
+                    Err(RequestError::Client(e)) => {
+                        return Err(retryable(format!("no HTTP client: {e}")));
+                    }
+                };
+            let request = request
                 .header("accept", "application/json")
-                .timeout(step.timeout.min(MAX_TIMEOUT));
+                .timeout(timeout);
             let request = self
                 .credentials
                 .authorize(request, &step.auth)
@@ -132,10 +149,11 @@ impl<K: SecretStore> Enricher<K> {
                     e @ AuthError::Token { .. } => retryable(e.to_string()),
                     e @ AuthError::Malformed { .. } => permanent("enrich_failed", e.to_string()),
                 })?;
-            let response = request
-                .send()
-                .await
-                .map_err(|e| retryable(http::transport_error(&e)))?;
+            let response = request.send().await.map_err(|e| match http::blocked(&e) {
+                // The name resolved only to refused addresses.
+                Some(_) => permanent("network_refused", http::transport_error(&e)),
+                None => retryable(http::transport_error(&e)),
+            })?;
             let refused = matches!(response.status().as_u16(), 401 | 403);
             if refused && step.auth.secret().is_some() {
                 self.credentials.invalidate(&step.auth).await;
@@ -182,11 +200,19 @@ impl<K: SecretStore> Enricher<K> {
                 ));
             }
         }
-        let bytes = response
-            .bytes()
+        let body = http::read_capped(response, step.max_response_bytes)
             .await
             .map_err(|e| retryable(http::transport_error(&e)))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        if body.truncated {
+            return Err(permanent(
+                "enrich_invalid_response",
+                format!(
+                    "the API's answer is longer than {} bytes (the step's max_response_bytes)",
+                    step.max_response_bytes
+                ),
+            ));
+        }
+        serde_json::from_slice(&body.bytes).map_err(|e| {
             permanent(
                 "enrich_invalid_response",
                 format!("the API's answer is not JSON ({e})"),
@@ -240,7 +266,11 @@ mod tests {
         let base = api().await;
         let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let store = Token(std::sync::Arc::clone(&reads));
-        let enricher = Enricher::new(SecretsCache::new(store, Duration::from_secs(60))).unwrap();
+        let enricher = Enricher::new(
+            SecretsCache::new(store, Duration::from_secs(60)),
+            NetworkPolicy::LOCAL,
+        )
+        .unwrap();
         for code in [401, 403] {
             let mut s = step(format!("{base}/status/{code}"), OnMissing::Fail);
             s.auth = Auth::Bearer {
@@ -282,6 +312,7 @@ mod tests {
                     StatusCode::OK.into_response()
                 }
                 (Some("text"), _) => "not json".into_response(),
+                (Some("big"), _) => axum::Json(json!({"pad": "x".repeat(300_000)})).into_response(),
                 (_, id) => axum::Json(json!({"id": id, "name": "Ada"})).into_response(),
             }
         }
@@ -299,16 +330,73 @@ mod tests {
             auth: Auth::None,
             timeout: Duration::from_millis(300),
             on_missing,
+            access: Default::default(),
+            max_response_bytes: switchboard_shared::integration::DEFAULT_ENRICH_RESPONSE_BYTES,
         }
     }
 
     async fn run(url: String, on_missing: OnMissing) -> Result<Value, EnrichError> {
-        let enricher =
-            Enricher::new(SecretsCache::new(NoSecrets, Duration::from_secs(60))).unwrap();
-        let steps = [step(url, on_missing)];
+        run_step(step(url, on_missing), NetworkPolicy::LOCAL).await
+    }
+
+    async fn run_step(step: EnrichStep, network: NetworkPolicy) -> Result<Value, EnrichError> {
+        let enricher = Enricher::new(
+            SecretsCache::new(NoSecrets, Duration::from_secs(60)),
+            network,
+        )
+        .unwrap();
         enricher
-            .run(&steps, r#"{"id": "a b"}"#, &json!({}), &json!({}))
+            .run(&[step], r#"{"id": "a b"}"#, &json!({}), &json!({}))
             .await
+    }
+
+    fn reason(e: &EnrichError) -> &'static str {
+        match e {
+            EnrichError::Permanent { reason, .. } => reason,
+            _ => "not permanent",
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_the_cap_is_refused_unread() {
+        let base = api().await;
+        let mut s = step(format!("{base}/big"), OnMissing::Fail);
+        s.max_response_bytes = 64 * 1024;
+        let e = run_step(s, NetworkPolicy::LOCAL).await.unwrap_err();
+        assert_eq!(reason(&e), "enrich_invalid_response", "{e:?}");
+        assert!(e.to_string().contains("longer than 65536 bytes"), "{e}");
+        // The default cap (1 MiB) takes an answer of a few hundred KB.
+        let mut s = step(format!("{base}/big"), OnMissing::Fail);
+        s.timeout = Duration::from_secs(5);
+        let ok = run_step(s, NetworkPolicy::LOCAL).await.unwrap();
+        assert_eq!(ok["record"]["pad"].as_str().map(str::len), Some(300_000));
+    }
+
+    #[tokio::test]
+    async fn under_the_deployed_rules_loopback_is_refused_before_and_after_resolution() {
+        let base = api().await;
+        let port = base.rsplit(':').next().unwrap();
+        // A literal loopback address: refused before any connection.
+        let e = run_step(
+            step(format!("{base}/ok/1"), OnMissing::Fail),
+            NetworkPolicy::DEPLOYED,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(reason(&e), "network_refused", "{e:?}");
+        // A name that resolves to loopback: refused by the resolver, nothing sent.
+        let e = run_step(
+            step(format!("https://localhost:{port}/ok/1"), OnMissing::Fail),
+            NetworkPolicy::DEPLOYED,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(reason(&e), "network_refused", "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("localhost resolves only to refused addresses"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -17,10 +17,12 @@ use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use switchboard_shared::archive::ArchivedEvent;
+use switchboard_shared::config::StartError;
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
 use switchboard_shared::integration::{Integration, Integrations, Route};
 use switchboard_shared::mapping::Scope;
 use switchboard_shared::metrics::Metrics;
+use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::ports::{
     Archive, DeadLetter, DeadLetterQueue, Queue, SecretStore, send_dead_letter,
 };
@@ -43,6 +45,8 @@ pub struct Ports<Q, D, A, K> {
     pub secrets: SecretsCache<K>,
     /// Where metrics go.
     pub metrics: Metrics,
+    /// Where enrichment calls may go.
+    pub network: NetworkPolicy,
 }
 
 /// Why an event did not complete here.
@@ -88,14 +92,15 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
         integrations: Arc<Integrations>,
         ports: Ports<Q, D, A, K>,
         max_receive_count: u32,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, StartError> {
+        integrations.check_network(ports.network)?;
         Ok(Self {
             integrations,
             deliveries: ports.deliveries,
             dead_letters: ports.dead_letters,
             archive: ports.archive,
             metrics: ports.metrics,
-            enricher: Enricher::new(ports.secrets)?,
+            enricher: Enricher::new(ports.secrets, ports.network)?,
             max_receive_count,
         })
     }

@@ -8,6 +8,7 @@ use switchboard_shared::aws::{self, S3Archive, SecretsManagerStore, SqsQueue};
 use switchboard_shared::config::TransformConfig;
 use switchboard_shared::integration::{Integration, Integrations};
 use switchboard_shared::metrics::Metrics;
+use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::secrets::SecretsCache;
 use transform::handler::{Ports, Transform};
 
@@ -39,6 +40,7 @@ async fn main() -> Result<(), Error> {
                 config.secrets_ttl,
             ),
             metrics: Metrics::Stdout,
+            network: NetworkPolicy::DEPLOYED,
         },
         config.max_receive_count,
     )?);
