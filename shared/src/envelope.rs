@@ -154,6 +154,7 @@ pub fn is_sensitive_header(name: &str) -> bool {
     ) || name.contains("signature")
         || name.contains("secret")
         || name.contains("token")
+        || name.contains("hmac")
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ use crate::verify::{Algorithm, DEFAULT_TOLERANCE_SECS, Encoding, HmacScheme, Sch
 
 /// The request body limit when an integration sets none (1 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most events one request's `split` may yield when an integration sets no `split_max`.
+pub const DEFAULT_SPLIT_MAX: usize = 100;
 /// How long a provider event id is remembered when an integration sets nothing (7 days).
 pub const DEFAULT_DEDUPE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
@@ -228,6 +230,8 @@ pub struct Source {
     pub dedupe_ttl: std::time::Duration,
     /// Turns one delivery into several events (each element of the result), if set.
     pub split: Option<Mapping>,
+    /// A split yielding more events than this is refused whole (413 `too_many_events`).
+    pub split_max: usize,
     /// Larger bodies are refused with 413.
     pub max_body_bytes: usize,
 }
@@ -494,6 +498,7 @@ struct SourceFile {
     dedupe: Option<String>,
     dedupe_ttl: Option<DurationText>,
     split: Option<String>,
+    split_max: Option<usize>,
     max_body_bytes: Option<usize>,
 }
 
@@ -1135,6 +1140,14 @@ fn source(def: SourceFile) -> Result<Source, (String, String)> {
         .as_deref()
         .map(|t| expression("split", t))
         .transpose()?;
+    let split_max = match (def.split_max, &split) {
+        (Some(_), None) => {
+            return Err((at("split_max"), "`split_max` only goes with `split`".into()));
+        }
+        (Some(0), _) => return Err((at("split_max"), "must be at least 1".into())),
+        (Some(n), _) => n,
+        (None, _) => DEFAULT_SPLIT_MAX,
+    };
     Ok(Source {
         scheme,
         secret: def.secret,
@@ -1142,6 +1155,7 @@ fn source(def: SourceFile) -> Result<Source, (String, String)> {
         dedupe,
         dedupe_ttl,
         split,
+        split_max,
         max_body_bytes: def.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
     })
 }

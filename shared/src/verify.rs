@@ -39,6 +39,18 @@ pub enum Scheme {
     None,
 }
 
+impl Scheme {
+    /// The header the integration chose to carry its credential or signature (`api-key`,
+    /// `hmac`), which must not travel on with the event.
+    pub fn credential_header(&self) -> Option<&str> {
+        match self {
+            Scheme::ApiKey { header } => Some(header),
+            Scheme::Hmac(h) => Some(&h.header),
+            _ => None,
+        }
+    }
+}
+
 /// The hash behind a generic HMAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -171,8 +183,9 @@ pub fn verify(
             .ok_or_else(|| VerifyError::MissingHeader(name.to_string()))
     };
     let in_tolerance = |ts: i64| {
-        let skew_secs = ts - now_unix;
-        if skew_secs.abs() > tolerance_secs {
+        // Saturating: a timestamp near the integer limits is far off, not an overflow.
+        let skew_secs = ts.saturating_sub(now_unix);
+        if skew_secs.unsigned_abs() > tolerance_secs.unsigned_abs() {
             Err(VerifyError::TimestampOutOfTolerance {
                 skew_secs,
                 tolerance_secs,

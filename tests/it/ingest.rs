@@ -647,8 +647,17 @@ async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
 fn github_webhook(stack: &TestStack, n: u32) -> lambda_http::Request {
     let body = body_for("github", n);
     let headers = stack.sign("github", &body, "application/json");
+    webhook_request("github", &headers, &body)
+}
+
+/// The request API Gateway would hand ingest for this post.
+fn webhook_request(
+    integration: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> lambda_http::Request {
     let mut map = http::HeaderMap::new();
-    for (k, v) in &headers {
+    for (k, v) in headers {
         map.insert(
             http::HeaderName::try_from(k.as_str()).unwrap(),
             v.parse().unwrap(),
@@ -656,11 +665,11 @@ fn github_webhook(stack: &TestStack, n: u32) -> lambda_http::Request {
     }
     let event = switchboard_cli::apigw::webhook_event(
         "POST",
-        "/webhooks/github",
+        &format!("/webhooks/{integration}"),
         "",
-        "github",
+        integration,
         &map,
-        &body,
+        body,
         std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
     );
     switchboard_cli::apigw::into_request(event).unwrap()
@@ -707,5 +716,195 @@ async fn during_a_rotation_the_previous_and_the_current_secret_both_verify() {
     let (status, _) = stack.post("github", &other, &body).await;
     assert_eq!(status, 401);
     receiver.wait_for(2, WAIT).await;
+    stack.dev.shutdown().await;
+}
+
+/// A sender controls the body, the headers and when it retries: every hostile request is a 4xx
+/// with a code, answered at once, and nothing a sender sends can make a second event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_a_4xx_with_a_code_and_make_no_second_event() {
+    let receiver = Receiver::start().await;
+    let mut defs = definitions(&receiver.url);
+    let headers_route = format!(
+        "routes:\n  - id: out\n    map: '{{ \"via\": $event.integration, \"headers\": $headers }}'\n    deliver:\n      url: {}\n",
+        receiver.url
+    );
+    defs.push((
+        "partner",
+        format!("source:\n  verify: api-key\n  header: X-Partner-Key\n  secret: SECRET/partner\n{headers_route}"),
+    ));
+    defs.push((
+        "custom",
+        format!("source:\n  verify: hmac\n  secret: SECRET/custom\n  hmac:\n    header: X-Mac\n    algorithm: sha256\n    encoding: hex\n{headers_route}"),
+    ));
+    let mut secrets = SECRETS.to_vec();
+    secrets.extend([
+        ("partner", "partner-key-value"),
+        ("custom", "custom-mac-key"),
+    ]);
+    let stack = TestStack::with(&defs, &secrets, FAST).await;
+
+    // A split beyond 100 events: refused whole, at once.
+    let batch: Vec<Value> = (0..150)
+        .map(|n| json!({"eventId": 10_000 + n, "subscriptionType": "contact.creation", "objectId": n}))
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, reply) = stack
+        .post_signed("hubspot", json!(batch).to_string().as_bytes())
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (413, Some("too_many_events")),
+        "{reply}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A split that yields nothing: a code, not a silent 202.
+    let (status, reply) = stack.post_signed("hubspot", b"[]").await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (422, Some("no_events")),
+        "{reply}"
+    );
+
+    // A 3,000-character delivery id: accepted, and its repeat deduped.
+    let body = body_for("github", 31);
+    let mut headers = stack.sign("github", &body, "application/json");
+    let long_id = "d".repeat(3000);
+    for (name, value) in headers.iter_mut() {
+        if name.eq_ignore_ascii_case("x-github-delivery") {
+            *value = long_id.clone();
+        }
+    }
+    let (status, first) = stack.post("github", &headers, &body).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = stack.post("github", &headers, &body).await;
+    assert_eq!(
+        (status, again["duplicate"].as_bool()),
+        (200, Some(true)),
+        "{again}"
+    );
+    assert_eq!(first["event_id"], again["event_id"]);
+
+    // A hostile Host and X-Forwarded-Proto reach ingest, which answers as usual.
+    let body = body_for("github", 32);
+    let mut headers = stack.sign("github", &body, "application/json");
+    headers.push(("host".into(), "example.com:not-a-port".into()));
+    headers.push(("x-forwarded-proto".into(), "not a scheme".into()));
+    let (status, reply) = stack.post("github", &headers, &body).await;
+    assert_eq!(status, 202, "{reply}");
+
+    // 2 MiB: ingest's own 413 with its code, not the local server's plain text.
+    let big = json!({"pad": "x".repeat(2 * 1024 * 1024)})
+        .to_string()
+        .into_bytes();
+    let (status, reply) = stack
+        .post(
+            "open",
+            &[("content-type".into(), "application/json".into())],
+            &big,
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{reply}"
+    );
+
+    // The integration's own credential headers do not travel with the event.
+    for name in ["partner", "custom"] {
+        let (status, reply) = stack.post_signed(name, &body_for(name, 1)).await;
+        assert_eq!(status, 202, "{name}: {reply}");
+    }
+    let got = receiver.wait_for(4, WAIT).await;
+    for via in ["partner", "custom"] {
+        let r = got.iter().find(|r| r.body["via"] == via).unwrap();
+        let carried = r.body["headers"].as_object().unwrap();
+        assert!(
+            !carried.contains_key("x-partner-key") && !carried.contains_key("x-mac"),
+            "{via}: {carried:?}"
+        );
+        assert!(carried.contains_key("content-type"), "{via}: {carried:?}");
+    }
+    stack.dev.shutdown().await;
+}
+
+/// Ingest queued the event, then the write that marks it done failed; once the claim lapses the
+/// sender's retry is accepted again, as the same event: delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_completion_write_failed_is_the_same_event() {
+    use lambda_http::RequestExt as _;
+    use switchboard_shared::aws::{
+        DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue,
+    };
+
+    /// The idempotency table, whose completion write fails.
+    struct FailingComplete(DynamoIdempotencyStore);
+    impl IdempotencyStore for FailingComplete {
+        async fn claim(&self, claim: &NewClaim) -> Result<Claim, AwsError> {
+            self.0.claim(claim).await
+        }
+        async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), AwsError> {
+            Err(AwsError {
+                operation: "UpdateItem",
+                message: "injected: the completion write failed".into(),
+            })
+        }
+        async fn release(&self, key: &str) -> Result<(), AwsError> {
+            self.0.release(key).await
+        }
+    }
+
+    let receiver = Receiver::start().await;
+    let stack = start(&receiver).await;
+    let sdk = &stack.dev.sdk;
+    let res = &stack.dev.resources;
+    let handler = ingest::handler::Ingest::new(
+        std::sync::Arc::new(
+            switchboard_shared::integration::Integrations::load_dir(&stack.dir).unwrap(),
+        ),
+        ingest::handler::Ports {
+            events: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &res.events_url),
+            idempotency: FailingComplete(DynamoIdempotencyStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                &res.table,
+            )),
+            secrets: switchboard_shared::secrets::SecretsCache::new(
+                SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
+                Duration::from_secs(300),
+            ),
+            archive: S3Archive::new(aws_sdk_s3::Client::new(sdk), &res.bucket),
+            metrics: switchboard_shared::metrics::Metrics::Off,
+        },
+    );
+    // An invocation whose deadline is a second away: the claim lapses then.
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap() + 1000;
+    let body = body_for("github", 77);
+    let headers = stack.sign("github", &body, "application/json");
+    let request = webhook_request("github", &headers, &body).with_lambda_context(context);
+    let response = handler.handle(request).await;
+    assert_eq!(response.status().as_u16(), 202);
+    let first: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The sender retries the same delivery through the stack, whose table works.
+    let (status, again) = stack.post("github", &headers, &body).await;
+    assert_eq!(status, 202, "the lapsed claim is taken again: {again}");
+    assert_eq!(
+        again["event_id"], first["event_id"],
+        "the same event, not a second one"
+    );
+    receiver.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivered: Vec<_> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.body["body"]["n"] == 77)
+        .collect();
+    assert_eq!(delivered.len(), 1, "delivered once: {delivered:?}");
     stack.dev.shutdown().await;
 }

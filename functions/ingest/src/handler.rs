@@ -22,7 +22,7 @@ use switchboard_shared::verify::{Scheme, SignedRequest, VerifyError, verify};
 use serde_json::value::RawValue;
 use switchboard_shared::integration::Dedupe;
 
-use crate::request::{BodyKind, Json, Rejection, body_kind, decode_body, dedupe_id};
+use crate::request::{BodyKind, Json, Rejection, body_kind, decode_body, dedupe_id, dedupe_key};
 
 /// How long a sender is asked to wait before retrying after a failure on our side.
 const RETRY_AFTER_SECS: u64 = 5;
@@ -211,6 +211,19 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         let events: Vec<(Json<'_>, Option<serde_json::Value>)> = match (&source.split, value) {
             (Some(m), Some(v)) => match m.evaluate(&v, &[]) {
                 Ok(None) => Vec::new(),
+                Ok(Some(serde_json::Value::Array(items))) if items.len() > source.split_max => {
+                    // Refused whole and at once: a sender's huge batch cannot keep ingest
+                    // working until API Gateway gives up.
+                    return Err(Rejection::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_many_events",
+                        format!(
+                            "the body splits into {} events; this integration accepts at most {} per request",
+                            items.len(),
+                            source.split_max
+                        ),
+                    ));
+                }
                 Ok(Some(serde_json::Value::Array(items))) => items
                     .into_iter()
                     .map(|item| (Json::from_value(&item), Some(item)))
@@ -226,11 +239,18 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             },
             (_, value) => vec![(decoded, value)],
         };
+        if events.is_empty() {
+            return Err(Rejection::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_events",
+                "the integration's split expression found no events in this body; nothing was accepted",
+            ));
+        }
         // The archive keeps the event's JSON beside the raw bytes only when it is not simply
         // those bytes parsed.
         let archive_json = split || kind == BodyKind::Form;
 
-        let headers = carried_headers(req.headers());
+        let headers = carried_headers(req.headers(), source.scheme.credential_header());
         // Each event: its dedupe key, then claim, archive, send, complete. A split request's
         // events go ten at a time, so a batch of 100 fits the function's timeout.
         let work: Vec<_> = events
@@ -249,7 +269,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
                     &own_body,
                     split.then_some(i),
                 );
-                let key = format!("ingest#{}#{provider_id}", integration.id);
+                let key = dedupe_key(&integration.id, &provider_id);
                 let archived_json = if archive_json { value } else { None };
                 (key, json, archived_json)
             })
@@ -383,7 +403,8 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             }
         }
 
-        let event_id = EventId::new();
+        // Derived from the key: a sender's retry after a failure below is the same event.
+        let event_id = EventId::derived(key);
         if let Err(e) = self
             .archive_and_queue(
                 integration,
@@ -507,10 +528,13 @@ fn in_progress_deadline(req: &Request, now: DateTime<Utc>) -> i64 {
     )
 }
 
-fn carried_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+/// The headers that travel with the event: none that carries a credential or a signature,
+/// the integration's own credential header (`api-key`, `hmac`) included.
+fn carried_headers(headers: &HeaderMap, credential: Option<&str>) -> BTreeMap<String, String> {
     headers
         .iter()
         .filter(|(name, _)| !is_sensitive_header(name.as_str()))
+        .filter(|(name, _)| credential.is_none_or(|c| !name.as_str().eq_ignore_ascii_case(c)))
         .filter_map(|(name, value)| {
             Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
         })

@@ -1,4 +1,5 @@
 //! The ingest function: API Gateway webhooks in, verified events on the events queue out.
 
+pub mod apigw;
 pub mod handler;
 pub mod request;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use ingest::apigw::Sanitized;
 use ingest::handler::{Ingest, Ports};
 use lambda_http::{Error, Request, service_fn};
 use switchboard_shared::aws::{
@@ -46,9 +47,10 @@ async fn main() -> Result<(), Error> {
         Ok(())
     }));
     aws::warm_up(warm);
-    lambda_http::run(service_fn(move |req: Request| {
+    // lambda_http::run, with the sender's scheme and host headers made safe first.
+    let service = service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Error>(handler.handle(req).await) }
-    }))
-    .await
+    });
+    lambda_http::lambda_runtime::run(Sanitized(lambda_http::Adapter::from(service))).await
 }

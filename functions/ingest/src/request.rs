@@ -139,6 +139,20 @@ pub fn decode_body(kind: BodyKind, body: &[u8]) -> Result<Json<'_>, Rejection> {
 /// The provider's id for one event: the configured header or expression (over `event`, which
 /// the caller parses when the dedupe is an expression), or the SHA-256 of `body` when that
 /// yields nothing. With a split request, `index` keeps header-based ids apart.
+/// Provider ids longer than this are hashed into the dedupe key (DynamoDB refuses keys over
+/// 2,048 bytes).
+pub const MAX_RAW_DEDUPE_ID: usize = 512;
+
+/// The idempotency key of a provider event: its integration and dedupe id, a long id hashed.
+pub fn dedupe_key(integration: &str, provider_id: &str) -> String {
+    if provider_id.len() > MAX_RAW_DEDUPE_ID {
+        let digest = hex::encode(Sha256::digest(provider_id.as_bytes()));
+        format!("ingest#{integration}#long-sha256:{digest}")
+    } else {
+        format!("ingest#{integration}#{provider_id}")
+    }
+}
+
 pub fn dedupe_id(
     dedupe: &Dedupe,
     headers: &HeaderMap,
@@ -219,6 +233,21 @@ mod tests {
             ),
             Ok(json!({"type": "block_actions"}))
         );
+    }
+
+    #[test]
+    fn a_long_provider_id_is_hashed_into_a_key_of_bounded_length() {
+        let short = dedupe_key("github", "d-1");
+        assert_eq!(short, "ingest#github#d-1");
+        let long = "x".repeat(3000);
+        let key = dedupe_key("github", &long);
+        assert!(key.len() < 200, "{key}");
+        assert_eq!(
+            key,
+            dedupe_key("github", &long),
+            "the same id, the same key"
+        );
+        assert_ne!(key, dedupe_key("github", &"y".repeat(3000)));
     }
 
     #[test]

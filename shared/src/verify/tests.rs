@@ -450,3 +450,38 @@ fn outbound_signatures_verify_with_either_key_during_a_rotation() {
         sign(s, &current, "POST", "", body, "msg_1", NOW).unwrap()
     );
 }
+
+#[test]
+fn timestamps_at_the_integer_limits_are_refused_not_overflowed() {
+    for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
+        // The timestamp at a limit, or the clock: far apart either way.
+        for (ts, now) in [(ts, NOW), (NOW, ts)] {
+            let header = format!("t={ts},v1={}", "00".repeat(32));
+            let e = check(
+                &Scheme::Stripe,
+                "k",
+                &[("Stripe-Signature", &header)],
+                b"{}",
+                "",
+                now,
+            )
+            .unwrap_err();
+            assert_eq!(e.code(), "timestamp_out_of_tolerance", "{ts} at {now}");
+        }
+        let ts = ts.to_string();
+        let e = check(
+            &Scheme::StandardWebhooks,
+            "whsec_a2V5",
+            &[
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", &ts),
+                ("webhook-signature", "v1,AAAA"),
+            ],
+            b"{}",
+            "",
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "timestamp_out_of_tolerance", "{ts}");
+    }
+}
