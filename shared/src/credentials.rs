@@ -329,6 +329,59 @@ mod tests {
         )
     }
 
+    /// A record per secret id.
+    struct ByName(HashMap<String, String>);
+
+    impl SecretStore for ByName {
+        async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+            Ok(SecretString::new(self.0[id].clone()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_token_endpoint_holds_up_no_other_secret() {
+        let (fast_url, _) = token_server(3600).await;
+        // A token endpoint that answers after two seconds.
+        let app = Router::new().route(
+            "/token",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                r#"{"access_token":"slow-token","expires_in":3600}"#
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let slow_url = format!("http://{}/token", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let record = |url: &str| {
+            format!(
+                r#"{{"type":"oauth2-client-credentials","token_url":"{url}","client_id":"id","client_secret":"shh","scope":"read"}}"#
+            )
+        };
+        let store = ByName(HashMap::from([
+            ("slow".to_string(), record(&slow_url)),
+            ("fast".to_string(), record(&fast_url)),
+        ]));
+        let c = Arc::new(Credentials::new(
+            SecretsCache::new(store, Duration::from_secs(60)),
+            local_http(),
+            Duration::from_secs(5),
+        ));
+        let slow = {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move { c.token("slow").await.map(|t| t.expose().to_string()) })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let fast = c.token("fast").await.unwrap();
+        assert_eq!(fast.expose(), "token-0");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the fast secret waited {:?} for the slow one's mint",
+            started.elapsed()
+        );
+        assert_eq!(slow.await.unwrap().unwrap(), "slow-token");
+    }
+
     fn authorization(request: reqwest::RequestBuilder) -> String {
         let r = request.build().unwrap();
         r.headers()["authorization"].to_str().unwrap().to_string()

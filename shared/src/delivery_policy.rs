@@ -105,9 +105,43 @@ pub fn visibility(scheduled: Duration, asked: Option<Duration>) -> Duration {
         .min(MAX_VISIBILITY)
 }
 
+/// Time kept back from SQS's 12 h when a visibility is set: the message was received by
+/// Lambda's poller a little before the function saw it.
+pub const RECEIVE_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// `wait`, cut so the message's visibility ends within 12 h of its receive (`received_ago`):
+/// SQS refuses a ChangeMessageVisibility beyond that, and the message would come back after
+/// the queue's own timeout instead, burning the retry schedule in minutes.
+pub fn within_receive(wait: Duration, received_ago: Duration) -> Duration {
+    let left = MAX_VISIBILITY
+        .saturating_sub(received_ago)
+        .saturating_sub(RECEIVE_MARGIN);
+    wait.min(left)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_visibility_never_reaches_past_12_hours_since_the_receive() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        let m = |n: u64| Duration::from_secs(n * 60);
+        for (wait, ago, expected) in [
+            (m(5), Duration::ZERO, m(5)),
+            (h(12), Duration::ZERO, h(12) - RECEIVE_MARGIN),
+            (h(24), Duration::ZERO, h(12) - RECEIVE_MARGIN),
+            (h(12), m(10), h(12) - m(10) - RECEIVE_MARGIN),
+            (h(2), h(11), h(1) - RECEIVE_MARGIN),
+            (h(1), h(13), Duration::ZERO),
+        ] {
+            assert_eq!(
+                within_receive(wait, ago),
+                expected,
+                "{wait:?} after {ago:?}"
+            );
+        }
+    }
 
     #[test]
     fn every_outcome_has_its_class() {

@@ -183,6 +183,10 @@ impl Definition for Outbound {
     }
 }
 
+/// The longest an enrichment step's `timeout` may be: transform's function timeout (30 s in the
+/// template, checked by a test) must outlast it with room for the rest of the event.
+pub const MAX_ENRICH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The longest an enrichment call may take when its step sets no `timeout`.
 pub const DEFAULT_ENRICH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -868,6 +872,15 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
             Some(t) => t.parse().map_err(|m| err(&at("timeout"), m))?,
             None => DEFAULT_ENRICH_TIMEOUT,
         };
+        if timeout > MAX_ENRICH_TIMEOUT || timeout.is_zero() {
+            return Err(err(
+                &at("timeout"),
+                format!(
+                    "must be more than 0 and at most {}s (transform's function timeout must outlast it)",
+                    MAX_ENRICH_TIMEOUT.as_secs()
+                ),
+            ));
+        }
         enrich.push(EnrichStep {
             name: step.name,
             url,

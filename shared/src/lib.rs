@@ -11,6 +11,7 @@ pub mod circuit;
 pub mod config;
 pub mod contract;
 pub mod credentials;
+pub mod deadline;
 pub mod delivery_policy;
 pub mod envelope;
 pub mod http;

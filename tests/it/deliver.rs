@@ -525,3 +525,208 @@ async fn under_the_deployed_rules_a_name_resolving_to_loopback_is_dead_lettered_
     assert!(e.contains("routes[0].deliver.url (route `runtime`)"), "{e}");
     assert!(e.contains("127.0.0.1 is a loopback address"), "{e}");
 }
+
+/// A visibility change never reaches past 12 h since the receive: a `Retry-After` of a day is
+/// cut to what SQS accepts, so the retry waits (nearly) 12 h instead of failing back to the
+/// queue's default timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() {
+    use std::sync::{Arc, Mutex};
+
+    use switchboard_shared::aws::{DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
+    use switchboard_shared::ports::{AwsError, Visibility};
+
+    /// The queue, recording every delay asked of it and whether SQS took it.
+    struct Recording {
+        inner: SqsQueue,
+        delays: Arc<Mutex<Vec<(Duration, bool)>>>,
+    }
+    impl Visibility for Recording {
+        async fn delay(&self, receipt: &str, by: Duration) -> Result<(), AwsError> {
+            let result = self.inner.delay(receipt, by).await;
+            self.delays.lock().unwrap().push((by, result.is_ok()));
+            result
+        }
+    }
+
+    let receiver = Receiver::start().await;
+    receiver.always(StatusCode::SERVICE_UNAVAILABLE);
+    receiver.retry_after("86400");
+    let routes = format!(
+        "  - id: echo\n    map: $\n    deliver:\n      url: {}\n      retry: [1s, 1s]\n",
+        receiver.url
+    );
+    let stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    let sdk = &stack.dev.sdk;
+    // A queue of the test's own, so the stack's worker does not take the message.
+    let url = stack
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}-visibility", stack.prefix))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let task = switchboard_shared::envelope::DeliveryMessage::DeliveryV1(
+        switchboard_shared::envelope::DeliveryV1 {
+            event_id: switchboard_shared::ids::EventId::new(),
+            integration: "orders".into(),
+            route: "echo".into(),
+            body: json!({"n": 1}),
+            method: None,
+            path: None,
+            headers: Default::default(),
+        },
+    );
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body(serde_json::to_string(&task).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let received = stack
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    let m = &received.messages()[0];
+    let mut message = aws_lambda_events::sqs::SqsMessage::default();
+    message.message_id = m.message_id().map(str::to_string);
+    message.receipt_handle = m.receipt_handle().map(str::to_string);
+    message.body = m.body().map(str::to_string);
+    message
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "1".into());
+
+    let delays = Arc::new(Mutex::new(Vec::new()));
+    let handler = deliver::handler::Deliver::new(
+        Arc::new(switchboard_shared::integration::Integrations::load_dir(&stack.dir).unwrap()),
+        deliver::handler::Ports {
+            idempotency: DynamoIdempotencyStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                &stack.dev.resources.table,
+            ),
+            secrets: switchboard_shared::secrets::SecretsCache::new(
+                SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
+                Duration::from_secs(300),
+            ),
+            queue: Recording {
+                inner: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &url),
+                delays: Arc::clone(&delays),
+            },
+            dead_letters: SqsQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                &stack.dev.resources.deliveries_dlq_url,
+            ),
+            metrics: switchboard_shared::metrics::Metrics::Off,
+            network: switchboard_shared::network::NetworkPolicy::LOCAL,
+        },
+        50,
+    )
+    .unwrap();
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = vec![message];
+    let out = handler
+        .handle(lambda_runtime::LambdaEvent::new(
+            event,
+            lambda_runtime::Context::default(),
+        ))
+        .await;
+    assert_eq!(
+        out.batch_item_failures.len(),
+        1,
+        "handed back for the retry"
+    );
+    let delays = delays.lock().unwrap().clone();
+    let twelve_hours = Duration::from_secs(12 * 3600);
+    assert_eq!(delays.len(), 1, "{delays:?}");
+    let (delay, accepted) = delays[0];
+    assert!(accepted, "SQS refused the delay {delay:?}");
+    assert!(delay < twelve_hours, "{delay:?}");
+    assert!(
+        delay >= twelve_hours - Duration::from_secs(6 * 60),
+        "{delay:?}"
+    );
+
+    // What the cut avoids: SQS (moto as AWS) refuses a visibility reaching past 12 h since the
+    // receive, and the message would come back after the queue's own timeout instead.
+    let refused = stack
+        .sqs
+        .change_message_visibility()
+        .queue_url(&url)
+        .receipt_handle(m.receipt_handle().unwrap())
+        .visibility_timeout(43_200)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}")
+            .contains("Total VisibilityTimeout for the message is beyond the limit"),
+        "{refused:?}"
+    );
+    stack.dev.shutdown().await;
+}
+
+/// A destination that answers an error with an endless body: deliver keeps its first 1 KB and
+/// stops reading, so the attempt is a 503 settled at once, not a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_error_answer_is_read_for_its_first_kilobyte_only() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = stream.read(&mut buf).await;
+                let head = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 4096, "z".repeat(4096));
+                while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    let routes = format!(
+        "  - id: echo\n    map: $\n    deliver:\n      url: http://{addr}/hook\n      timeout: 5s\n      retry: [1s]\n"
+    );
+    let stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    let (status, body) = stack.post_signed("orders", ORDER).await;
+    assert_eq!(status, 202, "{body}");
+    let letter = &dead_letters(&stack, 1).await[0];
+    assert_eq!(letter["reason"], "retries_exhausted", "{letter:?}");
+    assert_eq!(letter["last_status"], "503", "{letter:?}");
+    let history: Vec<serde_json::Value> = serde_json::from_str(&letter["history"]).unwrap();
+    for attempt in &history {
+        assert_eq!(attempt["status"], 503, "{attempt}");
+        assert_eq!(
+            attempt["response"].as_str().map(str::len),
+            Some(1024),
+            "{attempt}"
+        );
+        assert!(attempt["latency_ms"].as_u64().unwrap() < 2000, "{attempt}");
+    }
+    stack.dev.shutdown().await;
+}

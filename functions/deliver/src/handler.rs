@@ -25,6 +25,7 @@ use lambda_runtime::LambdaEvent;
 use switchboard_shared::circuit::{self, Admit, CircuitState, Transition};
 use switchboard_shared::config::StartError;
 use switchboard_shared::credentials::Credentials;
+use switchboard_shared::deadline;
 use switchboard_shared::delivery_policy::{self, Class, Outcome};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
@@ -81,8 +82,6 @@ const DELIVERED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_IN_PROGRESS: Duration = Duration::from_secs(60);
 /// How long a container trusts its read of a circuit.
 const CIRCUIT_READ_TTL: Duration = Duration::from_secs(1);
-/// Time kept back before the deadline for the bookkeeping after a request.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
 /// The longest a task waits in process for a rate limit before it waits on its visibility.
 const MAX_LIMIT_WAIT: Duration = Duration::from_secs(3);
 /// How much of an error answer travels with the attempt history (and is read at all).
@@ -190,11 +189,12 @@ where
         let deadline_ms = i64::try_from(event.context.deadline)
             .ok()
             .filter(|d| *d > 0);
+        let received = Instant::now();
         let results = futures::future::join_all(event.payload.records.iter().map(|message| {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("delivery", message_id = %id);
             async move {
-                let result = self.process(message, deadline_ms).await;
+                let result = self.process(message, deadline_ms, received).await;
                 if let Err(e) = &result {
                     tracing::info!(message_id = %id, reason = %e, "delivery handed back");
                 }
@@ -216,7 +216,12 @@ where
 
     /// Ok when the message is done with (delivered or dead-lettered); Err when SQS should hand
     /// it back.
-    async fn process(&self, message: &SqsMessage, deadline_ms: Option<i64>) -> Result<(), String> {
+    async fn process(
+        &self,
+        message: &SqsMessage,
+        deadline_ms: Option<i64>,
+        received: Instant,
+    ) -> Result<(), String> {
         let text = message.body.as_deref().unwrap_or_default();
         let receives = switchboard_shared::ports::receive_count(&message.attributes);
         let task = match DeliveryMessage::decode(text) {
@@ -232,6 +237,7 @@ where
             text,
             task: &task,
             receives,
+            received,
         };
         let Some(route) = self
             .integrations
@@ -308,7 +314,7 @@ where
                 // not on every visibility timeout until then.
                 let left = record.in_progress_expires_at_ms.unwrap_or(0) - now.timestamp_millis();
                 let wait = Duration::from_millis(u64::try_from(left).unwrap_or(0) + 500);
-                self.set_visibility(message, wait).await;
+                self.set_visibility(message, wait, received).await;
                 return Err("being delivered by another worker".into());
             }
             Err(e) => return Err(format!("idempotency claim failed: {e}")),
@@ -482,7 +488,7 @@ where
                         let wait = delivery_policy::visibility(delay, attempt.retry_after);
                         let reason = reason_of(attempt.outcome);
                         self.count(&task.integration, &task.route, "retried", reason);
-                        self.set_visibility(message, wait).await;
+                        self.set_visibility(message, wait, received).await;
                         Err(format!("{what}; next attempt in {}s", wait.as_secs()))
                     }
                 }
@@ -546,7 +552,7 @@ where
             }
         };
         self.count(&task.integration, &task.route, why.as_str(), why.as_str());
-        self.set_visibility(work.message, wait).await;
+        self.set_visibility(work.message, wait, work.received).await;
         Err(format!(
             "{}; next look in {}s",
             why.as_str(),
@@ -554,7 +560,10 @@ where
         ))
     }
 
-    async fn set_visibility(&self, message: &SqsMessage, wait: Duration) {
+    /// Hands the message back after `wait`, cut to end within 12 h of its receive (SQS's
+    /// limit; `received` is when the batch reached the function).
+    async fn set_visibility(&self, message: &SqsMessage, wait: Duration, received: Instant) {
+        let wait = delivery_policy::within_receive(wait, received.elapsed());
         if let Some(receipt) = message.receipt_handle.as_deref()
             && let Err(e) = self.queue.delay(receipt, wait).await
         {
@@ -565,11 +574,11 @@ where
 
     /// Whether a request of this route started now finishes before the deadline.
     fn time_for(&self, route: &OutboundRoute, deadline_ms: Option<i64>) -> bool {
-        let Some(deadline) = deadline_ms else {
-            return true;
-        };
-        let left = deadline - Utc::now().timestamp_millis();
-        left >= (route.deliver.timeout + DEADLINE_MARGIN).as_millis() as i64
+        deadline::leaves_time(
+            route.deliver.timeout,
+            deadline_ms,
+            Utc::now().timestamp_millis(),
+        )
     }
 
     /// The circuit as this container last read it, read again once a second.
@@ -702,7 +711,7 @@ where
             let mut pause = Duration::from_millis(50);
             loop {
                 let now_ms = Utc::now().timestamp_millis();
-                let lease = now_ms + (route.deliver.timeout + DEADLINE_MARGIN).as_millis() as i64;
+                let lease = now_ms + (route.deliver.timeout + deadline::MARGIN).as_millis() as i64;
                 let taken = self
                     .store
                     .take_slot(destination, max, start, now_ms, lease)
@@ -902,6 +911,8 @@ struct Work<'a> {
     text: &'a str,
     task: &'a DeliveryV1,
     receives: u32,
+    /// When the batch reached the function.
+    received: Instant,
 }
 
 /// The first 1 KB of an answer, as text (cut on a character boundary).

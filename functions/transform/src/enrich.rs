@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use switchboard_shared::credentials::Credentials;
+use switchboard_shared::deadline;
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
 use switchboard_shared::integration::{EnrichStep, OnMissing};
 use switchboard_shared::mapping::Scope;
@@ -61,8 +62,8 @@ pub struct Enricher<K> {
     credentials: Credentials<K>,
 }
 
-/// The longest any single enrichment call may take, whatever its step says.
-const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest any single enrichment call may take (definitions are refused beyond it).
+const MAX_TIMEOUT: std::time::Duration = switchboard_shared::integration::MAX_ENRICH_TIMEOUT;
 
 impl<K: SecretStore> Enricher<K> {
     /// An enricher reading credentials through `secrets`, calling where `network` allows.
@@ -82,6 +83,7 @@ impl<K: SecretStore> Enricher<K> {
         body: &str,
         headers: &Value,
         event: &Value,
+        deadline_ms: Option<i64>,
     ) -> Result<Value, EnrichError> {
         let mut enriched = serde_json::Map::new();
         for step in steps {
@@ -95,7 +97,7 @@ impl<K: SecretStore> Enricher<K> {
             let url = Scope::from_json(body, &bindings)
                 .map_err(|e| e.to_string())
                 .and_then(|scope| step.url.render(&scope));
-            let value = self.step(step, url).await?;
+            let value = self.step(step, url, deadline_ms).await?;
             enriched.insert(step.name.clone(), value);
         }
         Ok(Value::Object(enriched))
@@ -105,6 +107,7 @@ impl<K: SecretStore> Enricher<K> {
         &self,
         step: &EnrichStep,
         url: Result<url::Url, String>,
+        deadline_ms: Option<i64>,
     ) -> Result<Value, EnrichError> {
         let retryable = |message: String| EnrichError::Retryable {
             step: step.name.clone(),
@@ -121,6 +124,16 @@ impl<K: SecretStore> Enricher<K> {
         let mut refreshed = false;
         let response = loop {
             let timeout = step.timeout.min(MAX_TIMEOUT);
+            // The deliver rule: a call that may not finish before the deadline is not started
+            // (the event comes back through SQS, to a fresh invocation).
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            if !deadline::leaves_time(timeout, deadline_ms, now_ms) {
+                let left = deadline_ms.map_or(0, |d| d - now_ms).max(0);
+                return Err(retryable(format!(
+                    "not started: {left} ms left before the deadline, the call may take {} ms",
+                    timeout.as_millis()
+                )));
+            }
             let request =
                 match self
                     .http
@@ -278,7 +291,7 @@ mod tests {
             };
             let before = reads.load(std::sync::atomic::Ordering::SeqCst);
             let e = enricher
-                .run(&[s], "{}", &json!({}), &json!({}))
+                .run(&[s], "{}", &json!({}), &json!({}), None)
                 .await
                 .unwrap_err();
             assert!(
@@ -346,7 +359,7 @@ mod tests {
         )
         .unwrap();
         enricher
-            .run(&[step], r#"{"id": "a b"}"#, &json!({}), &json!({}))
+            .run(&[step], r#"{"id": "a b"}"#, &json!({}), &json!({}), None)
             .await
     }
 
@@ -355,6 +368,32 @@ mod tests {
             EnrichError::Permanent { reason, .. } => reason,
             _ => "not permanent",
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_cannot_finish_before_the_deadline_is_not_started() {
+        let base = api().await;
+        let enricher = Enricher::new(
+            SecretsCache::new(NoSecrets, Duration::from_secs(60)),
+            NetworkPolicy::LOCAL,
+        )
+        .unwrap();
+        let mut s = step(format!("{base}/slow"), OnMissing::Fail);
+        s.timeout = Duration::from_secs(5);
+        let deadline = chrono::Utc::now().timestamp_millis() + 3000;
+        let started = std::time::Instant::now();
+        let e = enricher
+            .run(&[s], "{}", &json!({}), &json!({}), Some(deadline))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, EnrichError::Retryable { message, .. } if message.starts_with("not started")),
+            "{e:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "nothing was called"
+        );
     }
 
     #[tokio::test]

@@ -108,10 +108,13 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
     /// Processes a batch, its events concurrently (a slow enrichment API holds up one event,
     /// not the batch); the response lists the messages to retry.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
+        let deadline_ms = i64::try_from(event.context.deadline)
+            .ok()
+            .filter(|d| *d > 0);
         let outcomes = futures::future::join_all(event.payload.records.iter().map(|message| {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("event", message_id = %id);
-            async move { (id, self.process(message).await) }.instrument(span)
+            async move { (id, self.process(message, deadline_ms).await) }.instrument(span)
         }))
         .await;
         let mut response = SqsBatchResponse::default();
@@ -128,7 +131,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
 
     /// Ok when the message is done with (transformed, skipped or dead-lettered); Err when SQS
     /// should hand it back.
-    async fn process(&self, message: &SqsMessage) -> Result<(), String> {
+    async fn process(&self, message: &SqsMessage, deadline_ms: Option<i64>) -> Result<(), String> {
         let text = message.body.as_deref().unwrap_or_default();
         let attempts = switchboard_shared::ports::receive_count(&message.attributes);
         let event = match EventMessage::decode_raw(text) {
@@ -149,7 +152,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             last_status: None,
             history: None,
         };
-        match self.run(&event).await {
+        match self.run(&event, deadline_ms).await {
             Ok(report) => {
                 for (route, rejection) in report.rejected {
                     // The event again, for this route only: a redrive re-runs just it.
@@ -213,7 +216,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
         send_dead_letter(&self.dead_letters, letter, "event").await
     }
 
-    async fn run(&self, event: &RawEvent) -> Result<Report, Failure> {
+    async fn run(&self, event: &RawEvent, deadline_ms: Option<i64>) -> Result<Report, Failure> {
         let integration =
             self.integrations
                 .get(&event.integration)
@@ -243,7 +246,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
         });
         let enriched = self
             .enricher
-            .run(&integration.enrich, &body, &headers, &meta)
+            .run(&integration.enrich, &body, &headers, &meta, deadline_ms)
             .await
             .map_err(|e| match e {
                 EnrichError::Retryable { .. } => Failure::Retry {
