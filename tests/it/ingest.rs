@@ -605,7 +605,7 @@ async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
     let archive = S3Archive::new(aws_sdk_s3::Client::new(sdk), &res.bucket);
     events.warm().await.expect("GetQueueAttributes");
     idempotency
-        .warm()
+        .warm("ingest#")
         .await
         .expect("GetItem of a key no record has");
     archive.warm().await.expect("HeadBucket");

@@ -9,6 +9,7 @@ mod utils;
 mod deliver;
 mod ingest;
 mod package;
+mod privilege;
 mod rotation;
 mod secrets;
 mod transform;

@@ -19,7 +19,8 @@ fn integrations_dir() -> PathBuf {
 }
 
 /// A shipped definition with its mappings and schemas, hosts pointed at local receivers and
-/// secret ids (`switchboard/hubspot/x`) made the test's own (`SECRET/hubspot-x`).
+/// secret ids (`switchboard/<function's prefix>/hubspot/x`) made the test's own
+/// (`SECRET/hubspot-x`).
 fn shipped(id: &str, hosts: &[(&str, &str)]) -> Vec<(String, String)> {
     let dir = integrations_dir();
     let secret_ids = |text: String| {
@@ -28,6 +29,10 @@ fn shipped(id: &str, hosts: &[(&str, &str)]) -> Vec<(String, String)> {
         while let Some(i) = rest.find("switchboard/") {
             out.push_str(&rest[..i]);
             let after = &rest[i + "switchboard/".len()..];
+            let after = ["inbound/", "enrich/", "outbound/"]
+                .iter()
+                .find_map(|p| after.strip_prefix(p))
+                .unwrap_or(after);
             let slash = after.find('/').unwrap();
             out.push_str("SECRET/");
             out.push_str(&after[..slash]);

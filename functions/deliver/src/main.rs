@@ -28,7 +28,7 @@ async fn main() -> Result<(), Error> {
     );
     let queue = SqsQueue::new(sqs.clone(), config.deliveries_queue_url);
     let mut warm = vec![
-        Box::pin(idempotency.warm()) as aws::WarmUp,
+        Box::pin(idempotency.warm("deliver#")) as aws::WarmUp,
         Box::pin(queue.warm()),
     ];
     let handler = Arc::new(Deliver::new(

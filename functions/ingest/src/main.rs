@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
     let archive = S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket);
     let mut warm = vec![
         Box::pin(events.warm()) as aws::WarmUp,
-        Box::pin(idempotency.warm()),
+        Box::pin(idempotency.warm("ingest#")),
         Box::pin(archive.warm()),
     ];
     let ports = Ports {

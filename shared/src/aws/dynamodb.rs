@@ -36,13 +36,17 @@ impl DynamoIdempotencyStore {
     }
 
     /// Opens the connection to DynamoDB with one cheap call (a GetItem of a key no record
-    /// has), for [`super::warm_up`].
-    pub fn warm(&self) -> impl Future<Output = Result<(), AwsError>> + Send + 'static {
+    /// has), for [`super::warm_up`]. `prefix` is one of the function's own key prefixes
+    /// (`ingest#`, `deliver#`): its role may read no other key.
+    pub fn warm(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send + 'static {
         let call = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("id", AttributeValue::S("warm-up".into()))
+            .key("id", AttributeValue::S(format!("{prefix}warm-up")))
             .projection_expression("id");
         async move {
             call.send()

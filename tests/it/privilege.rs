@@ -1,0 +1,268 @@
+//! Least privilege, read off `infra/template.yaml`: no `*` action or resource, one role per
+//! function with no SAM-managed policy, each function able to read only the secrets the
+//! shipped definitions give it, keys by prefix, and the limits that keep a flood or a slow API
+//! from reaching past its own function.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_norway::Value;
+use switchboard_shared::integration::{
+    Integration, Integrations, MAX_ENRICH_TIMEOUT, QUEUE_RETENTION,
+};
+
+fn template() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The text inside a value, through CloudFormation's tags (`!Sub "..."`, `!Ref X`,
+/// `!GetAtt X.Arn`).
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Tagged(t) => text(&t.value),
+        _ => None,
+    }
+}
+
+/// A value or a list of them, as a list.
+fn list(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Sequence(s) => s.iter().collect(),
+        Value::Null => Vec::new(),
+        one => vec![one],
+    }
+}
+
+/// Every Allow statement of a role's inline policies.
+fn allows(role: &Value) -> Vec<&Value> {
+    list(&role["Properties"]["Policies"])
+        .into_iter()
+        .flat_map(|p| list(&p["PolicyDocument"]["Statement"]))
+        .filter(|s| s["Effect"].as_str() == Some("Allow"))
+        .collect()
+}
+
+fn resources(t: &Value) -> &serde_norway::Mapping {
+    t["Resources"].as_mapping().unwrap()
+}
+
+/// Function name -> its role's resource name.
+fn roles(t: &Value) -> BTreeMap<String, String> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, r)| {
+            let name = name.as_str().unwrap().to_string();
+            let role = text(&r["Properties"]["Role"])
+                .unwrap_or_else(|| panic!("{name} has no Role of its own"));
+            (name, role.trim_end_matches(".Arn").to_string())
+        })
+        .collect()
+}
+
+/// Which secret names a role may read: `prefix*` patterns, with `SecretsPrefix` at its default.
+fn readable_secrets(t: &Value, role: &str) -> Vec<String> {
+    let prefix = t["Parameters"]["SecretsPrefix"]["Default"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let role = &t["Resources"][role];
+    allows(role)
+        .into_iter()
+        .filter(|s| {
+            list(&s["Action"])
+                .iter()
+                .any(|a| a.as_str() == Some("secretsmanager:GetSecretValue"))
+        })
+        .flat_map(|s| list(&s["Resource"]))
+        .map(|r| match r {
+            // `!Ref SomeSecret`: that secret's name.
+            Value::Tagged(tag) if tag.tag == "!Ref" => {
+                let name = text(&tag.value).unwrap();
+                text(&t["Resources"][name.as_str()]["Properties"]["Name"]).unwrap()
+            }
+            other => {
+                let arn = text(other).unwrap();
+                arn.split_once(":secret:").unwrap().1.to_string()
+            }
+        })
+        .map(|p| p.replace("${SecretsPrefix}", &prefix))
+        .collect()
+}
+
+fn can_read(patterns: &[String], secret: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => secret.starts_with(prefix),
+        None => secret == p,
+    })
+}
+
+#[test]
+fn no_role_allows_any_action_or_resource_and_sam_adds_no_managed_policy() {
+    let t = template();
+    assert!(t["Globals"]["Function"]["Policies"].is_null());
+    for (name, r) in resources(&t) {
+        let name = name.as_str().unwrap();
+        match r["Type"].as_str() {
+            Some("AWS::Serverless::Function") => {
+                assert!(
+                    r["Properties"]["Policies"].is_null(),
+                    "{name}: SAM's Policies bring its managed policies (Resource \"*\"): use the Role"
+                );
+            }
+            Some("AWS::IAM::Role") => {
+                assert!(
+                    r["Properties"]["ManagedPolicyArns"].is_null(),
+                    "{name}: managed policies"
+                );
+                let statements = allows(r);
+                assert!(!statements.is_empty(), "{name}: no statement");
+                for s in statements {
+                    for action in list(&s["Action"]) {
+                        let action = text(action).unwrap();
+                        assert!(!action.contains('*'), "{name}: action {action}");
+                    }
+                    let resources = list(&s["Resource"]);
+                    assert!(
+                        !resources.is_empty(),
+                        "{name}: a statement without Resource"
+                    );
+                    for resource in resources {
+                        let resource = text(resource).unwrap();
+                        assert_ne!(resource.trim(), "*", "{name}: Resource \"*\"");
+                        assert!(!resource.ends_with(":*:*"), "{name}: {resource}");
+                    }
+                    // Table access is by key prefix.
+                    if list(&s["Action"])
+                        .iter()
+                        .any(|a| text(a).is_some_and(|a| a.starts_with("dynamodb:")))
+                    {
+                        let keys =
+                            &s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+                        assert!(
+                            !list(keys).is_empty(),
+                            "{name}: DynamoDB without LeadingKeys"
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn each_function_reads_exactly_the_secrets_its_definitions_use() {
+    let t = template();
+    let roles = roles(&t);
+    let readable = |function: &str| readable_secrets(&t, &roles[function]);
+    let (ingest, transform, deliver, rotate) = (
+        readable("IngestFunction"),
+        readable("TransformFunction"),
+        readable("DeliverFunction"),
+        readable("RotateFunction"),
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../integrations");
+    let shipped = Integrations::<Integration>::load_dir(&dir).unwrap();
+    let mut checked = 0;
+    for i in shipped.iter().filter(|i| i.id != "example") {
+        let mut uses: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = &i.source.secret {
+            uses.push(("ingest", s));
+        }
+        for step in &i.enrich {
+            uses.extend(step.auth.secret().map(|s| ("transform", s)));
+        }
+        for r in &i.routes {
+            uses.extend(r.deliver.auth.secret().map(|s| ("deliver", s)));
+            uses.extend(
+                r.deliver
+                    .sign
+                    .as_ref()
+                    .map(|s| ("deliver", s.secret.as_str())),
+            );
+        }
+        for (user, secret) in uses {
+            for (function, patterns) in [
+                ("ingest", &ingest),
+                ("transform", &transform),
+                ("deliver", &deliver),
+            ] {
+                assert_eq!(
+                    can_read(patterns, secret),
+                    function == user,
+                    "{}: `{secret}` (used by {user}) readable by {function}: {patterns:?}",
+                    i.id
+                );
+            }
+            assert!(!can_read(&rotate, secret) || secret.ends_with("outbound/signing"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 7, "{checked} secrets checked");
+    // The stack's own signing key: deliver signs with it, rotate rotates it, no one else.
+    let signing = text(&t["Resources"]["OutboundSigningSecret"]["Properties"]["Name"])
+        .unwrap()
+        .replace("${SecretsPrefix}", "switchboard/");
+    assert!(can_read(&deliver, &signing) && can_read(&rotate, &signing));
+    assert!(!can_read(&ingest, &signing) && !can_read(&transform, &signing));
+}
+
+#[test]
+fn floods_slow_apis_and_long_schedules_stay_within_their_limits() {
+    let t = template();
+    let r = &t["Resources"];
+    // No TRACE: lambda_runtime logs raw events there.
+    let levels: Vec<&str> = list(&t["Parameters"]["LogLevel"]["AllowedValues"])
+        .into_iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !levels.contains(&"TRACE") && levels.contains(&"INFO"),
+        "{levels:?}"
+    );
+    // The queues keep messages as long as a definition's schedule may take.
+    for queue in ["EventsQueue", "DeliveriesQueue"] {
+        assert_eq!(
+            r[queue]["Properties"]["MessageRetentionPeriod"].as_u64(),
+            Some(QUEUE_RETENTION.as_secs()),
+            "{queue}"
+        );
+    }
+    // Transform outlasts its longest enrichment call with room to spare.
+    let timeout = r["TransformFunction"]["Properties"]["Timeout"]
+        .as_u64()
+        .unwrap();
+    assert!(timeout >= MAX_ENRICH_TIMEOUT.as_secs() + 5, "{timeout}");
+    // A flood at ingest is throttled at the stage and cannot take every execution.
+    let api = &r["WebhookApi"]["Properties"];
+    assert!(!api["DefaultRouteSettings"]["ThrottlingRateLimit"].is_null());
+    assert!(!api["DefaultRouteSettings"]["ThrottlingBurstLimit"].is_null());
+    assert!(!api["AccessLogSettings"]["DestinationArn"].is_null());
+    assert_eq!(
+        text(&r["IngestFunction"]["Properties"]["Events"]["Webhook"]["Properties"]["ApiId"])
+            .as_deref(),
+        Some("WebhookApi")
+    );
+    for (function, event) in [
+        ("TransformFunction", "Events"),
+        ("DeliverFunction", "Deliveries"),
+    ] {
+        let scaling = &r[function]["Properties"]["Events"][event]["Properties"]["ScalingConfig"];
+        assert!(!scaling["MaximumConcurrency"].is_null(), "{function}");
+    }
+    // Every function logs to its own group, kept for a while.
+    for function in roles(&t).keys() {
+        let group = text(&r[function.as_str()]["Properties"]["LoggingConfig"]["LogGroup"])
+            .unwrap_or_else(|| panic!("{function}: no log group of its own"));
+        assert!(
+            !r[group.as_str()]["Properties"]["RetentionInDays"].is_null(),
+            "{group}"
+        );
+    }
+    // Secrets Manager may invoke rotate for this account's secret only.
+    let permission = &r["RotatePermission"]["Properties"];
+    assert!(!permission["SourceArn"].is_null() && !permission["SourceAccount"].is_null());
+}
