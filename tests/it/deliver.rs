@@ -20,6 +20,16 @@ fn definition(routes: &str) -> String {
     format!("source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n{routes}")
 }
 
+/// A stack with the `orders` integration (Standard Webhooks) and these routes.
+async fn signed_orders(routes: &str) -> TestStack {
+    TestStack::with(
+        &[("orders", definition(routes))],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await
+}
+
 async fn dead_letters(stack: &TestStack, n: usize) -> Vec<BTreeMap<String, String>> {
     let mut got = Vec::new();
     while got.len() < n {
@@ -174,12 +184,7 @@ async fn a_dead_letter_carries_its_attempt_history_with_the_error_answers() {
         "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      retry: [1s, 1s]\n",
         receiver.url
     );
-    let stack = TestStack::with(
-        &[("orders", definition(&routes))],
-        &[("signing", SIGNING_SECRET)],
-        FAST,
-    )
-    .await;
+    let stack = signed_orders(&routes).await;
     let (status, body) = stack.post_signed("orders", ORDER).await;
     assert_eq!(status, 202, "{body}");
 
@@ -210,12 +215,7 @@ async fn a_failing_destination_opens_its_circuit_and_a_probe_closes_it() {
         "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      retry: [3s, 3s, 3s, 3s, 3s, 3s, 3s, 3s, 3s, 3s]\n      circuit: {{ failures: 3, cool_down: 3s }}\n",
         receiver.url
     );
-    let stack = TestStack::with(
-        &[("orders", definition(&routes))],
-        &[("signing", SIGNING_SECRET)],
-        FAST,
-    )
-    .await;
+    let stack = signed_orders(&routes).await;
     for i in 0..5 {
         let (status, body) = stack
             .post_signed("orders", format!(r#"{{"name": "n{i}"}}"#).as_bytes())
@@ -279,12 +279,7 @@ async fn a_rate_limited_destination_is_paced_not_failed() {
         "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      limits: {{ max_per_second: 2, max_concurrency: 1 }}\n",
         receiver.url
     );
-    let stack = TestStack::with(
-        &[("orders", definition(&routes))],
-        &[("signing", SIGNING_SECRET)],
-        FAST,
-    )
-    .await;
+    let stack = signed_orders(&routes).await;
     for i in 0..6 {
         let (status, body) = stack
             .post_signed("orders", format!(r#"{{"name": "n{i}"}}"#).as_bytes())
@@ -313,12 +308,7 @@ async fn a_request_that_cannot_finish_before_the_deadline_is_never_started() {
         "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      timeout: 40s\n",
         receiver.url
     );
-    let stack = TestStack::with(
-        &[("orders", definition(&routes))],
-        &[("signing", SIGNING_SECRET)],
-        FAST,
-    )
-    .await;
+    let stack = signed_orders(&routes).await;
     let (status, body) = stack.post_signed("orders", ORDER).await;
     assert_eq!(status, 202, "{body}");
     let letter = &dead_letters(&stack, 1).await[0];
@@ -556,12 +546,7 @@ async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() 
         "  - id: echo\n    map: $\n    deliver:\n      url: {}\n      retry: [1s, 1s]\n",
         receiver.url
     );
-    let stack = TestStack::with(
-        &[("orders", definition(&routes))],
-        &[("signing", SIGNING_SECRET)],
-        FAST,
-    )
-    .await;
+    let stack = signed_orders(&routes).await;
     let sdk = &stack.dev.sdk;
     // A queue of the test's own, so the stack's worker does not take the message.
     let url = stack
@@ -707,12 +692,7 @@ async fn an_endless_error_answer_is_read_for_its_first_kilobyte_only() {
     let routes = format!(
         "  - id: echo\n    map: $\n    deliver:\n      url: http://{addr}/hook\n      timeout: 5s\n      retry: [1s]\n"
     );
-    let stack = TestStack::with(
-        &[("orders", definition(&routes))],
-        &[("signing", SIGNING_SECRET)],
-        FAST,
-    )
-    .await;
+    let stack = signed_orders(&routes).await;
     let (status, body) = stack.post_signed("orders", ORDER).await;
     assert_eq!(status, 202, "{body}");
     let letter = &dead_letters(&stack, 1).await[0];
