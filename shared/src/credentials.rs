@@ -184,11 +184,18 @@ impl<K: SecretStore> Credentials<K> {
             secret: secret.to_string(),
             message,
         };
+        let blocked = |blocked: crate::network::Blocked| AuthError::Blocked {
+            secret: secret.to_string(),
+            blocked,
+        };
         // RFC 6749 §2.3.1: every server must accept the client's credentials as HTTP Basic.
         let response = self
             .http
             .request_str(reqwest::Method::POST, &client.token_url)
-            .map_err(|e| token_error(e.to_string()))?
+            .map_err(|e| match e {
+                crate::http::RequestError::Blocked(b) => blocked(b),
+                e => token_error(e.to_string()),
+            })?
             .timeout(self.timeout)
             .basic_auth(&client.client_id, Some(client.client_secret.expose()))
             .header(
@@ -198,7 +205,10 @@ impl<K: SecretStore> Credentials<K> {
             .body(form)
             .send()
             .await
-            .map_err(|e| token_error(crate::http::transport_error(&e)))?;
+            .map_err(|e| match crate::http::blocked(&e) {
+                Some(b) => blocked(b.clone()),
+                None => token_error(crate::http::transport_error(&e)),
+            })?;
         let status = response.status();
         if !status.is_success() {
             if matches!(status.as_u16(), 400 | 401) {
@@ -385,6 +395,40 @@ mod tests {
     fn authorization(request: reqwest::RequestBuilder) -> String {
         let r = request.build().unwrap();
         r.headers()["authorization"].to_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_token_endpoint_the_guard_refuses_is_a_permanent_error_and_is_not_called() {
+        let (url, calls) = token_server(3600).await;
+        let port = url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        for token_url in [url.clone(), format!("https://localhost:{port}/token")] {
+            let record = format!(
+                r#"{{"type":"oauth2-client-credentials","token_url":"{token_url}","client_id":"id","client_secret":"shh","scope":"read"}}"#
+            );
+            let c = Credentials::new(
+                SecretsCache::new(Fixed(record), Duration::from_secs(60)),
+                GuardedHttp::new(
+                    crate::network::NetworkPolicy::DEPLOYED,
+                    Duration::from_secs(5),
+                )
+                .unwrap(),
+                Duration::from_secs(5),
+            );
+            let e = c.token("dest/oauth").await.unwrap_err();
+            assert!(matches!(e, AuthError::Blocked { .. }), "{token_url}: {e}");
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "nothing reached the endpoint"
+        );
     }
 
     #[tokio::test]

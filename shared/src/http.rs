@@ -26,6 +26,16 @@ pub enum AuthError {
         /// What shape was expected.
         problem: &'static str,
     },
+    /// The network guard refuses the secret's token endpoint: permanent.
+    #[error(
+        "no token for secret `{secret}`: its token endpoint is refused by the network guard: {blocked}"
+    )]
+    Blocked {
+        /// The client record's secret id.
+        secret: String,
+        /// Why.
+        blocked: Blocked,
+    },
     /// An OAuth token could not be obtained (worth a retry: the endpoint may be down, or the
     /// client secret rotated).
     #[error("no token for secret `{secret}`: {message}")]

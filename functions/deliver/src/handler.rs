@@ -392,6 +392,14 @@ where
                     .dead_letter(&work, "auth_misconfigured", m, receives, None, None)
                     .await;
             }
+            // The token endpoint is refused by the network guard: permanent, like a refused
+            // destination.
+            Err(e @ AuthError::Blocked { .. }) => Attempt {
+                outcome: Outcome::Blocked,
+                error: Some(e.to_string()),
+                retry_after: None,
+                snippet: None,
+            },
             // The credential could not be had: AWS or token-endpoint trouble, worth a retry.
             Err(e) => Attempt {
                 outcome: Outcome::Connect,

@@ -160,6 +160,7 @@ impl<K: SecretStore> Enricher<K> {
                 .map_err(|e| match e {
                     AuthError::Secret(e) => retryable(e.to_string()),
                     e @ AuthError::Token { .. } => retryable(e.to_string()),
+                    e @ AuthError::Blocked { .. } => permanent("network_refused", e.to_string()),
                     e @ AuthError::Malformed { .. } => permanent("enrich_failed", e.to_string()),
                 })?;
             let response = request.send().await.map_err(|e| match http::blocked(&e) {
