@@ -117,7 +117,9 @@ fn bench(c: &mut Criterion) {
 
     // Warm the secrets cache and check the path accepts the event.
     let warm: LambdaRequest = serde_json::from_str(&event_text).unwrap_or_else(|e| panic!("{e}"));
-    let status = runtime.block_on(handler.handle(warm.into())).status();
+    let status = runtime
+        .block_on(handler.handle(ingest::apigw::into_request(warm)))
+        .status();
     assert_eq!(
         status.as_u16(),
         202,
@@ -139,7 +141,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let request: LambdaRequest =
                 serde_json::from_str(black_box(&event_text)).unwrap_or_else(|e| panic!("{e}"));
-            black_box(runtime.block_on(handler.handle(request.into())));
+            // As in Lambda: the event sanitized, then converted.
+            let request = ingest::apigw::into_request(request);
+            black_box(runtime.block_on(handler.handle(request)));
         })
     });
     group.finish();
@@ -166,6 +170,21 @@ fn bench(c: &mut Criterion) {
     });
     steps.bench_function("EventId::new", |b| {
         b.iter(|| black_box(switchboard_shared::ids::EventId::new()))
+    });
+    steps.bench_function("EventId::derived", |b| {
+        b.iter(|| {
+            black_box(switchboard_shared::ids::EventId::derived(black_box(
+                "ingest#shop#msg_01JD7QX5R3K2M1N0P9Q8R7S6T5",
+            )))
+        })
+    });
+    steps.bench_function("sanitize the API Gateway event", |b| {
+        b.iter(|| {
+            let mut request: LambdaRequest =
+                serde_json::from_str(black_box(&event_text)).unwrap_or_else(|e| panic!("{e}"));
+            ingest::apigw::sanitize(&mut request);
+            black_box(request);
+        })
     });
     steps.finish();
 }
