@@ -656,22 +656,8 @@ fn webhook_request(
     headers: &[(String, String)],
     body: &[u8],
 ) -> lambda_http::Request {
-    let mut map = http::HeaderMap::new();
-    for (k, v) in headers {
-        map.insert(
-            http::HeaderName::try_from(k.as_str()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    let event = switchboard_cli::apigw::webhook_event(
-        "POST",
-        &format!("/webhooks/{integration}"),
-        "",
-        integration,
-        &map,
-        body,
-        std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
-    );
+    // The event `switchboard send --lambda-event` writes.
+    let event = switchboard_cli::send::lambda_event(integration, headers, body).unwrap();
     switchboard_cli::apigw::into_request(event).unwrap()
 }
 
