@@ -72,7 +72,7 @@ pub async fn rotate(client: &Client, id: &str, metrics: Metrics) -> anyhow::Resu
         SecretsManagerStore::new(client.clone()),
         metrics,
         switchboard_shared::network::NetworkPolicy::LOCAL,
-    )?;
+    );
     for step in STEP_NAMES {
         let event = RotationEvent {
             secret_id: id.to_string(),

@@ -10,9 +10,6 @@ pub enum StartError {
     /// A definition fails the network guard under the function's policy.
     #[error(transparent)]
     Definition(#[from] crate::integration::DefinitionError),
-    /// No HTTP client could be built (TLS set-up).
-    #[error("no HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
 }
 
 /// A setting that is missing or malformed.

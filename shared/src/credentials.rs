@@ -289,7 +289,7 @@ mod tests {
 
     /// The guard as `switchboard dev` runs it: these tests' servers are on loopback.
     fn local_http() -> GuardedHttp {
-        GuardedHttp::new(crate::network::NetworkPolicy::LOCAL, Duration::from_secs(5)).unwrap()
+        GuardedHttp::new(crate::network::NetworkPolicy::LOCAL, Duration::from_secs(5))
     }
 
     impl SecretStore for Fixed {
@@ -417,8 +417,7 @@ mod tests {
                 GuardedHttp::new(
                     crate::network::NetworkPolicy::DEPLOYED,
                     Duration::from_secs(5),
-                )
-                .unwrap(),
+                ),
                 Duration::from_secs(5),
             );
             let e = c.token("dest/oauth").await.unwrap_err();

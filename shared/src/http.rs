@@ -89,16 +89,14 @@ pub struct GuardedHttp {
 }
 
 impl GuardedHttp {
-    /// Requests under `policy`, none longer than `timeout` (a request may set less). The
-    /// common client is built now, so a TLS problem fails start-up.
-    pub fn new(policy: NetworkPolicy, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = Self {
+    /// Requests under `policy`, none longer than `timeout` (a request may set less). Clients
+    /// are built on first use: none is built at cold start that no request needs.
+    pub fn new(policy: NetworkPolicy, timeout: Duration) -> Self {
+        Self {
             policy,
             timeout,
             clients: Arc::default(),
-        };
-        http.client(timeout, Access::default())?;
-        Ok(http)
+        }
     }
 
     /// The function-wide network rule.

@@ -71,8 +71,7 @@ async fn the_four_steps_stage_the_new_key_and_a_retried_step_changes_nothing() {
         SecretsManagerStore::new(client.clone()),
         Metrics::Off,
         switchboard_shared::network::NetworkPolicy::LOCAL,
-    )
-    .unwrap();
+    );
     let token = begin(&client, &id).await;
     let old = value(&client, &id, "AWSCURRENT").await.unwrap();
 

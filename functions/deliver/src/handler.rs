@@ -147,7 +147,7 @@ where
             network,
         } = ports;
         integrations.check_network(network)?;
-        let http = GuardedHttp::new(network, delivery_policy::MAX_VISIBILITY)?;
+        let http = GuardedHttp::new(network, delivery_policy::MAX_VISIBILITY);
         Ok(Self {
             integrations,
             credentials: Credentials::new(secrets, http.clone(), Duration::from_secs(10)),

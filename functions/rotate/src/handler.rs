@@ -84,12 +84,12 @@ const PENDING: &str = "AWSPENDING";
 impl<S: RotationStore> Rotate<S> {
     /// A handler over `store`; provider calls go where `network` allows and time out after
     /// 10 s.
-    pub fn new(store: S, metrics: Metrics, network: NetworkPolicy) -> Result<Self, reqwest::Error> {
-        Ok(Self {
+    pub fn new(store: S, metrics: Metrics, network: NetworkPolicy) -> Self {
+        Self {
             store,
-            http: GuardedHttp::new(network, Duration::from_secs(10))?,
+            http: GuardedHttp::new(network, Duration::from_secs(10)),
             metrics,
-        })
+        }
     }
 
     /// A provider call: its status and (capped) answer. The network guard's refusal and

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
         SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
         Metrics::Stdout,
         switchboard_shared::network::NetworkPolicy::DEPLOYED,
-    )?);
+    ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RotationEvent>| {
         let handler = Arc::clone(&handler);
         async move { handler.handle(&event.payload).await.map_err(Error::from) }

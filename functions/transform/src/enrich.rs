@@ -67,12 +67,12 @@ const MAX_TIMEOUT: std::time::Duration = switchboard_shared::integration::MAX_EN
 
 impl<K: SecretStore> Enricher<K> {
     /// An enricher reading credentials through `secrets`, calling where `network` allows.
-    pub fn new(secrets: SecretsCache<K>, network: NetworkPolicy) -> Result<Self, reqwest::Error> {
-        let http = GuardedHttp::new(network, MAX_TIMEOUT)?;
-        Ok(Self {
+    pub fn new(secrets: SecretsCache<K>, network: NetworkPolicy) -> Self {
+        let http = GuardedHttp::new(network, MAX_TIMEOUT);
+        Self {
             credentials: Credentials::new(secrets, http.clone(), MAX_TIMEOUT),
             http,
-        })
+        }
     }
 
     /// Runs every step in order over the event body's JSON text; the result is the
@@ -283,8 +283,7 @@ mod tests {
         let enricher = Enricher::new(
             SecretsCache::new(store, Duration::from_secs(60)),
             NetworkPolicy::LOCAL,
-        )
-        .unwrap();
+        );
         for code in [401, 403] {
             let mut s = step(format!("{base}/status/{code}"), OnMissing::Fail);
             s.auth = Auth::Bearer {
@@ -357,8 +356,7 @@ mod tests {
         let enricher = Enricher::new(
             SecretsCache::new(NoSecrets, Duration::from_secs(60)),
             network,
-        )
-        .unwrap();
+        );
         enricher
             .run(&[step], r#"{"id": "a b"}"#, &json!({}), &json!({}), None)
             .await
@@ -377,8 +375,7 @@ mod tests {
         let enricher = Enricher::new(
             SecretsCache::new(NoSecrets, Duration::from_secs(60)),
             NetworkPolicy::LOCAL,
-        )
-        .unwrap();
+        );
         let mut s = step(format!("{base}/slow"), OnMissing::Fail);
         s.timeout = Duration::from_secs(5);
         let deadline = chrono::Utc::now().timestamp_millis() + 3000;

@@ -100,7 +100,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             dead_letters: ports.dead_letters,
             archive: ports.archive,
             metrics: ports.metrics,
-            enricher: Enricher::new(ports.secrets, ports.network)?,
+            enricher: Enricher::new(ports.secrets, ports.network),
             max_receive_count,
         })
     }
