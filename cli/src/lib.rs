@@ -6,6 +6,7 @@ pub mod check;
 pub mod dev;
 pub mod emulator;
 pub mod esm;
+pub mod ops;
 pub mod resources;
 pub mod rotation;
 pub mod send;

@@ -8,6 +8,7 @@ mod utils;
 
 mod deliver;
 mod ingest;
+mod ops;
 mod package;
 mod privilege;
 mod rotation;

@@ -231,6 +231,69 @@ fn later(secs: i64) -> AttributeValue {
     n(chrono::Utc::now().timestamp() + secs)
 }
 
+/// A circuit as the operations commands show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OpenCircuit {
+    /// The destination (scheme, host, port).
+    pub destination: String,
+    /// Consecutive failures counted.
+    pub failures: u32,
+    /// Until when it stays open (ms since the epoch).
+    pub open_until_ms: i64,
+}
+
+impl DynamoIdempotencyStore {
+    /// Every circuit open at `now_ms` (a Scan of the `circuit#` items: for operators, not for
+    /// the functions).
+    pub async fn open_circuits(&self, now_ms: i64) -> Result<Vec<OpenCircuit>, AwsError> {
+        let mut open = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(#id, :p) AND #open > :now")
+                .expression_attribute_names("#id", KEY)
+                .expression_attribute_names("#open", OPEN_UNTIL)
+                .expression_attribute_values(":p", key("circuit#".to_string()))
+                .expression_attribute_values(":now", n(now_ms))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws_error("Scan", e))?;
+            for item in out.items() {
+                let Some(AttributeValue::S(id)) = item.get(KEY) else {
+                    continue;
+                };
+                open.push(OpenCircuit {
+                    destination: id.trim_start_matches("circuit#").to_string(),
+                    failures: number(item, FAILURES).unwrap_or(0),
+                    open_until_ms: number(item, OPEN_UNTIL).unwrap_or(0),
+                });
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(open)
+    }
+
+    /// Forgets a task's attempt history (`attempts#{event_id}#{route}`), so a redriven task
+    /// gets its whole retry schedule again instead of being dead-lettered at once.
+    pub async fn reset_attempts(&self, task: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("attempts#{task}")))
+            .send()
+            .await
+            .map_err(|e| aws_error("DeleteItem", e))?;
+        Ok(())
+    }
+}
+
 impl DestinationStore for DynamoIdempotencyStore {
     async fn circuit(&self, destination: &str) -> Result<CircuitState, AwsError> {
         let out = self

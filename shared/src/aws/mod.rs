@@ -6,10 +6,10 @@ mod s3;
 mod secretsmanager;
 mod sqs;
 
-pub use dynamodb::DynamoIdempotencyStore;
+pub use dynamodb::{DynamoIdempotencyStore, OpenCircuit};
 pub use s3::S3Archive;
 pub use secretsmanager::SecretsManagerStore;
-pub use sqs::SqsQueue;
+pub use sqs::{DeadLetterRecord, REDRIVE_POLICY_REASON, SqsQueue};
 
 use aws_config::environment::{
     EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,

@@ -154,3 +154,90 @@ impl DeadLetterQueue for SqsQueue {
         Ok(())
     }
 }
+
+/// A dead letter as read back from its DLQ: exactly the attributes [`DeadLetterQueue`] wrote
+/// (absent for a message the redrive policy moved: its reason is then `redrive_policy`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetterRecord {
+    /// SQS's id of this copy.
+    pub message_id: String,
+    /// The event.
+    pub event_id: String,
+    /// The integration.
+    pub integration: String,
+    /// The route at fault, when one is.
+    pub route: Option<String>,
+    /// Why: the reason written with it.
+    pub reason: String,
+    /// What went wrong, for a human.
+    pub message: String,
+    /// The destination's last answer.
+    pub last_status: Option<u16>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was dead-lettered (RFC 3339): `failed_at`, else when SQS got it.
+    pub failed_at: String,
+    /// The attempt history (JSON), when there is one.
+    #[serde(skip)]
+    pub history: Option<String>,
+    /// The body (what a redrive sends back).
+    #[serde(skip)]
+    pub body: String,
+}
+
+/// The reason of a dead letter that carries none: SQS's redrive policy moved it after
+/// maxReceiveCount receives (the function never settled it).
+pub const REDRIVE_POLICY_REASON: &str = "redrive_policy";
+
+impl DeadLetterRecord {
+    /// Reads a received DLQ message's attributes.
+    pub fn read(m: &aws_sdk_sqs::types::Message) -> Self {
+        let attribute = |name: &str| {
+            m.message_attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.string_value())
+                .map(str::to_string)
+        };
+        let body = m.body().unwrap_or_default().to_string();
+        let sent_at = m
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.to_rfc3339());
+        // A letter without attributes: what the body says of itself.
+        let envelope: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let inner = envelope
+            .as_object()
+            .and_then(|o| o.values().next())
+            .cloned()
+            .unwrap_or_default();
+        let from_body = |key: &str| inner[key].as_str().map(str::to_string);
+        Self {
+            message_id: m.message_id().unwrap_or_default().to_string(),
+            event_id: attribute("event_id")
+                .or_else(|| from_body("event_id"))
+                .unwrap_or_default(),
+            integration: attribute("integration")
+                .or_else(|| from_body("integration"))
+                .unwrap_or_default(),
+            route: attribute("route").or_else(|| from_body("route")),
+            reason: attribute("reason").unwrap_or_else(|| REDRIVE_POLICY_REASON.to_string()),
+            message: attribute("message").unwrap_or_default(),
+            last_status: attribute("last_status").and_then(|s| s.parse().ok()),
+            attempts: attribute("attempts")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| {
+                    m.attributes()
+                        .and_then(|a| {
+                            a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                        })
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0)
+                }),
+            failed_at: attribute("failed_at").or(sent_at).unwrap_or_default(),
+            history: attribute("history"),
+            body,
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! `switchboard dlq list|show|redrive|purge`: the dead letters, read without consuming them,
+//! moved back to their source queue, or deleted, by filter.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Serialize;
+use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
+
+use super::{Held, QueueKind, Stack, confirm, read_all, release, table};
+
+/// Which dead letters a command works on (all of them when nothing is given).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Filter {
+    /// Only this reason (`permanent_failure`, `contract_violation`, ...).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only this integration.
+    #[arg(long)]
+    pub integration: Option<String>,
+    /// Only this route.
+    #[arg(long)]
+    pub route: Option<String>,
+    /// Only this event.
+    #[arg(long)]
+    pub event_id: Option<String>,
+    /// Only those whose destination last answered this status.
+    #[arg(long)]
+    pub status: Option<u16>,
+    /// Only those dead-lettered at or after this time (RFC 3339, or a duration ago: `2h`).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only those dead-lettered before this time (RFC 3339, or a duration ago).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// RFC 3339 (`2026-12-01T09:00:00Z`), or a duration meaning that long ago (`90m`, `2h`, `7d`).
+pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    humantime::parse_duration(text)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(|d| chrono::Utc::now() - d)
+        .ok_or_else(|| {
+            format!("`{text}` is neither an RFC 3339 time (2026-12-01T09:00:00Z) nor a duration ago (2h)")
+        })
+}
+
+impl Filter {
+    /// Whether `letter` is one of those asked for.
+    pub fn matches(&self, letter: &DeadLetterRecord) -> bool {
+        let failed_at = chrono::DateTime::parse_from_rfc3339(&letter.failed_at)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc));
+        self.reason.as_ref().is_none_or(|r| *r == letter.reason)
+            && self
+                .integration
+                .as_ref()
+                .is_none_or(|i| *i == letter.integration)
+            && self
+                .route
+                .as_ref()
+                .is_none_or(|r| Some(r) == letter.route.as_ref())
+            && self.event_id.as_ref().is_none_or(|e| *e == letter.event_id)
+            && self.status.is_none_or(|s| Some(s) == letter.last_status)
+            && self.since.is_none_or(|s| failed_at.is_some_and(|t| t >= s))
+            && self.until.is_none_or(|u| failed_at.is_some_and(|t| t < u))
+    }
+
+    /// `held` split into those matched (up to the limit) and the rest.
+    fn split(&self, held: Vec<Held>) -> (Vec<Held>, Vec<Held>) {
+        let limit = self.limit.unwrap_or(usize::MAX);
+        let mut matched = Vec::new();
+        let mut rest = Vec::new();
+        for h in held {
+            if matched.len() < limit && self.matches(&h.letter) {
+                matched.push(h);
+            } else {
+                rest.push(h);
+            }
+        }
+        (matched, rest)
+    }
+}
+
+/// The dead letters of `kind` that `filter` matches; every one is visible again afterwards.
+pub async fn list(
+    stack: &Stack,
+    kind: QueueKind,
+    filter: &Filter,
+) -> anyhow::Result<Vec<DeadLetterRecord>> {
+    let (_, dlq) = stack.queues(kind).await?;
+    let held = read_all(&stack.sqs, &dlq, |_| {}).await?;
+    release(&stack.sqs, &dlq, &held).await?;
+    Ok(filter.split(held).0.into_iter().map(|h| h.letter).collect())
+}
+
+/// The table a person reads.
+pub fn render_list(letters: &[DeadLetterRecord]) -> String {
+    let now = chrono::Utc::now();
+    let rows: Vec<Vec<String>> = letters
+        .iter()
+        .map(|l| {
+            let age = chrono::DateTime::parse_from_rfc3339(&l.failed_at)
+                .map(|t| format!("{}s", (now - t.with_timezone(&chrono::Utc)).num_seconds()))
+                .unwrap_or_default();
+            vec![
+                l.event_id.clone(),
+                l.integration.clone(),
+                l.route.clone().unwrap_or_default(),
+                l.reason.clone(),
+                l.last_status.map(|s| s.to_string()).unwrap_or_default(),
+                l.attempts.to_string(),
+                l.failed_at.clone(),
+                age,
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "event",
+            "integration",
+            "route",
+            "reason",
+            "status",
+            "attempts",
+            "failed at",
+            "age",
+        ],
+        &rows,
+    );
+    out.push_str(&format!("{} dead letter(s)\n", letters.len()));
+    out
+}
+
+/// Everything about one event's dead letters: attributes, the attempt history.
+pub fn render_show(letters: &[DeadLetterRecord]) -> String {
+    let mut out = String::new();
+    for l in letters {
+        out.push_str(&format!(
+            "event {}  integration {}  route {}\nreason {}  last status {}  attempts {}  failed at {}\n{}\n",
+            l.event_id,
+            l.integration,
+            l.route.as_deref().unwrap_or("-"),
+            l.reason,
+            l.last_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            l.attempts,
+            l.failed_at,
+            l.message,
+        ));
+        if let Some(history) = &l.history {
+            let attempts: Vec<serde_json::Value> =
+                serde_json::from_str(history).unwrap_or_default();
+            for a in attempts {
+                out.push_str(&format!(
+                    "  attempt {} at {}: {} in {} ms{}\n",
+                    a["receive"],
+                    a["at"].as_str().unwrap_or_default(),
+                    a["status"]
+                        .as_u64()
+                        .map(|s| s.to_string())
+                        .or_else(|| a["error"].as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    a["latency_ms"],
+                    a["response"]
+                        .as_str()
+                        .map(|r| format!("\n    {r}"))
+                        .unwrap_or_default(),
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "  archived under {}/<yyyy>/<mm>/<dd>/{} in the archive bucket\n\n",
+            l.integration, l.event_id
+        ));
+    }
+    out
+}
+
+/// What `redrive --json` and `purge --json` print.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Moved {
+    /// How many matched the filter.
+    pub matched: usize,
+    /// How many were moved back to their source queue (redrive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redriven: Option<usize>,
+    /// How many were deleted (purge).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged: Option<usize>,
+    /// A few of those matched (dry runs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<DeadLetterRecord>,
+}
+
+/// What to do with the matched letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Back to the source queue, with a fresh retry schedule.
+    Redrive,
+    /// Deleted (the archive keeps the event).
+    Purge,
+}
+
+/// How a redrive or purge runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Run {
+    /// Change nothing: say how many match, with a sample.
+    pub dry_run: bool,
+    /// No question asked.
+    pub yes: bool,
+    /// At most this many messages per second.
+    pub rate: Option<u32>,
+}
+
+/// Redrives or purges the dead letters of `kind` that `filter` matches; the rest are visible
+/// again afterwards, untouched.
+pub async fn act(
+    stack: &Stack,
+    kind: QueueKind,
+    filter: &Filter,
+    action: Action,
+    run: Run,
+) -> anyhow::Result<Moved> {
+    let (source, dlq) = stack.queues(kind).await?;
+    let held = read_all(&stack.sqs, &dlq, |_| {}).await?;
+    let (matched, rest) = filter.split(held);
+    release(&stack.sqs, &dlq, &rest).await?;
+    let mut moved = Moved {
+        matched: matched.len(),
+        ..Moved::default()
+    };
+    let verb = match action {
+        Action::Redrive => "redrive",
+        Action::Purge => "purge",
+    };
+    if run.dry_run || matched.is_empty() {
+        moved.sample = matched.iter().take(5).map(|h| h.letter.clone()).collect();
+        release(&stack.sqs, &dlq, &matched).await?;
+        return Ok(moved);
+    }
+    let question = format!(
+        "{verb} {} dead letter(s) of {}-{}-dlq",
+        matched.len(),
+        stack.name,
+        kind.as_str()
+    );
+    match confirm(&question, run.yes) {
+        Ok(true) => {}
+        refused => {
+            // Put back what was read before saying no.
+            release(&stack.sqs, &dlq, &matched).await?;
+            refused?;
+            anyhow::bail!("{verb}: not confirmed; nothing was changed");
+        }
+    }
+    let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
+    let pause = run
+        .rate
+        .filter(|r| *r > 0)
+        .map(|r| Duration::from_secs_f64(1.0 / f64::from(r)));
+    let mut done = 0;
+    for h in &matched {
+        if action == Action::Redrive {
+            if kind == QueueKind::Deliveries
+                && let Some(route) = &h.letter.route
+            {
+                // A fresh schedule: the history would dead-letter it again at once.
+                store
+                    .reset_attempts(&format!("{}#{route}", h.letter.event_id))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            // Sent before it is deleted: a failure in between leaves a copy in the DLQ, and the
+            // event id dedupes any route already delivered.
+            stack
+                .sqs
+                .send_message()
+                .queue_url(&source)
+                .message_body(&h.letter.body)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "sending to {source}: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                    )
+                })?;
+        }
+        stack
+            .sqs
+            .delete_message()
+            .queue_url(&dlq)
+            .receipt_handle(&h.receipt)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "deleting from {dlq}: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                )
+            })
+            .context("the letter was sent back but is still in the DLQ")?;
+        done += 1;
+        if let Some(p) = pause {
+            tokio::time::sleep(p).await;
+        }
+    }
+    match action {
+        Action::Redrive => moved.redriven = Some(done),
+        Action::Purge => moved.purged = Some(done),
+    }
+    Ok(moved)
+}

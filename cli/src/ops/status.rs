@@ -1,0 +1,161 @@
+//! `switchboard status`: the pipeline at a glance: each queue's depth, the dead letters by
+//! reason, the open circuits. It consumes nothing.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde::Serialize;
+use switchboard_shared::aws::{DynamoIdempotencyStore, OpenCircuit};
+
+use super::{QueueKind, Stack, count_by, read_all, release, table};
+
+/// One queue's depth.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages waiting.
+    pub visible: u64,
+    /// Messages received and not yet deleted (being worked on, or waiting out a retry delay).
+    pub in_flight: u64,
+    /// Messages sent with a delay.
+    pub delayed: u64,
+    /// Seconds since the oldest message was sent, where it can be read without consuming
+    /// (the DLQs); the source queues' is CloudWatch's `ApproximateAgeOfOldestMessage`.
+    pub oldest_age_secs: Option<i64>,
+}
+
+/// The dead letters of one DLQ.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeadLetters {
+    /// How many.
+    pub total: u64,
+    /// How many per reason.
+    pub by_reason: BTreeMap<String, u64>,
+}
+
+/// What `status --json` prints.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Status {
+    /// Each queue by name (`events`, `events-dlq`, `deliveries`, `deliveries-dlq`).
+    pub queues: BTreeMap<String, QueueDepth>,
+    /// Each DLQ's letters (`events`, `deliveries`).
+    pub dead_letters: BTreeMap<String, DeadLetters>,
+    /// Circuits open now.
+    pub circuits: Vec<OpenCircuit>,
+}
+
+async fn depth(stack: &Stack, url: &str) -> anyhow::Result<QueueDepth> {
+    let out = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+    let get = |name: QueueAttributeName| {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(QueueDepth {
+        visible: get(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        delayed: get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        oldest_age_secs: None,
+    })
+}
+
+/// Reads the stack's state.
+pub async fn status(stack: &Stack) -> anyhow::Result<Status> {
+    let mut queues = BTreeMap::new();
+    let mut dead_letters = BTreeMap::new();
+    let now = chrono::Utc::now();
+    for kind in QueueKind::ALL {
+        let (source, dlq) = stack.queues(kind).await?;
+        queues.insert(kind.as_str().to_string(), depth(stack, &source).await?);
+        let mut dlq_depth = depth(stack, &dlq).await?;
+        // Read (and put back at once) to count by reason.
+        let held = read_all(&stack.sqs, &dlq, |_| {}).await?;
+        release(&stack.sqs, &dlq, &held).await?;
+        dlq_depth.oldest_age_secs = held
+            .iter()
+            .filter_map(|h| chrono::DateTime::parse_from_rfc3339(&h.letter.failed_at).ok())
+            .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds())
+            .max();
+        // Before this read the letters were visible: count them as such.
+        dlq_depth.visible = dlq_depth.visible.max(held.len() as u64);
+        queues.insert(format!("{}-dlq", kind.as_str()), dlq_depth);
+        dead_letters.insert(
+            kind.as_str().to_string(),
+            DeadLetters {
+                total: held.len() as u64,
+                by_reason: count_by(held.iter().map(|h| h.letter.reason.as_str())),
+            },
+        );
+    }
+    let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
+    let circuits = store
+        .open_circuits(now.timestamp_millis())
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the circuits of {}: {e}", stack.table()))?;
+    Ok(Status {
+        queues,
+        dead_letters,
+        circuits,
+    })
+}
+
+/// The table a person reads.
+pub fn render(s: &Status) -> String {
+    let rows: Vec<Vec<String>> = s
+        .queues
+        .iter()
+        .map(|(name, d)| {
+            vec![
+                name.clone(),
+                d.visible.to_string(),
+                d.in_flight.to_string(),
+                d.delayed.to_string(),
+                d.oldest_age_secs
+                    .map(|a| format!("{a}s"))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["queue", "visible", "in flight", "delayed", "oldest"],
+        &rows,
+    );
+    for (queue, letters) in &s.dead_letters {
+        out.push_str(&format!(
+            "\n{queue} DLQ: {} dead letter(s)\n",
+            letters.total
+        ));
+        for (reason, n) in &letters.by_reason {
+            out.push_str(&format!("  {reason:<24} {n}\n"));
+        }
+    }
+    if s.circuits.is_empty() {
+        out.push_str("\nno circuit open\n");
+    } else {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = s
+            .circuits
+            .iter()
+            .map(|c| {
+                vec![
+                    c.destination.clone(),
+                    c.failures.to_string(),
+                    chrono::DateTime::from_timestamp_millis(c.open_until_ms)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["open circuit", "failures", "until"], &rows));
+    }
+    out
+}

@@ -1,0 +1,252 @@
+//! The operations commands against `switchboard dev`'s stack: failures of three kinds, read by
+//! `status` and `dlq list` without consuming anything, a dry run that moves nothing, a redrive
+//! by reason once the destination recovers, and a purge.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::json;
+use switchboard_cli::ops::dlq::{self, Action, Filter, Run};
+use switchboard_cli::ops::{QueueKind, Stack, status};
+
+use crate::utils::receiver::Receiver;
+use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn reason(r: &str) -> Filter {
+    Filter {
+        reason: Some(r.into()),
+        ..Filter::default()
+    }
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < WAIT, "waited {WAIT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_the_failures_to_a_redrive_by_reason_without_losing_or_resending_anything() {
+    let receiver = Receiver::start().await;
+    receiver.on(
+        "/bad",
+        vec![(
+            StatusCode::BAD_REQUEST,
+            Some(json!({"error": "no such field"})),
+        )],
+    );
+    // Down for the two events' two attempts each, then back.
+    let down = StatusCode::SERVICE_UNAVAILABLE;
+    receiver.on(
+        "/down",
+        vec![
+            (down, None),
+            (down, None),
+            (down, None),
+            (down, None),
+            (StatusCode::OK, None),
+        ],
+    );
+    let route = |id: &str, extra: &str| {
+        format!(
+            "  - id: {id}\n    map: '{{\"n\": n}}'\n{extra}    deliver:\n      url: {}/{id}\n      retry: [1s]\n",
+            receiver.base
+        )
+    };
+    let definition = format!(
+        "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n{}{}{}",
+        route("bad", ""),
+        route("down", ""),
+        route(
+            "strict",
+            "    contract: { type: object, required: [sku] }\n"
+        ),
+    );
+    let test = TestStack::with(
+        &[("orders", definition)],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    for n in [1, 2] {
+        let (status, body) = test
+            .post_signed("orders", json!({"n": n}).to_string().as_bytes())
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let res = &test.dev.resources;
+    wait_until("four dead deliveries and two dead events", || async {
+        test.depth(&res.deliveries_dlq_url).await == 4 && test.depth(&res.events_dlq_url).await == 2
+    })
+    .await;
+
+    let stack = Stack::new(&test.dev.sdk, &test.prefix);
+    let s = status::status(&stack).await.unwrap();
+    let deliveries = &s.dead_letters["deliveries"];
+    assert_eq!(deliveries.total, 4);
+    assert_eq!(deliveries.by_reason["permanent_failure"], 2, "{s:?}");
+    assert_eq!(deliveries.by_reason["retries_exhausted"], 2, "{s:?}");
+    assert_eq!(
+        s.dead_letters["events"].by_reason["contract_violation"], 2,
+        "{s:?}"
+    );
+    assert!(s.queues["deliveries-dlq"].oldest_age_secs.is_some());
+    let rendered = status::render(&s);
+    assert!(
+        rendered.contains("retries_exhausted") && rendered.contains("deliveries-dlq"),
+        "{rendered}"
+    );
+
+    // Reading consumes nothing.
+    let exhausted = dlq::list(&stack, QueueKind::Deliveries, &reason("retries_exhausted"))
+        .await
+        .unwrap();
+    assert_eq!(exhausted.len(), 2);
+    assert!(
+        exhausted
+            .iter()
+            .all(|l| l.route.as_deref() == Some("down") && l.last_status == Some(503))
+    );
+    assert_eq!(
+        dlq::list(&stack, QueueKind::Deliveries, &Filter::default())
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(test.depth(&res.deliveries_dlq_url).await, 4);
+
+    // A dry run moves nothing.
+    let dry = dlq::act(
+        &stack,
+        QueueKind::Deliveries,
+        &reason("retries_exhausted"),
+        Action::Redrive,
+        Run {
+            dry_run: true,
+            ..Run::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((dry.matched, dry.redriven), (2, None));
+    assert_eq!(dry.sample.len(), 2);
+    assert_eq!(test.depth(&res.deliveries_dlq_url).await, 4);
+
+    // Without --yes and without a terminal: refused, nothing changed.
+    let refused = dlq::act(
+        &stack,
+        QueueKind::Deliveries,
+        &reason("retries_exhausted"),
+        Action::Redrive,
+        Run::default(),
+    )
+    .await;
+    assert!(refused.unwrap_err().to_string().contains("--yes"));
+    assert_eq!(test.depth(&res.deliveries_dlq_url).await, 4);
+
+    // The destination is back: redrive just the exhausted ones.
+    let bad_calls = || {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/bad")
+            .count()
+    };
+    let before_bad = bad_calls();
+    let moved = dlq::act(
+        &stack,
+        QueueKind::Deliveries,
+        &reason("retries_exhausted"),
+        Action::Redrive,
+        Run {
+            yes: true,
+            ..Run::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((moved.matched, moved.redriven), (2, Some(2)));
+    wait_until("both redriven deliveries", || async {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/down" && r.status == 200)
+            .count()
+            == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let delivered: Vec<_> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/down" && r.status == 200)
+        .map(|r| r.body["n"].clone())
+        .collect();
+    assert_eq!(delivered.len(), 2, "each delivered once: {delivered:?}");
+    assert_eq!(
+        bad_calls(),
+        before_bad,
+        "the other dead letters were not sent again"
+    );
+    let left = dlq::list(&stack, QueueKind::Deliveries, &Filter::default())
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(
+        left.iter().all(|l| l.reason == "permanent_failure"),
+        "{left:?}"
+    );
+
+    // A purge empties what it matched, and only that.
+    let purged = dlq::act(
+        &stack,
+        QueueKind::Deliveries,
+        &reason("permanent_failure"),
+        Action::Purge,
+        Run {
+            yes: true,
+            ..Run::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((purged.matched, purged.purged), (2, Some(2)));
+    assert_eq!(test.depth(&res.deliveries_dlq_url).await, 0);
+    assert_eq!(
+        test.depth(&res.events_dlq_url).await,
+        2,
+        "the events DLQ is untouched"
+    );
+
+    // A filter that matches nothing changes nothing; an unknown stack is a clear error.
+    let none = dlq::act(
+        &stack,
+        QueueKind::Events,
+        &reason("no_such_reason"),
+        Action::Purge,
+        Run {
+            yes: true,
+            ..Run::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(none.matched, 0);
+    assert_eq!(test.depth(&res.events_dlq_url).await, 2);
+    let e = status::status(&Stack::new(&test.dev.sdk, "no-such-stack"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("no queue `no-such-stack-events`"),
+        "{e}"
+    );
+    test.dev.shutdown().await;
+}
