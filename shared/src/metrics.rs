@@ -20,14 +20,15 @@ pub enum Metrics {
 /// The namespace every Switchboard metric is in.
 pub const NAMESPACE: &str = "Switchboard";
 
-/// The EMF directive for `metrics`, counted by integration and outcome and by outcome and
-/// reason (every line carries `Integration`, `Outcome` and `Reason`).
+/// The EMF directive for `metrics`, counted by integration and outcome, by outcome and reason,
+/// and by outcome alone (what the alarms read; every line carries `Integration`, `Outcome` and
+/// `Reason`).
 fn directive(metrics: serde_json::Value) -> serde_json::Value {
     json!({
         "Timestamp": chrono::Utc::now().timestamp_millis(),
         "CloudWatchMetrics": [{
             "Namespace": NAMESPACE,
-            "Dimensions": [["Integration", "Outcome"], ["Outcome", "Reason"]],
+            "Dimensions": [["Integration", "Outcome"], ["Outcome", "Reason"], ["Outcome"]],
             "Metrics": metrics
         }]
     })
@@ -101,7 +102,8 @@ impl Metrics {
                 "Timestamp": chrono::Utc::now().timestamp_millis(),
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [["Destination", "Transition"]],
+                    // By transition alone too: one alarm for every destination's circuit.
+                    "Dimensions": [["Destination", "Transition"], ["Transition"]],
                     "Metrics": [{ "Name": "CircuitTransitions", "Unit": "Count" }]
                 }]
             },

@@ -266,3 +266,103 @@ fn floods_slow_apis_and_long_schedules_stay_within_their_limits() {
     let permission = &r["RotatePermission"]["Properties"];
     assert!(!permission["SourceArn"].is_null() && !permission["SourceAccount"].is_null());
 }
+
+/// A runbook section's anchor, as GitHub makes it from a `## heading`.
+fn anchors(markdown: &str) -> Vec<String> {
+    markdown
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| {
+            h.trim()
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == '-' || *c == ' ')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_alarm_notifies_names_its_cause_and_links_a_runbook_section_that_exists() {
+    let t = template();
+    let runbooks =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/runbooks.md"))
+            .unwrap();
+    let sections = anchors(&runbooks);
+    let mut alarmed_queues = Vec::new();
+    let mut alarmed_functions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut linked = std::collections::BTreeSet::new();
+    for (name, r) in resources(&t) {
+        if r["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        let name = name.as_str().unwrap();
+        let p = &r["Properties"];
+        assert!(
+            !list(&p["AlarmActions"]).is_empty(),
+            "{name}: no AlarmActions"
+        );
+        assert!(!list(&p["OKActions"]).is_empty(), "{name}: no OKActions");
+        let description = p["AlarmDescription"].as_str().unwrap_or_default();
+        let anchor = description
+            .split("docs/runbooks.md#")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{name}: no runbook link in {description:?}"));
+        assert!(
+            sections.iter().any(|s| s == anchor),
+            "{name} links docs/runbooks.md#{anchor}, which has no such section ({sections:?})"
+        );
+        assert!(description.len() > 40, "{name}: say what it means");
+        linked.insert(anchor.to_string());
+        let dimension = |key: &str| {
+            list(&p["Dimensions"])
+                .iter()
+                .find(|d| d["Name"].as_str() == Some(key))
+                .and_then(|d| text(&d["Value"]))
+        };
+        match p["MetricName"].as_str() {
+            Some("ApproximateNumberOfMessagesVisible") => {
+                // NotVisible reads about 1 on an empty queue: Visible > 0 it is.
+                assert_eq!(p["Threshold"].as_u64(), Some(0), "{name}");
+                assert_eq!(
+                    p["ComparisonOperator"].as_str(),
+                    Some("GreaterThanThreshold")
+                );
+                alarmed_queues.push(
+                    dimension("QueueName")
+                        .unwrap()
+                        .trim_end_matches(".QueueName")
+                        .to_string(),
+                );
+            }
+            Some(metric @ ("Errors" | "Throttles")) => {
+                let function = dimension("FunctionName").unwrap();
+                alarmed_functions
+                    .entry(function)
+                    .or_default()
+                    .push(metric.to_string());
+            }
+            _ => {}
+        }
+    }
+    alarmed_queues.sort();
+    assert_eq!(
+        alarmed_queues,
+        ["DeliveriesDeadLetterQueue", "EventsDeadLetterQueue"]
+    );
+    for function in roles(&t).keys() {
+        assert_eq!(
+            alarmed_functions.get(function).map(Vec::len),
+            Some(2),
+            "{function}: Errors and Throttles alarms"
+        );
+    }
+    // Every section is some alarm's.
+    let unlinked: Vec<_> = sections.iter().filter(|s| !linked.contains(*s)).collect();
+    assert!(
+        unlinked.is_empty(),
+        "runbook sections no alarm links: {unlinked:?}"
+    );
+    assert!(!t["Resources"]["Dashboard"]["Properties"]["DashboardBody"].is_null());
+}
