@@ -88,6 +88,13 @@ enum Command {
         #[command(flatten)]
         stack: StackArgs,
     },
+    /// Re-run archived events through the definitions deployed now (after a mapping fix).
+    Replay {
+        #[command(flatten)]
+        args: ops::replay::ReplayArgs,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
     /// Read, redrive or purge dead letters.
     Dlq {
         #[command(subcommand)]
@@ -234,6 +241,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq { command } => dlq(command).await,
+        Command::Replay { args, stack } => {
+            let sdk = ops::sdk_config().await;
+            let s3 = aws_sdk_s3::Client::new(&sdk);
+            let r = ops::replay::replay(&Stack::new(&sdk, &stack.stack), &s3, &args).await?;
+            if stack.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{} archived event(s) matched: {} replayed, {} skipped (every route delivered){}",
+                    r.matched,
+                    r.replayed,
+                    r.skipped_delivered,
+                    if args.dry_run {
+                        "; dry run, nothing sent"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check {
             dir,
             allow_loopback,

@@ -250,3 +250,147 @@ async fn from_the_failures_to_a_redrive_by_reason_without_losing_or_resending_an
     );
     test.dev.shutdown().await;
 }
+
+/// A mapping broke one route for two events; after the fix, a replay of the archive delivers
+/// them on that route and sends nothing twice on the route that had worked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_a_mapping_fix_delivers_the_fixed_route_only_once() {
+    use switchboard_cli::ops::replay::{self, ReplayArgs};
+
+    let receiver = Receiver::start().await;
+    let definition = |fix_map: &str| {
+        format!(
+            "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n  - id: ok\n    map: '{{\"n\": n}}'\n    deliver:\n      url: {base}/ok\n  - id: fix\n    map: '{fix_map}'\n    contract: {{ type: object, required: [sku] }}\n    deliver:\n      url: {base}/fix\n",
+            base = receiver.base
+        )
+    };
+    let mut test = TestStack::with(
+        &[("orders", definition("{\"n\": n}"))],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    for n in [1, 2] {
+        let (status, body) = test
+            .post_signed(
+                "orders",
+                json!({"n": n, "sku": format!("S-{n}")})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let res = test.dev.resources.clone();
+    wait_until("the working route and the two dead events", || async {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/ok")
+            .count()
+            == 2
+            && test.depth(&res.events_dlq_url).await == 2
+    })
+    .await;
+
+    // The fix, deployed: the local stack restarted on the same resources with the new mapping.
+    std::fs::write(
+        test.dir.join("orders.yaml"),
+        definition("{\"n\": n, \"sku\": sku}").replace("SECRET/", &format!("{}/", test.prefix)),
+    )
+    .unwrap();
+    let options = switchboard_cli::dev::DevOptions {
+        port: 0,
+        integrations: test.dir.clone(),
+        emulator_port: test
+            .dev
+            .endpoint
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        stack: test.prefix.clone(),
+        queues: FAST,
+        ..Default::default()
+    };
+    let old = std::mem::replace(
+        &mut test.dev,
+        switchboard_cli::dev::DevStack::start(options)
+            .await
+            .unwrap(),
+    );
+    old.shutdown().await;
+
+    let stack = Stack::new(&test.dev.sdk, &test.prefix);
+    let s3 = aws_sdk_s3::Client::new(&test.dev.sdk);
+    let args = ReplayArgs {
+        integration: "orders".into(),
+        route: None,
+        event_id: None,
+        since: None,
+        until: None,
+        force: false,
+        dry_run: true,
+        yes: true,
+        bucket: None,
+        integrations: test.dir.clone(),
+    };
+    let dry = replay::replay(&stack, &s3, &args).await.unwrap();
+    assert_eq!(
+        (dry.matched, dry.replayed, dry.skipped_delivered),
+        (2, 0, 0)
+    );
+    let done = replay::replay(
+        &stack,
+        &s3,
+        &ReplayArgs {
+            dry_run: false,
+            ..args.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((done.matched, done.replayed), (2, 2), "{done:?}");
+    wait_until("the fixed route's deliveries", || async {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/fix")
+            .count()
+            == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fixed: Vec<_> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/fix")
+        .collect();
+    assert!(fixed.iter().all(|r| r.body["sku"].is_string()), "{fixed:?}");
+    assert_eq!(
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/ok")
+            .count(),
+        2,
+        "the route that had worked was not sent again"
+    );
+    // Everything delivered now: a second replay skips both.
+    let again = replay::replay(
+        &stack,
+        &s3,
+        &ReplayArgs {
+            dry_run: false,
+            ..args
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (again.matched, again.replayed, again.skipped_delivered),
+        (2, 0, 2)
+    );
+    test.dev.shutdown().await;
+}

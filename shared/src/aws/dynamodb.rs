@@ -280,6 +280,15 @@ impl DynamoIdempotencyStore {
         Ok(open)
     }
 
+    /// Whether the work under `key` is done (a COMPLETED record that has not expired): for
+    /// `switchboard replay`, which skips routes already delivered.
+    pub async fn is_completed(&self, key: &str) -> Result<bool, AwsError> {
+        let now = chrono::Utc::now().timestamp();
+        Ok(self.read(key).await?.is_some_and(|r| {
+            r.status == crate::idempotency::Status::Completed && r.expires_at > now
+        }))
+    }
+
     /// Forgets a task's attempt history (`attempts#{event_id}#{route}`), so a redriven task
     /// gets its whole retry schedule again instead of being dead-lettered at once.
     pub async fn reset_attempts(&self, task: &str) -> Result<(), AwsError> {

@@ -1,0 +1,241 @@
+//! `switchboard replay`: archived events (S3) run again through the definitions deployed now,
+//! for example after a mapping fix. Routes already delivered for an event are skipped (their
+//! `deliver#` records), unless `--force`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Serialize;
+use switchboard_shared::archive::{ArchivedEvent, MAX_INLINE_MESSAGE_BYTES};
+use switchboard_shared::aws::DynamoIdempotencyStore;
+use switchboard_shared::envelope::{EventMessage, EventV1};
+use switchboard_shared::integration::{Integration, Integrations};
+use switchboard_shared::ports::IdempotencyStore as _;
+
+use super::{Stack, confirm};
+
+/// Which archived events to replay.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The integration whose events are replayed.
+    #[arg(long)]
+    pub integration: String,
+    /// Only this route (default: every route of the integration).
+    #[arg(long)]
+    pub route: Option<String>,
+    /// Only this event.
+    #[arg(long)]
+    pub event_id: Option<String>,
+    /// Only events received at or after this time (RFC 3339, or a duration ago: `2h`).
+    #[arg(long, value_parser = super::dlq::parse_time)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events received before this time.
+    #[arg(long, value_parser = super::dlq::parse_time)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Send routes already delivered again too.
+    #[arg(long)]
+    pub force: bool,
+    /// Change nothing: say how many match and how many would be skipped.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask.
+    #[arg(long)]
+    pub yes: bool,
+    /// The archive bucket (default `{stack}-archive`, `switchboard dev`'s; a deployed stack's
+    /// is its `ArchiveBucketName` output).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// The definitions, for the integration's routes.
+    #[arg(long, default_value = "integrations")]
+    pub integrations: PathBuf,
+}
+
+/// What `replay --json` prints.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Replayed {
+    /// Archived events that matched.
+    pub matched: usize,
+    /// Sent to the events queue again.
+    pub replayed: usize,
+    /// Skipped: every route asked for was delivered already.
+    pub skipped_delivered: usize,
+}
+
+fn routes(dir: &Path, args: &ReplayArgs) -> anyhow::Result<Vec<String>> {
+    let all: Integrations<Integration> =
+        Integrations::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let integration = all
+        .get(&args.integration)
+        .with_context(|| format!("no integration `{}` in {}", args.integration, dir.display()))?;
+    let ids: Vec<String> = integration.routes.iter().map(|r| r.id.clone()).collect();
+    match &args.route {
+        Some(r) if !ids.contains(r) => {
+            anyhow::bail!(
+                "integration `{}` has no route `{r}` (it has {ids:?})",
+                args.integration
+            )
+        }
+        Some(r) => Ok(vec![r.clone()]),
+        None => Ok(ids),
+    }
+}
+
+/// Replays the archived events `args` matches.
+pub async fn replay(
+    stack: &Stack,
+    s3: &aws_sdk_s3::Client,
+    args: &ReplayArgs,
+) -> anyhow::Result<Replayed> {
+    let routes = routes(&args.integrations, args)?;
+    let bucket = args
+        .bucket
+        .clone()
+        .unwrap_or_else(|| crate::resources::bucket_name(&stack.name));
+    let events_url = stack.queue_url("events").await?;
+    let prefix = format!("{}/", args.integration);
+    // Keys are `{integration}/{yyyy}/{mm}/{dd}/{event_id}`: start at the first day asked for.
+    let start_after = args.since.map(|t| {
+        format!(
+            "{prefix}{}",
+            (t - chrono::Duration::days(1)).format("%Y/%m/%d/~")
+        )
+    });
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(&prefix)
+            .set_start_after(start_after.clone())
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "listing the archive bucket `{bucket}` (pass --bucket with the stack's ArchiveBucketName): {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .filter(|k| {
+                    args.event_id
+                        .as_ref()
+                        .is_none_or(|e| k.rsplit('/').next() == Some(e.as_str()))
+                }),
+        );
+        match out.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    // Read each, keep those in the time range.
+    let mut events = Vec::new();
+    for key in keys {
+        let object = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "reading {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let bytes = object.body.collect().await?.into_bytes();
+        let ArchivedEvent::ArchivedEventV1(record) = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{key} is not an archived event"))?;
+        if args.since.is_some_and(|s| record.received_at < s)
+            || args.until.is_some_and(|u| record.received_at >= u)
+        {
+            continue;
+        }
+        events.push((key, record));
+    }
+    let mut result = Replayed {
+        matched: events.len(),
+        ..Replayed::default()
+    };
+    let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
+    // Which routes each event still needs.
+    let mut plan = Vec::new();
+    for (key, record) in events {
+        let mut needed = Vec::new();
+        for route in &routes {
+            let done = store
+                .is_completed(&format!("deliver#{}#{route}", record.event_id))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !done || args.force {
+                needed.push((route.clone(), done));
+            }
+        }
+        if needed.is_empty() {
+            result.skipped_delivered += 1;
+        } else {
+            plan.push((key, record, needed));
+        }
+    }
+    if args.dry_run || plan.is_empty() {
+        return Ok(result);
+    }
+    let question = format!(
+        "replay {} event(s) of `{}` through the deployed definitions",
+        plan.len(),
+        args.integration
+    );
+    if !confirm(&question, args.yes)? {
+        anyhow::bail!("replay: not confirmed; nothing was changed");
+    }
+    for (key, record, needed) in plan {
+        for (route, done) in &needed {
+            if *done {
+                // --force: forget the delivery so deliver sends it again.
+                store
+                    .release(&format!("deliver#{}#{route}", record.event_id))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
+        let body = record
+            .event_body()
+            .with_context(|| format!("{key}: the body is not JSON"))?;
+        let mut event = EventV1 {
+            event_id: record.event_id.clone(),
+            integration: record.integration.clone(),
+            received_at: record.received_at,
+            headers: record.headers.clone(),
+            body,
+            body_ref: None,
+            routes: Some(needed.into_iter().map(|(r, _)| r).collect()),
+        };
+        let mut text = serde_json::to_string(&EventMessage::EventV1(event.clone()))?;
+        if text.len() > MAX_INLINE_MESSAGE_BYTES {
+            // Too large for a message: transform reads it from the archive, as first time.
+            event.body = serde_json::Value::Null;
+            event.body_ref = Some(key.clone());
+            text = serde_json::to_string(&EventMessage::EventV1(event))?;
+        }
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&events_url)
+            .message_body(text)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "sending to {events_url}: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                )
+            })?;
+        result.replayed += 1;
+    }
+    Ok(result)
+}
