@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
 
-use super::{Held, QueueKind, Stack, confirm, read_all, release, table};
+use super::{DlqReader, QueueKind, Stack, confirm, progress, table};
 
 /// Which dead letters a command works on (all of them when nothing is given).
 #[derive(Debug, Clone, Default, Args)]
@@ -54,6 +53,18 @@ pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 }
 
 impl Filter {
+    /// Whether it asks for everything.
+    pub fn is_empty(&self) -> bool {
+        self.reason.is_none()
+            && self.integration.is_none()
+            && self.route.is_none()
+            && self.event_id.is_none()
+            && self.status.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.limit.is_none()
+    }
+
     /// Whether `letter` is one of those asked for.
     pub fn matches(&self, letter: &DeadLetterRecord) -> bool {
         let failed_at = chrono::DateTime::parse_from_rfc3339(&letter.failed_at)
@@ -74,32 +85,48 @@ impl Filter {
             && self.until.is_none_or(|u| failed_at.is_some_and(|t| t < u))
     }
 
-    /// `held` split into those matched (up to the limit) and the rest.
-    fn split(&self, held: Vec<Held>) -> (Vec<Held>, Vec<Held>) {
-        let limit = self.limit.unwrap_or(usize::MAX);
-        let mut matched = Vec::new();
-        let mut rest = Vec::new();
-        for h in held {
-            if matched.len() < limit && self.matches(&h.letter) {
-                matched.push(h);
-            } else {
-                rest.push(h);
-            }
-        }
-        (matched, rest)
+    /// Whether, with `taken` already taken, `letter` is one more.
+    fn takes(&self, taken: usize, letter: &DeadLetterRecord) -> bool {
+        taken < self.limit.unwrap_or(usize::MAX) && self.matches(letter)
     }
 }
 
-/// The dead letters of `kind` that `filter` matches; every one is visible again afterwards.
+/// The dead letters of `kind` that `filter` matches, each passed to `on_match` as it is read;
+/// every one is visible again afterwards. Returns how many matched.
+pub async fn each(
+    stack: &Stack,
+    kind: QueueKind,
+    filter: &Filter,
+    mut on_match: impl FnMut(DeadLetterRecord),
+) -> anyhow::Result<usize> {
+    let (_, dlq) = stack.queues(kind).await?;
+    let mut reader = DlqReader::new(&stack.sqs, &dlq);
+    let bar = progress("read");
+    let mut matched = 0;
+    while let Some(batch) = reader.next().await? {
+        for h in batch {
+            bar.inc(1);
+            if filter.takes(matched, &h.letter) {
+                matched += 1;
+                on_match(h.letter.clone());
+            }
+            reader.put_back(h);
+        }
+    }
+    bar.finish_and_clear();
+    reader.release().await?;
+    Ok(matched)
+}
+
+/// The dead letters of `kind` that `filter` matches, collected (see [`each`] to stream them).
 pub async fn list(
     stack: &Stack,
     kind: QueueKind,
     filter: &Filter,
 ) -> anyhow::Result<Vec<DeadLetterRecord>> {
-    let (_, dlq) = stack.queues(kind).await?;
-    let held = read_all(&stack.sqs, &dlq, |_| {}).await?;
-    release(&stack.sqs, &dlq, &held).await?;
-    Ok(filter.split(held).0.into_iter().map(|h| h.letter).collect())
+    let mut letters = Vec::new();
+    each(stack, kind, filter, |l| letters.push(l)).await?;
+    Ok(letters)
 }
 
 /// The table a person reads.
@@ -220,8 +247,9 @@ pub struct Run {
     pub rate: Option<u32>,
 }
 
-/// Redrives or purges the dead letters of `kind` that `filter` matches; the rest are visible
-/// again afterwards, untouched.
+/// Redrives or purges the dead letters of `kind` that `filter` matches, batch by batch as they
+/// are read (nothing but receipt handles is held); the rest are visible again afterwards,
+/// untouched.
 pub async fn act(
     stack: &Stack,
     kind: QueueKind,
@@ -230,34 +258,24 @@ pub async fn act(
     run: Run,
 ) -> anyhow::Result<Moved> {
     let (source, dlq) = stack.queues(kind).await?;
-    let held = read_all(&stack.sqs, &dlq, |_| {}).await?;
-    let (matched, rest) = filter.split(held);
-    release(&stack.sqs, &dlq, &rest).await?;
-    let mut moved = Moved {
-        matched: matched.len(),
-        ..Moved::default()
-    };
     let verb = match action {
         Action::Redrive => "redrive",
         Action::Purge => "purge",
     };
-    if run.dry_run || matched.is_empty() {
-        moved.sample = matched.iter().take(5).map(|h| h.letter.clone()).collect();
-        release(&stack.sqs, &dlq, &matched).await?;
-        return Ok(moved);
-    }
-    let question = format!(
-        "{verb} {} dead letter(s) of {}-{}-dlq",
-        matched.len(),
-        stack.name,
-        kind.as_str()
-    );
-    match confirm(&question, run.yes) {
-        Ok(true) => {}
-        refused => {
-            // Put back what was read before saying no.
-            release(&stack.sqs, &dlq, &matched).await?;
-            refused?;
+    let mut moved = Moved::default();
+    if !run.dry_run {
+        let depth = super::status::queue_depth(stack, &dlq).await?;
+        let question = format!(
+            "{verb} the dead letters of {}-{}-dlq that match{} (it holds about {depth})",
+            stack.name,
+            kind.as_str(),
+            if filter.is_empty() {
+                " (all of them)"
+            } else {
+                " the filter"
+            },
+        );
+        if !confirm(&question, run.yes)? {
             anyhow::bail!("{verb}: not confirmed; nothing was changed");
         }
     }
@@ -266,56 +284,94 @@ pub async fn act(
         .rate
         .filter(|r| *r > 0)
         .map(|r| Duration::from_secs_f64(1.0 / f64::from(r)));
+    let mut reader = DlqReader::new(&stack.sqs, &dlq);
+    let bar = progress(verb);
     let mut done = 0;
-    for h in &matched {
-        if action == Action::Redrive {
-            if kind == QueueKind::Deliveries
-                && let Some(route) = &h.letter.route
-            {
-                // A fresh schedule: the history would dead-letter it again at once.
-                store
-                    .reset_attempts(&format!("{}#{route}", h.letter.event_id))
+    let result: anyhow::Result<()> = async {
+        while let Some(batch) = reader.next().await? {
+            for h in batch {
+                if !filter.takes(moved.matched, &h.letter) {
+                    reader.put_back(h);
+                    continue;
+                }
+                moved.matched += 1;
+                if run.dry_run {
+                    if moved.sample.len() < 5 {
+                        moved.sample.push(h.letter.clone());
+                    }
+                    reader.put_back(h);
+                    continue;
+                }
+                if action == Action::Redrive {
+                    redrive_one(stack, &store, kind, &source, &h.letter).await?;
+                }
+                stack
+                    .sqs
+                    .delete_message()
+                    .queue_url(&dlq)
+                    .receipt_handle(&h.receipt)
+                    .send()
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "deleting from {dlq} (a redriven copy may stay in the DLQ): {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(&e)
+                        )
+                    })?;
+                done += 1;
+                bar.inc(1);
+                if let Some(p) = pause {
+                    tokio::time::sleep(p).await;
+                }
             }
-            // Sent before it is deleted: a failure in between leaves a copy in the DLQ, and the
-            // event id dedupes any route already delivered.
-            stack
-                .sqs
-                .send_message()
-                .queue_url(&source)
-                .message_body(&h.letter.body)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "sending to {source}: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
-                    )
-                })?;
         }
-        stack
-            .sqs
-            .delete_message()
-            .queue_url(&dlq)
-            .receipt_handle(&h.receipt)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "deleting from {dlq}: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                )
-            })
-            .context("the letter was sent back but is still in the DLQ")?;
-        done += 1;
-        if let Some(p) = pause {
-            tokio::time::sleep(p).await;
-        }
+        Ok(())
     }
-    match action {
-        Action::Redrive => moved.redriven = Some(done),
-        Action::Purge => moved.purged = Some(done),
+    .await;
+    bar.finish_and_clear();
+    // Whatever happened, what was read and not deleted is visible again.
+    reader.release().await?;
+    result?;
+    if !run.dry_run {
+        match action {
+            Action::Redrive => moved.redriven = Some(done),
+            Action::Purge => moved.purged = Some(done),
+        }
     }
     Ok(moved)
+}
+
+/// Sends one letter back to its source queue with a fresh retry schedule. Sent before it is
+/// deleted: a failure in between leaves a copy in the DLQ, and the event id dedupes any route
+/// already delivered.
+async fn redrive_one(
+    stack: &Stack,
+    store: &DynamoIdempotencyStore,
+    kind: QueueKind,
+    source: &str,
+    letter: &DeadLetterRecord,
+) -> anyhow::Result<()> {
+    if kind == QueueKind::Deliveries
+        && let Some(route) = &letter.route
+    {
+        // The history would dead-letter it again at once.
+        store
+            .reset_attempts(&format!("{}#{route}", letter.event_id))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    stack
+        .sqs
+        .send_message()
+        .queue_url(source)
+        .message_body(&letter.body)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "sending to {source}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(())
 }

@@ -10,7 +10,6 @@ pub mod dlq;
 pub mod replay;
 pub mod status;
 
-use std::collections::HashMap;
 use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
@@ -156,79 +155,130 @@ pub struct Held {
 /// deleted) before it returns, and come back by themselves if it dies.
 const HOLD_SECS: i32 = 300;
 
-/// Reads every message of `dlq`, hiding each while the command runs, so none is read twice.
-/// `on_letter` sees each as it arrives (a table row printed at once).
-pub async fn read_all(
-    sqs: &aws_sdk_sqs::Client,
-    dlq: &str,
-    mut on_letter: impl FnMut(&DeadLetterRecord),
-) -> anyhow::Result<Vec<Held>> {
-    let mut held = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(dlq)
-            .max_number_of_messages(10)
-            .visibility_timeout(HOLD_SECS)
-            .wait_time_seconds(0)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "reading {dlq}: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                )
-            })?;
-        let messages = out.messages();
-        if messages.is_empty() {
-            break;
-        }
-        for m in messages {
-            let letter = DeadLetterRecord::read(m);
-            if !seen.insert(letter.message_id.clone()) {
-                continue;
-            }
-            on_letter(&letter);
-            held.push(Held {
-                letter,
-                receipt: m.receipt_handle().unwrap_or_default().to_string(),
-            });
-        }
-    }
-    Ok(held)
+/// Reads a DLQ batch by batch without consuming it: each message read is hidden while the
+/// command works, so none is read twice, and [`DlqReader::release`] makes visible again every
+/// one not deleted. It keeps only the receipt handles and message ids, never the letters: a
+/// queue of any size streams through.
+#[derive(Debug)]
+pub struct DlqReader {
+    sqs: aws_sdk_sqs::Client,
+    /// The queue's URL.
+    pub url: String,
+    seen: std::collections::HashSet<String>,
+    hidden: Vec<String>,
 }
 
-/// Makes `held` visible again at once: a read consumes nothing.
-pub async fn release(sqs: &aws_sdk_sqs::Client, dlq: &str, held: &[Held]) -> anyhow::Result<()> {
-    for chunk in held.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(&h.receipt)
-                    .visibility_timeout(0)
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        sqs.change_message_visibility_batch()
-            .queue_url(dlq)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "releasing {dlq}: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                )
-            })?;
+impl DlqReader {
+    /// A reader of the queue at `url`.
+    pub fn new(sqs: &aws_sdk_sqs::Client, url: &str) -> Self {
+        Self {
+            sqs: sqs.clone(),
+            url: url.to_string(),
+            seen: std::collections::HashSet::new(),
+            hidden: Vec::new(),
+        }
     }
-    Ok(())
+
+    /// The next batch (up to 10), or None when every message has been read. The batch's
+    /// messages stay hidden until [`DlqReader::release`], unless deleted.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Vec<Held>>> {
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(10)
+                .visibility_timeout(HOLD_SECS)
+                .wait_time_seconds(0)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "reading {}: {}",
+                        self.url,
+                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                    )
+                })?;
+            let messages = out.messages();
+            if messages.is_empty() {
+                return Ok(None);
+            }
+            let mut batch = Vec::with_capacity(messages.len());
+            for m in messages {
+                let letter = DeadLetterRecord::read(m);
+                let receipt = m.receipt_handle().unwrap_or_default().to_string();
+                if self.seen.insert(letter.message_id.clone()) {
+                    batch.push(Held { letter, receipt });
+                } else {
+                    // Read again (it outlived the hold): keep its newest receipt only.
+                    self.hidden.push(receipt);
+                }
+            }
+            if !batch.is_empty() {
+                return Ok(Some(batch));
+            }
+        }
+    }
+
+    /// Keeps `held` hidden until [`DlqReader::release`] makes it visible again.
+    pub fn put_back(&mut self, held: Held) {
+        self.hidden.push(held.receipt);
+    }
+
+    /// How many messages have been read.
+    pub fn read(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Makes every message put back visible again at once: a read consumes nothing.
+    pub async fn release(self) -> anyhow::Result<()> {
+        for chunk in self.hidden.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "releasing {}: {}",
+                        self.url,
+                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                    )
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// A progress line on standard error when it is a terminal (nothing otherwise).
+pub fn progress(what: &str) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix} {pos} ({per_sec})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(what.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
 }
 
 /// Asks on a terminal before destructive work; without one, `--yes` is required.
@@ -243,20 +293,6 @@ pub fn confirm(what: &str, yes: bool) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-/// Counts by a key, sorted by key.
-pub fn count_by<'a>(
-    keys: impl Iterator<Item = &'a str>,
-) -> std::collections::BTreeMap<String, u64> {
-    let mut counts: HashMap<&str, u64> = HashMap::new();
-    for k in keys {
-        *counts.entry(k).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
 }
 
 /// Prints rows as an aligned table under `header`.

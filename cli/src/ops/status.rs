@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 use switchboard_shared::aws::{DynamoIdempotencyStore, OpenCircuit};
 
-use super::{QueueKind, Stack, count_by, read_all, release, table};
+use super::{DlqReader, QueueKind, Stack, table};
 
 /// One queue's depth.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -68,6 +68,12 @@ async fn depth(stack: &Stack, url: &str) -> anyhow::Result<QueueDepth> {
     })
 }
 
+/// How many messages a queue holds (visible and in flight), approximately.
+pub async fn queue_depth(stack: &Stack, url: &str) -> anyhow::Result<u64> {
+    let d = depth(stack, url).await?;
+    Ok(d.visible + d.in_flight)
+}
+
 /// Reads the stack's state.
 pub async fn status(stack: &Stack) -> anyhow::Result<Status> {
     let mut queues = BTreeMap::new();
@@ -77,24 +83,33 @@ pub async fn status(stack: &Stack) -> anyhow::Result<Status> {
         let (source, dlq) = stack.queues(kind).await?;
         queues.insert(kind.as_str().to_string(), depth(stack, &source).await?);
         let mut dlq_depth = depth(stack, &dlq).await?;
-        // Read (and put back at once) to count by reason.
-        let held = read_all(&stack.sqs, &dlq, |_| {}).await?;
-        release(&stack.sqs, &dlq, &held).await?;
-        dlq_depth.oldest_age_secs = held
-            .iter()
-            .filter_map(|h| chrono::DateTime::parse_from_rfc3339(&h.letter.failed_at).ok())
-            .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds())
-            .max();
+        // Read (and put back) to count by reason.
+        let mut reader = DlqReader::new(&stack.sqs, &dlq);
+        let mut letters = DeadLetters {
+            total: 0,
+            by_reason: BTreeMap::new(),
+        };
+        let mut oldest: Option<i64> = None;
+        while let Some(batch) = reader.next().await? {
+            for h in batch {
+                letters.total += 1;
+                *letters
+                    .by_reason
+                    .entry(h.letter.reason.clone())
+                    .or_default() += 1;
+                if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&h.letter.failed_at) {
+                    let age = (now - t.with_timezone(&chrono::Utc)).num_seconds();
+                    oldest = Some(oldest.map_or(age, |o| o.max(age)));
+                }
+                reader.put_back(h);
+            }
+        }
+        reader.release().await?;
+        dlq_depth.oldest_age_secs = oldest;
         // Before this read the letters were visible: count them as such.
-        dlq_depth.visible = dlq_depth.visible.max(held.len() as u64);
+        dlq_depth.visible = dlq_depth.visible.max(letters.total);
         queues.insert(format!("{}-dlq", kind.as_str()), dlq_depth);
-        dead_letters.insert(
-            kind.as_str().to_string(),
-            DeadLetters {
-                total: held.len() as u64,
-                by_reason: count_by(held.iter().map(|h| h.letter.reason.as_str())),
-            },
-        );
+        dead_letters.insert(kind.as_str().to_string(), letters);
     }
     let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
     let circuits = store
