@@ -208,7 +208,7 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
                     Actual::Request(request.to_fixture(route.map_request))
                 }
                 RouteOutcome::Skipped(skip) => Actual::Skipped(skip.reason().into()),
-                RouteOutcome::Rejected(r) => Actual::Rejected(r.reason.into(), r.message),
+                RouteOutcome::Rejected(r) => Actual::Rejected(r.reason.as_str().into(), r.message),
             },
         };
         case.routes.push((route.id.clone(), outcome.summary()));

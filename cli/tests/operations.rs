@@ -98,5 +98,39 @@ async fn status_and_dlq_work_against_the_local_stack_through_the_aws_environment
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither an RFC 3339 time"));
+    let out = switchboard(
+        &endpoint,
+        &[
+            "dlq",
+            "purge",
+            "--queue",
+            "deliveries",
+            "--reason",
+            "bogus",
+            "--yes",
+            "--stack",
+            &stack_name,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a reason; one of: contract_violation"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Destructive work without a terminal and without --yes: refused before anything is read.
+    let out = switchboard(
+        &endpoint,
+        &[
+            "dlq",
+            "purge",
+            "--queue",
+            "deliveries",
+            "--stack",
+            &stack_name,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
     stack.shutdown().await;
 }

@@ -22,6 +22,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod network;
 pub mod ports;
+pub mod reason;
 pub mod secret;
 pub mod secrets;
 pub mod url_template;

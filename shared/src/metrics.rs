@@ -37,7 +37,14 @@ fn directive(metrics: serde_json::Value) -> serde_json::Value {
 impl Metrics {
     /// One ingest request: counted by integration and outcome, and by outcome and reason;
     /// its latency recorded.
-    pub fn webhook(&self, integration: &str, outcome: &str, reason: &str, latency_ms: f64) {
+    pub fn webhook(
+        &self,
+        integration: &str,
+        outcome: &str,
+        reason: impl AsRef<str>,
+        latency_ms: f64,
+    ) {
+        let reason = reason.as_ref();
         self.emit(json!({
             "_aws": directive(json!([
                 { "Name": "Webhooks", "Unit": "Count" },
@@ -53,7 +60,14 @@ impl Metrics {
 
     /// One transform outcome for an event, or for one of its routes (`route` empty for the
     /// event as a whole): counted by integration and outcome, and by outcome and reason.
-    pub fn transform(&self, integration: &str, route: &str, outcome: &str, reason: &str) {
+    pub fn transform(
+        &self,
+        integration: &str,
+        route: &str,
+        outcome: &str,
+        reason: impl AsRef<str>,
+    ) {
+        let reason = reason.as_ref();
         self.emit(json!({
             "_aws": directive(json!([{ "Name": "Transforms", "Unit": "Count" }])),
             "Integration": integration,
@@ -67,7 +81,8 @@ impl Metrics {
     /// One delivery outcome for a task: delivered, retried, failed (permanently, to the DLQ),
     /// skipped (already delivered), or held without a call (circuit_open, rate_limited,
     /// deadline); counted by integration and outcome, and by outcome and reason.
-    pub fn delivery(&self, integration: &str, route: &str, outcome: &str, reason: &str) {
+    pub fn delivery(&self, integration: &str, route: &str, outcome: &str, reason: impl AsRef<str>) {
+        let reason = reason.as_ref();
         self.emit(json!({
             "_aws": directive(json!([{ "Name": "Deliveries", "Unit": "Count" }])),
             "Integration": integration,

@@ -5,6 +5,7 @@ use std::future::Future;
 
 use crate::circuit::CircuitState;
 use crate::idempotency::{Claim, NewClaim};
+use crate::reason::Reason;
 use crate::secret::SecretString;
 
 /// An AWS call that failed. `retryable` is false only when retrying cannot help.
@@ -30,7 +31,7 @@ pub struct DeadLetter {
     /// The message body (what a redrive puts back on the source queue).
     pub body: String,
     /// A stable, machine-readable reason (`contract_violation`, `mapping_error`, ...).
-    pub reason: &'static str,
+    pub reason: Reason,
     /// What went wrong, for a human; never a secret or a body.
     pub message: String,
     /// The integration.
@@ -53,7 +54,7 @@ impl DeadLetter {
     pub fn malformed(body: &str, error: impl std::fmt::Display, attempts: u32) -> Self {
         Self {
             body: body.to_string(),
-            reason: "malformed_message",
+            reason: Reason::MalformedMessage,
             message: error.to_string(),
             integration: String::new(),
             route: None,
@@ -122,7 +123,7 @@ pub async fn send_dead_letter<D: DeadLetterQueue>(
         event_id = %letter.event_id,
         integration = %letter.integration,
         route = letter.route.as_deref(),
-        reason = letter.reason,
+        reason = letter.reason.as_str(),
         message = %letter.message,
         attempts = letter.attempts,
         last_status = letter.last_status,

@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn reason(r: &str) -> Filter {
     Filter {
-        reason: Some(r.into()),
+        reason: Some(r.parse().unwrap()),
         ..Filter::default()
     }
 }
@@ -230,7 +230,7 @@ async fn from_the_failures_to_a_redrive_by_reason_without_losing_or_resending_an
     let none = dlq::act(
         &stack,
         QueueKind::Events,
-        &reason("no_such_reason"),
+        &reason("auth_misconfigured"),
         Action::Purge,
         Run {
             yes: true,

@@ -15,6 +15,7 @@ use switchboard_cli::ops::{DlqReader, QueueKind, Stack};
 use switchboard_cli::resources::{self, TEMPLATE_SETTINGS};
 use switchboard_shared::aws::SqsQueue;
 use switchboard_shared::ports::{DeadLetter, DeadLetterQueue};
+use switchboard_shared::reason::Reason;
 
 /// Peak resident set since the last reset, in KiB (`VmHWM`).
 fn peak_rss_kib() -> u64 {
@@ -68,13 +69,18 @@ async fn main() -> anyhow::Result<()> {
     for chunk in (0..letters).collect::<Vec<_>>().chunks(32) {
         let sends = chunk.iter().map(|n| {
             let event = format!("evt_{:026}", n);
-            let body = serde_json::json!({"type": "DeliveryV1", "event_id": event, "integration": "shop",
+            let body =
+                serde_json::json!({"type": "DeliveryV1", "event_id": event, "integration": "shop",
                 "route": "to-3pl", "body": {"order": n, "items": [{"sku": "SKU-1", "quantity": 2}]},
                 "headers": {}})
-            .to_string();
+                .to_string();
             let letter = DeadLetter {
                 body,
-                reason: if n % 2 == 0 { "retries_exhausted" } else { "permanent_failure" },
+                reason: if n % 2 == 0 {
+                    Reason::RetriesExhausted
+                } else {
+                    Reason::PermanentFailure
+                },
                 message: "the destination answered 503; gave up after 2 attempts".into(),
                 integration: "shop".into(),
                 route: Some("to-3pl".into()),
@@ -128,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     let base = peak_rss_kib();
     let started = Instant::now();
     let filter = Filter {
-        reason: Some("retries_exhausted".into()),
+        reason: Some(Reason::RetriesExhausted),
         ..Filter::default()
     };
     let moved = dlq::act(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
+use switchboard_shared::reason::Reason;
 
 use super::{DlqReader, QueueKind, Stack, confirm, progress, table};
 
@@ -13,8 +14,8 @@ use super::{DlqReader, QueueKind, Stack, confirm, progress, table};
 #[derive(Debug, Clone, Default, Args)]
 pub struct Filter {
     /// Only this reason (`permanent_failure`, `contract_violation`, ...).
-    #[arg(long)]
-    pub reason: Option<String>,
+    #[arg(long, value_parser = |s: &str| s.parse::<Reason>())]
+    pub reason: Option<Reason>,
     /// Only this integration.
     #[arg(long)]
     pub integration: Option<String>,
@@ -70,7 +71,7 @@ impl Filter {
         let failed_at = chrono::DateTime::parse_from_rfc3339(&letter.failed_at)
             .ok()
             .map(|t| t.with_timezone(&chrono::Utc));
-        self.reason.as_ref().is_none_or(|r| *r == letter.reason)
+        self.reason.is_none_or(|r| r.as_str() == letter.reason)
             && self
                 .integration
                 .as_ref()

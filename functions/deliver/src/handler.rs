@@ -37,6 +37,7 @@ use switchboard_shared::ports::{
     AttemptRecord, AwsError, DeadLetter, DeadLetterQueue, DestinationStore, IdempotencyStore,
     SecretStore, Visibility, send_dead_letter,
 };
+use switchboard_shared::reason::Reason;
 use switchboard_shared::secrets::{PREVIOUS_GRACE, SecretsCache};
 use tracing::Instrument;
 
@@ -112,7 +113,7 @@ enum Held {
 impl Held {
     fn as_str(self) -> &'static str {
         match self {
-            Held::CircuitOpen => "circuit_open",
+            Held::CircuitOpen => Reason::CircuitOpen.as_str(),
             Held::RateLimited => "rate_limited",
             Held::Deadline => "deadline",
         }
@@ -228,7 +229,7 @@ where
             Ok(DeliveryMessage::DeliveryV1(task)) => task,
             Err(e) => {
                 let letter = DeadLetter::malformed(text, e, receives);
-                self.count("", "", "failed", "malformed_message");
+                self.count("", "", "failed", Reason::MalformedMessage);
                 return send_dead_letter(&self.dead_letters, &letter, "delivery").await;
             }
         };
@@ -249,7 +250,7 @@ where
                 task.integration, task.route
             );
             return self
-                .dead_letter(&work, "unknown_route", m, receives, None, None)
+                .dead_letter(&work, Reason::UnknownRoute, m, receives, None, None)
                 .await;
         };
         let destination = route.deliver.destination();
@@ -345,7 +346,7 @@ where
                         return self
                             .dead_letter(
                                 &work,
-                                "permanent_failure",
+                                Reason::PermanentFailure,
                                 m,
                                 attempts,
                                 Some(status),
@@ -389,7 +390,7 @@ where
                 self.release(&key).await;
                 let m = format!("secret `{secret}` is malformed: {problem}");
                 return self
-                    .dead_letter(&work, "auth_misconfigured", m, receives, None, None)
+                    .dead_letter(&work, Reason::AuthMisconfigured, m, receives, None, None)
                     .await;
             }
             // The token endpoint is refused by the network guard: permanent, like a refused
@@ -476,8 +477,8 @@ where
             Class::Delivered => Ok(()),
             Class::Permanent { .. } => {
                 let reason = match attempt.outcome {
-                    Outcome::Blocked => "network_refused",
-                    _ => "permanent_failure",
+                    Outcome::Blocked => Reason::NetworkRefused,
+                    _ => Reason::PermanentFailure,
                 };
                 self.dead_letter(&work, reason, what, attempts, status, history)
                     .await
@@ -489,8 +490,15 @@ where
                 match delay {
                     None => {
                         let m = format!("{what}; gave up after {attempts} attempts");
-                        self.dead_letter(&work, "retries_exhausted", m, attempts, status, history)
-                            .await
+                        self.dead_letter(
+                            &work,
+                            Reason::RetriesExhausted,
+                            m,
+                            attempts,
+                            status,
+                            history,
+                        )
+                        .await
                     }
                     Some(delay) => {
                         let wait = delivery_policy::visibility(delay, attempt.retry_after);
@@ -538,7 +546,7 @@ where
                         budget.as_secs()
                     );
                     return self
-                        .dead_letter(work, "circuit_open", m, work.receives, None, None)
+                        .dead_letter(work, Reason::CircuitOpen, m, work.receives, None, None)
                         .await;
                 }
                 // Back off with the time waited (a long outage costs few receives), spread
@@ -553,7 +561,7 @@ where
                 if last_receive {
                     let m = format!("still {} on receive {}", why.as_str(), work.receives);
                     return self
-                        .dead_letter(work, "retries_exhausted", m, work.receives, None, None)
+                        .dead_letter(work, Reason::RetriesExhausted, m, work.receives, None, None)
                         .await;
                 }
                 wait
@@ -752,7 +760,7 @@ where
     async fn dead_letter(
         &self,
         work: &Work<'_>,
-        reason: &'static str,
+        reason: Reason,
         message: String,
         attempts: u32,
         last_status: Option<u16>,
@@ -781,7 +789,7 @@ where
         Ok(())
     }
 
-    fn count(&self, integration: &str, route: &str, outcome: &str, reason: &str) {
+    fn count(&self, integration: &str, route: &str, outcome: &str, reason: impl AsRef<str>) {
         self.metrics.delivery(integration, route, outcome, reason);
     }
 
@@ -943,7 +951,7 @@ fn reason_of(outcome: Outcome) -> &'static str {
         Outcome::Timeout => "timeout",
         Outcome::Connect | Outcome::Dns => "connect",
         Outcome::Dropped => "dropped",
-        Outcome::Blocked => "network_refused",
+        Outcome::Blocked => Reason::NetworkRefused.as_str(),
     }
 }
 

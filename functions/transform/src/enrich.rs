@@ -10,6 +10,7 @@ use switchboard_shared::integration::{EnrichStep, OnMissing};
 use switchboard_shared::mapping::Scope;
 use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::ports::SecretStore;
+use switchboard_shared::reason::Reason;
 use switchboard_shared::secrets::SecretsCache;
 
 /// How enrichment ended, when it did not produce results.
@@ -26,7 +27,7 @@ pub enum EnrichError {
     /// Retrying cannot help.
     Permanent {
         /// `enrich_not_found`, `enrich_failed`, `enrich_url`, `enrich_invalid_response`.
-        reason: &'static str,
+        reason: Reason,
         /// The step.
         step: String,
         /// What happened.
@@ -118,7 +119,8 @@ impl<K: SecretStore> Enricher<K> {
             step: step.name.clone(),
             message,
         };
-        let url = url.map_err(|m| permanent("enrich_url", format!("cannot fill the URL: {m}")))?;
+        let url =
+            url.map_err(|m| permanent(Reason::EnrichUrl, format!("cannot fill the URL: {m}")))?;
         // A 401/403 to a cached credential: read it afresh (and mint a new token) and ask once
         // more, at once; a second refusal stands.
         let mut refreshed = false;
@@ -142,7 +144,7 @@ impl<K: SecretStore> Enricher<K> {
                     Ok(r) => r,
                     Err(RequestError::Blocked(b)) => {
                         return Err(permanent(
-                            "network_refused",
+                            Reason::NetworkRefused,
                             format!("refused by the network guard: {b}"),
                         ));
                     }
@@ -160,12 +162,16 @@ impl<K: SecretStore> Enricher<K> {
                 .map_err(|e| match e {
                     AuthError::Secret(e) => retryable(e.to_string()),
                     e @ AuthError::Token { .. } => retryable(e.to_string()),
-                    e @ AuthError::Blocked { .. } => permanent("network_refused", e.to_string()),
-                    e @ AuthError::Malformed { .. } => permanent("enrich_failed", e.to_string()),
+                    e @ AuthError::Blocked { .. } => {
+                        permanent(Reason::NetworkRefused, e.to_string())
+                    }
+                    e @ AuthError::Malformed { .. } => {
+                        permanent(Reason::EnrichFailed, e.to_string())
+                    }
                 })?;
             let response = request.send().await.map_err(|e| match http::blocked(&e) {
                 // The name resolved only to refused addresses.
-                Some(_) => permanent("network_refused", http::transport_error(&e)),
+                Some(_) => permanent(Reason::NetworkRefused, http::transport_error(&e)),
                 None => retryable(http::transport_error(&e)),
             })?;
             let refused = matches!(response.status().as_u16(), 401 | 403);
@@ -176,7 +182,7 @@ impl<K: SecretStore> Enricher<K> {
                     continue;
                 }
                 return Err(permanent(
-                    "enrich_unauthorized",
+                    Reason::EnrichUnauthorized,
                     format!(
                         "the API answered {} to the credential read afresh",
                         response.status().as_u16()
@@ -194,7 +200,7 @@ impl<K: SecretStore> Enricher<K> {
                         step: step.name.clone(),
                     },
                     OnMissing::Fail => permanent(
-                        "enrich_not_found",
+                        Reason::EnrichNotFound,
                         format!("the API answered {status}: the record is not there"),
                     ),
                 });
@@ -209,7 +215,7 @@ impl<K: SecretStore> Enricher<K> {
             }
             _ => {
                 return Err(permanent(
-                    "enrich_failed",
+                    Reason::EnrichFailed,
                     format!("the API answered {status}"),
                 ));
             }
@@ -219,7 +225,7 @@ impl<K: SecretStore> Enricher<K> {
             .map_err(|e| retryable(http::transport_error(&e)))?;
         if body.truncated {
             return Err(permanent(
-                "enrich_invalid_response",
+                Reason::EnrichInvalidResponse,
                 format!(
                     "the API's answer is longer than {} bytes (the step's max_response_bytes)",
                     step.max_response_bytes
@@ -228,7 +234,7 @@ impl<K: SecretStore> Enricher<K> {
         }
         serde_json::from_slice(&body.bytes).map_err(|e| {
             permanent(
-                "enrich_invalid_response",
+                Reason::EnrichInvalidResponse,
                 format!("the API's answer is not JSON ({e})"),
             )
         })
@@ -298,7 +304,7 @@ mod tests {
                 matches!(
                     &e,
                     EnrichError::Permanent {
-                        reason: "enrich_unauthorized",
+                        reason: Reason::EnrichUnauthorized,
                         ..
                     }
                 ),
@@ -364,7 +370,7 @@ mod tests {
 
     fn reason(e: &EnrichError) -> &'static str {
         match e {
-            EnrichError::Permanent { reason, .. } => reason,
+            EnrichError::Permanent { reason, .. } => reason.as_str(),
             _ => "not permanent",
         }
     }
@@ -470,7 +476,7 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(
-                matches!(&e, EnrichError::Permanent { reason: r, .. } if *r == reason),
+                matches!(&e, EnrichError::Permanent { reason: r, .. } if r.as_str() == reason),
                 "{code}: {e:?}"
             );
         }
@@ -490,7 +496,7 @@ mod tests {
             matches!(
                 &e,
                 EnrichError::Permanent {
-                    reason: "enrich_invalid_response",
+                    reason: Reason::EnrichInvalidResponse,
                     ..
                 }
             ),
@@ -503,7 +509,7 @@ mod tests {
             matches!(
                 &e,
                 EnrichError::Permanent {
-                    reason: "enrich_url",
+                    reason: Reason::EnrichUrl,
                     ..
                 }
             ),

@@ -26,6 +26,7 @@ use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::ports::{
     Archive, DeadLetter, DeadLetterQueue, Queue, SecretStore, send_dead_letter,
 };
+use switchboard_shared::reason::Reason;
 use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
 
@@ -53,15 +54,9 @@ pub struct Ports<Q, D, A, K> {
 #[derive(Debug)]
 enum Failure {
     /// May succeed later: SQS retries it.
-    Retry {
-        reason: &'static str,
-        message: String,
-    },
+    Retry { reason: Reason, message: String },
     /// Cannot succeed: the events DLQ, now.
-    Permanent {
-        reason: &'static str,
-        message: String,
-    },
+    Permanent { reason: Reason, message: String },
     /// An enrichment step found no record and says to skip the event.
     Skip { step: String },
 }
@@ -186,7 +181,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             Err(Failure::Skip { step }) => {
                 tracing::info!(event_id = %event.event_id, step = %step, "enrichment found no record; event skipped");
                 self.metrics
-                    .transform(&event.integration, "", "skipped", "enrich_not_found");
+                    .transform(&event.integration, "", "skipped", Reason::EnrichNotFound);
                 Ok(())
             }
             Err(Failure::Permanent { reason, message }) => {
@@ -221,7 +216,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             self.integrations
                 .get(&event.integration)
                 .ok_or_else(|| Failure::Permanent {
-                    reason: "unknown_integration",
+                    reason: Reason::UnknownIntegration,
                     message: format!("integration `{}` is not defined here", event.integration),
                 })?;
         if let Some(routes) = &event.routes
@@ -230,7 +225,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
                 .find(|r| !integration.routes.iter().any(|d| &d.id == *r))
         {
             return Err(Failure::Permanent {
-                reason: "unknown_route",
+                reason: Reason::UnknownRoute,
                 message: format!(
                     "route `{unknown}` is not defined in integration `{}`",
                     integration.id
@@ -250,7 +245,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             .await
             .map_err(|e| match e {
                 EnrichError::Retryable { .. } => Failure::Retry {
-                    reason: "enrich_unavailable",
+                    reason: Reason::EnrichUnavailable,
                     message: e.to_string(),
                 },
                 EnrichError::Permanent { reason, .. } => Failure::Permanent {
@@ -266,7 +261,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
         ];
         let outcomes = route_outcomes(integration, event.routes.as_deref(), &body, &bindings)
             .map_err(|e| Failure::Permanent {
-                reason: "malformed_message",
+                reason: Reason::MalformedMessage,
                 message: format!("the event body is not JSON: {e}"),
             })?;
 
@@ -303,7 +298,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
                 .send(&tasks)
                 .await
                 .map_err(|e| Failure::Retry {
-                    reason: "queue_unavailable",
+                    reason: Reason::QueueUnavailable,
                     message: e.to_string(),
                 })?;
             for route in &report.queued {
@@ -320,11 +315,11 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             return Ok(Cow::Borrowed(event.body.get()));
         };
         let bytes = self.archive.get(key).await.map_err(|e| Failure::Retry {
-            reason: "archive_unavailable",
+            reason: Reason::ArchiveUnavailable,
             message: e.to_string(),
         })?;
         let unreadable = |e: serde_json::Error| Failure::Permanent {
-            reason: "archive_unreadable",
+            reason: Reason::ArchiveUnreadable,
             message: format!("archive record `{key}` is unreadable: {e}"),
         };
         let ArchivedEvent::ArchivedEventV1(record) =

@@ -8,6 +8,7 @@ use serde_json::Value;
 use switchboard_shared::contract;
 use switchboard_shared::integration::Route;
 use switchboard_shared::mapping::Scope;
+use switchboard_shared::reason::Reason;
 
 /// What a route makes of an event.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +44,7 @@ impl Skip {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// `when_error`, `mapping_error`, `invalid_request`, `contract_violation`.
-    pub reason: &'static str,
+    pub reason: Reason,
     /// What went wrong.
     pub message: String,
 }
@@ -122,25 +123,25 @@ pub fn run_route(route: &Route, scope: &Scope) -> RouteOutcome {
             Ok(Some(Value::Bool(false)) | None) => return RouteOutcome::Skipped(Skip::When),
             Ok(Some(other)) => {
                 return reject(
-                    "when_error",
+                    Reason::WhenError,
                     format!(
                         "`when` must yield true or false, it yielded a {}",
                         type_name(&other)
                     ),
                 );
             }
-            Err(e) => return reject("when_error", format!("`when` failed: {e}")),
+            Err(e) => return reject(Reason::WhenError, format!("`when` failed: {e}")),
         }
     }
     let mapped = match route.mapping.evaluate_in(scope) {
         Ok(Some(v)) => v,
         Ok(None) => return RouteOutcome::Skipped(Skip::NothingMapped),
-        Err(e) => return reject("mapping_error", e.to_string()),
+        Err(e) => return reject(Reason::MappingError, e.to_string()),
     };
     let request = if route.map_request {
         match request_from(mapped) {
             Ok(r) => r,
-            Err(m) => return reject("invalid_request", m),
+            Err(m) => return reject(Reason::InvalidRequest, m),
         }
     } else {
         Request {
@@ -154,7 +155,7 @@ pub fn run_route(route: &Route, scope: &Scope) -> RouteOutcome {
         let violations = contract.violations(&request.body);
         if !violations.is_empty() {
             return reject(
-                "contract_violation",
+                Reason::ContractViolation,
                 format!(
                     "{} violation(s) of the route's contract: {}",
                     violations.len(),

@@ -9,7 +9,7 @@ mod sqs;
 pub use dynamodb::{DynamoIdempotencyStore, OpenCircuit};
 pub use s3::S3Archive;
 pub use secretsmanager::SecretsManagerStore;
-pub use sqs::{DeadLetterRecord, REDRIVE_POLICY_REASON, SqsQueue};
+pub use sqs::{DeadLetterRecord, SqsQueue};
 
 use aws_config::environment::{
     EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,

@@ -134,7 +134,7 @@ impl DeadLetterQueue for SqsQueue {
             .message_attributes("attempts", attribute("Number", &attempts)?);
         // SQS refuses empty attribute values: what is unknown is left out.
         for (name, value) in [
-            ("reason", letter.reason),
+            ("reason", letter.reason.as_str()),
             ("message", message.as_str()),
             ("integration", letter.integration.as_str()),
             ("event_id", letter.event_id.as_str()),
@@ -167,7 +167,8 @@ pub struct DeadLetterRecord {
     pub integration: String,
     /// The route at fault, when one is.
     pub route: Option<String>,
-    /// Why: the reason written with it.
+    /// Why: the [`crate::reason::Reason`] written with it (kept as text: a letter written by
+    /// another version may carry one this one does not know).
     pub reason: String,
     /// What went wrong, for a human.
     pub message: String,
@@ -184,10 +185,6 @@ pub struct DeadLetterRecord {
     #[serde(skip)]
     pub body: String,
 }
-
-/// The reason of a dead letter that carries none: SQS's redrive policy moved it after
-/// maxReceiveCount receives (the function never settled it).
-pub const REDRIVE_POLICY_REASON: &str = "redrive_policy";
 
 impl DeadLetterRecord {
     /// Reads a received DLQ message's attributes.
@@ -222,7 +219,9 @@ impl DeadLetterRecord {
                 .or_else(|| from_body("integration"))
                 .unwrap_or_default(),
             route: attribute("route").or_else(|| from_body("route")),
-            reason: attribute("reason").unwrap_or_else(|| REDRIVE_POLICY_REASON.to_string()),
+            // None written: SQS's redrive policy moved it (no function settled it).
+            reason: attribute("reason")
+                .unwrap_or_else(|| crate::reason::Reason::RedrivePolicy.as_str().to_string()),
             message: attribute("message").unwrap_or_default(),
             last_status: attribute("last_status").and_then(|s| s.parse().ok()),
             attempts: attribute("attempts")
