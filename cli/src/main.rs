@@ -243,8 +243,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { command } => dlq(command).await,
         Command::Replay { args, stack } => {
             let sdk = ops::sdk_config().await;
-            let s3 = aws_sdk_s3::Client::new(&sdk);
-            let r = ops::replay::replay(&Stack::new(&sdk, &stack.stack), &s3, &args).await?;
+            let r = ops::replay::replay(&Stack::new(&sdk, &stack.stack), &sdk, &args).await?;
             if stack.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

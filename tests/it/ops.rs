@@ -323,7 +323,6 @@ async fn a_replay_after_a_mapping_fix_delivers_the_fixed_route_only_once() {
     old.shutdown().await;
 
     let stack = Stack::new(&test.dev.sdk, &test.prefix);
-    let s3 = aws_sdk_s3::Client::new(&test.dev.sdk);
     let args = ReplayArgs {
         integration: "orders".into(),
         route: None,
@@ -336,14 +335,14 @@ async fn a_replay_after_a_mapping_fix_delivers_the_fixed_route_only_once() {
         bucket: None,
         integrations: test.dir.clone(),
     };
-    let dry = replay::replay(&stack, &s3, &args).await.unwrap();
+    let dry = replay::replay(&stack, &test.dev.sdk, &args).await.unwrap();
     assert_eq!(
         (dry.matched, dry.replayed, dry.skipped_delivered),
         (2, 0, 0)
     );
     let done = replay::replay(
         &stack,
-        &s3,
+        &test.dev.sdk,
         &ReplayArgs {
             dry_run: false,
             ..args.clone()
@@ -380,7 +379,7 @@ async fn a_replay_after_a_mapping_fix_delivers_the_fixed_route_only_once() {
     // Everything delivered now: a second replay skips both.
     let again = replay::replay(
         &stack,
-        &s3,
+        &test.dev.sdk,
         &ReplayArgs {
             dry_run: false,
             ..args

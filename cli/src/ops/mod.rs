@@ -108,6 +108,28 @@ impl Stack {
         }
     }
 
+    /// The archive bucket: the deployed stack's `ArchiveBucketName` output, or
+    /// `{stack}-archive` (`switchboard dev`'s) when there is no such CloudFormation stack.
+    pub async fn archive_bucket(&self, cloudformation: &aws_sdk_cloudformation::Client) -> String {
+        let described = cloudformation
+            .describe_stacks()
+            .stack_name(&self.name)
+            .send()
+            .await;
+        described
+            .ok()
+            .and_then(|out| {
+                out.stacks()
+                    .first()?
+                    .outputs()
+                    .iter()
+                    .find(|o| o.output_key() == Some("ArchiveBucketName"))?
+                    .output_value()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| crate::resources::bucket_name(&self.name))
+    }
+
     /// The idempotency table's name.
     pub fn table(&self) -> String {
         format!("{}-idempotency", self.name)

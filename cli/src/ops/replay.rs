@@ -42,8 +42,8 @@ pub struct ReplayArgs {
     /// Do not ask.
     #[arg(long)]
     pub yes: bool,
-    /// The archive bucket (default `{stack}-archive`, `switchboard dev`'s; a deployed stack's
-    /// is its `ArchiveBucketName` output).
+    /// The archive bucket (default: the stack's `ArchiveBucketName` output, or `{stack}-archive`
+    /// under `switchboard dev`).
     #[arg(long)]
     pub bucket: Option<String>,
     /// The definitions, for the integration's routes.
@@ -84,14 +84,19 @@ fn routes(dir: &Path, args: &ReplayArgs) -> anyhow::Result<Vec<String>> {
 /// Replays the archived events `args` matches.
 pub async fn replay(
     stack: &Stack,
-    s3: &aws_sdk_s3::Client,
+    sdk: &aws_config::SdkConfig,
     args: &ReplayArgs,
 ) -> anyhow::Result<Replayed> {
     let routes = routes(&args.integrations, args)?;
-    let bucket = args
-        .bucket
-        .clone()
-        .unwrap_or_else(|| crate::resources::bucket_name(&stack.name));
+    let s3 = aws_sdk_s3::Client::new(sdk);
+    let bucket = match &args.bucket {
+        Some(b) => b.clone(),
+        None => {
+            stack
+                .archive_bucket(&aws_sdk_cloudformation::Client::new(sdk))
+                .await
+        }
+    };
     let events_url = stack.queue_url("events").await?;
     let prefix = format!("{}/", args.integration);
     // Keys are `{integration}/{yyyy}/{mm}/{dd}/{event_id}`: start at the first day asked for.
@@ -114,7 +119,7 @@ pub async fn replay(
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
-                    "listing the archive bucket `{bucket}` (pass --bucket with the stack's ArchiveBucketName): {}",
+                    "listing the archive bucket `{bucket}` (is --stack right? --bucket names it): {}",
                     aws_sdk_s3::error::DisplayErrorContext(&e)
                 )
             })?;
