@@ -118,6 +118,15 @@ async fn status_and_dlq_work_against_the_local_stack_through_the_aws_environment
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Nothing listening at the endpoint: said so, not "no queue".
+    let closed = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let out = switchboard(&closed, &["status", "--stack", &stack_name]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach SQS at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Destructive work without a terminal and without --yes: refused before anything is read.
     let out = switchboard(
         &endpoint,

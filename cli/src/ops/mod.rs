@@ -144,12 +144,20 @@ impl Stack {
             .queue_name(&name)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
+            .map_err(|e| match &e {
+                aws_sdk_sqs::error::SdkError::DispatchFailure(_)
+                | aws_sdk_sqs::error::SdkError::TimeoutError(_) => anyhow::anyhow!(
+                    "cannot reach SQS{}: is the endpoint right (and `switchboard dev` running, for the local stack)? ({})",
+                    std::env::var("AWS_ENDPOINT_URL")
+                        .map(|u| format!(" at {u}"))
+                        .unwrap_or_default(),
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                ),
+                _ => anyhow::anyhow!(
                     "no queue `{name}`: is `--stack {}` right, and AWS_REGION / AWS_ENDPOINT_URL? ({})",
                     self.name,
                     aws_sdk_sqs::error::DisplayErrorContext(&e)
-                )
+                ),
             })?;
         out.queue_url()
             .map(str::to_string)
