@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use switchboard_cli::dev::{DevOptions, DevStack};
-use switchboard_cli::ops::dlq::{Action, Filter, Run};
-use switchboard_cli::ops::{self, QueueKind, Stack, StackArgs};
+use switchboard_cli::ops::{self, StackArgs};
 use switchboard_cli::resources::QueueSettings;
 
 /// Switchboard: verified webhooks in, mapped requests delivered, nothing lost.
@@ -98,7 +97,7 @@ enum Command {
     /// Read, redrive or purge dead letters.
     Dlq {
         #[command(subcommand)]
-        command: DlqCommand,
+        command: ops::dlq::DlqCommand,
     },
     /// Validate every definition and run its fixtures (contract tests); non-zero on a failure.
     Check {
@@ -109,65 +108,6 @@ enum Command {
         /// deployed stack does.
         #[arg(long)]
         allow_loopback: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum DlqCommand {
-    /// One row per dead letter; consumes nothing.
-    List {
-        /// Which DLQ.
-        #[arg(long, value_enum)]
-        queue: QueueKind,
-        #[command(flatten)]
-        filter: Filter,
-        #[command(flatten)]
-        stack: StackArgs,
-    },
-    /// Everything about an event's dead letters: attributes, attempts, the archive.
-    Show {
-        /// The event id (`evt_...`).
-        event_id: String,
-        /// Which DLQ (default: both).
-        #[arg(long, value_enum)]
-        queue: Option<QueueKind>,
-        #[command(flatten)]
-        stack: StackArgs,
-    },
-    /// Moves the matching dead letters back to their source queue with a fresh retry schedule.
-    Redrive {
-        /// Which DLQ.
-        #[arg(long, value_enum)]
-        queue: QueueKind,
-        #[command(flatten)]
-        filter: Filter,
-        /// Change nothing: say how many match, with a sample.
-        #[arg(long)]
-        dry_run: bool,
-        /// At most this many messages per second.
-        #[arg(long)]
-        rate: Option<u32>,
-        /// Do not ask.
-        #[arg(long)]
-        yes: bool,
-        #[command(flatten)]
-        stack: StackArgs,
-    },
-    /// Deletes the matching dead letters (the archive keeps the events).
-    Purge {
-        /// Which DLQ.
-        #[arg(long, value_enum)]
-        queue: QueueKind,
-        #[command(flatten)]
-        filter: Filter,
-        /// Change nothing: say how many match, with a sample.
-        #[arg(long)]
-        dry_run: bool,
-        /// Do not ask.
-        #[arg(long)]
-        yes: bool,
-        #[command(flatten)]
-        stack: StackArgs,
     },
 }
 
@@ -230,37 +170,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{secret_id}: AWSCURRENT is now version {version}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { stack } => {
-            let sdk = switchboard_cli::ops::sdk_config().await;
-            let s = ops::status::status(&Stack::new(&sdk, &stack.stack)).await?;
-            if stack.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                print!("{}", ops::status::render(&s));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Dlq { command } => dlq(command).await,
-        Command::Replay { args, stack } => {
-            let sdk = ops::sdk_config().await;
-            let r = ops::replay::replay(&Stack::new(&sdk, &stack.stack), &sdk, &args).await?;
-            if stack.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!(
-                    "{} archived event(s) matched: {} replayed, {} skipped (every route delivered){}",
-                    r.matched,
-                    r.replayed,
-                    r.skipped_delivered,
-                    if args.dry_run {
-                        "; dry run, nothing sent"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Status { stack } => ops::status::run(stack).await,
+        Command::Dlq { command } => ops::dlq::run(command).await,
+        Command::Replay { args, stack } => ops::replay::run(args, stack).await,
         Command::Check {
             dir,
             allow_loopback,
@@ -381,124 +293,4 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
-}
-
-async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let sdk = ops::sdk_config().await;
-    match command {
-        DlqCommand::List {
-            queue,
-            filter,
-            stack,
-        } => {
-            let letters = ops::dlq::list(&Stack::new(&sdk, &stack.stack), queue, &filter).await?;
-            if stack.json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
-            } else {
-                print!("{}", ops::dlq::render_list(&letters));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DlqCommand::Show {
-            event_id,
-            queue,
-            stack,
-        } => {
-            let s = Stack::new(&sdk, &stack.stack);
-            let filter = Filter {
-                event_id: Some(event_id.clone()),
-                ..Filter::default()
-            };
-            let mut letters = Vec::new();
-            for kind in queue.map(|q| vec![q]).unwrap_or(QueueKind::ALL.to_vec()) {
-                letters.extend(ops::dlq::list(&s, kind, &filter).await?);
-            }
-            if letters.is_empty() {
-                anyhow::bail!(
-                    "no dead letter of event {event_id} in {}'s DLQs",
-                    stack.stack
-                );
-            }
-            if stack.json {
-                let full: Vec<serde_json::Value> = letters
-                    .iter()
-                    .map(|l| {
-                        let mut v = serde_json::to_value(l).unwrap_or_default();
-                        v["history"] = l
-                            .history
-                            .as_deref()
-                            .and_then(|h| serde_json::from_str(h).ok())
-                            .unwrap_or_default();
-                        v
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&full)?);
-            } else {
-                print!("{}", ops::dlq::render_show(&letters));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DlqCommand::Redrive {
-            queue,
-            filter,
-            dry_run,
-            rate,
-            yes,
-            stack,
-        } => {
-            let run = Run { dry_run, yes, rate };
-            let moved = ops::dlq::act(
-                &Stack::new(&sdk, &stack.stack),
-                queue,
-                &filter,
-                Action::Redrive,
-                run,
-            )
-            .await?;
-            report(&moved, stack.json, "redriven", dry_run)
-        }
-        DlqCommand::Purge {
-            queue,
-            filter,
-            dry_run,
-            yes,
-            stack,
-        } => {
-            let run = Run {
-                dry_run,
-                yes,
-                rate: None,
-            };
-            let moved = ops::dlq::act(
-                &Stack::new(&sdk, &stack.stack),
-                queue,
-                &filter,
-                Action::Purge,
-                run,
-            )
-            .await?;
-            report(&moved, stack.json, "purged", dry_run)
-        }
-    }
-}
-
-fn report(
-    moved: &ops::dlq::Moved,
-    json: bool,
-    verb: &str,
-    dry_run: bool,
-) -> anyhow::Result<ExitCode> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(moved)?);
-    } else if dry_run {
-        println!(
-            "{} dead letter(s) match; nothing was changed (dry run)",
-            moved.matched
-        );
-        print!("{}", ops::dlq::render_list(&moved.sample));
-    } else {
-        let done = moved.redriven.or(moved.purged).unwrap_or(0);
-        println!("{} matched, {done} {verb}", moved.matched);
-    }
-    Ok(ExitCode::SUCCESS)
 }

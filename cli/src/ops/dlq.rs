@@ -1,6 +1,7 @@
 //! `switchboard dlq list|show|redrive|purge`: the dead letters, read without consuming them,
 //! moved back to their source queue, or deleted, by filter.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
@@ -8,7 +9,7 @@ use serde::Serialize;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
 use switchboard_shared::reason::Reason;
 
-use super::{DlqReader, QueueKind, Stack, confirm, progress, table};
+use super::{DlqReader, QueueKind, Stack, StackArgs, confirm, progress, table};
 
 /// Which dead letters a command works on (all of them when nothing is given).
 #[derive(Debug, Clone, Default, Args)]
@@ -375,4 +376,181 @@ async fn redrive_one(
             )
         })?;
     Ok(())
+}
+
+/// `switchboard dlq ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// One row per dead letter; consumes nothing.
+    List {
+        /// Which DLQ.
+        #[arg(long, value_enum)]
+        queue: QueueKind,
+        #[command(flatten)]
+        filter: Filter,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Everything about an event's dead letters: attributes, attempts, the archive.
+    Show {
+        /// The event id (`evt_...`).
+        event_id: String,
+        /// Which DLQ (default: both).
+        #[arg(long, value_enum)]
+        queue: Option<QueueKind>,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Moves the matching dead letters back to their source queue with a fresh retry schedule.
+    Redrive {
+        /// Which DLQ.
+        #[arg(long, value_enum)]
+        queue: QueueKind,
+        #[command(flatten)]
+        filter: Filter,
+        /// Change nothing: say how many match, with a sample.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many messages per second.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Deletes the matching dead letters (the archive keeps the events).
+    Purge {
+        /// Which DLQ.
+        #[arg(long, value_enum)]
+        queue: QueueKind,
+        #[command(flatten)]
+        filter: Filter,
+        /// Change nothing: say how many match, with a sample.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+}
+
+/// Runs one `switchboard dlq` command.
+pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let sdk = super::sdk_config().await;
+    match command {
+        DlqCommand::List {
+            queue,
+            filter,
+            stack,
+        } => {
+            let letters = list(&Stack::new(&sdk, &stack.stack), queue, &filter).await?;
+            if stack.json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                print!("{}", render_list(&letters));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show {
+            event_id,
+            queue,
+            stack,
+        } => {
+            let s = Stack::new(&sdk, &stack.stack);
+            let filter = Filter {
+                event_id: Some(event_id.clone()),
+                ..Filter::default()
+            };
+            let mut letters = Vec::new();
+            for kind in queue.map(|q| vec![q]).unwrap_or(QueueKind::ALL.to_vec()) {
+                letters.extend(list(&s, kind, &filter).await?);
+            }
+            if letters.is_empty() {
+                anyhow::bail!(
+                    "no dead letter of event {event_id} in {}'s DLQs",
+                    stack.stack
+                );
+            }
+            if stack.json {
+                let full: Vec<serde_json::Value> = letters
+                    .iter()
+                    .map(|l| {
+                        let mut v = serde_json::to_value(l).unwrap_or_default();
+                        v["history"] = l
+                            .history
+                            .as_deref()
+                            .and_then(|h| serde_json::from_str(h).ok())
+                            .unwrap_or_default();
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&full)?);
+            } else {
+                print!("{}", render_show(&letters));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Redrive {
+            queue,
+            filter,
+            dry_run,
+            rate,
+            yes,
+            stack,
+        } => {
+            let run = Run { dry_run, yes, rate };
+            let moved = act(
+                &Stack::new(&sdk, &stack.stack),
+                queue,
+                &filter,
+                Action::Redrive,
+                run,
+            )
+            .await?;
+            report(&moved, stack.json, "redriven", dry_run)
+        }
+        DlqCommand::Purge {
+            queue,
+            filter,
+            dry_run,
+            yes,
+            stack,
+        } => {
+            let run = Run {
+                dry_run,
+                yes,
+                rate: None,
+            };
+            let moved = act(
+                &Stack::new(&sdk, &stack.stack),
+                queue,
+                &filter,
+                Action::Purge,
+                run,
+            )
+            .await?;
+            report(&moved, stack.json, "purged", dry_run)
+        }
+    }
+}
+
+/// Prints what a redrive or purge did.
+fn report(moved: &Moved, json: bool, verb: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(moved)?);
+    } else if dry_run {
+        println!(
+            "{} dead letter(s) match; nothing was changed (dry run)",
+            moved.matched
+        );
+        print!("{}", render_list(&moved.sample));
+    } else {
+        let done = moved.redriven.or(moved.purged).unwrap_or(0);
+        println!("{} matched, {done} {verb}", moved.matched);
+    }
+    Ok(ExitCode::SUCCESS)
 }

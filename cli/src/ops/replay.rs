@@ -244,3 +244,28 @@ pub async fn replay(
     }
     Ok(result)
 }
+
+/// `switchboard replay`.
+pub async fn run(
+    args: ReplayArgs,
+    stack: super::StackArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let sdk = super::sdk_config().await;
+    let r = replay(&Stack::new(&sdk, &stack.stack), &sdk, &args).await?;
+    if stack.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{} archived event(s) matched: {} replayed, {} skipped (every route delivered){}",
+            r.matched,
+            r.replayed,
+            r.skipped_delivered,
+            if args.dry_run {
+                "; dry run, nothing sent"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -174,3 +174,15 @@ pub fn render(s: &Status) -> String {
     }
     out
 }
+
+/// `switchboard status`.
+pub async fn run(stack: super::StackArgs) -> anyhow::Result<std::process::ExitCode> {
+    let sdk = super::sdk_config().await;
+    let s = status(&Stack::new(&sdk, &stack.stack)).await?;
+    if stack.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!("{}", render(&s));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
