@@ -9,7 +9,7 @@ use serde::Serialize;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
 use switchboard_shared::reason::Reason;
 
-use super::{DlqReader, QueueKind, Stack, StackArgs, confirm, progress, table};
+use super::{DlqReader, QueueKind, Stack, StackArgs, confirm, paint, progress, table};
 
 /// Which dead letters a command works on (all of them when nothing is given).
 #[derive(Debug, Clone, Default, Args)]
@@ -165,7 +165,9 @@ pub fn render_list(letters: &[DeadLetterRecord]) -> String {
         ],
         &rows,
     );
-    out.push_str(&format!("{} dead letter(s)\n", letters.len()));
+    let summary = format!("{} dead letter(s)", letters.len());
+    let colour = if letters.is_empty() { 32 } else { 33 };
+    out.push_str(&format!("{}\n", paint(&summary, colour)));
     out
 }
 

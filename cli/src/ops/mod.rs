@@ -325,6 +325,16 @@ pub fn confirm(what: &str, yes: bool) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// `text` in an ANSI colour (`31` red, `32` green, `33` yellow) when standard output is a
+/// terminal and `NO_COLOR` is not set; plain otherwise (pipes, files, `--json`).
+pub fn paint(text: &str, colour: u8) -> String {
+    if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        format!("\x1b[{colour}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
 /// Prints rows as an aligned table under `header`.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 use switchboard_shared::aws::{DynamoIdempotencyStore, OpenCircuit};
 
-use super::{DlqReader, QueueKind, Stack, table};
+use super::{DlqReader, QueueKind, Stack, paint, table};
 
 /// One queue's depth.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -145,18 +145,20 @@ pub fn render(s: &Status) -> String {
         &rows,
     );
     for (queue, letters) in &s.dead_letters {
-        out.push_str(&format!(
-            "\n{queue} DLQ: {} dead letter(s)\n",
-            letters.total
-        ));
+        let line = format!("{queue} DLQ: {} dead letter(s)", letters.total);
+        let colour = if letters.total == 0 { 32 } else { 31 };
+        out.push_str(&format!("\n{}\n", paint(&line, colour)));
         for (reason, n) in &letters.by_reason {
             out.push_str(&format!("  {reason:<24} {n}\n"));
         }
     }
     if s.circuits.is_empty() {
-        out.push_str("\nno circuit open\n");
+        out.push_str(&format!("\n{}\n", paint("no circuit open", 32)));
     } else {
-        out.push('\n');
+        out.push_str(&format!(
+            "\n{}\n",
+            paint(&format!("{} circuit(s) open", s.circuits.len()), 31)
+        ));
         let rows: Vec<Vec<String>> = s
             .circuits
             .iter()
