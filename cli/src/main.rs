@@ -218,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 secrets_ttl: switchboard_shared::config::secrets_ttl()?,
                 strict_network,
             };
+            let stack_name = options.stack.clone();
             let stack = DevStack::start(options).await?;
             println!("switchboard dev");
             println!(
@@ -231,6 +232,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!(
                 "  queues    {} -> {}",
                 stack.resources.events_url, stack.resources.deliveries_url
+            );
+            println!(
+                "  ops       AWS_ENDPOINT_URL={} switchboard status --stack {} (dlq, replay: the same)",
+                stack.endpoint, stack_name
             );
             println!("Ctrl-C stops everything.");
             tokio::signal::ctrl_c()
