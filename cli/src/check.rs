@@ -415,6 +415,38 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// `switchboard check`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Directory of integration definitions (fixtures in DIR/fixtures/<integration>/<case>/).
+    #[arg(default_value = "integrations")]
+    pub dir: std::path::PathBuf,
+    /// Check the URLs as `switchboard dev` runs them (loopback allowed) instead of as a
+    /// deployed stack does.
+    #[arg(long)]
+    pub allow_loopback: bool,
+}
+
+/// Runs the command.
+pub async fn run(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
+    let CheckArgs {
+        dir,
+        allow_loopback,
+    } = args;
+    let network = if allow_loopback {
+        switchboard_shared::network::NetworkPolicy::LOCAL
+    } else {
+        switchboard_shared::network::NetworkPolicy::DEPLOYED
+    };
+    let report = check(&dir, network);
+    print!("{}", report.render());
+    Ok(if report.passed() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

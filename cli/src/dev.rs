@@ -431,3 +431,93 @@ async fn not_found() -> Response {
     )
         .into_response()
 }
+
+/// `switchboard dev`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// Port for POST /webhooks/{integration}.
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    /// Directory of integration definitions.
+    #[arg(long, default_value = "integrations")]
+    pub integrations: std::path::PathBuf,
+    /// YAML map of secret id to value, loaded into Secrets Manager at start.
+    #[arg(long)]
+    pub secrets: Option<std::path::PathBuf>,
+    /// Port of the local AWS emulator (started if nothing answers there).
+    #[arg(long, default_value_t = 4566)]
+    pub emulator_port: u16,
+    /// Start a receiver on this port that prints every request it gets.
+    #[arg(long)]
+    pub sink_port: Option<u16>,
+    /// Prefix of every resource name, as the SAM stack name.
+    #[arg(long, default_value = "switchboard")]
+    pub stack: String,
+    /// Seconds a failed message waits before SQS hands it back.
+    #[arg(long, default_value_t = 30)]
+    pub visibility_timeout: u32,
+    /// Receives before a message moves to its DLQ.
+    #[arg(long, default_value_t = 5)]
+    pub max_receive_count: u32,
+    /// Apply the deployed network rules: no loopback destinations (the sink included),
+    /// https unless a route says `allow_http: true`.
+    #[arg(long)]
+    pub strict_network: bool,
+}
+
+/// Runs the command.
+pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
+    let DevArgs {
+        port,
+        integrations,
+        secrets,
+        emulator_port,
+        sink_port,
+        stack,
+        visibility_timeout,
+        max_receive_count,
+        strict_network,
+    } = args;
+    let options = DevOptions {
+        port,
+        integrations,
+        secrets,
+        emulator_port,
+        sink_port,
+        stack,
+        queues: QueueSettings {
+            visibility_timeout_secs: visibility_timeout,
+            max_receive_count,
+            deliveries_max_receive_count: max_receive_count
+                .max(crate::resources::TEMPLATE_SETTINGS.deliveries_max_receive_count),
+        },
+        secrets_ttl: switchboard_shared::config::secrets_ttl()?,
+        strict_network,
+    };
+    let stack_name = options.stack.clone();
+    let stack = DevStack::start(options).await?;
+    println!("switchboard dev");
+    println!(
+        "  webhooks  POST http://{}/webhooks/{{integration}}",
+        stack.addr
+    );
+    println!("  emulator  {}", stack.endpoint);
+    if let Some(sink) = stack.sink {
+        println!("  sink      http://{sink}/ (prints every request)");
+    }
+    println!(
+        "  queues    {} -> {}",
+        stack.resources.events_url, stack.resources.deliveries_url
+    );
+    println!(
+        "  ops       AWS_ENDPOINT_URL={} switchboard status --stack {} (dlq, replay: the same)",
+        stack.endpoint, stack_name
+    );
+    println!("Ctrl-C stops everything.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    println!("stopping");
+    stack.shutdown().await;
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -89,3 +89,42 @@ pub async fn rotate(client: &Client, id: &str, metrics: Metrics) -> anyhow::Resu
     }
     Ok(token)
 }
+
+/// `switchboard secrets ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SecretsCommand {
+    /// Rotate a secret as Secrets Manager would: a new version, then the rotate function's
+    /// createSecret, setSecret, testSecret and finishSecret against the emulator.
+    /// Secrets Manager is the one the standard AWS configuration names (`AWS_ENDPOINT_URL`,
+    /// `AWS_REGION`, `AWS_PROFILE`); without AWS_ENDPOINT_URL, `switchboard dev`'s emulator.
+    Rotate {
+        /// The secret id (`switchboard/outbound/signing`).
+        secret_id: String,
+        /// Port of `switchboard dev`'s emulator, when AWS_ENDPOINT_URL is not set.
+        #[arg(long, default_value_t = 4566)]
+        emulator_port: u16,
+    },
+}
+
+/// Runs `switchboard secrets ...`.
+pub async fn run(command: SecretsCommand) -> anyhow::Result<std::process::ExitCode> {
+    let SecretsCommand::Rotate {
+        secret_id,
+        emulator_port,
+    } = command;
+    let sdk = if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        crate::ops::sdk_config().await
+    } else {
+        crate::dev::emulator_sdk(&format!("http://127.0.0.1:{emulator_port}")).await
+    };
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    println!("rotating {secret_id}");
+    let version = rotate(
+        &client,
+        &secret_id,
+        switchboard_shared::metrics::Metrics::Off,
+    )
+    .await?;
+    println!("{secret_id}: AWSCURRENT is now version {version}");
+    Ok(std::process::ExitCode::SUCCESS)
+}

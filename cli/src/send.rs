@@ -109,3 +109,78 @@ pub fn lambda_event(
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
     ))
 }
+
+/// `switchboard send`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SendArgs {
+    /// The integration id.
+    pub integration: String,
+    /// The JSON payload.
+    #[arg(long)]
+    pub file: std::path::PathBuf,
+    /// Where to post (default: the local dev server).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Directory of integration definitions.
+    #[arg(long, default_value = "integrations")]
+    pub integrations: std::path::PathBuf,
+    /// The secrets file `switchboard dev` was given.
+    #[arg(long, default_value = "dev/secrets.yaml")]
+    pub secrets: std::path::PathBuf,
+    /// Port of the local AWS emulator, read when the secret is not in the file.
+    #[arg(long, default_value_t = 4566)]
+    pub emulator_port: u16,
+    /// Write the signed request as an API Gateway event to this file instead of posting it
+    /// (for `cargo lambda invoke ingest --data-file FILE`).
+    #[arg(long)]
+    pub lambda_event: Option<std::path::PathBuf>,
+    /// The body's content type.
+    #[arg(long, default_value = "application/json")]
+    pub content_type: String,
+}
+
+/// Runs the command.
+pub async fn run(args: SendArgs) -> anyhow::Result<std::process::ExitCode> {
+    let SendArgs {
+        integration,
+        file,
+        url,
+        integrations,
+        secrets,
+        emulator_port,
+        lambda_event,
+        content_type,
+    } = args;
+    let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let definition = self::integration(&integrations, &integration)?;
+    let endpoint = format!("http://127.0.0.1:{emulator_port}");
+    let secret = secret_value(&definition, Some(&secrets), &endpoint).await?;
+    let url = url.unwrap_or_else(|| format!("http://127.0.0.1:3000/webhooks/{integration}"));
+    let headers = signed_headers(&definition, secret.as_ref(), &url, &body, &content_type)?;
+    if let Some(out) = lambda_event {
+        let event = self::lambda_event(&integration, &headers, &body)?;
+        std::fs::write(&out, serde_json::to_string_pretty(&event)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!(
+            "wrote {} (its signature is valid for 5 minutes)",
+            out.display()
+        );
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let mut request = reqwest::Client::new().post(&url).body(body.clone());
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("posting to {url} (is `switchboard dev` running?)"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    println!("{} {text}", status.as_u16());
+    Ok(if status.is_success() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
