@@ -142,18 +142,6 @@ struct Sample {
     peak_rss_kib: u64,
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 async fn cold_start(
     runner: Option<&str>,
     binary: &Path,
@@ -193,7 +181,7 @@ async fn cold_start(
         if let (Some(n), Some((r, body))) = (first_next, response) {
             // Wait for the runtime's second `next`: the event is fully done by then.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let rss = peak_rss_kib(pid);
+            let rss = switchboard_bench::peak_rss_kib(&pid.to_string());
             break Ok((n, r, body, rss));
         }
         if let Some(status) = child.try_wait()? {

@@ -17,19 +17,6 @@ use switchboard_shared::aws::SqsQueue;
 use switchboard_shared::ports::{DeadLetter, DeadLetterQueue};
 use switchboard_shared::reason::Reason;
 
-/// Peak resident set since the last reset, in KiB (`VmHWM`).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn reset_peak() {
     // "5" resets the peak RSS to the current RSS (Linux 4.0+).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -37,7 +24,7 @@ fn reset_peak() {
 
 fn report(what: &str, n: usize, started: Instant, base_kib: u64) {
     let secs = started.elapsed().as_secs_f64();
-    let peak = peak_rss_kib();
+    let peak = switchboard_bench::peak_rss_kib("self");
     println!(
         "{what:<44} {n:>6} letters  {secs:>7.2} s  {:>8.0}/s  peak RSS {:>6.1} MiB (+{:.1} MiB over the start)",
         n as f64 / secs,
@@ -106,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The floor: the same receive-and-release calls, bare.
     reset_peak();
-    let base = peak_rss_kib();
+    let base = switchboard_bench::peak_rss_kib("self");
     let started = Instant::now();
     let mut reader = DlqReader::new(&sqs, &res.deliveries_dlq_url);
     let mut n = 0;
@@ -120,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
     report("floor: receive + release, nothing else", n, started, base);
 
     reset_peak();
-    let base = peak_rss_kib();
+    let base = switchboard_bench::peak_rss_kib("self");
     let started = Instant::now();
     let mut shown = 0;
     let listed = dlq::each(&stack, QueueKind::Deliveries, &Filter::default(), |l| {
@@ -131,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     report("dlq list (every letter, streamed)", listed, started, base);
 
     reset_peak();
-    let base = peak_rss_kib();
+    let base = switchboard_bench::peak_rss_kib("self");
     let started = Instant::now();
     let filter = Filter {
         reason: Some(Reason::RetriesExhausted),

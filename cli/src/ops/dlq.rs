@@ -9,7 +9,7 @@ use serde::Serialize;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
 use switchboard_shared::reason::Reason;
 
-use super::{DlqReader, QueueKind, Stack, StackArgs, confirm, paint, progress, table};
+use super::{DlqReader, QueueKind, Stack, StackArgs, confirm, failed, paint, progress, table};
 
 /// Which dead letters a command works on (all of them when nothing is given).
 #[derive(Debug, Clone, Default, Args)]
@@ -316,12 +316,9 @@ pub async fn act(
                     .receipt_handle(&h.receipt)
                     .send()
                     .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "deleting from {dlq} (a redriven copy may stay in the DLQ): {}",
-                            aws_sdk_sqs::error::DisplayErrorContext(&e)
-                        )
-                    })?;
+                    .map_err(failed(format!(
+                        "deleting from {dlq} (a redriven copy may stay in the DLQ)"
+                    )))?;
                 done += 1;
                 bar.inc(1);
                 if let Some(p) = pause {
@@ -371,12 +368,7 @@ async fn redrive_one(
         .message_body(&letter.body)
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "sending to {source}: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(&e)
-            )
-        })?;
+        .map_err(failed(format!("sending to {source}")))?;
     Ok(())
 }
 

@@ -225,13 +225,7 @@ impl DlqReader {
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "reading {}: {}",
-                        self.url,
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
-                    )
-                })?;
+                .map_err(failed(format!("reading {}", self.url)))?;
             let messages = out.messages();
             if messages.is_empty() {
                 return Ok(None);
@@ -283,13 +277,7 @@ impl DlqReader {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "releasing {}: {}",
-                        self.url,
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
-                    )
-                })?;
+                .map_err(failed(format!("releasing {}", self.url)))?;
         }
         Ok(())
     }
@@ -309,6 +297,13 @@ pub fn progress(what: &str) -> indicatif::ProgressBar {
     } else {
         indicatif::ProgressBar::hidden()
     }
+}
+
+/// An AWS call's failure as a sentence: `what` failed, then the SDK's whole error chain.
+pub fn failed<E: std::error::Error + 'static>(
+    what: impl std::fmt::Display,
+) -> impl FnOnce(E) -> anyhow::Error {
+    move |e| anyhow::anyhow!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))
 }
 
 /// Asks on a terminal before destructive work; without one, `--yes` is required.

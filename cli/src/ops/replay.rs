@@ -13,7 +13,7 @@ use switchboard_shared::envelope::{EventMessage, EventV1};
 use switchboard_shared::integration::{Integration, Integrations};
 use switchboard_shared::ports::IdempotencyStore as _;
 
-use super::{Stack, confirm};
+use super::{Stack, confirm, failed};
 
 /// Which archived events to replay.
 #[derive(Debug, Clone, Args)]
@@ -117,12 +117,9 @@ pub async fn replay(
             .set_continuation_token(token)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "listing the archive bucket `{bucket}` (is --stack right? --bucket names it): {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(failed(format!(
+                "listing the archive bucket `{bucket}` (is --stack right? --bucket names it)"
+            )))?;
         keys.extend(
             out.contents()
                 .iter()
@@ -147,12 +144,7 @@ pub async fn replay(
             .key(&key)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "reading {key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(failed(format!("reading {key}")))?;
         let bytes = object.body.collect().await?.into_bytes();
         let ArchivedEvent::ArchivedEventV1(record) = serde_json::from_slice(&bytes)
             .with_context(|| format!("{key} is not an archived event"))?;
@@ -234,12 +226,7 @@ pub async fn replay(
             .message_body(text)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "sending to {events_url}: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(failed(format!("sending to {events_url}")))?;
         result.replayed += 1;
     }
     Ok(result)

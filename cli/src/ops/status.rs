@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 use switchboard_shared::aws::{DynamoIdempotencyStore, OpenCircuit};
 
-use super::{DlqReader, QueueKind, Stack, paint, table};
+use super::{DlqReader, QueueKind, Stack, failed, paint, table};
 
 /// One queue's depth.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -53,7 +53,7 @@ async fn depth(stack: &Stack, url: &str) -> anyhow::Result<QueueDepth> {
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+        .map_err(failed(url))?;
     let get = |name: QueueAttributeName| {
         out.attributes()
             .and_then(|a| a.get(&name))
