@@ -96,6 +96,8 @@ pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     /// DynamoDB.
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// CloudWatch (the source queues' age of the oldest message).
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Stack {
@@ -105,6 +107,7 @@ impl Stack {
             name: name.to_string(),
             sqs: aws_sdk_sqs::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
         }
     }
 

@@ -18,8 +18,9 @@ pub struct QueueDepth {
     pub in_flight: u64,
     /// Messages sent with a delay.
     pub delayed: u64,
-    /// Seconds since the oldest message was sent, where it can be read without consuming
-    /// (the DLQs); the source queues' is CloudWatch's `ApproximateAgeOfOldestMessage`.
+    /// Seconds since the oldest message was sent: the DLQs' from the letters themselves, the
+    /// source queues' from CloudWatch's `ApproximateAgeOfOldestMessage` (its last minute with a
+    /// datapoint in the last ten; none where CloudWatch has none, as under the emulator).
     pub oldest_age_secs: Option<i64>,
 }
 
@@ -68,6 +69,32 @@ async fn depth(stack: &Stack, url: &str) -> anyhow::Result<QueueDepth> {
     })
 }
 
+/// CloudWatch's `ApproximateAgeOfOldestMessage` of `queue` (its name), the latest minute of the
+/// last ten that has a datapoint. SQS has no API for it; without CloudWatch data, None.
+async fn oldest_age(stack: &Stack, queue: &str) -> Option<i64> {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let now = std::time::SystemTime::now();
+    let out = stack
+        .cloudwatch
+        .get_metric_statistics()
+        .namespace("AWS/SQS")
+        .metric_name("ApproximateAgeOfOldestMessage")
+        .dimensions(Dimension::builder().name("QueueName").value(queue).build())
+        .start_time(DateTime::from(now - std::time::Duration::from_secs(600)))
+        .end_time(DateTime::from(now))
+        .period(60)
+        .statistics(Statistic::Maximum)
+        .send()
+        .await
+        .ok()?;
+    out.datapoints()
+        .iter()
+        .filter_map(|d| Some((d.timestamp()?.secs(), d.maximum()?)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, age)| age as i64)
+}
+
 /// How many messages a queue holds (visible and in flight), approximately.
 pub async fn queue_depth(stack: &Stack, url: &str) -> anyhow::Result<u64> {
     let d = depth(stack, url).await?;
@@ -81,7 +108,10 @@ pub async fn status(stack: &Stack) -> anyhow::Result<Status> {
     let now = chrono::Utc::now();
     for kind in QueueKind::ALL {
         let (source, dlq) = stack.queues(kind).await?;
-        queues.insert(kind.as_str().to_string(), depth(stack, &source).await?);
+        let mut source_depth = depth(stack, &source).await?;
+        source_depth.oldest_age_secs =
+            oldest_age(stack, &format!("{}-{}", stack.name, kind.as_str())).await;
+        queues.insert(kind.as_str().to_string(), source_depth);
         let mut dlq_depth = depth(stack, &dlq).await?;
         // Read (and put back) to count by reason.
         let mut reader = DlqReader::new(&stack.sqs, &dlq);
