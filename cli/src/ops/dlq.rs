@@ -208,11 +208,22 @@ pub fn render_show(letters: &[DeadLetterRecord]) -> String {
             }
         }
         out.push_str(&format!(
-            "  archived under {}/<yyyy>/<mm>/<dd>/{} in the archive bucket\n\n",
-            l.integration, l.event_id
+            "  archived as {} in the archive bucket\n\n",
+            archive_key(l)
         ));
     }
     out
+}
+
+/// Where the letter's event is archived: exact for an event (its envelope says when it was
+/// received), by day prefix for a delivery task (which does not).
+pub fn archive_key(l: &DeadLetterRecord) -> String {
+    match switchboard_shared::envelope::EventMessage::decode(&l.body) {
+        Ok(switchboard_shared::envelope::EventMessage::EventV1(e)) => {
+            switchboard_shared::archive::key(&e.integration, e.received_at, &e.event_id)
+        }
+        _ => format!("{}/<yyyy>/<mm>/<dd>/{}", l.integration, l.event_id),
+    }
 }
 
 /// What `redrive --json` and `purge --json` print.
