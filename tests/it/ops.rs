@@ -21,6 +21,17 @@ fn reason(r: &str) -> Filter {
     }
 }
 
+/// A redrive or purge of one reason's deliveries, confirmed.
+async fn settle(stack: &Stack, r: &str, action: Action) -> dlq::Moved {
+    let run = Run {
+        yes: true,
+        ..Run::default()
+    };
+    dlq::act(stack, QueueKind::Deliveries, &reason(r), action, run)
+        .await
+        .unwrap()
+}
+
 async fn wait_until<F: std::future::Future<Output = bool>>(
     what: &str,
     mut check: impl FnMut() -> F,
@@ -176,18 +187,7 @@ async fn from_the_failures_to_a_redrive_by_reason_without_losing_or_resending_an
             .count()
     };
     let before_bad = bad_calls();
-    let moved = dlq::act(
-        &stack,
-        QueueKind::Deliveries,
-        &reason("retries_exhausted"),
-        Action::Redrive,
-        Run {
-            yes: true,
-            ..Run::default()
-        },
-    )
-    .await
-    .unwrap();
+    let moved = settle(&stack, "retries_exhausted", Action::Redrive).await;
     assert_eq!((moved.matched, moved.redriven), (2, Some(2)));
     wait_until("both redriven deliveries", || async {
         receiver
@@ -221,18 +221,7 @@ async fn from_the_failures_to_a_redrive_by_reason_without_losing_or_resending_an
     );
 
     // A purge empties what it matched, and only that.
-    let purged = dlq::act(
-        &stack,
-        QueueKind::Deliveries,
-        &reason("permanent_failure"),
-        Action::Purge,
-        Run {
-            yes: true,
-            ..Run::default()
-        },
-    )
-    .await
-    .unwrap();
+    let purged = settle(&stack, "permanent_failure", Action::Purge).await;
     assert_eq!((purged.matched, purged.purged), (2, Some(2)));
     assert_eq!(test.depth(&res.deliveries_dlq_url).await, 0);
     assert_eq!(

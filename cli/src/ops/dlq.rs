@@ -383,6 +383,24 @@ async fn redrive_one(
     Ok(())
 }
 
+/// Which dead letters a redrive or purge works on, and how.
+#[derive(Debug, Clone, Args)]
+pub struct Selection {
+    /// Which DLQ.
+    #[arg(long, value_enum)]
+    pub queue: QueueKind,
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Change nothing: say how many match, with a sample.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask.
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
 /// `switchboard dlq ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
@@ -408,38 +426,16 @@ pub enum DlqCommand {
     },
     /// Moves the matching dead letters back to their source queue with a fresh retry schedule.
     Redrive {
-        /// Which DLQ.
-        #[arg(long, value_enum)]
-        queue: QueueKind,
         #[command(flatten)]
-        filter: Filter,
-        /// Change nothing: say how many match, with a sample.
-        #[arg(long)]
-        dry_run: bool,
+        selection: Selection,
         /// At most this many messages per second.
         #[arg(long)]
         rate: Option<u32>,
-        /// Do not ask.
-        #[arg(long)]
-        yes: bool,
-        #[command(flatten)]
-        stack: StackArgs,
     },
     /// Deletes the matching dead letters (the archive keeps the events).
     Purge {
-        /// Which DLQ.
-        #[arg(long, value_enum)]
-        queue: QueueKind,
         #[command(flatten)]
-        filter: Filter,
-        /// Change nothing: say how many match, with a sample.
-        #[arg(long)]
-        dry_run: bool,
-        /// Do not ask.
-        #[arg(long)]
-        yes: bool,
-        #[command(flatten)]
-        stack: StackArgs,
+        selection: Selection,
     },
 }
 
@@ -499,48 +495,36 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Redrive {
-            queue,
-            filter,
-            dry_run,
-            rate,
-            yes,
-            stack,
-        } => {
-            let run = Run { dry_run, yes, rate };
-            let moved = act(
-                &Stack::new(&sdk, &stack.stack),
-                queue,
-                &filter,
-                Action::Redrive,
-                run,
-            )
-            .await?;
-            report(&moved, stack.json, "redriven", dry_run)
+        DlqCommand::Redrive { selection, rate } => {
+            act_and_report(&sdk, selection, Action::Redrive, rate).await
         }
-        DlqCommand::Purge {
-            queue,
-            filter,
-            dry_run,
-            yes,
-            stack,
-        } => {
-            let run = Run {
-                dry_run,
-                yes,
-                rate: None,
-            };
-            let moved = act(
-                &Stack::new(&sdk, &stack.stack),
-                queue,
-                &filter,
-                Action::Purge,
-                run,
-            )
-            .await?;
-            report(&moved, stack.json, "purged", dry_run)
+        DlqCommand::Purge { selection } => {
+            act_and_report(&sdk, selection, Action::Purge, None).await
         }
     }
+}
+
+/// Runs a redrive or purge and prints what it did.
+async fn act_and_report(
+    sdk: &aws_config::SdkConfig,
+    selection: Selection,
+    action: Action,
+    rate: Option<u32>,
+) -> anyhow::Result<ExitCode> {
+    let Selection {
+        queue,
+        filter,
+        dry_run,
+        yes,
+        stack,
+    } = selection;
+    let run = Run { dry_run, yes, rate };
+    let moved = act(&Stack::new(sdk, &stack.stack), queue, &filter, action, run).await?;
+    let verb = match action {
+        Action::Redrive => "redriven",
+        Action::Purge => "purged",
+    };
+    report(&moved, stack.json, verb, dry_run)
 }
 
 /// Prints what a redrive or purge did.
