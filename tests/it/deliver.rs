@@ -421,11 +421,19 @@ async fn under_chaos_every_event_is_delivered_once_or_dead_lettered_with_its_rea
         .filter(|w| w[0] == w[1])
         .map(|w| w[0])
         .collect();
-    assert_eq!(
-        letters.len(),
-        bad.len(),
-        "nothing else in the deliveries DLQ (dead-lettered twice: {twice:?})"
-    );
+    // Dead-lettering is at least once: a worker killed after its DLQ send and before its
+    // delete leaves the task to a successor, which asks the destination again and writes a
+    // second letter (redriving both delivers once: the idempotency record holds). So each
+    // refused task has one letter, or two when the destination saw it twice.
+    ids.dedup();
+    assert_eq!(ids.len(), bad.len(), "one letter per refused task");
+    for id in twice.iter().copied() {
+        assert_eq!(
+            arrivals(id),
+            Some(2),
+            "{id} dead-lettered twice but asked once"
+        );
+    }
     assert_eq!(
         stack.depth(&stack.dev.resources.events_dlq_url).await,
         0,
