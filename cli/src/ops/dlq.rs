@@ -4,12 +4,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use clap::Args;
 use serde::Serialize;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
 use switchboard_shared::reason::Reason;
 
-use super::{DlqReader, QueueKind, Stack, StackArgs, confirm, failed, paint, progress, table};
+use super::{
+    DlqReader, Held, QueueKind, Stack, StackArgs, confirm, failed, paint, progress, tinted_table,
+};
 
 /// Which dead letters a command works on (all of them when nothing is given).
 #[derive(Debug, Clone, Default, Args)]
@@ -152,7 +155,7 @@ pub fn render_list(letters: &[DeadLetterRecord]) -> String {
             ]
         })
         .collect();
-    let mut out = table(
+    let mut out = tinted_table(
         &[
             "event",
             "integration",
@@ -164,6 +167,12 @@ pub fn render_list(letters: &[DeadLetterRecord]) -> String {
             "age",
         ],
         &rows,
+        |column, cell| match column {
+            3 => Some(31),
+            4 if cell.starts_with('5') => Some(31),
+            4 => Some(33),
+            _ => None,
+        },
     );
     let summary = format!("{} dead letter(s)", letters.len());
     let colour = if letters.is_empty() { 32 } else { 33 };
@@ -304,6 +313,7 @@ pub async fn act(
     let mut done = 0;
     let result: anyhow::Result<()> = async {
         while let Some(batch) = reader.next().await? {
+            let mut chosen = Vec::new();
             for h in batch {
                 if !filter.takes(moved.matched, &h.letter) {
                     reader.put_back(h);
@@ -317,24 +327,24 @@ pub async fn act(
                     reader.put_back(h);
                     continue;
                 }
-                if action == Action::Redrive {
-                    redrive_one(stack, &store, kind, &source, &h.letter).await?;
-                }
-                stack
-                    .sqs
-                    .delete_message()
-                    .queue_url(&dlq)
-                    .receipt_handle(&h.receipt)
-                    .send()
-                    .await
-                    .map_err(failed(format!(
-                        "deleting from {dlq} (a redriven copy may stay in the DLQ)"
-                    )))?;
-                done += 1;
-                bar.inc(1);
-                if let Some(p) = pause {
-                    tokio::time::sleep(p).await;
-                }
+                chosen.push(h);
+            }
+            if chosen.is_empty() {
+                continue;
+            }
+            let (gone, kept) = match action {
+                Action::Redrive => redrive_batch(stack, &store, kind, &source, chosen).await?,
+                Action::Purge => (chosen, Vec::new()),
+            };
+            for h in kept {
+                reader.put_back(h);
+            }
+            let n = gone.len();
+            delete_batch(stack, &dlq, &gone).await?;
+            done += n;
+            bar.inc(n as u64);
+            if let Some(p) = pause {
+                tokio::time::sleep(p * n as u32).await;
             }
         }
         Ok(())
@@ -353,33 +363,106 @@ pub async fn act(
     Ok(moved)
 }
 
-/// Sends one letter back to its source queue with a fresh retry schedule. Sent before it is
-/// deleted: a failure in between leaves a copy in the DLQ, and the event id dedupes any route
-/// already delivered.
-async fn redrive_one(
+/// Sends up to 10 letters back to their source queue with a fresh retry schedule, in one
+/// request; answers the ones sent (to delete) and the ones SQS refused (to keep). Sent before
+/// they are deleted: a failure in between leaves a copy in the DLQ, and the event id dedupes
+/// any route already delivered.
+async fn redrive_batch(
     stack: &Stack,
     store: &DynamoIdempotencyStore,
     kind: QueueKind,
     source: &str,
-    letter: &DeadLetterRecord,
-) -> anyhow::Result<()> {
-    if kind == QueueKind::Deliveries
-        && let Some(route) = &letter.route
-    {
-        // The history would dead-letter it again at once.
-        store
-            .reset_attempts(&format!("{}#{route}", letter.event_id))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    batch: Vec<Held>,
+) -> anyhow::Result<(Vec<Held>, Vec<Held>)> {
+    if kind == QueueKind::Deliveries {
+        // The history would dead-letter them again at once.
+        let tasks: Vec<String> = batch
+            .iter()
+            .filter_map(|h| {
+                Some(format!(
+                    "{}#{}",
+                    h.letter.event_id,
+                    h.letter.route.as_ref()?
+                ))
+            })
+            .collect();
+        for r in futures::future::join_all(tasks.iter().map(|t| store.reset_attempts(t))).await {
+            r.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
     }
-    stack
+    let entries = batch
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(&h.letter.body)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = stack
         .sqs
-        .send_message()
+        .send_message_batch()
         .queue_url(source)
-        .message_body(&letter.body)
+        .set_entries(Some(entries))
         .send()
         .await
         .map_err(failed(format!("sending to {source}")))?;
+    let refused: std::collections::HashMap<&str, &str> = out
+        .failed()
+        .iter()
+        .map(|f| (f.id(), f.message().unwrap_or(f.code())))
+        .collect();
+    if let Some(why) = refused.values().next() {
+        eprintln!(
+            "{} of {} letter(s) not redriven (they stay in the DLQ): {why}",
+            refused.len(),
+            batch.len()
+        );
+    }
+    let (sent, kept): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| !refused.contains_key(i.to_string().as_str()));
+    Ok((
+        sent.into_iter().map(|(_, h)| h).collect(),
+        kept.into_iter().map(|(_, h)| h).collect(),
+    ))
+}
+
+/// Deletes up to 10 letters in one request.
+async fn delete_batch(stack: &Stack, dlq: &str, batch: &[Held]) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let entries = batch
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(&h.receipt)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = stack
+        .sqs
+        .delete_message_batch()
+        .queue_url(dlq)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(failed(format!(
+            "deleting from {dlq} (a redriven copy may stay in the DLQ)"
+        )))?;
+    if let Some(f) = out.failed().first() {
+        anyhow::bail!(
+            "deleting from {dlq}: {} of {} refused ({}); a redriven copy may stay in the DLQ",
+            out.failed().len(),
+            batch.len(),
+            f.message().unwrap_or(f.code())
+        );
+    }
     Ok(())
 }
 

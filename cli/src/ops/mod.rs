@@ -335,6 +335,16 @@ pub fn paint(text: &str, colour: u8) -> String {
 
 /// Prints rows as an aligned table under `header`.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    tinted_table(header, rows, |_, _| None)
+}
+
+/// [`table`], with the header in bold and each cell in the colour `tint(column, text)` names
+/// (colour only where [`paint`] paints; widths are the plain text's).
+pub fn tinted_table(
+    header: &[&str],
+    rows: &[Vec<String>],
+    tint: impl Fn(usize, &str) -> Option<u8>,
+) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -343,20 +353,32 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             }
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: Vec<&str>, colour: &dyn Fn(usize, &str) -> Option<u8>| {
+        let last = cells.len().saturating_sub(1);
         cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .enumerate()
+            .map(|(i, (c, w))| {
+                let padded = if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}")
+                };
+                match colour(i, c) {
+                    Some(code) if !c.is_empty() => padded.replacen(c, &paint(c, code), 1),
+                    _ => padded,
+                }
+            })
             .collect::<Vec<_>>()
             .join("  ")
             .trim_end()
             .to_string()
     };
-    let mut out = line(header.to_vec());
+    let mut out = line(header.to_vec(), &|_, _| Some(1));
     out.push('\n');
     for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push_str(&line(row.iter().map(String::as_str).collect(), &tint));
         out.push('\n');
     }
     out

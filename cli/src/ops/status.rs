@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 use switchboard_shared::aws::{DynamoIdempotencyStore, OpenCircuit};
 
-use super::{DlqReader, QueueKind, Stack, failed, paint, table};
+use super::{DlqReader, QueueKind, Stack, failed, paint, table, tinted_table};
 
 /// One queue's depth.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -170,9 +170,10 @@ pub fn render(s: &Status) -> String {
             ]
         })
         .collect();
-    let mut out = table(
+    let mut out = tinted_table(
         &["queue", "visible", "in flight", "delayed", "oldest"],
         &rows,
+        |column, cell| (column == 1 && cell != "0").then_some(33),
     );
     for (queue, letters) in &s.dead_letters {
         let line = format!("{queue} DLQ: {} dead letter(s)", letters.total);
