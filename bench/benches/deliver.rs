@@ -197,6 +197,7 @@ fn bench(c: &mut Criterion) {
             method: None,
             path: None,
             headers: Default::default(),
+            received_at: None,
         });
         let mut m = SqsMessage::default();
         m.message_id = Some(ulid::Ulid::new().to_string());

@@ -70,6 +70,10 @@ pub struct DeliveryV1 {
     /// Extra request headers the mapping chose.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// When ingest accepted the event: with the event id and integration, where the archive
+    /// keeps it (absent from tasks written before it was added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 /// A message body that is not a known, well-formed message.

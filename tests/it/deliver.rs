@@ -583,6 +583,7 @@ async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() 
             method: None,
             path: None,
             headers: Default::default(),
+            received_at: None,
         },
     );
     stack

@@ -109,18 +109,19 @@ async fn from_the_failures_to_a_redrive_by_reason_without_losing_or_resending_an
         "{s:?}"
     );
     assert!(s.queues["deliveries-dlq"].oldest_age_secs.is_some());
-    // `dlq show` names where the event is archived: an object that exists.
-    let events = dlq::list(&stack, QueueKind::Events, &Filter::default())
-        .await
-        .unwrap();
-    let key = dlq::archive_key(&events[0]);
-    aws_sdk_s3::Client::new(&test.dev.sdk)
-        .head_object()
-        .bucket(&res.bucket)
-        .key(&key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{key} is not in the archive: {e:?}"));
+    // `dlq show` names where the event is archived, for a dead event and a dead delivery:
+    // an object that exists.
+    for kind in [QueueKind::Events, QueueKind::Deliveries] {
+        let letters = dlq::list(&stack, kind, &Filter::default()).await.unwrap();
+        let key = dlq::archive_key(&letters[0]);
+        aws_sdk_s3::Client::new(&test.dev.sdk)
+            .head_object()
+            .bucket(&res.bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key} is not in the archive: {e:?}"));
+    }
     // The source queues' age is CloudWatch's metric; moto publishes no SQS metrics (AWS does
     // every minute), so here it is unknown rather than made up.
     assert_eq!(s.queues["events"].oldest_age_secs, None);

@@ -104,6 +104,7 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
                     method: None,
                     path: None,
                     headers: Default::default(),
+                    received_at: None,
                 });
                 let mut m = SqsMessage::default();
                 m.message_id = Some(ulid::Ulid::new().to_string());

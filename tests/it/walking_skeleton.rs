@@ -230,6 +230,7 @@ async fn a_delivery_received_again_after_its_success_is_not_sent_again() {
             method: None,
             path: None,
             headers: Default::default(),
+            received_at: None,
         },
     ))
     .unwrap();

@@ -200,6 +200,7 @@ fn main() -> anyhow::Result<()> {
             method: request.method.clone(),
             path: request.path.clone(),
             headers: request.headers.clone(),
+            received_at: None,
         });
         std::hint::black_box(serde_json::to_string(&task)).ok();
     }));

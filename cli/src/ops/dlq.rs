@@ -8,6 +8,7 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequest
 use clap::Args;
 use serde::Serialize;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
+use switchboard_shared::envelope::DeliveryV1;
 use switchboard_shared::reason::Reason;
 
 use super::{
@@ -224,13 +225,21 @@ pub fn render_show(letters: &[DeadLetterRecord]) -> String {
     out
 }
 
-/// Where the letter's event is archived: exact for an event (its envelope says when it was
-/// received), by day prefix for a delivery task (which does not).
+/// Where the letter's event is archived: exact for an event and for a delivery task (both say
+/// when the event was received), by day prefix for a task written before tasks said so.
 pub fn archive_key(l: &DeadLetterRecord) -> String {
-    match switchboard_shared::envelope::EventMessage::decode(&l.body) {
-        Ok(switchboard_shared::envelope::EventMessage::EventV1(e)) => {
-            switchboard_shared::archive::key(&e.integration, e.received_at, &e.event_id)
-        }
+    use switchboard_shared::archive::key;
+    use switchboard_shared::envelope::{DeliveryMessage, EventMessage};
+    if let Ok(EventMessage::EventV1(e)) = EventMessage::decode(&l.body) {
+        return key(&e.integration, e.received_at, &e.event_id);
+    }
+    match DeliveryMessage::decode(&l.body) {
+        Ok(DeliveryMessage::DeliveryV1(DeliveryV1 {
+            received_at: Some(at),
+            event_id,
+            integration,
+            ..
+        })) => key(&integration, at, &event_id),
         _ => format!("{}/<yyyy>/<mm>/<dd>/{}", l.integration, l.event_id),
     }
 }

@@ -278,6 +278,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
                         method: request.method,
                         path: request.path,
                         headers: request.headers,
+                        received_at: Some(event.received_at),
                     });
                     #[allow(clippy::expect_used)]
                     tasks.push(serde_json::to_string(&task).expect("JSON values always serialize"));
