@@ -7,7 +7,7 @@
 //! nothing is called; messages wait on their visibility. After the cool-down one caller wins
 //! the probe (a conditional write); its success closes the circuit, its failure opens it again.
 
-use crate::delivery_policy::Outcome;
+use crate::delivery_policy::{self, Class, Outcome};
 
 /// A destination's shared state, as read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,9 +86,99 @@ impl Transition {
     }
 }
 
+/// What an attempt's outcome does to its destination's circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// A failure is counted; `opens` when the destination said it is gone for good (410),
+    /// which opens the circuit whatever the count.
+    Failure {
+        /// Whether the circuit opens at once.
+        opens: bool,
+    },
+    /// The destination answered well enough: the count resets, an open circuit closes.
+    Success,
+    /// Nothing was sent (the network guard refused it): the circuit is untouched.
+    Untouched,
+}
+
+/// The effect of `outcome` (see [`counts_as_failure`]; a 410 opens the circuit at once).
+pub fn effect(outcome: Outcome) -> Effect {
+    if outcome == Outcome::Blocked {
+        return Effect::Untouched;
+    }
+    let opens = matches!(
+        delivery_policy::classify(outcome),
+        Class::Permanent {
+            opens_circuit: true
+        }
+    );
+    if opens || counts_as_failure(outcome) {
+        Effect::Failure { opens }
+    } else {
+        Effect::Success
+    }
+}
+
+/// After a failure was counted (`failures` in a row, this one included): whether the circuit
+/// opens. A failed probe opens it again; otherwise it opens at the route's threshold or when
+/// the outcome forces it.
+pub fn after_failure(
+    failures: u32,
+    threshold: u32,
+    opens: bool,
+    probe: bool,
+) -> Option<Transition> {
+    if probe {
+        Some(Transition::Reopened)
+    } else if opens || failures >= threshold {
+        Some(Transition::Opened)
+    } else {
+        None
+    }
+}
+
+/// After a success: whether there is anything to reset (a probe, or a circuit as last read
+/// that is not clean).
+pub fn after_success(probe: bool, last_read: &CircuitState) -> bool {
+    probe || !last_read.is_clean()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_outcome_has_its_effect_and_the_threshold_opens() {
+        for (outcome, expected) in [
+            (Outcome::Status(200), Effect::Success),
+            (Outcome::Status(400), Effect::Success),
+            (Outcome::Status(429), Effect::Success),
+            (Outcome::Status(410), Effect::Failure { opens: true }),
+            (Outcome::Status(503), Effect::Failure { opens: false }),
+            (Outcome::Status(408), Effect::Failure { opens: false }),
+            (Outcome::Timeout, Effect::Failure { opens: false }),
+            (Outcome::Blocked, Effect::Untouched),
+        ] {
+            assert_eq!(effect(outcome), expected, "{outcome:?}");
+        }
+        for (failures, opens, probe, expected) in [
+            (1, false, false, None),
+            (4, false, false, None),
+            (5, false, false, Some(Transition::Opened)),
+            (1, true, false, Some(Transition::Opened)),
+            (1, false, true, Some(Transition::Reopened)),
+        ] {
+            assert_eq!(after_failure(failures, 5, opens, probe), expected);
+        }
+        let clean = CircuitState::default();
+        let counted = CircuitState {
+            failures: 2,
+            ..clean
+        };
+        assert!(!after_success(false, &clean));
+        assert!(after_success(true, &clean));
+        assert!(after_success(false, &counted));
+    }
 
     #[test]
     fn admission_follows_the_state() {

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::reason::Reason;
+
 /// SQS's longest visibility timeout: no retry can wait longer in the queue.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
@@ -119,9 +121,352 @@ pub fn within_receive(wait: Duration, received_ago: Duration) -> Duration {
     wait.min(left)
 }
 
+/// Why a task was handed back without a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The destination's circuit is open (or a probe is out).
+    CircuitOpen,
+    /// The destination's rate limits stayed taken.
+    RateLimited,
+    /// The call could not finish before the function's deadline.
+    Deadline,
+}
+
+impl Held {
+    /// The metric and log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Held::CircuitOpen => Reason::CircuitOpen.as_str(),
+            Held::RateLimited => "rate_limited",
+            Held::Deadline => "deadline",
+        }
+    }
+}
+
+/// What becomes of a task: the one decision the deliver handler's executor carries out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settlement {
+    /// Sent and accepted.
+    Delivered,
+    /// The attempt failed and may succeed later: hand it back after `wait`. `reason` is the
+    /// metric's (`throttled`, `status`, `timeout`, `connect`, `dropped`).
+    Retry {
+        /// How long the message stays invisible.
+        wait: Duration,
+        /// Why, for the metric.
+        reason: &'static str,
+    },
+    /// Not called: hand it back after `wait`.
+    Hold {
+        /// Why.
+        why: Held,
+        /// How long the message stays invisible.
+        wait: Duration,
+    },
+    /// To the DLQ, with its reason.
+    DeadLetter {
+        /// Why.
+        reason: Reason,
+        /// What happened, in a sentence (no body, no credential).
+        message: String,
+    },
+}
+
+/// An attempt that was made, as [`settle`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempted<'a> {
+    /// What it came to.
+    pub outcome: Outcome,
+    /// What went wrong, in a sentence.
+    pub what: &'a str,
+    /// Calls made so far, this one included (the attempt history's length).
+    pub attempts: u32,
+    /// SQS's receive count of this message.
+    pub receives: u32,
+    /// The queue's maxReceiveCount: the last receive settles for good.
+    pub max_receive_count: u32,
+    /// The route's retry schedule.
+    pub schedule: &'a [Duration],
+    /// A draw in `[-1, 1]`.
+    pub jitter: f64,
+    /// The destination's `Retry-After`.
+    pub retry_after: Option<Duration>,
+}
+
+/// What an attempt settles: delivered; retried after the schedule's next delay (or the
+/// destination's `Retry-After`, if later); dead-lettered when the outcome is permanent, the
+/// schedule is spent, or this is the queue's last receive.
+pub fn settle(a: &Attempted<'_>) -> Settlement {
+    match classify(a.outcome) {
+        Class::Delivered => Settlement::Delivered,
+        Class::Permanent { .. } => Settlement::DeadLetter {
+            reason: match a.outcome {
+                Outcome::Blocked => Reason::NetworkRefused,
+                _ => Reason::PermanentFailure,
+            },
+            message: a.what.to_string(),
+        },
+        Class::Retryable => {
+            match next_delay(a.schedule, a.attempts, a.jitter)
+                .filter(|_| a.receives < a.max_receive_count)
+            {
+                None => Settlement::DeadLetter {
+                    reason: Reason::RetriesExhausted,
+                    message: format!("{}; gave up after {} attempts", a.what, a.attempts),
+                },
+                Some(delay) => Settlement::Retry {
+                    wait: visibility(delay, a.retry_after),
+                    reason: retry_reason(a.outcome),
+                },
+            }
+        }
+    }
+}
+
+/// The metric reason of a retried outcome.
+pub fn retry_reason(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Status(429) => "throttled",
+        Outcome::Status(_) => "status",
+        Outcome::Timeout => "timeout",
+        Outcome::Connect | Outcome::Dns => "connect",
+        Outcome::Dropped => "dropped",
+        Outcome::Blocked => Reason::NetworkRefused.as_str(),
+    }
+}
+
+/// A task handed back without a call, as [`hold`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Waiting<'a> {
+    /// Why.
+    pub why: Held,
+    /// The wait the cause asks for (until the circuit's cool-down ends; the rate limiter's).
+    pub wait: Duration,
+    /// How long since the task was queued.
+    pub age: Duration,
+    /// SQS's receive count of this message.
+    pub receives: u32,
+    /// The queue's maxReceiveCount.
+    pub max_receive_count: u32,
+    /// The route's retry schedule.
+    pub schedule: &'a [Duration],
+    /// The destination, for the message.
+    pub destination: &'a str,
+    /// A draw in `[-1, 1]`.
+    pub jitter: f64,
+}
+
+/// What a hand-back without a call settles. An open circuit: a task waits as long as its
+/// retry schedule would have lasted (measured from when it was queued), backing off with the
+/// time waited (at least a second, at least half its age, spread by [`JITTER`]) so a long
+/// outage costs few receives and the closing circuit is not met by every task at once; then
+/// it is dead-lettered `circuit_open`. A rate limit or the deadline: the cause's wait, and
+/// `retries_exhausted` on the queue's last receive.
+pub fn hold(w: &Waiting<'_>) -> Settlement {
+    let last_receive = w.receives >= w.max_receive_count;
+    match w.why {
+        Held::CircuitOpen => {
+            let budget: Duration = w.schedule.iter().sum();
+            if last_receive || w.age >= budget {
+                return Settlement::DeadLetter {
+                    reason: Reason::CircuitOpen,
+                    message: format!(
+                        "the circuit of {} stayed open through the retry schedule ({}s)",
+                        w.destination,
+                        budget.as_secs()
+                    ),
+                };
+            }
+            let spread = 1.0 + JITTER * w.jitter.clamp(-1.0, 1.0).abs();
+            let wait = w
+                .wait
+                .max(w.age / 2)
+                .max(Duration::from_secs(1))
+                .mul_f64(spread)
+                .min(MAX_VISIBILITY);
+            Settlement::Hold { why: w.why, wait }
+        }
+        Held::RateLimited | Held::Deadline if last_receive => Settlement::DeadLetter {
+            reason: Reason::RetriesExhausted,
+            message: format!("still {} on receive {}", w.why.as_str(), w.receives),
+        },
+        Held::RateLimited | Held::Deadline => Settlement::Hold {
+            why: w.why,
+            wait: w.wait,
+        },
+    }
+}
+
+/// How long a task waits on its visibility when the rate limits stayed taken in process:
+/// one to three seconds, spread by the draw so waiting tasks do not return together.
+pub fn rate_limited_wait(jitter: f64) -> Duration {
+    Duration::from_millis(1000 + (jitter.clamp(-1.0, 1.0).abs() * 2000.0) as u64)
+}
+
+/// Whether a redelivered task's last recorded answer already refused it for good (its worker
+/// died before dead-lettering it): it is dead-lettered without calling again.
+pub fn already_refused(last_status: Option<u16>) -> bool {
+    last_status.is_some_and(|s| matches!(classify(Outcome::Status(s)), Class::Permanent { .. }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn attempted(outcome: Outcome, attempts: u32, receives: u32) -> Attempted<'static> {
+        Attempted {
+            outcome,
+            what: "the destination answered",
+            attempts,
+            receives,
+            max_receive_count: 10,
+            schedule: &DEFAULT_SCHEDULE[..2],
+            jitter: 0.0,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn an_attempt_settles_by_its_class_the_schedule_and_the_last_receive() {
+        let retry = |secs, reason| Settlement::Retry {
+            wait: Duration::from_secs(secs),
+            reason,
+        };
+        let dead = |reason, message: &str| Settlement::DeadLetter {
+            reason,
+            message: message.into(),
+        };
+        let exhausted = "the destination answered; gave up after 3 attempts";
+        let table = [
+            (attempted(Outcome::Status(204), 1, 1), Settlement::Delivered),
+            (attempted(Outcome::Status(503), 1, 1), retry(5, "status")),
+            (attempted(Outcome::Status(429), 1, 1), retry(5, "throttled")),
+            (attempted(Outcome::Timeout, 2, 2), retry(300, "timeout")),
+            (attempted(Outcome::Dns, 1, 1), retry(5, "connect")),
+            (attempted(Outcome::Dropped, 1, 1), retry(5, "dropped")),
+            (
+                attempted(Outcome::Status(503), 3, 3),
+                dead(Reason::RetriesExhausted, exhausted),
+            ),
+            (
+                // The queue's last receive settles for good, whatever the schedule says.
+                Attempted {
+                    max_receive_count: 1,
+                    ..attempted(Outcome::Status(503), 1, 1)
+                },
+                dead(
+                    Reason::RetriesExhausted,
+                    "the destination answered; gave up after 1 attempts",
+                ),
+            ),
+            (
+                attempted(Outcome::Status(400), 1, 1),
+                dead(Reason::PermanentFailure, "the destination answered"),
+            ),
+            (
+                attempted(Outcome::Status(410), 1, 1),
+                dead(Reason::PermanentFailure, "the destination answered"),
+            ),
+            (
+                attempted(Outcome::Blocked, 1, 1),
+                dead(Reason::NetworkRefused, "the destination answered"),
+            ),
+            (
+                // Retry-After longer than the schedule wins; shorter does not.
+                Attempted {
+                    retry_after: Some(Duration::from_secs(60)),
+                    ..attempted(Outcome::Status(429), 1, 1)
+                },
+                retry(60, "throttled"),
+            ),
+            (
+                Attempted {
+                    retry_after: Some(Duration::from_secs(1)),
+                    ..attempted(Outcome::Status(429), 1, 1)
+                },
+                retry(5, "throttled"),
+            ),
+        ];
+        for (attempt, expected) in table {
+            assert_eq!(settle(&attempt), expected, "{attempt:?}");
+        }
+    }
+
+    #[test]
+    fn a_hold_backs_off_with_its_age_and_ends_in_the_dlq() {
+        let s = [Duration::from_secs(60), Duration::from_secs(60)];
+        let waiting = |why, wait: u64, age: u64, receives| Waiting {
+            why,
+            wait: Duration::from_secs(wait),
+            age: Duration::from_secs(age),
+            receives,
+            max_receive_count: 10,
+            schedule: &s,
+            destination: "api.example.com",
+            jitter: 0.0,
+        };
+        let hold_for = |why, secs| Settlement::Hold {
+            why,
+            wait: Duration::from_secs(secs),
+        };
+        let open = Held::CircuitOpen;
+        let table = [
+            // The cool-down's end, at least a second, at least half the age.
+            (waiting(open, 30, 0, 1), hold_for(open, 30)),
+            (waiting(open, 0, 0, 1), hold_for(open, 1)),
+            (waiting(open, 10, 100, 2), hold_for(open, 50)),
+            // Through the schedule (120 s): dead-lettered.
+            (
+                waiting(open, 10, 120, 3),
+                Settlement::DeadLetter {
+                    reason: Reason::CircuitOpen,
+                    message: "the circuit of api.example.com stayed open through the retry \
+                              schedule (120s)"
+                        .into(),
+                },
+            ),
+            (
+                waiting(Held::RateLimited, 2, 500, 3),
+                hold_for(Held::RateLimited, 2),
+            ),
+            (
+                waiting(Held::Deadline, 0, 0, 10),
+                Settlement::DeadLetter {
+                    reason: Reason::RetriesExhausted,
+                    message: "still deadline on receive 10".into(),
+                },
+            ),
+        ];
+        for (w, expected) in table {
+            assert_eq!(hold(&w), expected, "{w:?}");
+        }
+        // The spread is at most JITTER, and only ever longer.
+        let spread = hold(&Waiting {
+            jitter: -1.0,
+            ..waiting(open, 10, 0, 1)
+        });
+        assert_eq!(spread, hold_for(open, 12));
+    }
+
+    #[test]
+    fn rate_limited_waits_spread_over_one_to_three_seconds() {
+        assert_eq!(rate_limited_wait(0.0), Duration::from_secs(1));
+        assert_eq!(rate_limited_wait(-1.0), Duration::from_secs(3));
+        assert_eq!(rate_limited_wait(0.5), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn only_a_permanent_last_answer_refuses_a_redelivery() {
+        for (status, refused) in [
+            (None, false),
+            (Some(503), false),
+            (Some(429), false),
+            (Some(400), true),
+            (Some(410), true),
+        ] {
+            assert_eq!(already_refused(status), refused, "{status:?}");
+        }
+    }
 
     #[test]
     fn a_visibility_never_reaches_past_12_hours_since_the_receive() {

@@ -1,17 +1,21 @@
-//! Handler for a batch from the deliveries queue. Each task, concurrently:
+//! Handler for a batch from the deliveries queue. Each task, concurrently, goes through five
+//! stages, each of which passes it on or decides its fate:
 //!
-//! 1. its destination's circuit is consulted (shared in DynamoDB, read at most once a second
-//!    per container): open means wait on the message's visibility without calling;
-//! 2. a request that could not finish before the Lambda deadline is not started;
-//! 3. the `deliver#{event_id}#{route}` claim is taken (COMPLETED: already sent, done);
-//! 4. the destination's rate limits are taken (per second and in flight, across functions);
-//!    over the limit the task waits, in process briefly, else on its visibility;
-//! 5. the request goes out with the route's auth (a 401/403 refreshes the credential and
-//!    retries once, at once) and signature;
-//! 6. the outcome, as `delivery_policy` classifies it: delivered; retryable (visibility set to
-//!    the route's next delay or `Retry-After`, item reported failed); permanent or out of
-//!    retries (the task to the deliveries DLQ with its reason and attempt history).
+//! 1. **admit**: its destination's circuit (shared in DynamoDB, read at most once a second per
+//!    container; open means wait on the message's visibility without calling) and the Lambda
+//!    deadline (a request that could not finish before it is not started);
+//! 2. **claim**: the `deliver#{event_id}#{route}` claim (COMPLETED: already sent, done); a
+//!    redelivery whose history says it was already refused for good is dead-lettered;
+//! 3. **throttle**: the destination's rate limits (per second and in flight, across
+//!    functions); over the limit the task waits, in process briefly, else on its visibility;
+//! 4. **send**: the request with the route's auth (a 401/403 refreshes the credential and
+//!    retries once, at once) and signature; its outcome counts against the circuit;
+//! 5. **settle**: the attempt joins the history and `delivery_policy::settle` decides:
+//!    delivered, retried (visibility set to the next delay or `Retry-After`), or dead-lettered
+//!    with its reason and attempt history.
 //!
+//! Every rule is a pure function in `delivery_policy` or `circuit`; one executor carries the
+//! fate out, once: it completes or releases the claim, sets the visibility, or dead-letters.
 //! The queue's own maxReceiveCount stays as the safety net for crashes.
 
 use std::collections::HashMap;
@@ -22,11 +26,13 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
-use switchboard_shared::circuit::{self, Admit, CircuitState, Transition};
+use switchboard_shared::circuit::{self, Admit, CircuitState, Effect, Transition};
 use switchboard_shared::config::StartError;
 use switchboard_shared::credentials::Credentials;
 use switchboard_shared::deadline;
-use switchboard_shared::delivery_policy::{self, Class, Outcome};
+use switchboard_shared::delivery_policy::{
+    self, Attempted, Class, Held, Outcome, Settlement, Waiting,
+};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
 use switchboard_shared::idempotency::{Claim, NewClaim, Status, in_progress_until};
@@ -102,22 +108,64 @@ struct Attempt {
     snippet: Option<String>,
 }
 
-/// Why a task was handed back without a call.
-#[derive(Debug, Clone, Copy)]
-enum Held {
-    CircuitOpen,
-    RateLimited,
-    Deadline,
-}
-
-impl Held {
-    fn as_str(self) -> &'static str {
-        match self {
-            Held::CircuitOpen => Reason::CircuitOpen.as_str(),
-            Held::RateLimited => "rate_limited",
-            Held::Deadline => "deadline",
+impl Attempt {
+    /// An attempt that got no answer.
+    fn failed(outcome: Outcome, error: String) -> Self {
+        Self {
+            outcome,
+            error: Some(error),
+            retry_after: None,
+            snippet: None,
         }
     }
+
+    /// The status the destination answered, if it answered.
+    fn status(&self) -> Option<u16> {
+        match self.outcome {
+            Outcome::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A task's fate, carried out once by [`Deliver::execute`].
+#[derive(Debug)]
+enum Fate {
+    /// The delivery policy's decision.
+    Settle(Settlement),
+    /// Delivered before: nothing is sent again.
+    AlreadyDelivered,
+    /// Dead-lettered before from this very message (its delete was lost).
+    AlreadyDeadLettered,
+    /// Handed back as it is (after `wait`, when set): another worker holds it, or the table
+    /// could not be read.
+    HandBack { wait: Option<Duration>, why: String },
+}
+
+impl Fate {
+    fn hand_back(why: String) -> Self {
+        Fate::HandBack { wait: None, why }
+    }
+}
+
+/// The claim this worker holds on a task.
+#[derive(Debug)]
+struct Claimed {
+    key: String,
+    expires_at: i64,
+}
+
+/// What the task's dead letter says about the attempts made.
+#[derive(Debug, Default)]
+struct Tried {
+    attempts: u32,
+    last_status: Option<u16>,
+    history: Option<String>,
+}
+
+/// The task's key in the attempt log.
+fn task_key(task: &DeliveryV1) -> String {
+    format!("{}#{}", task.event_id, task.route)
 }
 
 /// Rate-limit slots taken for one call, given back after it.
@@ -215,8 +263,9 @@ where
         response
     }
 
-    /// Ok when the message is done with (delivered or dead-lettered); Err when SQS should hand
-    /// it back.
+    /// Ok when the message is done with (delivered, dead-lettered, or nothing left to do); Err
+    /// when SQS should hand it back. The stages decide its fate; [`Deliver::execute`] carries
+    /// it out, once.
     async fn process(
         &self,
         message: &SqsMessage,
@@ -240,55 +289,98 @@ where
             receives,
             received,
         };
-        let Some(route) = self
+        let mut claimed = None;
+        let mut tried = Tried {
+            attempts: receives,
+            ..Tried::default()
+        };
+        let fate = self
+            .stages(&work, deadline_ms, &mut claimed, &mut tried)
+            .await
+            .unwrap_or_else(|fate| fate);
+        self.execute(&work, fate, claimed, tried).await
+    }
+
+    /// admit -> claim -> throttle -> send -> settle: each stage either passes the task on or
+    /// decides its fate.
+    async fn stages(
+        &self,
+        work: &Work<'_>,
+        deadline_ms: Option<i64>,
+        claimed: &mut Option<Claimed>,
+        tried: &mut Tried,
+    ) -> Result<Fate, Fate> {
+        let task = work.task;
+        let route = self
             .integrations
             .get(&task.integration)
             .and_then(|i| i.routes.iter().find(|r| r.id == task.route))
-        else {
-            let m = format!(
-                "route `{}/{}` is not defined here",
-                task.integration, task.route
-            );
-            return self
-                .dead_letter(&work, Reason::UnknownRoute, m, receives, None, None)
-                .await;
-        };
+            .ok_or_else(|| {
+                Fate::Settle(Settlement::DeadLetter {
+                    reason: Reason::UnknownRoute,
+                    message: format!(
+                        "route `{}/{}` is not defined here",
+                        task.integration, task.route
+                    ),
+                })
+            })?;
         let destination = route.deliver.destination();
+        let probe = self.admit(work, route, &destination, deadline_ms).await?;
+        *claimed = Some(self.claim(work, deadline_ms).await?);
+        self.redelivered(work, tried).await?;
+        let taken = self
+            .throttle(work, route, &destination, deadline_ms)
+            .await?;
+        let (attempt, latency) = self.call(work, route, &destination, taken, probe).await?;
+        Ok(self.settle(work, route, attempt, latency, tried).await)
+    }
 
-        // 1. The circuit: while it is open nothing is called.
+    /// The circuit (while it is open nothing is called; after its cool-down one caller probes)
+    /// and the deadline (never start what cannot finish before it). Ok(probe).
+    async fn admit(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        destination: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<bool, Fate> {
         let now_ms = Utc::now().timestamp_millis();
-        let mut probe = false;
-        match self.circuit(&destination).await.admit(now_ms) {
-            Admit::Call => {}
+        let probe = match self.circuit(destination).await.admit(now_ms) {
+            Admit::Call => false,
             Admit::Probe => {
                 let until = now_ms + route.deliver.timeout.as_millis() as i64 + 1000;
-                match self.store.take_probe(&destination, now_ms, until).await {
+                match self.store.take_probe(destination, now_ms, until).await {
                     Ok(true) => {
                         tracing::info!(destination = %destination, "circuit half-open: probing");
-                        probe = true;
+                        true
                     }
                     Ok(false) => {
-                        return self
-                            .hold(&work, route, Held::CircuitOpen, Duration::from_secs(1))
-                            .await;
+                        return Err(self.held(
+                            work,
+                            route,
+                            Held::CircuitOpen,
+                            Duration::from_secs(1),
+                        ));
                     }
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(Fate::hand_back(e.to_string())),
                 }
             }
             Admit::Wait(until_ms) => {
                 let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
-                return self.hold(&work, route, Held::CircuitOpen, wait).await;
+                return Err(self.held(work, route, Held::CircuitOpen, wait));
             }
-        }
-
-        // 2. Never start what cannot finish before the deadline.
+        };
         if !self.time_for(route, deadline_ms) {
-            return self
-                .hold(&work, route, Held::Deadline, Duration::ZERO)
-                .await;
+            return Err(self.held(work, route, Held::Deadline, Duration::ZERO));
         }
+        Ok(probe)
+    }
 
-        // 3. Idempotent sends: a redelivery after a success does not send again.
+    /// Idempotent sends: the `deliver#{event_id}#{route}` claim. A redelivery after a success
+    /// does not send again; one while another worker holds the claim comes back when that
+    /// claim lapses (the worker may have died mid-call), not on every visibility timeout.
+    async fn claim(&self, work: &Work<'_>, deadline_ms: Option<i64>) -> Result<Claimed, Fate> {
+        let task = work.task;
         let key = format!("deliver#{}#{}", task.event_id, task.route);
         let now = Utc::now();
         let expires_at = now.timestamp() + DELIVERED_TTL.as_secs() as i64;
@@ -299,87 +391,93 @@ where
             in_progress_expires_at_ms: in_progress_until(deadline_ms, now, DEFAULT_IN_PROGRESS),
         };
         match self.store.claim(&claim).await {
-            Ok(Claim::Acquired) => {}
+            Ok(Claim::Acquired) => Ok(Claimed { key, expires_at }),
             Ok(Claim::Exists(record)) if record.status == Status::Completed => {
-                tracing::info!(event_id = %task.event_id, route = %task.route, "already delivered; not sent again");
-                self.count(
-                    &task.integration,
-                    &task.route,
-                    "skipped",
-                    "already_delivered",
-                );
-                return Ok(());
+                Err(Fate::AlreadyDelivered)
             }
             Ok(Claim::Exists(record)) => {
-                // Come back when that worker's claim lapses (it may have died mid-call),
-                // not on every visibility timeout until then.
                 let left = record.in_progress_expires_at_ms.unwrap_or(0) - now.timestamp_millis();
-                let wait = Duration::from_millis(u64::try_from(left).unwrap_or(0) + 500);
-                self.set_visibility(message, wait, received).await;
-                return Err("being delivered by another worker".into());
+                Err(Fate::HandBack {
+                    wait: Some(Duration::from_millis(
+                        u64::try_from(left).unwrap_or(0) + 500,
+                    )),
+                    why: "being delivered by another worker".into(),
+                })
             }
-            Err(e) => return Err(format!("idempotency claim failed: {e}")),
+            Err(e) => Err(Fate::hand_back(format!("idempotency claim failed: {e}"))),
         }
+    }
 
-        // A redelivery of a task whose destination already refused it for good (the worker
-        // died before dead-lettering it): dead-letter it now rather than call again. Only
-        // redeliveries read the history, so the first attempt costs nothing extra.
-        let task_key = format!("{}#{}", task.event_id, task.route);
-        if receives > 1 {
-            match self.store.attempts(&task_key).await {
-                Ok((_, Some(from))) if Some(&from) == message.message_id.as_ref() => {
-                    tracing::info!(event_id = %task.event_id, route = %task.route, "already dead-lettered; not again");
-                    self.release(&key).await;
+    /// A redelivery of a task already dead-lettered from this message, or whose destination
+    /// already refused it for good (the worker died before dead-lettering it), is not called
+    /// again. Only redeliveries read the history, so the first attempt costs nothing extra.
+    async fn redelivered(&self, work: &Work<'_>, tried: &mut Tried) -> Result<(), Fate> {
+        if work.receives <= 1 {
+            return Ok(());
+        }
+        let task = work.task;
+        match self.store.attempts(&task_key(task)).await {
+            Ok((_, Some(from))) if Some(&from) == work.message.message_id.as_ref() => {
+                Err(Fate::AlreadyDeadLettered)
+            }
+            Ok((history, _)) => {
+                let last_status = history.last().and_then(|a| a.status);
+                if !delivery_policy::already_refused(last_status) {
                     return Ok(());
                 }
-                Ok((history, _)) => {
-                    if let Some(status) = history.last().and_then(|a| a.status)
-                        && matches!(
-                            delivery_policy::classify(Outcome::Status(status)),
-                            Class::Permanent { .. }
-                        )
-                    {
-                        self.release(&key).await;
-                        let attempts = u32::try_from(history.len()).unwrap_or(u32::MAX);
-                        let m = format!("the destination answered {status}");
-                        let history = serde_json::to_string(&history).ok();
-                        return self
-                            .dead_letter(
-                                &work,
-                                Reason::PermanentFailure,
-                                m,
-                                attempts,
-                                Some(status),
-                                history,
-                            )
-                            .await;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "reading the attempt history failed"),
-            }
-        }
-
-        // 4. The destination's limits, shared by every concurrent function.
-        let taken = match self.take_limits(route, &destination, deadline_ms).await {
-            Ok(Some(taken)) => taken,
-            Ok(None) => {
-                self.release(&key).await;
-                let spread = (jitter(text, receives).abs() * 2000.0) as u64;
-                let wait = Duration::from_millis(1000 + spread);
-                return self.hold(&work, route, Held::RateLimited, wait).await;
+                *tried = Tried {
+                    attempts: u32::try_from(history.len()).unwrap_or(u32::MAX),
+                    last_status,
+                    history: serde_json::to_string(&history).ok(),
+                };
+                Err(Fate::Settle(Settlement::DeadLetter {
+                    reason: Reason::PermanentFailure,
+                    message: format!(
+                        "the destination answered {}",
+                        last_status.unwrap_or_default()
+                    ),
+                }))
             }
             Err(e) => {
-                self.release(&key).await;
-                return Err(format!("rate limit unavailable: {e}"));
+                tracing::warn!(error = %e, "reading the attempt history failed");
+                Ok(())
             }
-        };
+        }
+    }
 
-        // 5. The call.
+    /// The destination's limits, shared by every concurrent function.
+    async fn throttle(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        destination: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<Taken, Fate> {
+        match self.take_limits(route, destination, deadline_ms).await {
+            Ok(Some(taken)) => Ok(taken),
+            Ok(None) => {
+                let wait = delivery_policy::rate_limited_wait(jitter(work.text, work.receives));
+                Err(self.held(work, route, Held::RateLimited, wait))
+            }
+            Err(e) => Err(Fate::hand_back(format!("rate limit unavailable: {e}"))),
+        }
+    }
+
+    /// The call, its log line and latency, and what it does to the circuit.
+    async fn call(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        destination: &str,
+        taken: Taken,
+        probe: bool,
+    ) -> Result<(Attempt, Duration), Fate> {
+        let task = work.task;
         let started = Instant::now();
-        let sent = self.send_refreshing(&task, route).await;
+        let sent = self.send_refreshing(task, route).await;
         let latency = started.elapsed();
         if let Some(slot) = taken.slot
-            && let Err(e) = self.store.free_slot(&destination, slot).await
+            && let Err(e) = self.store.free_slot(destination, slot).await
         {
             // The lease lapses by itself.
             tracing::warn!(error = %e, "freeing a concurrency slot failed");
@@ -387,81 +485,68 @@ where
         let attempt = match sent {
             Ok(attempt) => attempt,
             Err(AuthError::Malformed { secret, problem }) => {
-                self.release(&key).await;
-                let m = format!("secret `{secret}` is malformed: {problem}");
-                return self
-                    .dead_letter(&work, Reason::AuthMisconfigured, m, receives, None, None)
-                    .await;
+                return Err(Fate::Settle(Settlement::DeadLetter {
+                    reason: Reason::AuthMisconfigured,
+                    message: format!("secret `{secret}` is malformed: {problem}"),
+                }));
             }
             // The token endpoint is refused by the network guard: permanent, like a refused
             // destination.
-            Err(e @ AuthError::Blocked { .. }) => Attempt {
-                outcome: Outcome::Blocked,
-                error: Some(e.to_string()),
-                retry_after: None,
-                snippet: None,
-            },
+            Err(e @ AuthError::Blocked { .. }) => Attempt::failed(Outcome::Blocked, e.to_string()),
             // The credential could not be had: AWS or token-endpoint trouble, worth a retry.
-            Err(e) => Attempt {
-                outcome: Outcome::Connect,
-                error: Some(e.to_string()),
-                retry_after: None,
-                snippet: None,
-            },
+            Err(e) => Attempt::failed(Outcome::Connect, e.to_string()),
         };
-        let status = match attempt.outcome {
-            Outcome::Status(s) => Some(s),
-            _ => None,
-        };
-        let class = delivery_policy::classify(attempt.outcome);
         let latency_ms = latency.as_secs_f64() * 1000.0;
         tracing::info!(
             event_id = %task.event_id,
             route = %task.route,
-            attempt = receives,
-            status,
+            attempt = work.receives,
+            status = attempt.status(),
             error = attempt.error.as_deref(),
-            class = ?class,
+            class = ?delivery_policy::classify(attempt.outcome),
             latency_ms,
             "delivery attempt"
         );
         self.metrics
             .delivery_latency(&task.integration, &task.route, latency_ms);
-        if attempt.outcome != Outcome::Blocked {
-            // The guard's refusal sent nothing: it neither opens nor closes the circuit.
-            self.update_circuit(route, &destination, attempt.outcome, probe)
-                .await;
-        }
+        self.update_circuit(route, destination, attempt.outcome, probe)
+            .await;
+        Ok((attempt, latency))
+    }
 
-        // 6. The outcome.
-        if class == Class::Delivered {
-            if let Err(e) = self.store.complete(&key, "delivered", expires_at).await {
-                // Delivered: nothing is lost. A redelivery inside the in-progress window
-                // waits; after it, the destination's Idempotency-Key dedupes.
-                tracing::warn!(error = %e, "completing the idempotency record failed");
-            }
-            self.count(&task.integration, &task.route, "delivered", "");
-            return Ok(());
+    /// A failed attempt joins the task's history, and the policy settles it. The claim is held
+    /// until the executor has carried the settlement out (history written, dead-lettered or
+    /// its delay set), so a worker that receives it meanwhile (its visibility lapsed) waits
+    /// rather than calling again or dead-lettering it twice.
+    async fn settle(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        attempt: Attempt,
+        latency: Duration,
+        tried: &mut Tried,
+    ) -> Fate {
+        if delivery_policy::classify(attempt.outcome) == Class::Delivered {
+            return Fate::Settle(Settlement::Delivered);
         }
-        // The claim is held until the task's fate is settled (history written, dead-lettered or
-        // its delay set), so a worker that receives it meanwhile (its visibility lapsed) waits
-        // rather than calling again or dead-lettering it twice.
+        let status = attempt.status();
         let what = match (status, &attempt.error) {
             (Some(s), _) => format!("the destination answered {s}"),
             (None, Some(e)) => e.clone(),
             (None, None) => "no answer".into(),
         };
         let record = AttemptRecord {
-            receive: receives,
+            receive: work.receives,
             at: Utc::now().to_rfc3339(),
             status,
             error: attempt.error.clone(),
             latency_ms: latency.as_millis() as u64,
             response: attempt.snippet.clone(),
         };
+        let expires_at = Utc::now().timestamp() + DELIVERED_TTL.as_secs() as i64;
         let history = match self
             .store
-            .record_attempt(&task_key, &record, expires_at)
+            .record_attempt(&task_key(work.task), &record, expires_at)
             .await
         {
             Ok(history) => history,
@@ -472,108 +557,105 @@ where
         };
         // Calls made so far (waits for an open circuit or a rate limit are not attempts).
         let attempts = u32::try_from(history.len()).unwrap_or(u32::MAX).max(1);
-        let history = serde_json::to_string(&history).ok();
-        let settled = match class {
-            Class::Delivered => Ok(()),
-            Class::Permanent { .. } => {
-                let reason = match attempt.outcome {
-                    Outcome::Blocked => Reason::NetworkRefused,
-                    _ => Reason::PermanentFailure,
-                };
-                self.dead_letter(&work, reason, what, attempts, status, history)
-                    .await
-            }
-            Class::Retryable => {
-                let jitter = jitter(text, receives);
-                let delay = delivery_policy::next_delay(&route.deliver.retry, attempts, jitter)
-                    .filter(|_| receives < self.max_receive_count);
-                match delay {
-                    None => {
-                        let m = format!("{what}; gave up after {attempts} attempts");
-                        self.dead_letter(
-                            &work,
-                            Reason::RetriesExhausted,
-                            m,
-                            attempts,
-                            status,
-                            history,
-                        )
-                        .await
-                    }
-                    Some(delay) => {
-                        let wait = delivery_policy::visibility(delay, attempt.retry_after);
-                        let reason = reason_of(attempt.outcome);
-                        self.count(&task.integration, &task.route, "retried", reason);
-                        self.set_visibility(message, wait, received).await;
-                        Err(format!("{what}; next attempt in {}s", wait.as_secs()))
-                    }
-                }
-            }
+        *tried = Tried {
+            attempts,
+            last_status: status,
+            history: serde_json::to_string(&history).ok(),
         };
-        self.release(&key).await;
-        settled
+        Fate::Settle(delivery_policy::settle(&Attempted {
+            outcome: attempt.outcome,
+            what: &what,
+            attempts,
+            receives: work.receives,
+            max_receive_count: self.max_receive_count,
+            schedule: &route.deliver.retry,
+            jitter: jitter(work.text, work.receives),
+            retry_after: attempt.retry_after,
+        }))
     }
 
-    /// Hands a task back without calling. For an open circuit it waits at least the route's
-    /// next delay (so a long outage does not spin the message), and is dead-lettered once it
-    /// has waited through its whole retry schedule.
-    async fn hold(
+    /// A hand-back without a call, as the policy settles it.
+    fn held(&self, work: &Work<'_>, route: &OutboundRoute, why: Held, wait: Duration) -> Fate {
+        let now_ms = Utc::now().timestamp_millis();
+        let sent_ms = work
+            .message
+            .attributes
+            .get("SentTimestamp")
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or(now_ms);
+        let age = Duration::from_millis(u64::try_from(now_ms - sent_ms).unwrap_or(0));
+        Fate::Settle(delivery_policy::hold(&Waiting {
+            why,
+            wait,
+            age,
+            receives: work.receives,
+            max_receive_count: self.max_receive_count,
+            schedule: &route.deliver.retry,
+            destination: &route.deliver.destination(),
+            jitter: jitter(work.text, work.receives),
+        }))
+    }
+
+    /// Carries out a task's fate, exactly once: completes or releases its claim, sets its
+    /// visibility, or dead-letters it, and counts it.
+    async fn execute(
         &self,
         work: &Work<'_>,
-        route: &OutboundRoute,
-        why: Held,
-        wait: Duration,
+        fate: Fate,
+        claimed: Option<Claimed>,
+        tried: Tried,
     ) -> Result<(), String> {
         let task = work.task;
-        let last_receive = work.receives >= self.max_receive_count;
-        let wait = match why {
-            Held::CircuitOpen => {
-                // A task waits on an open circuit as long as its retry schedule would have
-                // lasted, measured from when it was queued.
-                let budget: Duration = route.deliver.retry.iter().sum();
-                let sent_ms = work
-                    .message
-                    .attributes
-                    .get("SentTimestamp")
-                    .and_then(|t| t.parse::<i64>().ok())
-                    .unwrap_or_else(|| Utc::now().timestamp_millis());
-                let age_ms = (Utc::now().timestamp_millis() - sent_ms).max(0);
-                let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
-                if last_receive || age >= budget {
-                    let m = format!(
-                        "the circuit of {} stayed open through the retry schedule ({}s)",
-                        route.deliver.destination(),
-                        budget.as_secs()
-                    );
-                    return self
-                        .dead_letter(work, Reason::CircuitOpen, m, work.receives, None, None)
-                        .await;
+        let (integration, route) = (task.integration.as_str(), task.route.as_str());
+        let result = match fate {
+            Fate::Settle(Settlement::Delivered) => {
+                if let Some(c) = &claimed
+                    && let Err(e) = self.store.complete(&c.key, "delivered", c.expires_at).await
+                {
+                    // Delivered: nothing is lost. A redelivery inside the in-progress window
+                    // waits; after it, the destination's Idempotency-Key dedupes.
+                    tracing::warn!(error = %e, "completing the idempotency record failed");
                 }
-                // Back off with the time waited (a long outage costs few receives), spread
-                // so the closing circuit is not met by every task at once.
-                let spread = 1.0 + 0.2 * jitter(work.text, work.receives).abs();
-                wait.max(age / 2)
-                    .max(Duration::from_secs(1))
-                    .mul_f64(spread)
-                    .min(delivery_policy::MAX_VISIBILITY)
+                self.count(integration, route, "delivered", "");
+                return Ok(());
             }
-            Held::RateLimited | Held::Deadline => {
-                if last_receive {
-                    let m = format!("still {} on receive {}", why.as_str(), work.receives);
-                    return self
-                        .dead_letter(work, Reason::RetriesExhausted, m, work.receives, None, None)
-                        .await;
+            Fate::Settle(Settlement::Retry { wait, reason }) => {
+                self.count(integration, route, "retried", reason);
+                self.set_visibility(work.message, wait, work.received).await;
+                Err(format!("{reason}; next attempt in {}s", wait.as_secs()))
+            }
+            Fate::Settle(Settlement::Hold { why, wait }) => {
+                self.count(integration, route, why.as_str(), why.as_str());
+                self.set_visibility(work.message, wait, work.received).await;
+                Err(format!(
+                    "{}; next look in {}s",
+                    why.as_str(),
+                    wait.as_secs()
+                ))
+            }
+            Fate::Settle(Settlement::DeadLetter { reason, message }) => {
+                self.dead_letter(work, reason, message, tried).await
+            }
+            Fate::AlreadyDelivered => {
+                tracing::info!(event_id = %task.event_id, route, "already delivered; not sent again");
+                self.count(integration, route, "skipped", "already_delivered");
+                Ok(())
+            }
+            Fate::AlreadyDeadLettered => {
+                tracing::info!(event_id = %task.event_id, route, "already dead-lettered; not again");
+                Ok(())
+            }
+            Fate::HandBack { wait, why } => {
+                if let Some(wait) = wait {
+                    self.set_visibility(work.message, wait, work.received).await;
                 }
-                wait
+                Err(why)
             }
         };
-        self.count(&task.integration, &task.route, why.as_str(), why.as_str());
-        self.set_visibility(work.message, wait, work.received).await;
-        Err(format!(
-            "{}; next look in {}s",
-            why.as_str(),
-            wait.as_secs()
-        ))
+        if let Some(c) = claimed {
+            self.release(&c.key).await;
+        }
+        result
     }
 
     /// Hands the message back after `wait`, cut to end within 12 h of its receive (SQS's
@@ -628,7 +710,8 @@ where
             .insert(destination.to_string(), (Instant::now(), state));
     }
 
-    /// Counts the outcome against the destination's circuit; opens or closes it.
+    /// Counts the outcome against the destination's circuit and opens or closes it, as
+    /// `circuit` decides.
     async fn update_circuit(
         &self,
         route: &OutboundRoute,
@@ -639,39 +722,49 @@ where
         let settings = route.deliver.circuit;
         let now_ms = Utc::now().timestamp_millis();
         let until = now_ms + settings.cool_down.as_millis() as i64;
-        let gone = outcome == Outcome::Status(410);
         let result: Result<Option<Transition>, AwsError> = async {
-            if circuit::counts_as_failure(outcome) || gone {
-                let failures = self.store.count_failure(destination).await?;
-                let mut state = self.circuit(destination).await;
-                state.failures = failures;
-                let transition = if probe {
-                    self.store
-                        .open_circuit(destination, now_ms, until, true)
-                        .await?;
-                    Some(Transition::Reopened)
-                } else if (gone || failures >= settings.failures)
-                    && self
-                        .store
-                        .open_circuit(destination, now_ms, until, false)
-                        .await?
-                {
-                    Some(Transition::Opened)
-                } else {
-                    None
-                };
-                if transition.is_some() {
-                    state.open_until_ms = Some(until);
-                    state.probe_until_ms = None;
+            match circuit::effect(outcome) {
+                Effect::Untouched => Ok(None),
+                Effect::Failure { opens } => {
+                    let failures = self.store.count_failure(destination).await?;
+                    let mut state = self.circuit(destination).await;
+                    state.failures = failures;
+                    let transition =
+                        match circuit::after_failure(failures, settings.failures, opens, probe) {
+                            Some(Transition::Reopened) => {
+                                self.store
+                                    .open_circuit(destination, now_ms, until, true)
+                                    .await?;
+                                Some(Transition::Reopened)
+                            }
+                            // Only the caller whose write opened it reports it.
+                            Some(t) => self
+                                .store
+                                .open_circuit(destination, now_ms, until, false)
+                                .await?
+                                .then_some(t),
+                            None => None,
+                        };
+                    if transition.is_some() {
+                        state.open_until_ms = Some(until);
+                        state.probe_until_ms = None;
+                    }
+                    self.remember(destination, state);
+                    Ok(transition)
                 }
-                self.remember(destination, state);
-                Ok(transition)
-            } else if probe || !self.circuit(destination).await.is_clean() {
-                let was_open = self.store.close_circuit(destination).await?;
-                self.remember(destination, CircuitState::default());
-                Ok((probe || was_open).then_some(Transition::Closed))
-            } else {
-                Ok(None)
+                Effect::Success => {
+                    let last_read = if probe {
+                        CircuitState::default()
+                    } else {
+                        self.circuit(destination).await
+                    };
+                    if !circuit::after_success(probe, &last_read) {
+                        return Ok(None);
+                    }
+                    let was_open = self.store.close_circuit(destination).await?;
+                    self.remember(destination, CircuitState::default());
+                    Ok((probe || was_open).then_some(Transition::Closed))
+                }
             }
         }
         .await;
@@ -762,9 +855,7 @@ where
         work: &Work<'_>,
         reason: Reason,
         message: String,
-        attempts: u32,
-        last_status: Option<u16>,
-        history: Option<String>,
+        tried: Tried,
     ) -> Result<(), String> {
         let task = work.task;
         let letter = DeadLetter {
@@ -774,15 +865,18 @@ where
             integration: task.integration.clone(),
             route: Some(task.route.clone()),
             event_id: task.event_id.to_string(),
-            attempts,
-            last_status,
-            history,
+            attempts: tried.attempts,
+            last_status: tried.last_status,
+            history: tried.history,
         };
         self.count(&task.integration, &task.route, "failed", reason);
         send_dead_letter(&self.dead_letters, &letter, "delivery").await?;
-        let task_key = format!("{}#{}", task.event_id, task.route);
         let message_id = work.message.message_id.as_deref().unwrap_or_default();
-        if let Err(e) = self.store.mark_dead_lettered(&task_key, message_id).await {
+        if let Err(e) = self
+            .store
+            .mark_dead_lettered(&task_key(task), message_id)
+            .await
+        {
             // A redelivery may dead-letter it a second time; nothing is lost.
             tracing::warn!(error = %e, "noting the dead letter failed");
         }
@@ -840,15 +934,11 @@ where
                     RequestError::Blocked(_) => Outcome::Blocked,
                     RequestError::Client(_) => Outcome::Connect,
                 };
-                return Ok(Attempt {
-                    outcome,
-                    error: Some(match e {
-                        RequestError::Blocked(b) => format!("refused by the network guard: {b}"),
-                        e => e.to_string(),
-                    }),
-                    retry_after: None,
-                    snippet: None,
-                });
+                let error = match e {
+                    RequestError::Blocked(b) => format!("refused by the network guard: {b}"),
+                    e => e.to_string(),
+                };
+                return Ok(Attempt::failed(outcome, error));
             }
         };
         let body = serde_json::to_vec(&task.body).unwrap_or_default();
@@ -881,12 +971,10 @@ where
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                return Ok(Attempt {
-                    outcome: transport_outcome(&e),
-                    error: Some(http::transport_error(&e)),
-                    retry_after: None,
-                    snippet: None,
-                });
+                return Ok(Attempt::failed(
+                    transport_outcome(&e),
+                    http::transport_error(&e),
+                ));
             }
         };
         let status = response.status().as_u16();
@@ -941,18 +1029,6 @@ fn snippet(bytes: &[u8]) -> Option<String> {
         end -= 1;
     }
     Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
-}
-
-/// The metric reason of a retryable outcome.
-fn reason_of(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Status(429) => "throttled",
-        Outcome::Status(_) => "status",
-        Outcome::Timeout => "timeout",
-        Outcome::Connect | Outcome::Dns => "connect",
-        Outcome::Dropped => "dropped",
-        Outcome::Blocked => Reason::NetworkRefused.as_str(),
-    }
 }
 
 /// A transport failure as the policy names it.
