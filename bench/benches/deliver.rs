@@ -17,12 +17,13 @@ use deliver::handler::{Deliver, Ports};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use switchboard_shared::circuit::CircuitState;
+use switchboard_shared::dead_letter::{AttemptRecord, DeadLetter};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_shared::idempotency::{Claim, NewClaim};
 use switchboard_shared::integration::Integrations;
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::ports::{
-    AttemptRecord, AwsError, DeadLetter, DeadLetterQueue, DestinationStore, IdempotencyStore,
+    AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
     SecretStore, Visibility,
 };
 use switchboard_shared::secret::SecretString;
@@ -54,7 +55,7 @@ impl IdempotencyStore for Stub {
     }
 }
 
-impl DestinationStore for Stub {
+impl CircuitStore for Stub {
     async fn circuit(&self, _: &str) -> Result<CircuitState, AwsError> {
         self.call();
         Ok(CircuitState::default())
@@ -75,6 +76,9 @@ impl DestinationStore for Stub {
         self.call();
         Ok(false)
     }
+}
+
+impl RateLimiter for Stub {
     async fn take_rate(&self, _: &str, _: i64, _: u32) -> Result<bool, AwsError> {
         self.call();
         Ok(true)
@@ -94,6 +98,9 @@ impl DestinationStore for Stub {
         self.call();
         Ok(())
     }
+}
+
+impl AttemptLog for Stub {
     async fn attempts(&self, _: &str) -> Result<(Vec<AttemptRecord>, Option<String>), AwsError> {
         self.call();
         Ok((Vec::new(), None))

@@ -7,10 +7,12 @@
 
 pub mod archive;
 pub mod aws;
+pub mod batch;
 pub mod circuit;
 pub mod config;
 pub mod contract;
 pub mod credentials;
+pub mod dead_letter;
 pub mod deadline;
 pub mod delivery_policy;
 pub mod envelope;
@@ -19,6 +21,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod integration;
 pub mod mapping;
+pub mod memory;
 pub mod metrics;
 pub mod network;
 pub mod ports;

@@ -4,8 +4,8 @@
 use std::future::Future;
 
 use crate::circuit::CircuitState;
+use crate::dead_letter::{AttemptRecord, DeadLetter};
 use crate::idempotency::{Claim, NewClaim};
-use crate::reason::Reason;
 use crate::secret::SecretString;
 
 /// An AWS call that failed. `retryable` is false only when retrying cannot help.
@@ -22,76 +22,6 @@ pub struct AwsError {
 pub trait Queue: Send + Sync {
     /// Sends every body, in as few requests as the service allows; all or an error.
     fn send(&self, bodies: &[String]) -> impl Future<Output = Result<(), AwsError>> + Send;
-}
-
-/// Why a message was dead-lettered, carried as SQS message attributes so an operator can
-/// filter and redrive by reason without opening bodies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The message body (what a redrive puts back on the source queue).
-    pub body: String,
-    /// A stable, machine-readable reason (`contract_violation`, `mapping_error`, ...).
-    pub reason: Reason,
-    /// What went wrong, for a human; never a secret or a body.
-    pub message: String,
-    /// The integration.
-    pub integration: String,
-    /// The route at fault, when one is.
-    pub route: Option<String>,
-    /// The event.
-    pub event_id: String,
-    /// How many attempts were made (for a delivery: calls to the destination; else the
-    /// message's receive count).
-    pub attempts: u32,
-    /// The destination's last answer, when it gave one.
-    pub last_status: Option<u16>,
-    /// The attempt history (a JSON array of [`AttemptRecord`]), when there is one.
-    pub history: Option<String>,
-}
-
-impl DeadLetter {
-    /// A message whose body could not be decoded: nothing is known of it but its text.
-    pub fn malformed(body: &str, error: impl std::fmt::Display, attempts: u32) -> Self {
-        Self {
-            body: body.to_string(),
-            reason: Reason::MalformedMessage,
-            message: error.to_string(),
-            integration: String::new(),
-            route: None,
-            event_id: String::new(),
-            attempts,
-            last_status: None,
-            history: None,
-        }
-    }
-}
-
-/// The receive count SQS reports for a message (1 when it does not say).
-pub fn receive_count(attributes: &std::collections::HashMap<String, String>) -> u32 {
-    attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|n| n.parse::<u32>().ok())
-        .unwrap_or(1)
-}
-
-/// One delivery attempt as it is kept for ops: it travels to the DLQ with the task.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AttemptRecord {
-    /// The message's receive count when the attempt was made.
-    pub receive: u32,
-    /// When it was made (RFC 3339).
-    pub at: String,
-    /// The destination's status, if it answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// The transport error, if it did not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// How long the call took.
-    pub latency_ms: u64,
-    /// The first 1 KB of an error answer's body.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response: Option<String>,
 }
 
 /// A dead-letter queue we write to ourselves (permanent failures do not wait for
@@ -112,29 +42,6 @@ pub trait Visibility: Send + Sync {
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
-/// Logs why `letter` is dead-lettered (never its body) and sends it; the error says which
-/// reason could not be dead-lettered. `what` names the message in the log line.
-pub async fn send_dead_letter<D: DeadLetterQueue>(
-    queue: &D,
-    letter: &DeadLetter,
-    what: &'static str,
-) -> Result<(), String> {
-    tracing::warn!(
-        event_id = %letter.event_id,
-        integration = %letter.integration,
-        route = letter.route.as_deref(),
-        reason = letter.reason.as_str(),
-        message = %letter.message,
-        attempts = letter.attempts,
-        last_status = letter.last_status,
-        "{what} dead-lettered"
-    );
-    queue
-        .dead_letter(letter)
-        .await
-        .map_err(|e| format!("could not dead-letter ({}): {e}", letter.reason))
-}
-
 /// The idempotency table.
 pub trait IdempotencyStore: Send + Sync {
     /// Takes the key unless a live record holds it (one conditional put).
@@ -152,9 +59,9 @@ pub trait IdempotencyStore: Send + Sync {
     fn release(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
-/// State shared by every concurrent deliver function about destinations (circuit breakers,
-/// rate limits) and about tasks (attempt histories). Keys are a destination's origin.
-pub trait DestinationStore: Send + Sync {
+/// Destinations' circuit breakers, shared by every concurrent deliver function. Keys are a
+/// destination's origin.
+pub trait CircuitStore: Send + Sync {
     /// The destination's circuit as stored (closed when there is no record).
     fn circuit(
         &self,
@@ -191,7 +98,11 @@ pub trait DestinationStore: Send + Sync {
         &self,
         destination: &str,
     ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+}
 
+/// Destinations' rate limits (calls per second, calls in flight), shared by every concurrent
+/// deliver function.
+pub trait RateLimiter: Send + Sync {
     /// Takes one of the `max` calls of second `second` (Unix); false if they are all taken.
     fn take_rate(
         &self,
@@ -217,7 +128,10 @@ pub trait DestinationStore: Send + Sync {
         destination: &str,
         slot: u32,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
 
+/// Each delivery task's attempt history, kept across receives (and so across functions).
+pub trait AttemptLog: Send + Sync {
     /// The task's attempt history (empty when there is none), and the SQS message id it was
     /// dead-lettered from, if it was.
     fn attempts(

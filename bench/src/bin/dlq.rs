@@ -14,7 +14,8 @@ use switchboard_cli::ops::dlq::{self, Action, Filter, Run};
 use switchboard_cli::ops::{DlqReader, QueueKind, Stack};
 use switchboard_cli::resources::{self, TEMPLATE_SETTINGS};
 use switchboard_shared::aws::SqsQueue;
-use switchboard_shared::ports::{DeadLetter, DeadLetterQueue};
+use switchboard_shared::dead_letter::DeadLetter;
+use switchboard_shared::ports::DeadLetterQueue;
 use switchboard_shared::reason::Reason;
 
 fn reset_peak() {

@@ -26,9 +26,11 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
+use switchboard_shared::batch::receive_count;
 use switchboard_shared::circuit::{self, Admit, CircuitState, Effect, Transition};
 use switchboard_shared::config::StartError;
 use switchboard_shared::credentials::Credentials;
+use switchboard_shared::dead_letter::{AttemptRecord, DeadLetter, send_dead_letter};
 use switchboard_shared::deadline;
 use switchboard_shared::delivery_policy::{
     self, Attempted, Class, Held, Outcome, Settlement, Waiting,
@@ -40,8 +42,8 @@ use switchboard_shared::integration::{Integrations, Outbound, OutboundRoute};
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::network::NetworkPolicy;
 use switchboard_shared::ports::{
-    AttemptRecord, AwsError, DeadLetter, DeadLetterQueue, DestinationStore, IdempotencyStore,
-    SecretStore, Visibility, send_dead_letter,
+    AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
+    SecretStore, Visibility,
 };
 use switchboard_shared::reason::Reason;
 use switchboard_shared::secrets::{PREVIOUS_GRACE, SecretsCache};
@@ -178,7 +180,7 @@ where
     K: SecretStore,
     V: Visibility,
     D: DeadLetterQueue,
-    S: IdempotencyStore + DestinationStore,
+    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog,
 {
     /// A handler over these integrations and ports. `max_receive_count` is the deliveries
     /// queue's: a task handed back on that receive is dead-lettered with its reason instead.
@@ -273,7 +275,7 @@ where
         received: Instant,
     ) -> Result<(), String> {
         let text = message.body.as_deref().unwrap_or_default();
-        let receives = switchboard_shared::ports::receive_count(&message.attributes);
+        let receives = receive_count(&message.attributes);
         let task = match DeliveryMessage::decode(text) {
             Ok(DeliveryMessage::DeliveryV1(task)) => task,
             Err(e) => {
@@ -1052,6 +1054,9 @@ fn jitter(message: &str, attempt: u32) -> f64 {
     (message, attempt).hash(&mut h);
     (h.finish() % 20_001) as f64 / 10_000.0 - 1.0
 }
+
+#[cfg(test)]
+mod rules;
 
 #[cfg(test)]
 mod tests {

@@ -17,15 +17,15 @@ use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use switchboard_shared::archive::ArchivedEvent;
+use switchboard_shared::batch::receive_count;
 use switchboard_shared::config::StartError;
+use switchboard_shared::dead_letter::{DeadLetter, send_dead_letter};
 use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
 use switchboard_shared::integration::{Integration, Integrations, Route};
 use switchboard_shared::mapping::Scope;
 use switchboard_shared::metrics::Metrics;
 use switchboard_shared::network::NetworkPolicy;
-use switchboard_shared::ports::{
-    Archive, DeadLetter, DeadLetterQueue, Queue, SecretStore, send_dead_letter,
-};
+use switchboard_shared::ports::{Archive, DeadLetterQueue, Queue, SecretStore};
 use switchboard_shared::reason::Reason;
 use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
@@ -128,7 +128,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
     /// should hand it back.
     async fn process(&self, message: &SqsMessage, deadline_ms: Option<i64>) -> Result<(), String> {
         let text = message.body.as_deref().unwrap_or_default();
-        let attempts = switchboard_shared::ports::receive_count(&message.attributes);
+        let attempts = receive_count(&message.attributes);
         let event = match EventMessage::decode_raw(text) {
             Ok(EventMessage::EventV1(event)) => event,
             Err(e) => {

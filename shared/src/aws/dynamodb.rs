@@ -9,8 +9,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 
 use super::aws_error;
 use crate::circuit::CircuitState;
+use crate::dead_letter::AttemptRecord;
 use crate::idempotency::{Claim, NewClaim, Record, Status};
-use crate::ports::{AttemptRecord, AwsError, DestinationStore, IdempotencyStore};
+use crate::ports::{AttemptLog, AwsError, CircuitStore, IdempotencyStore, RateLimiter};
 
 /// The attribute names, as Powertools spells them.
 const KEY: &str = "id";
@@ -303,7 +304,7 @@ impl DynamoIdempotencyStore {
     }
 }
 
-impl DestinationStore for DynamoIdempotencyStore {
+impl CircuitStore for DynamoIdempotencyStore {
     async fn circuit(&self, destination: &str) -> Result<CircuitState, AwsError> {
         let out = self
             .client
@@ -413,7 +414,9 @@ impl DestinationStore for DynamoIdempotencyStore {
             .map_err(|e| aws_error("UpdateItem", e))?;
         Ok(out.attributes().is_some_and(|a| a.contains_key(OPEN_UNTIL)))
     }
+}
 
+impl RateLimiter for DynamoIdempotencyStore {
     async fn take_rate(&self, destination: &str, second: i64, max: u32) -> Result<bool, AwsError> {
         let result = self
             .client
@@ -472,7 +475,9 @@ impl DestinationStore for DynamoIdempotencyStore {
             .map_err(|e| aws_error("DeleteItem", e))?;
         Ok(())
     }
+}
 
+impl AttemptLog for DynamoIdempotencyStore {
     async fn attempts(&self, task: &str) -> Result<(Vec<AttemptRecord>, Option<String>), AwsError> {
         let out = self
             .client

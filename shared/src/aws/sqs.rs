@@ -4,7 +4,8 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::aws_error;
-use crate::ports::{AwsError, DeadLetter, DeadLetterQueue, Queue, Visibility};
+use crate::dead_letter::DeadLetter;
+use crate::ports::{AwsError, DeadLetterQueue, Queue, Visibility};
 
 /// SQS caps a message (body and attributes) at 256 KiB; a reason needs far less.
 const MAX_REASON_MESSAGE_CHARS: usize = 1024;

@@ -1,0 +1,90 @@
+//! What a dead letter says (written as SQS message attributes by the adapter, read back by the
+//! operations commands), the attempt history it carries, and how a handler sends one.
+
+use crate::ports::DeadLetterQueue;
+use crate::reason::Reason;
+
+/// Why a message was dead-lettered, carried as SQS message attributes so an operator can
+/// filter and redrive by reason without opening bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message body (what a redrive puts back on the source queue).
+    pub body: String,
+    /// A stable, machine-readable reason (`contract_violation`, `mapping_error`, ...).
+    pub reason: Reason,
+    /// What went wrong, for a human; never a secret or a body.
+    pub message: String,
+    /// The integration.
+    pub integration: String,
+    /// The route at fault, when one is.
+    pub route: Option<String>,
+    /// The event.
+    pub event_id: String,
+    /// How many attempts were made (for a delivery: calls to the destination; else the
+    /// message's receive count).
+    pub attempts: u32,
+    /// The destination's last answer, when it gave one.
+    pub last_status: Option<u16>,
+    /// The attempt history (a JSON array of [`AttemptRecord`]), when there is one.
+    pub history: Option<String>,
+}
+
+impl DeadLetter {
+    /// A message whose body could not be decoded: nothing is known of it but its text.
+    pub fn malformed(body: &str, error: impl std::fmt::Display, attempts: u32) -> Self {
+        Self {
+            body: body.to_string(),
+            reason: Reason::MalformedMessage,
+            message: error.to_string(),
+            integration: String::new(),
+            route: None,
+            event_id: String::new(),
+            attempts,
+            last_status: None,
+            history: None,
+        }
+    }
+}
+
+/// One delivery attempt as it is kept for ops: it travels to the DLQ with the task.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    /// The message's receive count when the attempt was made.
+    pub receive: u32,
+    /// When it was made (RFC 3339).
+    pub at: String,
+    /// The destination's status, if it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The transport error, if it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long the call took.
+    pub latency_ms: u64,
+    /// The first 1 KB of an error answer's body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+/// Logs why `letter` is dead-lettered (never its body) and sends it; the error says which
+/// reason could not be dead-lettered. `what` names the message in the log line.
+pub async fn send_dead_letter<D: DeadLetterQueue>(
+    queue: &D,
+    letter: &DeadLetter,
+    what: &'static str,
+) -> Result<(), String> {
+    tracing::warn!(
+        event_id = %letter.event_id,
+        integration = %letter.integration,
+        route = letter.route.as_deref(),
+        reason = letter.reason.as_str(),
+        message = %letter.message,
+        attempts = letter.attempts,
+        last_status = letter.last_status,
+        "{what} dead-lettered"
+    );
+    queue
+        .dead_letter(letter)
+        .await
+        .map_err(|e| format!("could not dead-letter ({}): {e}", letter.reason))
+}

@@ -1,0 +1,511 @@
+//! In-memory adapters of every port, with the AWS adapters' rules (conditional writes, leases,
+//! version stages), so a handler's rules are unit-tested beside it without the emulator. They
+//! stand beside the end-to-end tests through moto, not instead of them; nothing deployed
+//! uses them. A clone shares its original's state, so a test keeps one to look into what the
+//! handler did with the other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::circuit::CircuitState;
+use crate::dead_letter::{AttemptRecord, DeadLetter};
+use crate::idempotency::{Claim, NewClaim, Record, Status};
+use crate::ports::{
+    Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, Queue,
+    RateLimiter, RotationStore, SecretStages, SecretStore, SecretVersions, Visibility,
+};
+use crate::secret::SecretString;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn not_found(operation: &'static str, what: &str) -> AwsError {
+    AwsError {
+        operation,
+        message: format!("ResourceNotFoundException: {what} not found"),
+    }
+}
+
+/// A queue (what was sent), the visibility of what was received from it (each delay asked),
+/// and a DLQ (each letter), in memory.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryQueue {
+    sent: Arc<Mutex<Vec<String>>>,
+    delays: Arc<Mutex<Vec<(String, Duration)>>>,
+    letters: Arc<Mutex<Vec<DeadLetter>>>,
+}
+
+impl MemoryQueue {
+    /// Every body sent, in order.
+    pub fn sent(&self) -> Vec<String> {
+        lock(&self.sent).clone()
+    }
+
+    /// Every delay asked, by receipt handle, in order.
+    pub fn delays(&self) -> Vec<(String, Duration)> {
+        lock(&self.delays).clone()
+    }
+
+    /// Every dead letter written, in order.
+    pub fn letters(&self) -> Vec<DeadLetter> {
+        lock(&self.letters).clone()
+    }
+}
+
+impl Queue for MemoryQueue {
+    async fn send(&self, bodies: &[String]) -> Result<(), AwsError> {
+        lock(&self.sent).extend(bodies.iter().cloned());
+        Ok(())
+    }
+}
+
+impl Visibility for MemoryQueue {
+    async fn delay(&self, receipt_handle: &str, by: Duration) -> Result<(), AwsError> {
+        lock(&self.delays).push((receipt_handle.to_string(), by));
+        Ok(())
+    }
+}
+
+impl DeadLetterQueue for MemoryQueue {
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), AwsError> {
+        lock(&self.letters).push(letter.clone());
+        Ok(())
+    }
+}
+
+/// A task's attempt history, and the message it was dead-lettered from.
+type TaskLog = (Vec<AttemptRecord>, Option<String>);
+
+/// The idempotency table: idempotency records, circuits, rate counters, concurrency slots
+/// and attempt logs, each judged as the DynamoDB adapter's conditions judge them.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryTable {
+    records: Arc<Mutex<HashMap<String, Record>>>,
+    circuits: Arc<Mutex<HashMap<String, CircuitState>>>,
+    rates: Arc<Mutex<HashMap<(String, i64), u32>>>,
+    slots: Arc<Mutex<HashMap<(String, u32), i64>>>,
+    attempts: Arc<Mutex<HashMap<String, TaskLog>>>,
+}
+
+impl MemoryTable {
+    /// The record under `key`, if there is one.
+    pub fn record(&self, key: &str) -> Option<Record> {
+        lock(&self.records).get(key).cloned()
+    }
+
+    /// The destination's circuit as stored.
+    pub fn circuit_of(&self, destination: &str) -> CircuitState {
+        lock(&self.circuits)
+            .get(destination)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Sets the destination's circuit (to start a test from a state).
+    pub fn set_circuit(&self, destination: &str, state: CircuitState) {
+        lock(&self.circuits).insert(destination.to_string(), state);
+    }
+
+    /// Marks `key` COMPLETED (to start a test from a delivered task).
+    pub fn set_completed(&self, key: &str) {
+        lock(&self.records).insert(
+            key.to_string(),
+            Record {
+                key: key.to_string(),
+                status: Status::Completed,
+                expires_at: Utc::now().timestamp() + 3600,
+                in_progress_expires_at_ms: None,
+                data: None,
+            },
+        );
+    }
+
+    /// The task's attempt history.
+    pub fn history(&self, task: &str) -> Vec<AttemptRecord> {
+        lock(&self.attempts)
+            .get(task)
+            .map(|(h, _)| h.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl IdempotencyStore for MemoryTable {
+    async fn claim(&self, claim: &NewClaim) -> Result<Claim, AwsError> {
+        let mut records = lock(&self.records);
+        if let Some(existing) = records.get(&claim.key)
+            && existing.blocks(claim.now)
+        {
+            return Ok(Claim::Exists(existing.clone()));
+        }
+        records.insert(
+            claim.key.clone(),
+            Record {
+                key: claim.key.clone(),
+                status: Status::InProgress,
+                expires_at: claim.expires_at,
+                in_progress_expires_at_ms: Some(claim.in_progress_expires_at_ms),
+                data: None,
+            },
+        );
+        Ok(Claim::Acquired)
+    }
+
+    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), AwsError> {
+        lock(&self.records).insert(
+            key.to_string(),
+            Record {
+                key: key.to_string(),
+                status: Status::Completed,
+                expires_at,
+                in_progress_expires_at_ms: None,
+                data: Some(data.to_string()),
+            },
+        );
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), AwsError> {
+        lock(&self.records).remove(key);
+        Ok(())
+    }
+}
+
+impl CircuitStore for MemoryTable {
+    async fn circuit(&self, destination: &str) -> Result<CircuitState, AwsError> {
+        Ok(self.circuit_of(destination))
+    }
+
+    async fn count_failure(&self, destination: &str) -> Result<u32, AwsError> {
+        let mut circuits = lock(&self.circuits);
+        let state = circuits.entry(destination.to_string()).or_default();
+        state.failures += 1;
+        Ok(state.failures)
+    }
+
+    async fn open_circuit(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+        force: bool,
+    ) -> Result<bool, AwsError> {
+        let mut circuits = lock(&self.circuits);
+        let state = circuits.entry(destination.to_string()).or_default();
+        if !force && state.open_until_ms.is_some_and(|open| open >= now_ms) {
+            return Ok(false);
+        }
+        state.open_until_ms = Some(until_ms);
+        state.probe_until_ms = None;
+        Ok(true)
+    }
+
+    async fn take_probe(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, AwsError> {
+        let mut circuits = lock(&self.circuits);
+        let Some(state) = circuits.get_mut(destination) else {
+            return Ok(false);
+        };
+        let cooled = state.open_until_ms.is_some_and(|open| open < now_ms);
+        let free = state.probe_until_ms.is_none_or(|probe| probe < now_ms);
+        if !(cooled && free) {
+            return Ok(false);
+        }
+        state.probe_until_ms = Some(until_ms);
+        Ok(true)
+    }
+
+    async fn close_circuit(&self, destination: &str) -> Result<bool, AwsError> {
+        let mut circuits = lock(&self.circuits);
+        let old = circuits.insert(destination.to_string(), CircuitState::default());
+        Ok(old.is_some_and(|s| s.open_until_ms.is_some()))
+    }
+}
+
+impl RateLimiter for MemoryTable {
+    async fn take_rate(&self, destination: &str, second: i64, max: u32) -> Result<bool, AwsError> {
+        let mut rates = lock(&self.rates);
+        let n = rates.entry((destination.to_string(), second)).or_default();
+        if *n >= max {
+            return Ok(false);
+        }
+        *n += 1;
+        Ok(true)
+    }
+
+    async fn take_slot(
+        &self,
+        destination: &str,
+        max: u32,
+        start: u32,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<u32>, AwsError> {
+        let mut slots = lock(&self.slots);
+        for i in 0..max {
+            let slot = (start + i) % max;
+            let key = (destination.to_string(), slot);
+            if slots.get(&key).is_none_or(|lease| *lease < now_ms) {
+                slots.insert(key, lease_until_ms);
+                return Ok(Some(slot));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn free_slot(&self, destination: &str, slot: u32) -> Result<(), AwsError> {
+        lock(&self.slots).remove(&(destination.to_string(), slot));
+        Ok(())
+    }
+}
+
+impl AttemptLog for MemoryTable {
+    async fn attempts(&self, task: &str) -> Result<(Vec<AttemptRecord>, Option<String>), AwsError> {
+        Ok(lock(&self.attempts).get(task).cloned().unwrap_or_default())
+    }
+
+    async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), AwsError> {
+        lock(&self.attempts).entry(task.to_string()).or_default().1 = Some(message_id.to_string());
+        Ok(())
+    }
+
+    async fn record_attempt(
+        &self,
+        task: &str,
+        attempt: &AttemptRecord,
+        _expires_at: i64,
+    ) -> Result<Vec<AttemptRecord>, AwsError> {
+        let mut attempts = lock(&self.attempts);
+        let (history, _) = attempts.entry(task.to_string()).or_default();
+        history.push(attempt.clone());
+        Ok(history.clone())
+    }
+}
+
+const CURRENT: &str = "AWSCURRENT";
+const PREVIOUS: &str = "AWSPREVIOUS";
+const PENDING: &str = "AWSPENDING";
+
+#[derive(Debug, Default)]
+struct Secret {
+    rotation_enabled: bool,
+    /// By version id: the value, its stages, when it was created (Unix seconds).
+    versions: HashMap<String, (SecretString, Vec<String>, i64)>,
+}
+
+impl Secret {
+    fn with_stage(&self, stage: &str) -> Option<&SecretString> {
+        self.versions
+            .values()
+            .find(|(_, stages, _)| stages.iter().any(|s| s == stage))
+            .map(|(v, _, _)| v)
+    }
+}
+
+/// Secrets Manager in memory: secrets with versions and stages, as rotation moves them.
+#[derive(Debug, Default, Clone)]
+pub struct MemorySecrets {
+    secrets: Arc<Mutex<HashMap<String, Secret>>>,
+}
+
+impl MemorySecrets {
+    /// A store holding these secrets' current values.
+    pub fn with(values: &[(&str, &str)]) -> Self {
+        let store = Self::default();
+        for (id, value) in values {
+            store.put_current(id, value);
+        }
+        store
+    }
+
+    /// Makes `value` the secret's current value (a new version; the old current becomes
+    /// previous), as PutSecretValue does.
+    pub fn put_current(&self, id: &str, value: &str) {
+        let mut secrets = lock(&self.secrets);
+        let secret = secrets.entry(id.to_string()).or_default();
+        let version = format!("v{}", secret.versions.len() + 1);
+        for (_, stages, _) in secret.versions.values_mut() {
+            stages.retain(|s| s != PREVIOUS);
+            if let Some(s) = stages.iter_mut().find(|s| *s == CURRENT) {
+                *s = PREVIOUS.to_string();
+            }
+        }
+        secret.versions.insert(
+            version,
+            (
+                SecretString::new(value.to_string()),
+                vec![CURRENT.to_string()],
+                Utc::now().timestamp(),
+            ),
+        );
+    }
+
+    /// Turns rotation on for the secret.
+    pub fn enable_rotation(&self, id: &str) {
+        lock(&self.secrets)
+            .entry(id.to_string())
+            .or_default()
+            .rotation_enabled = true;
+    }
+}
+
+impl SecretStore for MemorySecrets {
+    async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+        lock(&self.secrets)
+            .get(id)
+            .and_then(|s| s.with_stage(CURRENT))
+            .cloned()
+            .ok_or_else(|| not_found("GetSecretValue", id))
+    }
+
+    async fn get_stages(&self, id: &str) -> Result<SecretStages, AwsError> {
+        let secrets = lock(&self.secrets);
+        let secret = secrets
+            .get(id)
+            .ok_or_else(|| not_found("GetSecretValue", id))?;
+        let (current, current_since) = secret
+            .versions
+            .values()
+            .find(|(_, stages, _)| stages.iter().any(|s| s == CURRENT))
+            .map(|(v, _, at)| (v.clone(), Some(*at)))
+            .ok_or_else(|| not_found("GetSecretValue", id))?;
+        Ok(SecretStages {
+            current,
+            current_since,
+            previous: secret.with_stage(PREVIOUS).cloned(),
+            pending: secret.with_stage(PENDING).cloned(),
+        })
+    }
+}
+
+impl RotationStore for MemorySecrets {
+    async fn versions(&self, id: &str) -> Result<SecretVersions, AwsError> {
+        let secrets = lock(&self.secrets);
+        let secret = secrets
+            .get(id)
+            .ok_or_else(|| not_found("DescribeSecret", id))?;
+        Ok(SecretVersions {
+            rotation_enabled: secret.rotation_enabled,
+            stages: secret
+                .versions
+                .iter()
+                .map(|(v, (_, stages, _))| (v.clone(), stages.clone()))
+                .collect(),
+        })
+    }
+
+    async fn value(
+        &self,
+        id: &str,
+        version: Option<&str>,
+        stage: &str,
+    ) -> Result<Option<SecretString>, AwsError> {
+        let secrets = lock(&self.secrets);
+        let secret = secrets
+            .get(id)
+            .ok_or_else(|| not_found("GetSecretValue", id))?;
+        Ok(match version {
+            Some(v) => secret
+                .versions
+                .get(v)
+                .filter(|(_, stages, _)| stages.iter().any(|s| s == stage))
+                .map(|(value, _, _)| value.clone()),
+            None => secret.with_stage(stage).cloned(),
+        })
+    }
+
+    async fn put_pending(
+        &self,
+        id: &str,
+        token: &str,
+        value: &SecretString,
+    ) -> Result<(), AwsError> {
+        let mut secrets = lock(&self.secrets);
+        let secret = secrets
+            .get_mut(id)
+            .ok_or_else(|| not_found("PutSecretValue", id))?;
+        if secret.versions.contains_key(token) {
+            return Ok(());
+        }
+        for (_, stages, _) in secret.versions.values_mut() {
+            stages.retain(|s| s != PENDING);
+        }
+        secret.versions.insert(
+            token.to_string(),
+            (
+                value.clone(),
+                vec![PENDING.to_string()],
+                Utc::now().timestamp(),
+            ),
+        );
+        Ok(())
+    }
+
+    async fn promote(&self, id: &str, token: &str, from: &str) -> Result<(), AwsError> {
+        let mut secrets = lock(&self.secrets);
+        let secret = secrets
+            .get_mut(id)
+            .ok_or_else(|| not_found("UpdateSecretVersionStage", id))?;
+        if !secret.versions.contains_key(token) {
+            return Err(not_found("UpdateSecretVersionStage", token));
+        }
+        for (version, (_, stages, _)) in secret.versions.iter_mut() {
+            stages.retain(|s| s != PREVIOUS);
+            if version == from {
+                stages.retain(|s| s != CURRENT);
+                stages.push(PREVIOUS.to_string());
+            }
+            if version == token {
+                stages.retain(|s| s != PENDING);
+                stages.push(CURRENT.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    async fn clear_pending(&self, id: &str, token: &str) -> Result<(), AwsError> {
+        if let Some((_, stages, _)) = lock(&self.secrets)
+            .get_mut(id)
+            .and_then(|s| s.versions.get_mut(token))
+        {
+            stages.retain(|s| s != PENDING);
+        }
+        Ok(())
+    }
+}
+
+/// The archive bucket in memory.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryArchive {
+    objects: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+}
+
+impl MemoryArchive {
+    /// Every key stored.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = lock(&self.objects).keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}
+
+impl Archive for MemoryArchive {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), AwsError> {
+        lock(&self.objects).insert(key.to_string(), body);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, AwsError> {
+        lock(&self.objects)
+            .get(key)
+            .cloned()
+            .ok_or_else(|| not_found("GetObject", key))
+    }
+}
