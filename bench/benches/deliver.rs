@@ -16,18 +16,18 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use deliver::handler::{Deliver, Ports};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
-use switchboard_shared::circuit::CircuitState;
-use switchboard_shared::dead_letter::{AttemptRecord, DeadLetter};
-use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
-use switchboard_shared::idempotency::{Claim, NewClaim};
-use switchboard_shared::integration::Integrations;
-use switchboard_shared::metrics::Metrics;
-use switchboard_shared::ports::{
+use switchboard_core::circuit::CircuitState;
+use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
+use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
+use switchboard_core::idempotency::{Claim, NewClaim};
+use switchboard_core::integration::Integrations;
+use switchboard_core::ports::{
     AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
     SecretStore, Visibility,
 };
-use switchboard_shared::secret::SecretString;
-use switchboard_shared::secrets::SecretsCache;
+use switchboard_core::secret::SecretString;
+use switchboard_core::secrets::SecretsCache;
+use switchboard_shared::metrics::Metrics;
 
 /// AWS stubbed: every call succeeds at once and is counted.
 #[derive(Default, Clone)]
@@ -188,7 +188,7 @@ fn bench(c: &mut Criterion) {
             dead_letters: counter.clone(),
             metrics: Metrics::Off,
             // The bench's destination is a loopback server.
-            network: switchboard_shared::network::NetworkPolicy::LOCAL,
+            network: switchboard_core::network::NetworkPolicy::LOCAL,
         },
         50,
     )
@@ -197,7 +197,7 @@ fn bench(c: &mut Criterion) {
         "items": [{"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-2", "quantity": 1}]});
     let event = |route: &str| {
         let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
-            event_id: switchboard_shared::ids::EventId::new(),
+            event_id: switchboard_core::ids::EventId::new(),
             integration: "shop".into(),
             route: route.into(),
             body: body.clone(),

@@ -13,12 +13,12 @@ use ingest::handler::{Ingest, Ports};
 use lambda_http::request::LambdaRequest;
 use serde_json::json;
 use sha2::Sha256;
-use switchboard_shared::idempotency::{Claim, NewClaim};
-use switchboard_shared::integration::Integrations;
+use switchboard_core::idempotency::{Claim, NewClaim};
+use switchboard_core::integration::Integrations;
+use switchboard_core::ports::{Archive, AwsError, IdempotencyStore, Queue, SecretStore};
+use switchboard_core::secret::SecretString;
+use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::ports::{Archive, AwsError, IdempotencyStore, Queue, SecretStore};
-use switchboard_shared::secret::SecretString;
-use switchboard_shared::secrets::SecretsCache;
 
 const SECRET: &str = "whsec_c3dpdGNoYm9hcmQtYmVuY2gtc2lnbmluZy1rZXk=";
 
@@ -169,11 +169,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(serde_json::to_vec(black_box(&raw)).ok()))
     });
     steps.bench_function("EventId::new", |b| {
-        b.iter(|| black_box(switchboard_shared::ids::EventId::new()))
+        b.iter(|| black_box(switchboard_core::ids::EventId::new()))
     });
     steps.bench_function("EventId::derived", |b| {
         b.iter(|| {
-            black_box(switchboard_shared::ids::EventId::derived(black_box(
+            black_box(switchboard_core::ids::EventId::derived(black_box(
                 "ingest#shop#msg_01JD7QX5R3K2M1N0P9Q8R7S6T5",
             )))
         })

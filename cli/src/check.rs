@@ -16,9 +16,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use switchboard_shared::integration::{DefinitionError, Integration, Integrations, OnMissing};
-use switchboard_shared::mapping::Scope;
-use switchboard_shared::network::NetworkPolicy;
+use switchboard_core::integration::{DefinitionError, Integration, Integrations, OnMissing};
+use switchboard_core::mapping::Scope;
+use switchboard_core::network::NetworkPolicy;
 use transform::pipeline::{RouteOutcome, run_route};
 
 /// What a check found.
@@ -434,9 +434,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
         allow_loopback,
     } = args;
     let network = if allow_loopback {
-        switchboard_shared::network::NetworkPolicy::LOCAL
+        switchboard_core::network::NetworkPolicy::LOCAL
     } else {
-        switchboard_shared::network::NetworkPolicy::DEPLOYED
+        switchboard_core::network::NetworkPolicy::DEPLOYED
     };
     let report = check(&dir, network);
     print!("{}", report.render());

@@ -71,7 +71,7 @@ pub async fn rotate(client: &Client, id: &str, metrics: Metrics) -> anyhow::Resu
     let handler = Rotate::new(
         SecretsManagerStore::new(client.clone()),
         metrics,
-        switchboard_shared::network::NetworkPolicy::LOCAL,
+        switchboard_core::network::NetworkPolicy::LOCAL,
     );
     for step in STEP_NAMES {
         let event = RotationEvent {

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use switchboard_shared::integration::{Integration, Integrations};
-use switchboard_shared::secret::SecretString;
-use switchboard_shared::verify::sign;
+use switchboard_core::integration::{Integration, Integrations};
+use switchboard_core::secret::SecretString;
+use switchboard_core::verify::sign;
 
 /// The integration `id` in `dir`.
 pub fn integration(dir: &Path, id: &str) -> anyhow::Result<Arc<Integration>> {

@@ -29,7 +29,7 @@ async fn receive(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> &
     for (name, value) in &headers {
         let value = if name == "authorization" {
             redact(value.to_str().unwrap_or_default())
-        } else if switchboard_shared::envelope::is_sensitive_header(name.as_str()) {
+        } else if switchboard_core::envelope::is_sensitive_header(name.as_str()) {
             "[redacted]".to_string()
         } else {
             value.to_str().unwrap_or("<binary>").to_string()

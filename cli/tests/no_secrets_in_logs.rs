@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use switchboard_cli::emulator::free_port;
-use switchboard_shared::secret::SecretString;
+use switchboard_core::secret::SecretString;
 
 const INBOUND: &str = "whsec_aW5ib3VuZC1zaWduaW5nLWtleS1mb3ItbG9ncw==";
 const OUTBOUND: &str = "whsec_b3V0Ym91bmQtc2lnbmluZy1rZXktZm9yLWxvZ3M=";
@@ -100,8 +100,8 @@ async fn an_end_to_end_run_logs_no_secret_token_or_signature() {
 
     let url = format!("http://127.0.0.1:{port}/webhooks/orders");
     let body = br#"{"name": "Ada"}"#;
-    let headers = switchboard_shared::verify::sign(
-        &switchboard_shared::verify::Scheme::StandardWebhooks,
+    let headers = switchboard_core::verify::sign(
+        &switchboard_core::verify::Scheme::StandardWebhooks,
         &SecretString::new(INBOUND),
         "POST",
         &url,

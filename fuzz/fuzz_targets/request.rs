@@ -8,9 +8,9 @@
 use ingest::request::{BodyKind, body_kind, decode_body, dedupe_id};
 use lambda_http::request::LambdaRequest;
 use libfuzzer_sys::fuzz_target;
-use switchboard_shared::integration::Dedupe;
-use switchboard_shared::secret::SecretString;
-use switchboard_shared::verify::{
+use switchboard_core::integration::Dedupe;
+use switchboard_core::secret::SecretString;
+use switchboard_core::verify::{
     Algorithm, Encoding, HmacScheme, Scheme, SignedRequest, verify,
 };
 

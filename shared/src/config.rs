@@ -9,7 +9,7 @@ use std::time::Duration;
 pub enum StartError {
     /// A definition fails the network guard under the function's policy.
     #[error(transparent)]
-    Definition(#[from] crate::integration::DefinitionError),
+    Definition(#[from] switchboard_core::integration::DefinitionError),
 }
 
 /// A setting that is missing or malformed.

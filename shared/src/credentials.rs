@@ -10,10 +10,10 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::http::{AuthError, GuardedHttp, basic_credentials};
-use crate::integration::{Auth, Signing};
-use crate::ports::SecretStore;
-use crate::secret::{SecretString, TypedSecret, WebhookSecret};
-use crate::secrets::SecretsCache;
+use switchboard_core::integration::{Auth, Signing};
+use switchboard_core::ports::SecretStore;
+use switchboard_core::secret::{SecretString, TypedSecret, WebhookSecret};
+use switchboard_core::secrets::SecretsCache;
 
 /// A token is renewed this long before the expiry its server announced.
 const TOKEN_EARLY: Duration = Duration::from_secs(60);
@@ -184,7 +184,7 @@ impl<K: SecretStore> Credentials<K> {
             secret: secret.to_string(),
             message,
         };
-        let blocked = |blocked: crate::network::Blocked| AuthError::Blocked {
+        let blocked = |blocked: switchboard_core::network::Blocked| AuthError::Blocked {
             secret: secret.to_string(),
             blocked,
         };
@@ -281,7 +281,7 @@ mod tests {
     use axum::Router;
     use axum::routing::post;
 
-    use crate::ports::AwsError;
+    use switchboard_core::ports::AwsError;
 
     use super::*;
 
@@ -289,7 +289,10 @@ mod tests {
 
     /// The guard as `switchboard dev` runs it: these tests' servers are on loopback.
     fn local_http() -> GuardedHttp {
-        GuardedHttp::new(crate::network::NetworkPolicy::LOCAL, Duration::from_secs(5))
+        GuardedHttp::new(
+            switchboard_core::network::NetworkPolicy::LOCAL,
+            Duration::from_secs(5),
+        )
     }
 
     impl SecretStore for Fixed {
@@ -415,7 +418,7 @@ mod tests {
             let c = Credentials::new(
                 SecretsCache::new(Fixed(record), Duration::from_secs(60)),
                 GuardedHttp::new(
-                    crate::network::NetworkPolicy::DEPLOYED,
+                    switchboard_core::network::NetworkPolicy::DEPLOYED,
                     Duration::from_secs(5),
                 ),
                 Duration::from_secs(5),
@@ -488,7 +491,7 @@ mod tests {
         let key = "whsec_a2V5LWJ5dGVz";
         let sign = Signing {
             secret: "s".into(),
-            previous_grace: crate::secrets::PREVIOUS_GRACE,
+            previous_grace: switchboard_core::secrets::PREVIOUS_GRACE,
         };
         for value in [
             key.to_string(),

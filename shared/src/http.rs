@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::network::{self, Access, Blocked, GuardedResolver, NetworkPolicy};
-use crate::ports::AwsError;
+use std::net::SocketAddr;
+
+use switchboard_core::network::{self, Access, Blocked, GuardedResolver, NetworkPolicy};
+use switchboard_core::ports::AwsError;
 
 /// A credential that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +64,29 @@ fn client(
         .connect_timeout(connect)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .dns_resolver(guard)
+        .dns_resolver(Resolver(guard))
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// The HTTP client's resolver: resolves, then keeps only what the network guard allows
+/// ([`GuardedResolver::filter`]), on every new connection.
+#[derive(Debug, Clone, Copy)]
+struct Resolver(GuardedResolver);
+
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let guard = self.0;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            guard
+                .filter(&host, resolved)
+                .map(|addrs| Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+    }
 }
 
 /// Why a request could not be built.
@@ -251,5 +273,32 @@ mod tests {
         );
         assert_eq!(basic_credentials("no-colon"), None);
         assert_eq!(basic_credentials(r#"{"username": "ada"}"#), None);
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_after_resolution() {
+        use reqwest::dns::Resolve as _;
+        let guard = Resolver(GuardedResolver {
+            policy: NetworkPolicy::DEPLOYED,
+            access: Access::default(),
+        });
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let e = match guard.resolve(name).await {
+            Ok(_) => panic!("localhost resolved to an allowed address"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(
+                network::blocked_in(e.as_ref()),
+                Some(Blocked::Resolved { .. })
+            ),
+            "{e}"
+        );
+        let local = Resolver(GuardedResolver {
+            policy: NetworkPolicy::LOCAL,
+            access: Access::default(),
+        });
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        assert!(local.resolve(name).await.is_ok());
     }
 }

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::circuit::CircuitState;
-use crate::dead_letter::{AttemptRecord, DeadLetter};
-use crate::idempotency::{Claim, NewClaim, Record, Status};
-use crate::ports::{
+use switchboard_core::circuit::CircuitState;
+use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
+use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
+use switchboard_core::ports::{
     Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, Queue,
     RateLimiter, RotationStore, SecretStages, SecretStore, SecretVersions, Visibility,
 };
-use crate::secret::SecretString;
+use switchboard_core::secret::SecretString;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -538,8 +538,8 @@ async fn under_the_deployed_rules_a_name_resolving_to_loopback_is_dead_lettered_
 async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() {
     use std::sync::{Arc, Mutex};
 
+    use switchboard_core::ports::{AwsError, Visibility};
     use switchboard_shared::aws::{DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
-    use switchboard_shared::ports::{AwsError, Visibility};
 
     /// The queue, recording every delay asked of it and whether SQS took it.
     struct Recording {
@@ -574,9 +574,9 @@ async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() 
         .queue_url()
         .unwrap()
         .to_string();
-    let task = switchboard_shared::envelope::DeliveryMessage::DeliveryV1(
-        switchboard_shared::envelope::DeliveryV1 {
-            event_id: switchboard_shared::ids::EventId::new(),
+    let task = switchboard_core::envelope::DeliveryMessage::DeliveryV1(
+        switchboard_core::envelope::DeliveryV1 {
+            event_id: switchboard_core::ids::EventId::new(),
             integration: "orders".into(),
             route: "echo".into(),
             body: json!({"n": 1}),
@@ -613,13 +613,13 @@ async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() 
 
     let delays = Arc::new(Mutex::new(Vec::new()));
     let handler = deliver::handler::Deliver::new(
-        Arc::new(switchboard_shared::integration::Integrations::load_dir(&stack.dir).unwrap()),
+        Arc::new(switchboard_core::integration::Integrations::load_dir(&stack.dir).unwrap()),
         deliver::handler::Ports {
             idempotency: DynamoIdempotencyStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 &stack.dev.resources.table,
             ),
-            secrets: switchboard_shared::secrets::SecretsCache::new(
+            secrets: switchboard_core::secrets::SecretsCache::new(
                 SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
                 Duration::from_secs(300),
             ),
@@ -632,7 +632,7 @@ async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() 
                 &stack.dev.resources.deliveries_dlq_url,
             ),
             metrics: switchboard_shared::metrics::Metrics::Off,
-            network: switchboard_shared::network::NetworkPolicy::LOCAL,
+            network: switchboard_core::network::NetworkPolicy::LOCAL,
         },
         50,
     )

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard_shared::verify::Scheme;
+use switchboard_core::verify::Scheme;
 
 use crate::utils::receiver::Receiver;
 use crate::utils::stack::{FAST, TestStack};
@@ -453,8 +453,8 @@ impl<P> Counted<P> {
     }
 }
 
-use switchboard_shared::idempotency::{Claim, NewClaim};
-use switchboard_shared::ports::{Archive, AwsError, IdempotencyStore, Queue, SecretStore};
+use switchboard_core::idempotency::{Claim, NewClaim};
+use switchboard_core::ports::{Archive, AwsError, IdempotencyStore, Queue, SecretStore};
 
 impl<P: Queue> Queue for Counted<P> {
     async fn send(&self, bodies: &[String]) -> Result<(), AwsError> {
@@ -479,14 +479,14 @@ impl<P: IdempotencyStore> IdempotencyStore for Counted<P> {
 }
 
 impl<P: SecretStore> SecretStore for Counted<P> {
-    async fn get(&self, id: &str) -> Result<switchboard_shared::secret::SecretString, AwsError> {
+    async fn get(&self, id: &str) -> Result<switchboard_core::secret::SecretString, AwsError> {
         self.note("GetSecretValue");
         self.inner.get(id).await
     }
     async fn get_stages(
         &self,
         id: &str,
-    ) -> Result<switchboard_shared::ports::SecretStages, AwsError> {
+    ) -> Result<switchboard_core::ports::SecretStages, AwsError> {
         self.note("ListSecretVersionIds");
         let stages = self.inner.get_stages(id).await?;
         // GetSecretValue by version, for each stage there is.
@@ -521,7 +521,7 @@ async fn aws_requests_per_accepted_event() {
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sdk = &stack.dev.sdk;
     let integrations = std::sync::Arc::new(
-        switchboard_shared::integration::Integrations::load_dir(&stack.dir).unwrap(),
+        switchboard_core::integration::Integrations::load_dir(&stack.dir).unwrap(),
     );
     let handler = ingest::handler::Ingest::new(
         integrations,
@@ -540,7 +540,7 @@ async fn aws_requests_per_accepted_event() {
                     &stack.dev.resources.table,
                 ),
             ),
-            secrets: switchboard_shared::secrets::SecretsCache::new(
+            secrets: switchboard_core::secrets::SecretsCache::new(
                 counted(
                     &calls,
                     SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
@@ -612,12 +612,12 @@ async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
 
     let handler = ingest::handler::Ingest::new(
         std::sync::Arc::new(
-            switchboard_shared::integration::Integrations::load_dir(&stack.dir).unwrap(),
+            switchboard_core::integration::Integrations::load_dir(&stack.dir).unwrap(),
         ),
         ingest::handler::Ports {
             events: counted(&calls, events),
             idempotency: counted(&calls, idempotency),
-            secrets: switchboard_shared::secrets::SecretsCache::new(
+            secrets: switchboard_core::secrets::SecretsCache::new(
                 counted(
                     &calls,
                     SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
@@ -850,7 +850,7 @@ async fn a_retry_after_the_completion_write_failed_is_the_same_event() {
     let res = &stack.dev.resources;
     let handler = ingest::handler::Ingest::new(
         std::sync::Arc::new(
-            switchboard_shared::integration::Integrations::load_dir(&stack.dir).unwrap(),
+            switchboard_core::integration::Integrations::load_dir(&stack.dir).unwrap(),
         ),
         ingest::handler::Ports {
             events: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &res.events_url),
@@ -858,7 +858,7 @@ async fn a_retry_after_the_completion_write_failed_is_the_same_event() {
                 aws_sdk_dynamodb::Client::new(sdk),
                 &res.table,
             )),
-            secrets: switchboard_shared::secrets::SecretsCache::new(
+            secrets: switchboard_core::secrets::SecretsCache::new(
                 SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
                 Duration::from_secs(300),
             ),

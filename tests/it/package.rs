@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_norway::Value;
-use switchboard_shared::integration::{Integration, Integrations};
+use switchboard_core::integration::{Integration, Integrations};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -166,9 +166,60 @@ fn the_integrations_layer_holds_the_shipped_definitions_and_nothing_local() {
     let ids: Vec<&str> = layer.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["hubspot-contacts", "shopify-orders"]);
     // What deploys passes the deployed network rules (https, no refused address).
-    let refused = layer.network_errors(switchboard_shared::network::NetworkPolicy::DEPLOYED);
+    let refused = layer.network_errors(switchboard_core::network::NetworkPolicy::DEPLOYED);
     assert!(refused.is_empty(), "{refused:?}");
     assert!(!artifacts.join("example.yaml").exists());
     assert!(!artifacts.join("fixtures").exists());
     let _ = std::fs::remove_dir_all(&artifacts);
+}
+
+/// The domain crate is pure: Cargo, not a comment, keeps the AWS SDK, Lambda and the HTTP
+/// client out of it (and so out of every rule's unit tests).
+#[test]
+fn the_core_crate_depends_on_no_aws_lambda_or_http_client_crate() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "switchboard-core",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let crates: BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(crates.contains("jsonata-core"), "{crates:?}");
+    let outside: Vec<&&str> = crates
+        .iter()
+        .filter(|c| {
+            [
+                "aws-",
+                "aws_",
+                "lambda",
+                "reqwest",
+                "hyper",
+                "rustls",
+                "switchboard-shared",
+            ]
+            .iter()
+            .any(|p| c.starts_with(p))
+        })
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "switchboard-core depends on {outside:?}"
+    );
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_norway::Value;
-use switchboard_shared::integration::{
+use switchboard_core::integration::{
     Integration, Integrations, MAX_ENRICH_TIMEOUT, QUEUE_RETENTION,
 };
 

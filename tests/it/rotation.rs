@@ -70,7 +70,7 @@ async fn the_four_steps_stage_the_new_key_and_a_retried_step_changes_nothing() {
     let rotate = Rotate::new(
         SecretsManagerStore::new(client.clone()),
         Metrics::Off,
-        switchboard_shared::network::NetworkPolicy::LOCAL,
+        switchboard_core::network::NetworkPolicy::LOCAL,
     );
     let token = begin(&client, &id).await;
     let old = value(&client, &id, "AWSCURRENT").await.unwrap();

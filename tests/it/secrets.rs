@@ -9,13 +9,13 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use deliver::handler::{Deliver, Ports};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
+use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
+use switchboard_core::integration::Integrations;
+use switchboard_core::ports::{AwsError, SecretStages, SecretStore};
+use switchboard_core::secret::SecretString;
+use switchboard_core::secrets::{DEFAULT_TTL, SecretsCache};
 use switchboard_shared::aws::{DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
-use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
-use switchboard_shared::integration::Integrations;
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::ports::{AwsError, SecretStages, SecretStore};
-use switchboard_shared::secret::SecretString;
-use switchboard_shared::secrets::{DEFAULT_TTL, SecretsCache};
 
 use crate::utils::receiver::Receiver;
 use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
@@ -83,7 +83,7 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
                 &stack.dev.resources.deliveries_dlq_url,
             ),
             metrics: Metrics::Off,
-            network: switchboard_shared::network::NetworkPolicy::LOCAL,
+            network: switchboard_core::network::NetworkPolicy::LOCAL,
         },
         50,
     )
@@ -97,7 +97,7 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
         event.records = (0..10)
             .map(|i| {
                 let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
-                    event_id: switchboard_shared::ids::EventId::new(),
+                    event_id: switchboard_core::ids::EventId::new(),
                     integration: "orders".into(),
                     route: "out".into(),
                     body: json!({"n": batch * 10 + i}),

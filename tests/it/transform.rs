@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use switchboard_shared::envelope::EventMessage;
+use switchboard_core::envelope::EventMessage;
 
 use crate::utils::receiver::Receiver;
 use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::json;
 use switchboard_cli::resources::QueueSettings;
-use switchboard_shared::envelope::DeliveryMessage;
+use switchboard_core::envelope::DeliveryMessage;
 
 use crate::utils::receiver::Receiver;
 use crate::utils::stack::{FAST, TOKEN, TestStack};
@@ -222,8 +222,8 @@ async fn a_delivery_received_again_after_its_success_is_not_sent_again() {
     let stack = TestStack::start(&receiver.url, FAST).await;
     // The same task twice, as SQS may hand a message over again after it was processed.
     let task = serde_json::to_string(&DeliveryMessage::DeliveryV1(
-        switchboard_shared::envelope::DeliveryV1 {
-            event_id: switchboard_shared::ids::EventId::new(),
+        switchboard_core::envelope::DeliveryV1 {
+            event_id: switchboard_core::ids::EventId::new(),
             integration: "orders".into(),
             route: "echo".into(),
             body: json!({"name": "Ada", "total": 130}),

@@ -401,7 +401,7 @@ async fn main() -> anyhow::Result<()> {
                         String::from_utf8_lossy(&deliver_event)
                             .replace(
                                 "evt_01JSAMPLE0000000000000000",
-                                switchboard_shared::ids::EventId::new().as_str(),
+                                switchboard_core::ids::EventId::new().as_str(),
                             )
                             .into_bytes(),
                         &no_failures,

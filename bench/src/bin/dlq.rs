@@ -13,10 +13,10 @@ use switchboard_cli::emulator::{Emulator, free_port};
 use switchboard_cli::ops::dlq::{self, Action, Filter, Run};
 use switchboard_cli::ops::{DlqReader, QueueKind, Stack};
 use switchboard_cli::resources::{self, TEMPLATE_SETTINGS};
+use switchboard_core::dead_letter::DeadLetter;
+use switchboard_core::ports::DeadLetterQueue;
+use switchboard_core::reason::Reason;
 use switchboard_shared::aws::SqsQueue;
-use switchboard_shared::dead_letter::DeadLetter;
-use switchboard_shared::ports::DeadLetterQueue;
-use switchboard_shared::reason::Reason;
 
 fn reset_peak() {
     // "5" resets the peak RSS to the current RSS (Linux 4.0+).

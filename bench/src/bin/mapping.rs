@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
-use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
-use switchboard_shared::ids::EventId;
-use switchboard_shared::integration::{Integration, Integrations};
-use switchboard_shared::mapping::Scope;
+use switchboard_core::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
+use switchboard_core::ids::EventId;
+use switchboard_core::integration::{Integration, Integrations};
+use switchboard_core::mapping::Scope;
 use transform::pipeline::{RouteOutcome, run_route};
 
 // As in the transform binary.

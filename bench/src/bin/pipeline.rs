@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use switchboard_cli::dev::{DevOptions, DevStack};
 use switchboard_cli::emulator::free_port;
 use switchboard_cli::resources::TEMPLATE_SETTINGS;
-use switchboard_shared::secret::SecretString;
+use switchboard_core::secret::SecretString;
 use tokio::net::TcpListener;
 
 const SIGNING: &str = "whsec_c3dpdGNoYm9hcmQtYmVuY2gtc2lnbmluZy1rZXk=";

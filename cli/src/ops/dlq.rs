@@ -7,9 +7,9 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use clap::Args;
 use serde::Serialize;
+use switchboard_core::envelope::DeliveryV1;
+use switchboard_core::reason::Reason;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
-use switchboard_shared::envelope::DeliveryV1;
-use switchboard_shared::reason::Reason;
 
 use super::{
     DlqReader, Held, QueueKind, Stack, StackArgs, confirm, failed, paint, progress, tinted_table,
@@ -228,8 +228,8 @@ pub fn render_show(letters: &[DeadLetterRecord]) -> String {
 /// Where the letter's event is archived: exact for an event and for a delivery task (both say
 /// when the event was received), by day prefix for a task written before tasks said so.
 pub fn archive_key(l: &DeadLetterRecord) -> String {
-    use switchboard_shared::archive::key;
-    use switchboard_shared::envelope::{DeliveryMessage, EventMessage};
+    use switchboard_core::archive::key;
+    use switchboard_core::envelope::{DeliveryMessage, EventMessage};
     if let Ok(EventMessage::EventV1(e)) = EventMessage::decode(&l.body) {
         return key(&e.integration, e.received_at, &e.event_id);
     }

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
-use switchboard_shared::archive::{ArchivedEvent, MAX_INLINE_MESSAGE_BYTES};
+use switchboard_core::archive::{ArchivedEvent, MAX_INLINE_MESSAGE_BYTES};
+use switchboard_core::envelope::{EventMessage, EventV1};
+use switchboard_core::integration::{Integration, Integrations};
+use switchboard_core::ports::IdempotencyStore as _;
 use switchboard_shared::aws::DynamoIdempotencyStore;
-use switchboard_shared::envelope::{EventMessage, EventV1};
-use switchboard_shared::integration::{Integration, Integrations};
-use switchboard_shared::ports::IdempotencyStore as _;
 
 use super::{Stack, confirm, failed};
 

@@ -26,27 +26,27 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
-use switchboard_shared::batch::receive_count;
-use switchboard_shared::circuit::{self, Admit, CircuitState, Effect, Transition};
-use switchboard_shared::config::StartError;
-use switchboard_shared::credentials::Credentials;
-use switchboard_shared::dead_letter::{AttemptRecord, DeadLetter, send_dead_letter};
-use switchboard_shared::deadline;
-use switchboard_shared::delivery_policy::{
+use switchboard_core::circuit::{self, Admit, CircuitState, Effect, Transition};
+use switchboard_core::dead_letter::{AttemptRecord, DeadLetter, send_dead_letter};
+use switchboard_core::deadline;
+use switchboard_core::delivery_policy::{
     self, Attempted, Class, Held, Outcome, Settlement, Waiting,
 };
-use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
-use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
-use switchboard_shared::idempotency::{Claim, NewClaim, Status, in_progress_until};
-use switchboard_shared::integration::{Integrations, Outbound, OutboundRoute};
-use switchboard_shared::metrics::Metrics;
-use switchboard_shared::network::NetworkPolicy;
-use switchboard_shared::ports::{
+use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
+use switchboard_core::idempotency::{Claim, NewClaim, Status, in_progress_until};
+use switchboard_core::integration::{Integrations, Outbound, OutboundRoute};
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::ports::{
     AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
     SecretStore, Visibility,
 };
-use switchboard_shared::reason::Reason;
-use switchboard_shared::secrets::{PREVIOUS_GRACE, SecretsCache};
+use switchboard_core::reason::Reason;
+use switchboard_core::secrets::{PREVIOUS_GRACE, SecretsCache};
+use switchboard_shared::batch::receive_count;
+use switchboard_shared::config::StartError;
+use switchboard_shared::credentials::Credentials;
+use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
+use switchboard_shared::metrics::Metrics;
 use tracing::Instrument;
 
 /// The ports deliver uses.
@@ -953,7 +953,7 @@ where
         let idempotency_key = format!("{}:{}", task.event_id, task.route);
         if let Some(sign) = &route.deliver.sign {
             let keys = self.credentials.signing_keys(sign).await?;
-            let headers = switchboard_shared::verify::sign_standard_webhooks(
+            let headers = switchboard_core::verify::sign_standard_webhooks(
                 &keys,
                 &idempotency_key,
                 Utc::now().timestamp(),

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use aws_lambda_events::sqs::SqsEvent;
 use deliver::handler::{Deliver, Ports};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use switchboard_core::integration::{Integrations, Outbound};
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::aws::{self, DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
 use switchboard_shared::config::DeliverConfig;
-use switchboard_shared::integration::{Integrations, Outbound};
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::network::NetworkPolicy;
-use switchboard_shared::secrets::SecretsCache;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -9,18 +9,18 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
-use switchboard_shared::archive::{self, ArchivedEvent, ArchivedEventV1, MAX_INLINE_MESSAGE_BYTES};
-use switchboard_shared::envelope::{EventMessage, EventV1, is_sensitive_header};
-use switchboard_shared::idempotency::{Claim, NewClaim, Status, in_progress_until};
-use switchboard_shared::ids::EventId;
-use switchboard_shared::integration::{Inbound, Integrations};
+use switchboard_core::archive::{self, ArchivedEvent, ArchivedEventV1, MAX_INLINE_MESSAGE_BYTES};
+use switchboard_core::envelope::{EventMessage, EventV1, is_sensitive_header};
+use switchboard_core::idempotency::{Claim, NewClaim, Status, in_progress_until};
+use switchboard_core::ids::EventId;
+use switchboard_core::integration::{Inbound, Integrations};
+use switchboard_core::ports::{Archive, IdempotencyStore, Queue, SecretStore};
+use switchboard_core::secrets::SecretsCache;
+use switchboard_core::verify::{Scheme, SignedRequest, VerifyError, verify};
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::ports::{Archive, IdempotencyStore, Queue, SecretStore};
-use switchboard_shared::secrets::SecretsCache;
-use switchboard_shared::verify::{Scheme, SignedRequest, VerifyError, verify};
 
 use serde_json::value::RawValue;
-use switchboard_shared::integration::Dedupe;
+use switchboard_core::integration::Dedupe;
 
 use crate::request::{BodyKind, Json, Rejection, body_kind, decode_body, dedupe_id, dedupe_key};
 

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use ingest::apigw::Sanitized;
 use ingest::handler::{Ingest, Ports};
 use lambda_http::{Error, Request, service_fn};
+use switchboard_core::integration::{Inbound, Integrations};
+use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::aws::{
     self, DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue,
 };
 use switchboard_shared::config::IngestConfig;
-use switchboard_shared::integration::{Inbound, Integrations};
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::secrets::SecretsCache;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

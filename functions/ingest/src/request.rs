@@ -4,8 +4,8 @@
 use http::{HeaderMap, StatusCode};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use switchboard_shared::integration::Dedupe;
-use switchboard_shared::verify::Scheme;
+use switchboard_core::integration::Dedupe;
+use switchboard_core::verify::Scheme;
 
 /// A request refused, with what the sender is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +182,7 @@ pub fn dedupe_id(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use switchboard_shared::mapping::{Limits, Mapping};
+    use switchboard_core::mapping::{Limits, Mapping};
 
     use super::*;
 

@@ -19,11 +19,11 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::ports::{AwsError, RotationStore};
+use switchboard_core::secret::{SecretString, TypedSecret, WebhookSecret};
 use switchboard_shared::http::GuardedHttp;
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::network::NetworkPolicy;
-use switchboard_shared::ports::{AwsError, RotationStore};
-use switchboard_shared::secret::{SecretString, TypedSecret, WebhookSecret};
 
 /// What Secrets Manager sends.
 #[derive(Debug, Clone, Deserialize)]
@@ -339,7 +339,7 @@ impl<S: RotationStore> Rotate<S> {
         &self,
         id: &str,
         token: &str,
-        versions: &switchboard_shared::ports::SecretVersions,
+        versions: &switchboard_core::ports::SecretVersions,
     ) -> Result<(), RotateError> {
         let Some(current) = versions.version_with(CURRENT) else {
             return Err(RotateError::Refused(format!(

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let handler = Arc::new(Rotate::new(
         SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
         Metrics::Stdout,
-        switchboard_shared::network::NetworkPolicy::DEPLOYED,
+        switchboard_core::network::NetworkPolicy::DEPLOYED,
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RotationEvent>| {
         let handler = Arc::clone(&handler);

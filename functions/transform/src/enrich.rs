@@ -3,15 +3,15 @@
 //! later steps and the routes.
 
 use serde_json::Value;
+use switchboard_core::deadline;
+use switchboard_core::integration::{EnrichStep, OnMissing};
+use switchboard_core::mapping::Scope;
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::ports::SecretStore;
+use switchboard_core::reason::Reason;
+use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::credentials::Credentials;
-use switchboard_shared::deadline;
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
-use switchboard_shared::integration::{EnrichStep, OnMissing};
-use switchboard_shared::mapping::Scope;
-use switchboard_shared::network::NetworkPolicy;
-use switchboard_shared::ports::SecretStore;
-use switchboard_shared::reason::Reason;
-use switchboard_shared::secrets::SecretsCache;
 
 /// How enrichment ended, when it did not produce results.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub struct Enricher<K> {
 }
 
 /// The longest any single enrichment call may take (definitions are refused beyond it).
-const MAX_TIMEOUT: std::time::Duration = switchboard_shared::integration::MAX_ENRICH_TIMEOUT;
+const MAX_TIMEOUT: std::time::Duration = switchboard_core::integration::MAX_ENRICH_TIMEOUT;
 
 impl<K: SecretStore> Enricher<K> {
     /// An enricher reading credentials through `secrets`, calling where `network` allows.
@@ -248,10 +248,10 @@ mod tests {
 
     use axum::http::StatusCode;
     use serde_json::json;
-    use switchboard_shared::integration::Auth;
-    use switchboard_shared::ports::AwsError;
-    use switchboard_shared::secret::SecretString;
-    use switchboard_shared::url_template::UrlTemplate;
+    use switchboard_core::integration::Auth;
+    use switchboard_core::ports::AwsError;
+    use switchboard_core::secret::SecretString;
+    use switchboard_core::url_template::UrlTemplate;
 
     use super::*;
 
@@ -266,7 +266,7 @@ mod tests {
         async fn get_stages(
             &self,
             id: &str,
-        ) -> Result<switchboard_shared::ports::SecretStages, AwsError> {
+        ) -> Result<switchboard_core::ports::SecretStages, AwsError> {
             panic!("no secret should be read, asked for {id}")
         }
     }
@@ -350,7 +350,7 @@ mod tests {
             timeout: Duration::from_millis(300),
             on_missing,
             access: Default::default(),
-            max_response_bytes: switchboard_shared::integration::DEFAULT_ENRICH_RESPONSE_BYTES,
+            max_response_bytes: switchboard_core::integration::DEFAULT_ENRICH_RESPONSE_BYTES,
         }
     }
 

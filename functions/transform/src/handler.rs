@@ -16,18 +16,18 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use switchboard_shared::archive::ArchivedEvent;
+use switchboard_core::archive::ArchivedEvent;
+use switchboard_core::dead_letter::{DeadLetter, send_dead_letter};
+use switchboard_core::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
+use switchboard_core::integration::{Integration, Integrations, Route};
+use switchboard_core::mapping::Scope;
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::ports::{Archive, DeadLetterQueue, Queue, SecretStore};
+use switchboard_core::reason::Reason;
+use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::batch::receive_count;
 use switchboard_shared::config::StartError;
-use switchboard_shared::dead_letter::{DeadLetter, send_dead_letter};
-use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
-use switchboard_shared::integration::{Integration, Integrations, Route};
-use switchboard_shared::mapping::Scope;
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::network::NetworkPolicy;
-use switchboard_shared::ports::{Archive, DeadLetterQueue, Queue, SecretStore};
-use switchboard_shared::reason::Reason;
-use switchboard_shared::secrets::SecretsCache;
 use tracing::Instrument;
 
 use crate::enrich::{EnrichError, Enricher};

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use switchboard_core::integration::{Integration, Integrations};
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::aws::{self, S3Archive, SecretsManagerStore, SqsQueue};
 use switchboard_shared::config::TransformConfig;
-use switchboard_shared::integration::{Integration, Integrations};
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::network::NetworkPolicy;
-use switchboard_shared::secrets::SecretsCache;
 use transform::handler::{Ports, Transform};
 
 // The mapping engine allocates per value (reference-counted strings, index maps): with mimalloc

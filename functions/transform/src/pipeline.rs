@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use switchboard_shared::contract;
-use switchboard_shared::integration::Route;
-use switchboard_shared::mapping::Scope;
-use switchboard_shared::reason::Reason;
+use switchboard_core::contract;
+use switchboard_core::integration::Route;
+use switchboard_core::mapping::Scope;
+use switchboard_core::reason::Reason;
 
 /// What a route makes of an event.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,10 +8,10 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::aws_error;
-use crate::circuit::CircuitState;
-use crate::dead_letter::AttemptRecord;
-use crate::idempotency::{Claim, NewClaim, Record, Status};
-use crate::ports::{AttemptLog, AwsError, CircuitStore, IdempotencyStore, RateLimiter};
+use switchboard_core::circuit::CircuitState;
+use switchboard_core::dead_letter::AttemptRecord;
+use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
+use switchboard_core::ports::{AttemptLog, AwsError, CircuitStore, IdempotencyStore, RateLimiter};
 
 /// The attribute names, as Powertools spells them.
 const KEY: &str = "id";
@@ -286,7 +286,7 @@ impl DynamoIdempotencyStore {
     pub async fn is_completed(&self, key: &str) -> Result<bool, AwsError> {
         let now = chrono::Utc::now().timestamp();
         Ok(self.read(key).await?.is_some_and(|r| {
-            r.status == crate::idempotency::Status::Completed && r.expires_at > now
+            r.status == switchboard_core::idempotency::Status::Completed && r.expires_at > now
         }))
     }
 

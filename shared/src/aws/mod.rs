@@ -24,7 +24,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::ports::AwsError;
+use switchboard_core::ports::AwsError;
 
 /// The SDK configuration for a function (region, credentials, and `AWS_ENDPOINT_URL` when it
 /// points at a local emulator).

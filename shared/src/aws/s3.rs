@@ -4,7 +4,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::aws_error;
-use crate::ports::{Archive, AwsError};
+use switchboard_core::ports::{Archive, AwsError};
 
 /// One bucket.
 #[derive(Debug, Clone)]

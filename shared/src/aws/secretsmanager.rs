@@ -3,8 +3,8 @@
 use aws_sdk_secretsmanager::Client;
 
 use super::aws_error;
-use crate::ports::{AwsError, RotationStore, SecretStages, SecretStore, SecretVersions};
-use crate::secret::SecretString;
+use switchboard_core::ports::{AwsError, RotationStore, SecretStages, SecretStore, SecretVersions};
+use switchboard_core::secret::SecretString;
 
 /// Reads secrets' values by version stage.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::aws_error;
-use crate::dead_letter::DeadLetter;
-use crate::ports::{AwsError, DeadLetterQueue, Queue, Visibility};
+use switchboard_core::dead_letter::DeadLetter;
+use switchboard_core::ports::{AwsError, DeadLetterQueue, Queue, Visibility};
 
 /// SQS caps a message (body and attributes) at 256 KiB; a reason needs far less.
 const MAX_REASON_MESSAGE_CHARS: usize = 1024;
@@ -168,7 +168,7 @@ pub struct DeadLetterRecord {
     pub integration: String,
     /// The route at fault, when one is.
     pub route: Option<String>,
-    /// Why: the [`crate::reason::Reason`] written with it (kept as text: a letter written by
+    /// Why: the [`switchboard_core::reason::Reason`] written with it (kept as text: a letter written by
     /// another version may carry one this one does not know).
     pub reason: String,
     /// What went wrong, for a human.
@@ -222,7 +222,7 @@ impl DeadLetterRecord {
             route: attribute("route").or_else(|| from_body("route")),
             // None written: SQS's redrive policy moved it (no function settled it).
             reason: attribute("reason")
-                .unwrap_or_else(|| crate::reason::Reason::RedrivePolicy.as_str().to_string()),
+                .unwrap_or_else(|| switchboard_core::reason::Reason::RedrivePolicy.as_str().to_string()),
             message: attribute("message").unwrap_or_default(),
             last_status: attribute("last_status").and_then(|s| s.parse().ok()),
             attempts: attribute("attempts")

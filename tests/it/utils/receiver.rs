@@ -36,18 +36,18 @@ impl Received {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
             .collect();
-        let request = switchboard_shared::verify::SignedRequest {
+        let request = switchboard_core::verify::SignedRequest {
             method: "POST",
             url: "",
             headers: &headers,
             body: &self.raw,
         };
-        switchboard_shared::verify::verify(
-            &switchboard_shared::verify::Scheme::StandardWebhooks,
-            &[switchboard_shared::secret::SecretString::new(key)],
+        switchboard_core::verify::verify(
+            &switchboard_core::verify::Scheme::StandardWebhooks,
+            &[switchboard_core::secret::SecretString::new(key)],
             &request,
             chrono::Utc::now().timestamp(),
-            switchboard_shared::verify::DEFAULT_TOLERANCE_SECS,
+            switchboard_core::verify::DEFAULT_TOLERANCE_SECS,
         )
         .is_ok()
     }

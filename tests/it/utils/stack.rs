@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use switchboard_cli::dev::{DevOptions, DevStack};
 use switchboard_cli::emulator::{Emulator, free_port};
 use switchboard_cli::resources::QueueSettings;
-use switchboard_shared::secret::SecretString;
+use switchboard_core::secret::SecretString;
 
 pub const SIGNING_SECRET: &str = "whsec_dGVzdC1zaWduaW5nLWtleS1mb3ItZTJl";
 pub const TOKEN: &str = "t0ken-for-the-destination";
@@ -183,7 +183,7 @@ impl TestStack {
         age_secs: i64,
     ) -> Vec<(String, String)> {
         let definition = switchboard_cli::send::integration(&self.dir, integration).unwrap();
-        let mut headers = switchboard_shared::verify::sign(
+        let mut headers = switchboard_core::verify::sign(
             &definition.source.scheme,
             &SecretString::new(secret),
             "POST",

@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
-use switchboard_shared::circuit::CircuitState;
-use switchboard_shared::dead_letter::AttemptRecord;
-use switchboard_shared::envelope::{DeliveryMessage, DeliveryV1};
-use switchboard_shared::ids::EventId;
-use switchboard_shared::integration::{Integrations, Outbound};
+use switchboard_core::circuit::CircuitState;
+use switchboard_core::dead_letter::AttemptRecord;
+use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
+use switchboard_core::ids::EventId;
+use switchboard_core::integration::{Integrations, Outbound};
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::ports::AttemptLog;
+use switchboard_core::reason::Reason;
+use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::memory::{MemoryQueue, MemorySecrets, MemoryTable};
 use switchboard_shared::metrics::Metrics;
-use switchboard_shared::network::NetworkPolicy;
-use switchboard_shared::ports::AttemptLog;
-use switchboard_shared::reason::Reason;
-use switchboard_shared::secrets::SecretsCache;
 
 use super::{Deliver, Ports};
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use jsonata_core::value::JValue;
 use serde_json::Value;
-use switchboard_shared::mapping::{Limits, Mapping, jvalue_to_json};
+use switchboard_core::mapping::{Limits, Mapping, jvalue_to_json};
 
 /// Cases skipped, by file, with the reason.
 const SKIPPED: &[(&str, &str)] = &[

@@ -79,10 +79,7 @@ impl WebhookSecret {
     /// A fresh key: 32 random bytes from the system's secure source, as `whsec_<base64>`.
     pub fn generate() -> Result<SecretString, &'static str> {
         let mut key = [0u8; 32];
-        rustls::crypto::aws_lc_rs::default_provider()
-            .secure_random
-            .fill(&mut key)
-            .map_err(|_| "no secure random source")?;
+        getrandom::fill(&mut key).map_err(|_| "no secure random source")?;
         Ok(SecretString::new(format!("whsec_{}", STANDARD.encode(key))))
     }
 }

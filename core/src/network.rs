@@ -190,30 +190,15 @@ fn is_loopback_host(host: &Host<&str>) -> bool {
     }
 }
 
-/// A resolver that drops every refused address a name resolves to, and refuses the name when
-/// none is left. reqwest asks it for every new connection, so a name that later resolves
-/// elsewhere (DNS rebinding) is checked again.
+/// What a resolver keeps of what a name resolves to: every allowed address, or none and why.
+/// The HTTP client's resolver (`switchboard_shared::http`) asks it for every new connection,
+/// so a name that later resolves elsewhere (DNS rebinding) is checked again.
 #[derive(Debug, Clone, Copy)]
 pub struct GuardedResolver {
     /// The function-wide rule.
     pub policy: NetworkPolicy,
     /// What the route or step opted into.
     pub access: Access,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let guard = *self;
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            guard
-                .filter(&host, resolved)
-                .map(|addrs| Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        })
-    }
 }
 
 impl GuardedResolver {
@@ -411,29 +396,5 @@ mod tests {
             e.to_string().contains("10.0.0.1 is a private address"),
             "{e}"
         );
-    }
-
-    #[tokio::test]
-    async fn a_name_resolving_to_loopback_is_refused_after_resolution() {
-        use reqwest::dns::Resolve as _;
-        let guard = GuardedResolver {
-            policy: DEPLOYED,
-            access: NONE,
-        };
-        let name: reqwest::dns::Name = "localhost".parse().unwrap();
-        let e = match guard.resolve(name).await {
-            Ok(_) => panic!("localhost resolved to an allowed address"),
-            Err(e) => e,
-        };
-        assert!(
-            matches!(blocked_in(e.as_ref()), Some(Blocked::Resolved { .. })),
-            "{e}"
-        );
-        let local = GuardedResolver {
-            policy: NetworkPolicy::LOCAL,
-            access: NONE,
-        };
-        let name: reqwest::dns::Name = "localhost".parse().unwrap();
-        assert!(local.resolve(name).await.is_ok());
     }
 }
