@@ -1,0 +1,358 @@
+//! Loading a whole definition file, part by part, each error naming its file and field.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::contract::Contract;
+use crate::mapping::{Limits, Mapping};
+use crate::network::{self, Access};
+use crate::url_template::UrlTemplate;
+
+use super::*;
+
+/// A [`DefinitionError`] for a field of a file.
+pub(super) fn error(file: &Path, field: &str, message: String) -> DefinitionError {
+    DefinitionError {
+        file: file.to_path_buf(),
+        field: field.to_string(),
+        message,
+    }
+}
+
+/// An error for a field of a route (`routes[1].deliver.url`), naming the route.
+pub(super) fn route_error(
+    file: &Path,
+    i: usize,
+    route: &str,
+    field: &str,
+    m: String,
+) -> DefinitionError {
+    error(
+        file,
+        &format!("routes[{i}].{field}"),
+        format!("route `{route}`: {m}"),
+    )
+}
+
+/// Reads a definition file into one of its shapes; an unknown key names the file and the key.
+pub(super) fn read<T: DeserializeOwned>(file: &Path) -> Result<T, DefinitionError> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| error(file, "", format!("cannot read: {e}")))?;
+    let de = serde_norway::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        error(file, &field, e.into_inner().to_string())
+    })
+}
+
+/// The integration's id: `id`, or the file's stem.
+pub(super) fn definition_id(file: &Path, id: Option<String>) -> Result<String, DefinitionError> {
+    let id = id.unwrap_or_else(|| {
+        file.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string()
+    });
+    if !valid_id(&id) {
+        return Err(error(
+            file,
+            "id",
+            format!(
+                "`{id}` is not a valid id: use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+            ),
+        ));
+    }
+    Ok(id)
+}
+
+/// Checks route `i`'s id against the ids of the routes before it.
+pub(super) fn route_id<'a>(
+    file: &Path,
+    i: usize,
+    id: &str,
+    mut before: impl Iterator<Item = &'a str>,
+) -> Result<(), DefinitionError> {
+    let at = format!("routes[{i}].id");
+    if !valid_id(id) {
+        return Err(error(file, &at, format!("`{id}` is not a valid route id")));
+    }
+    if before.any(|other| other == id) {
+        return Err(error(file, &at, format!("route id `{id}` is used twice")));
+    }
+    Ok(())
+}
+
+/// Loads and validates one definition file, whole.
+pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
+    let def: IntegrationFile = read(file)?;
+    let id = definition_id(file, def.id)?;
+    let source = source(def.source).map_err(|(field, message)| error(file, &field, message))?;
+    if def.routes.is_empty() {
+        return Err(error(file, "routes", "at least one route is needed".into()));
+    }
+    let mut enrich: Vec<EnrichStep> = Vec::with_capacity(def.enrich.len());
+    for (i, step) in def.enrich.into_iter().enumerate() {
+        let step = enrich_step(step, &enrich, &|f: &str, m| {
+            error(file, &format!("enrich[{i}].{f}"), m)
+        })?;
+        enrich.push(step);
+    }
+    let mut routes: Vec<Route> = Vec::with_capacity(def.routes.len());
+    for (i, r) in def.routes.into_iter().enumerate() {
+        route_id(file, i, &r.id, routes.iter().map(|o| o.id.as_str()))?;
+        routes.push(route(file, i, r)?);
+    }
+    Ok(Integration {
+        id,
+        file: file.to_path_buf(),
+        source,
+        enrich,
+        routes,
+    })
+}
+
+/// One enrichment step, validated against the steps before it; `err` places an error at a
+/// field of the step.
+fn enrich_step(
+    step: EnrichFile,
+    before: &[EnrichStep],
+    err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<EnrichStep, DefinitionError> {
+    if !valid_id(&step.name) || step.name.contains('-') {
+        return Err(err(
+            "name",
+            format!(
+                "`{}` is not a valid step name: use a-z, 0-9 and '_' (it is read as $enriched.{})",
+                step.name, step.name
+            ),
+        ));
+    }
+    if before.iter().any(|other| other.name == step.name) {
+        return Err(err(
+            "name",
+            format!("step name `{}` is used twice", step.name),
+        ));
+    }
+    let url = UrlTemplate::parse(&step.url).map_err(|m| err("url", m))?;
+    let access = Access {
+        allow_private_network: step.allow_private_network,
+        allow_http: step.allow_http,
+    };
+    network::check_literal(url.fixed(), access).map_err(|b| err("url", b.to_string()))?;
+    step.auth.validate().map_err(|m| err("auth", m))?;
+    let timeout = match step.timeout {
+        Some(t) => t.parse().map_err(|m| err("timeout", m))?,
+        None => DEFAULT_ENRICH_TIMEOUT,
+    };
+    if timeout > MAX_ENRICH_TIMEOUT || timeout.is_zero() {
+        return Err(err(
+            "timeout",
+            format!(
+                "must be more than 0 and at most {}s (transform's function timeout must outlast it)",
+                MAX_ENRICH_TIMEOUT.as_secs()
+            ),
+        ));
+    }
+    let max_response_bytes = match step.max_response_bytes {
+        Some(0) => return Err(err("max_response_bytes", "must be at least 1".into())),
+        Some(n) => n,
+        None => DEFAULT_ENRICH_RESPONSE_BYTES,
+    };
+    Ok(EnrichStep {
+        name: step.name,
+        url,
+        auth: step.auth,
+        timeout,
+        on_missing: step.on_missing,
+        access,
+        max_response_bytes,
+    })
+}
+
+/// Route `i`: its `when`, mapping (inline or a `.jsonata` file beside the definition),
+/// contract and `deliver`.
+fn route(file: &Path, i: usize, r: RouteFile) -> Result<Route, DefinitionError> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let route_err = |f: &str, m: String| route_error(file, i, &r.id, f, m);
+    let expression = |f: &str, text: &str| {
+        Mapping::parse(text, Limits::default())
+            .map_err(|e| route_err(f, format!("the JSONata expression does not parse: {e}")))
+    };
+    let when = r
+        .when
+        .as_deref()
+        .map(|w| expression("when", w))
+        .transpose()?;
+    let source = mapping_source(dir, &r.map).map_err(|m| route_err("map", m))?;
+    let mapping = expression("map", &source)?;
+    let contract = r
+        .contract
+        .as_ref()
+        .map(|c| contract(dir, c))
+        .transpose()
+        .map_err(|m| route_err("contract", m))?;
+    let deliver = deliver(&r.deliver, &route_err)?;
+    Ok(Route {
+        id: r.id,
+        when,
+        mapping,
+        map_request: r.map_request,
+        contract,
+        deliver,
+    })
+}
+
+/// A route's `deliver`, validated; `route_err` places an error at a field of the route.
+pub(super) fn deliver(
+    def: &DeliverFile,
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<Deliver, DefinitionError> {
+    let url = Url::parse(&def.url)
+        .map_err(|e| route_err("deliver.url", format!("`{}` is not a URL: {e}", def.url)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(route_err(
+            "deliver.url",
+            "the URL must be http or https, with a host".into(),
+        ));
+    }
+    let access = Access {
+        allow_private_network: def.allow_private_network,
+        allow_http: def.allow_http,
+    };
+    network::check_literal(&url, access).map_err(|b| route_err("deliver.url", b.to_string()))?;
+    def.auth
+        .validate()
+        .map_err(|m| route_err("deliver.auth", m))?;
+    let retry = match &def.retry {
+        None => crate::delivery_policy::DEFAULT_SCHEDULE.to_vec(),
+        Some(delays) => delays
+            .iter()
+            .map(|d| {
+                d.parse().and_then(|d| {
+                    if d <= crate::delivery_policy::MAX_VISIBILITY {
+                        Ok(d)
+                    } else {
+                        Err("a retry delay cannot exceed 12h (SQS's longest visibility)".into())
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|m| route_err("deliver.retry", m))?,
+    };
+    // Every retry waits in the deliveries queue: a schedule that could outlive the queue's
+    // retention would lose the task to SQS's expiry instead of the DLQ.
+    let longest: std::time::Duration = retry
+        .iter()
+        .map(|d| d.mul_f64(1.0 + crate::delivery_policy::JITTER))
+        .sum();
+    if longest >= QUEUE_RETENTION {
+        return Err(route_err(
+            "deliver.retry",
+            format!(
+                "the schedule may take {} h with its jitter; the deliveries queue keeps a message {} days",
+                longest.as_secs() / 3600,
+                QUEUE_RETENTION.as_secs() / 86_400
+            ),
+        ));
+    }
+    let duration = |d: &Option<DurationText>, field: &str, default| {
+        let d = match d {
+            Some(d) => d.parse().map_err(|m| route_err(field, m))?,
+            None => default,
+        };
+        if d.is_zero() {
+            return Err(route_err(field, "must be longer than zero".into()));
+        }
+        Ok(d)
+    };
+    let timeout = duration(&def.timeout, "deliver.timeout", DEFAULT_DELIVERY_TIMEOUT)?;
+    let connect_timeout = duration(&def.connect_timeout, "deliver.connect_timeout", timeout)?;
+    let defaults = CircuitSettings::default();
+    let circuit = match &def.circuit {
+        None => defaults,
+        Some(c) => CircuitSettings {
+            failures: match c.failures {
+                Some(0) => {
+                    return Err(route_err(
+                        "deliver.circuit.failures",
+                        "must be at least 1".into(),
+                    ));
+                }
+                Some(n) => n,
+                None => defaults.failures,
+            },
+            cool_down: duration(
+                &c.cool_down,
+                "deliver.circuit.cool_down",
+                defaults.cool_down,
+            )?,
+        },
+    };
+    if def.limits.max_per_second == Some(0) || def.limits.max_concurrency == Some(0) {
+        return Err(route_err(
+            "deliver.limits",
+            "a limit must be at least 1 (leave it out for none)".into(),
+        ));
+    }
+    let sign = match &def.sign {
+        None => None,
+        Some(s) => Some(Signing {
+            secret: s.secret.clone(),
+            previous_grace: match &s.previous_grace {
+                None => crate::secrets::PREVIOUS_GRACE,
+                Some(g) => g
+                    .parse()
+                    .map_err(|m| route_err("deliver.sign.previous_grace", m))?,
+            },
+        }),
+    };
+    Ok(Deliver {
+        url,
+        auth: def.auth.clone(),
+        retry,
+        sign,
+        timeout,
+        connect_timeout,
+        limits: def.limits,
+        circuit,
+        access,
+    })
+}
+
+/// Compiles a route's contract: inline, or a JSON (or YAML) schema file beside the definition.
+pub(super) fn contract(dir: &Path, def: &ContractFile) -> Result<Contract, String> {
+    match def {
+        ContractFile::Inline(schema) => Contract::compile(schema),
+        ContractFile::Path(path) => {
+            let full = dir.join(path);
+            let text = std::fs::read_to_string(&full)
+                .map_err(|e| format!("cannot read schema file {}: {e}", full.display()))?;
+            let schema: serde_json::Value = serde_norway::from_str(&text)
+                .map_err(|e| format!("schema file {} is not JSON: {e}", full.display()))?;
+            Contract::compile(&schema).map_err(|m| format!("{}: {m}", full.display()))
+        }
+    }
+}
+
+/// `map` is inline JSONata, or the path (relative to the definition) of a `.jsonata` file.
+pub(super) fn mapping_source(dir: &Path, map: &str) -> Result<String, String> {
+    let trimmed = map.trim();
+    if trimmed.ends_with(".jsonata") && !trimmed.contains('\n') {
+        let path = dir.join(trimmed);
+        return std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read mapping file {}: {e}", path.display()));
+    }
+    Ok(map.to_string())
+}
+
+pub(super) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+}

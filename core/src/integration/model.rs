@@ -1,0 +1,310 @@
+//! The integration model: what a loaded, validated definition is.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::contract::Contract;
+use crate::mapping::Mapping;
+use crate::network::Access;
+use crate::url_template::UrlTemplate;
+use crate::verify::Scheme;
+
+/// The longest answer an enrichment step reads when it sets no `max_response_bytes` (1 MiB).
+pub const DEFAULT_ENRICH_RESPONSE_BYTES: usize = 1024 * 1024;
+/// The request body limit when an integration sets none (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most events one request's `split` may yield when an integration sets no `split_max`.
+pub const DEFAULT_SPLIT_MAX: usize = 100;
+/// How long a provider event id is remembered when an integration sets nothing (7 days).
+pub const DEFAULT_DEDUPE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// A loaded, validated integration.
+#[derive(Debug)]
+pub struct Integration {
+    /// Its id: the last segment of its webhook URL (`/webhooks/{id}`).
+    pub id: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// How its webhooks are received: verification, dedupe, split, limits.
+    pub source: Source,
+    /// API calls made before mapping, in order; each result is bound as `$enriched.<name>`.
+    pub enrich: Vec<EnrichStep>,
+    /// Where each event goes.
+    pub routes: Vec<Route>,
+}
+
+/// What ingest runs of an integration: its id and how its webhooks are received. Loading this
+/// view compiles no mapping, contract or URL template of the routes.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Its id: the last segment of its webhook URL (`/webhooks/{id}`).
+    pub id: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// How its webhooks are received: verification, dedupe, split, limits.
+    pub source: Source,
+}
+
+/// What deliver runs of an integration: where and how each route's requests go. Loading this
+/// view compiles no expression or contract.
+#[derive(Debug)]
+pub struct Outbound {
+    /// Its id.
+    pub id: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// Each route's destination, by route id.
+    pub routes: Vec<OutboundRoute>,
+}
+
+/// A route as deliver sees it.
+#[derive(Debug)]
+pub struct OutboundRoute {
+    /// Unique within the integration.
+    pub id: String,
+    /// Where and how the mapped request is sent.
+    pub deliver: Deliver,
+}
+
+/// The longest an enrichment step's `timeout` may be: transform's function timeout (30 s in the
+/// template, checked by a test) must outlast it with room for the rest of the event.
+pub const MAX_ENRICH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The longest an enrichment call may take when its step sets no `timeout`.
+pub const DEFAULT_ENRICH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One enrichment call: the webhook says "something changed", the API says what.
+#[derive(Debug)]
+pub struct EnrichStep {
+    /// The result is bound as `$enriched.<name>`.
+    pub name: String,
+    /// The URL, filled from the event (placeholders only in the path and query).
+    pub url: UrlTemplate,
+    /// How the call authenticates.
+    pub auth: Auth,
+    /// The longest the call may take.
+    pub timeout: std::time::Duration,
+    /// What a 404 means.
+    pub on_missing: OnMissing,
+    /// What the network guard lets the call reach besides public https.
+    pub access: Access,
+    /// Longer answers are refused (`enrich_invalid_response`) without reading the rest.
+    pub max_response_bytes: usize,
+}
+
+/// What an enrichment step does when the record is not there (404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMissing {
+    /// Nothing to do for this event: no route runs, nothing is delivered.
+    Skip,
+    /// The event goes to the events DLQ with reason `enrich_not_found`.
+    Fail,
+}
+
+/// How an integration's webhooks are received.
+#[derive(Debug)]
+pub struct Source {
+    /// The signature scheme.
+    pub scheme: Scheme,
+    /// The Secrets Manager id of the signing secret or key (`None` only for `verify: none`).
+    pub secret: Option<String>,
+    /// How far a signed timestamp may be from now.
+    pub tolerance_secs: i64,
+    /// What identifies a provider event for dedupe.
+    pub dedupe: Dedupe,
+    /// How long a provider event id is remembered.
+    pub dedupe_ttl: std::time::Duration,
+    /// Turns one delivery into several events (each element of the result), if set.
+    pub split: Option<Mapping>,
+    /// A split yielding more events than this is refused whole (413 `too_many_events`).
+    pub split_max: usize,
+    /// Larger bodies are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+/// What identifies a provider event, for dedupe. When it yields nothing for an event, the
+/// SHA-256 of the event's body is used.
+#[derive(Debug)]
+pub enum Dedupe {
+    /// A request header (`header.x-github-delivery`).
+    Header(String),
+    /// A JSONata expression over the event body (`id`, `eventId`).
+    Expression(Mapping),
+    /// The body's SHA-256.
+    BodyHash,
+}
+
+/// One destination of an integration's events.
+#[derive(Debug)]
+pub struct Route {
+    /// Unique within the integration.
+    pub id: String,
+    /// A predicate: when it is not true, the route skips the event.
+    pub when: Option<Mapping>,
+    /// The mapping from the event to the request body (or, with `map_request`, the request).
+    pub mapping: Mapping,
+    /// The mapping yields `{"body", "headers", "method", "path"}` rather than a body.
+    pub map_request: bool,
+    /// The JSON Schema the body must satisfy to go out.
+    pub contract: Option<Contract>,
+    /// Where and how the mapped request is sent.
+    pub deliver: Deliver,
+}
+
+/// A route's destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deliver {
+    /// The URL the request is posted to.
+    pub url: Url,
+    /// How the request authenticates.
+    pub auth: Auth,
+    /// The delays before each retry; once exhausted, the deliveries DLQ.
+    pub retry: Vec<std::time::Duration>,
+    /// Outbound Standard Webhooks signing, when set.
+    pub sign: Option<Signing>,
+    /// The longest a request may take, connect to last byte.
+    pub timeout: std::time::Duration,
+    /// The longest the connection may take to open.
+    pub connect_timeout: std::time::Duration,
+    /// How hard the destination may be called, across every concurrent function.
+    pub limits: RateLimits,
+    /// When calls stop because the destination seems down.
+    pub circuit: CircuitSettings,
+    /// What the network guard lets the call reach besides public https.
+    pub access: Access,
+}
+
+/// How a route signs what it sends (Standard Webhooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signing {
+    /// The signing secret's id.
+    pub secret: String,
+    /// How long after a rotation the previous key still signs too (default 24 h, as Svix).
+    pub previous_grace: std::time::Duration,
+}
+
+impl Deliver {
+    /// The destination whose limits and circuit this route shares: scheme, host and port.
+    pub fn destination(&self) -> String {
+        self.url.origin().ascii_serialization()
+    }
+}
+
+/// A destination's rate limits (none by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Requests started per second.
+    pub max_per_second: Option<u32>,
+    /// Requests in flight at once.
+    pub max_concurrency: Option<u32>,
+}
+
+/// A destination's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitSettings {
+    /// Consecutive failures that open the circuit.
+    pub failures: u32,
+    /// How long it stays open before one probe is let through.
+    pub cool_down: std::time::Duration,
+}
+
+/// How long the events and deliveries queues keep a message (14 days, SQS's longest; the
+/// template's `MessageRetentionPeriod`, held by a test).
+pub const QUEUE_RETENTION: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
+/// Requests time out after this long when a route sets no `timeout`.
+pub const DEFAULT_DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        Self {
+            failures: 10,
+            cool_down: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a delivery authenticates to its destination.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Auth {
+    /// No credentials.
+    None,
+    /// `Authorization: Bearer <token>`, the token in the named secret.
+    Bearer {
+        /// Secrets Manager secret id.
+        secret: String,
+    },
+    /// The key in a header of the destination's choosing (`X-Shopify-Access-Token`).
+    ApiKey {
+        /// The header.
+        header: String,
+        /// Secrets Manager secret id of the key.
+        secret: String,
+    },
+    /// HTTP Basic; the secret holds `user:password` or `{"username": .., "password": ..}`.
+    Basic {
+        /// Secrets Manager secret id.
+        secret: String,
+    },
+    /// OAuth 2.0 client credentials: the secret holds `{"type":
+    /// "oauth2-client-credentials", "token_url", "client_id", "client_secret", "scope"}`; the
+    /// access token obtained with it is sent as a bearer and cached until shortly before it
+    /// expires.
+    Oauth2ClientCredentials {
+        /// Secrets Manager secret id of the client record.
+        secret: String,
+    },
+}
+
+impl Auth {
+    /// The secret this auth reads, if any.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            Auth::None => None,
+            Auth::Bearer { secret }
+            | Auth::ApiKey { secret, .. }
+            | Auth::Basic { secret }
+            | Auth::Oauth2ClientCredentials { secret } => Some(secret),
+        }
+    }
+
+    /// Checks what serde cannot: a header name that HTTP accepts.
+    pub(super) fn validate(&self) -> Result<(), String> {
+        match self {
+            Auth::ApiKey { header, .. } => http::HeaderName::from_bytes(header.as_bytes())
+                .map(|_| ())
+                .map_err(|_| format!("`{header}` is not a valid header name")),
+            Auth::None
+            | Auth::Bearer { .. }
+            | Auth::Basic { .. }
+            | Auth::Oauth2ClientCredentials { .. } => Ok(()),
+        }
+    }
+}
+
+/// A definition that cannot be used, naming the file and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct DefinitionError {
+    /// The file at fault.
+    pub file: PathBuf,
+    /// The field at fault (`routes[0].deliver.url`), empty for the whole file.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
