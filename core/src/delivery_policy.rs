@@ -62,7 +62,7 @@ pub enum Class {
 pub fn classify(outcome: Outcome) -> Class {
     match outcome {
         Outcome::Status(200..=299) => Class::Delivered,
-        Outcome::Status(408 | 425 | 429 | 500..=599) => Class::Retryable,
+        Outcome::Status(s) if retryable_status(s) => Class::Retryable,
         Outcome::Status(410) => Class::Permanent {
             opens_circuit: true,
         },
@@ -74,6 +74,12 @@ pub fn classify(outcome: Outcome) -> Class {
             opens_circuit: false,
         },
     }
+}
+
+/// The answers worth asking again later, for deliveries and enrichment calls alike: 408, 425,
+/// 429 and every 5xx.
+pub fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500..=599)
 }
 
 /// The delay before the next attempt after attempt `attempt` (1-based, SQS's receive count)

@@ -3,6 +3,7 @@
 //! they expire, and outbound signing keys. Shared by enrichment (transform) and delivery.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,31 @@ impl<K: SecretStore> Credentials<K> {
                 request.header(reqwest::header::AUTHORIZATION, bearer(secret, &token)?)
             }
         })
+    }
+
+    /// The one rule for a refused credential, used by enrichment and deliver: `send` once;
+    /// when `refused` says the answer refused the credential (401/403) and `auth` comes from a
+    /// secret, forget it (a fresh read, a new token) and `send` once more, at once. Answers the
+    /// last answer and whether it was a second try.
+    pub async fn sending_refreshed_once<T, E, Fut>(
+        &self,
+        auth: &Auth,
+        mut send: impl FnMut() -> Fut,
+        refused: impl Fn(&T) -> bool,
+    ) -> Result<(T, bool), E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let first = send().await?;
+        if !refused(&first) || auth.secret().is_none() {
+            return Ok((first, false));
+        }
+        self.invalidate(auth).await;
+        tracing::info!(
+            secret = auth.secret(),
+            "credential refused; read afresh and sending once more"
+        );
+        Ok((send().await?, true))
     }
 
     /// Forgets what `auth` was built from (the secret and any token minted with it), after the

@@ -889,22 +889,20 @@ where
         self.metrics.delivery(integration, route, outcome, reason);
     }
 
-    /// Sends; when the destination refuses the credential (401/403), reads it afresh (a new
-    /// secret value, a new token) and sends once more, at once.
+    /// Sends, refreshing a refused credential once ([`Credentials::sending_refreshed_once`]).
     async fn send_refreshing(
         &self,
         task: &DeliveryV1,
         route: &OutboundRoute,
     ) -> Result<Attempt, AuthError> {
-        let attempt = self.send(task, route).await?;
-        if matches!(attempt.outcome, Outcome::Status(401 | 403))
-            && route.deliver.auth.secret().is_some()
-        {
-            self.credentials.invalidate(&route.deliver.auth).await;
-            tracing::info!(event_id = %task.event_id, route = %task.route, "credential refused; read afresh and sending once more");
-            return self.send(task, route).await;
-        }
-        Ok(attempt)
+        self.credentials
+            .sending_refreshed_once(
+                &route.deliver.auth,
+                || self.send(task, route),
+                |a: &Attempt| matches!(a.outcome, Outcome::Status(401 | 403)),
+            )
+            .await
+            .map(|(attempt, _)| attempt)
     }
 
     async fn send(&self, task: &DeliveryV1, route: &OutboundRoute) -> Result<Attempt, AuthError> {

@@ -3,13 +3,13 @@
 //! later steps and the routes.
 
 use serde_json::Value;
-use switchboard_core::deadline;
 use switchboard_core::integration::{EnrichStep, OnMissing};
 use switchboard_core::mapping::Scope;
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::SecretStore;
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
+use switchboard_core::{deadline, delivery_policy};
 use switchboard_shared::credentials::Credentials;
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
 
@@ -104,6 +104,70 @@ impl<K: SecretStore> Enricher<K> {
         Ok(Value::Object(enriched))
     }
 
+    /// One call of a step: not started when it could not finish before the deadline; the
+    /// request through the network guard, with the step's credential.
+    async fn call(
+        &self,
+        step: &EnrichStep,
+        url: &url::Url,
+        deadline_ms: Option<i64>,
+    ) -> Result<reqwest::Response, EnrichError> {
+        let retryable = |message: String| EnrichError::Retryable {
+            step: step.name.clone(),
+            message,
+        };
+        let permanent = |reason, message: String| EnrichError::Permanent {
+            reason,
+            step: step.name.clone(),
+            message,
+        };
+        let timeout = step.timeout.min(MAX_TIMEOUT);
+        // The deliver rule: a call that may not finish before the deadline is not started
+        // (the event comes back through SQS, to a fresh invocation).
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if !deadline::leaves_time(timeout, deadline_ms, now_ms) {
+            let left = deadline_ms.map_or(0, |d| d - now_ms).max(0);
+            return Err(retryable(format!(
+                "not started: {left} ms left before the deadline, the call may take {} ms",
+                timeout.as_millis()
+            )));
+        }
+        let request =
+            match self
+                .http
+                .request(reqwest::Method::GET, url.clone(), timeout, step.access)
+            {
+                Ok(r) => r,
+                Err(RequestError::Blocked(b)) => {
+                    return Err(permanent(
+                        Reason::NetworkRefused,
+                        format!("refused by the network guard: {b}"),
+                    ));
+                }
+                Err(RequestError::Client(e)) => {
+                    return Err(retryable(format!("no HTTP client: {e}")));
+                }
+            };
+        let request = request
+            .header("accept", "application/json")
+            .timeout(timeout);
+        let request = self
+            .credentials
+            .authorize(request, &step.auth)
+            .await
+            .map_err(|e| match e {
+                AuthError::Secret(e) => retryable(e.to_string()),
+                e @ AuthError::Token { .. } => retryable(e.to_string()),
+                e @ AuthError::Blocked { .. } => permanent(Reason::NetworkRefused, e.to_string()),
+                e @ AuthError::Malformed { .. } => permanent(Reason::EnrichFailed, e.to_string()),
+            })?;
+        request.send().await.map_err(|e| match http::blocked(&e) {
+            // The name resolved only to refused addresses.
+            Some(_) => permanent(Reason::NetworkRefused, http::transport_error(&e)),
+            None => retryable(http::transport_error(&e)),
+        })
+    }
+
     async fn step(
         &self,
         step: &EnrichStep,
@@ -123,74 +187,21 @@ impl<K: SecretStore> Enricher<K> {
             url.map_err(|m| permanent(Reason::EnrichUrl, format!("cannot fill the URL: {m}")))?;
         // A 401/403 to a cached credential: read it afresh (and mint a new token) and ask once
         // more, at once; a second refusal stands.
-        let mut refreshed = false;
-        let response = loop {
-            let timeout = step.timeout.min(MAX_TIMEOUT);
-            // The deliver rule: a call that may not finish before the deadline is not started
-            // (the event comes back through SQS, to a fresh invocation).
-            let now_ms = chrono::Utc::now().timestamp_millis();
-            if !deadline::leaves_time(timeout, deadline_ms, now_ms) {
-                let left = deadline_ms.map_or(0, |d| d - now_ms).max(0);
-                return Err(retryable(format!(
-                    "not started: {left} ms left before the deadline, the call may take {} ms",
-                    timeout.as_millis()
-                )));
-            }
-            let request =
-                match self
-                    .http
-                    .request(reqwest::Method::GET, url.clone(), timeout, step.access)
-                {
-                    Ok(r) => r,
-                    Err(RequestError::Blocked(b)) => {
-                        return Err(permanent(
-                            Reason::NetworkRefused,
-                            format!("refused by the network guard: {b}"),
-                        ));
-                    }
-                    Err(RequestError::Client(e)) => {
-                        return Err(retryable(format!("no HTTP client: {e}")));
-                    }
-                };
-            let request = request
-                .header("accept", "application/json")
-                .timeout(timeout);
-            let request = self
-                .credentials
-                .authorize(request, &step.auth)
-                .await
-                .map_err(|e| match e {
-                    AuthError::Secret(e) => retryable(e.to_string()),
-                    e @ AuthError::Token { .. } => retryable(e.to_string()),
-                    e @ AuthError::Blocked { .. } => {
-                        permanent(Reason::NetworkRefused, e.to_string())
-                    }
-                    e @ AuthError::Malformed { .. } => {
-                        permanent(Reason::EnrichFailed, e.to_string())
-                    }
-                })?;
-            let response = request.send().await.map_err(|e| match http::blocked(&e) {
-                // The name resolved only to refused addresses.
-                Some(_) => permanent(Reason::NetworkRefused, http::transport_error(&e)),
-                None => retryable(http::transport_error(&e)),
-            })?;
-            let refused = matches!(response.status().as_u16(), 401 | 403);
-            if refused && step.auth.secret().is_some() {
-                self.credentials.invalidate(&step.auth).await;
-                if !refreshed {
-                    refreshed = true;
-                    continue;
-                }
-                return Err(permanent(
-                    Reason::EnrichUnauthorized,
-                    format!(
-                        "the API answered {} to the credential read afresh",
-                        response.status().as_u16()
-                    ),
-                ));
-            }
-            break response;
-        };
+        let refused = |r: &reqwest::Response| matches!(r.status().as_u16(), 401 | 403);
+        let (response, refreshed) = self
+            .credentials
+            .sending_refreshed_once(&step.auth, || self.call(step, &url, deadline_ms), refused)
+            .await?;
+        if refreshed && refused(&response) {
+            self.credentials.invalidate(&step.auth).await;
+            return Err(permanent(
+                Reason::EnrichUnauthorized,
+                format!(
+                    "the API answered {} to the credential read afresh",
+                    response.status().as_u16()
+                ),
+            ));
+        }
         let status = response.status().as_u16();
         match status {
             200..=299 => {}
@@ -210,7 +221,7 @@ impl<K: SecretStore> Enricher<K> {
             401 | 403 => {
                 return Err(retryable(format!("the API answered {status}")));
             }
-            408 | 425 | 429 | 500..=599 => {
+            s if delivery_policy::retryable_status(s) => {
                 return Err(retryable(format!("the API answered {status}")));
             }
             _ => {
