@@ -1,9 +1,77 @@
 //! What the SQS-triggered functions (transform, deliver) share about a batch.
 
+use std::future::Future;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+
 /// The receive count SQS reports for a message (1 when it does not say).
 pub fn receive_count(attributes: &std::collections::HashMap<String, String>) -> u32 {
     attributes
         .get("ApproximateReceiveCount")
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(1)
+}
+
+/// The invocation's deadline (ms since the epoch) from the Lambda context's, None when unset
+/// (locally).
+pub fn deadline_ms(context_deadline: u64) -> Option<i64> {
+    i64::try_from(context_deadline).ok().filter(|d| *d > 0)
+}
+
+/// Runs `process` over every message of a batch concurrently and answers SQS's partial batch
+/// response: the messages `process` handed back (Err) are retried by SQS, the rest deleted.
+pub async fn settle_each<'a, E, Fut>(
+    records: &'a [SqsMessage],
+    process: impl Fn(&'a SqsMessage) -> Fut,
+) -> SqsBatchResponse
+where
+    Fut: Future<Output = Result<(), E>>,
+{
+    let results = futures::future::join_all(records.iter().map(|m| {
+        let id = m.message_id.clone().unwrap_or_default();
+        let done = process(m);
+        async move { (id, done.await.is_ok()) }
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for (id, ok) in results {
+        if !ok {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_the_messages_handed_back_are_reported() {
+        let records: Vec<SqsMessage> = ["a", "b", "c"]
+            .iter()
+            .map(|id| {
+                let mut m = SqsMessage::default();
+                m.message_id = Some(id.to_string());
+                m
+            })
+            .collect();
+        let response = settle_each(&records, |m| async move {
+            match m.message_id.as_deref() {
+                Some("b") => Err("later"),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        let ids: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(ids, ["b"]);
+        assert_eq!(deadline_ms(0), None);
+        assert_eq!(deadline_ms(1_700_000_000_000), Some(1_700_000_000_000));
+    }
 }

@@ -23,7 +23,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use switchboard_core::circuit::{self, Admit, CircuitState, Effect, Transition};
@@ -42,7 +42,7 @@ use switchboard_core::ports::{
 };
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::{PREVIOUS_GRACE, SecretsCache};
-use switchboard_shared::batch::receive_count;
+use switchboard_shared::batch::{self, receive_count};
 use switchboard_shared::config::StartError;
 use switchboard_shared::credentials::Credentials;
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
@@ -237,11 +237,9 @@ where
     /// Processes a batch, its tasks concurrently; the response lists the messages SQS should
     /// hand back.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
-        let deadline_ms = i64::try_from(event.context.deadline)
-            .ok()
-            .filter(|d| *d > 0);
+        let deadline_ms = batch::deadline_ms(event.context.deadline);
         let received = Instant::now();
-        let results = futures::future::join_all(event.payload.records.iter().map(|message| {
+        batch::settle_each(&event.payload.records, |message| {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("delivery", message_id = %id);
             async move {
@@ -249,20 +247,11 @@ where
                 if let Err(e) = &result {
                     tracing::info!(message_id = %id, reason = %e, "delivery handed back");
                 }
-                (id, result)
+                result
             }
             .instrument(span)
-        }))
-        .await;
-        let mut response = SqsBatchResponse::default();
-        for (id, result) in results {
-            if result.is_err() {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
-            }
-        }
-        response
+        })
+        .await
     }
 
     /// Ok when the message is done with (delivered, dead-lettered, or nothing left to do); Err

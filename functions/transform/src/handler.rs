@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -25,7 +25,7 @@ use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::{Archive, DeadLetterQueue, Queue, SecretStore};
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
-use switchboard_shared::batch::receive_count;
+use switchboard_shared::batch::{self, receive_count};
 use switchboard_shared::config::StartError;
 use switchboard_shared::metrics::Metrics;
 use tracing::Instrument;
@@ -103,25 +103,20 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
     /// Processes a batch, its events concurrently (a slow enrichment API holds up one event,
     /// not the batch); the response lists the messages to retry.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
-        let deadline_ms = i64::try_from(event.context.deadline)
-            .ok()
-            .filter(|d| *d > 0);
-        let outcomes = futures::future::join_all(event.payload.records.iter().map(|message| {
+        let deadline_ms = batch::deadline_ms(event.context.deadline);
+        batch::settle_each(&event.payload.records, |message| {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("event", message_id = %id);
-            async move { (id, self.process(message, deadline_ms).await) }.instrument(span)
-        }))
-        .await;
-        let mut response = SqsBatchResponse::default();
-        for (id, outcome) in outcomes {
-            if let Err(e) = outcome {
-                tracing::warn!(message_id = %id, error = %e, "transform failed; SQS will retry");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
+            async move {
+                let outcome = self.process(message, deadline_ms).await;
+                if let Err(e) = &outcome {
+                    tracing::warn!(message_id = %id, error = %e, "transform failed; SQS will retry");
+                }
+                outcome
             }
-        }
-        response
+            .instrument(span)
+        })
+        .await
     }
 
     /// Ok when the message is done with (transformed, skipped or dead-lettered); Err when SQS
