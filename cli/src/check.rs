@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use switchboard_core::integration::{DefinitionError, Integration, Integrations, OnMissing};
-use switchboard_core::mapping::Scope;
+use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
 use transform::pipeline::{RouteOutcome, run_route};
 
@@ -184,18 +184,14 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
             }
         }
     }
-    let event = json!({
-        "id": "evt_01FIXTURE0000000000000000",
-        "integration": integration.id,
-        "received_at": "2026-01-01T00:00:00Z",
-    });
-    let bindings = [
-        ("headers", &headers),
-        ("event", &event),
-        ("enriched", &enriched),
-    ];
-
-    let scope = Scope::new(&input, &bindings);
+    let bindings = Bindings::new(
+        headers,
+        "evt_01FIXTURE0000000000000000",
+        &integration.id,
+        "2026-01-01T00:00:00Z",
+    )
+    .enriched(enriched);
+    let scope = Scope::new(&input, &bindings.pairs());
     for route in &integration.routes {
         let outcome = match missing {
             Some(OnMissing::Skip) => Actual::Skipped("enrich_not_found".into()),

@@ -83,6 +83,62 @@ impl EvalError {
     }
 }
 
+/// What a mapping sees besides the event's body: `$headers` (the request's, less credentials),
+/// `$event` (`id`, `integration`, `received_at`) and `$enriched` (each enrichment step's
+/// result by name). One builder for transform, `switchboard check` and the mapping bench, so a
+/// fixture is proof of what the function does only while they stay equal, and they do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bindings {
+    /// `$headers`.
+    pub headers: serde_json::Value,
+    /// `$event`.
+    pub event: serde_json::Value,
+    /// `$enriched` (`{}` until enrichment ran).
+    pub enriched: serde_json::Value,
+}
+
+impl Bindings {
+    /// The bindings of an event, before enrichment.
+    pub fn new(
+        headers: serde_json::Value,
+        id: impl serde::Serialize,
+        integration: &str,
+        received_at: impl serde::Serialize,
+    ) -> Self {
+        Self {
+            headers,
+            event: serde_json::json!({
+                "id": id,
+                "integration": integration,
+                "received_at": received_at,
+            }),
+            enriched: serde_json::json!({}),
+        }
+    }
+
+    /// The same, with enrichment's results.
+    pub fn enriched(self, enriched: serde_json::Value) -> Self {
+        Self { enriched, ..self }
+    }
+
+    /// As a scope's bindings.
+    pub fn pairs(&self) -> [(&'static str, &serde_json::Value); 3] {
+        self.pairs_with(&self.enriched)
+    }
+
+    /// As a scope's bindings, with `$enriched` as enrichment has it so far.
+    pub fn pairs_with<'a>(
+        &'a self,
+        enriched: &'a serde_json::Value,
+    ) -> [(&'static str, &'a serde_json::Value); 3] {
+        [
+            ("headers", &self.headers),
+            ("event", &self.event),
+            ("enriched", enriched),
+        ]
+    }
+}
+
 /// One event's input and bindings as the engine's values, converted once and shared by every
 /// expression evaluated over that event (a route's `when`, its mapping, every route).
 ///

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use switchboard_core::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
 use switchboard_core::ids::EventId;
 use switchboard_core::integration::{Integration, Integrations};
-use switchboard_core::mapping::Scope;
+use switchboard_core::mapping::{Bindings, Scope};
 use transform::pipeline::{RouteOutcome, run_route};
 
 // As in the transform binary.
@@ -72,16 +72,14 @@ fn main() -> anyhow::Result<()> {
     let enriched: Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("enriched.json"))?)?;
     let headers = json!({"content-type": "application/json", "x-shopify-topic": "orders/paid"});
-    let event = json!({
-        "id": "evt_01JBENCH000000000000000000",
-        "integration": "shopify-orders",
-        "received_at": "2026-11-24T00:00:00Z",
-    });
-    let bindings = [
-        ("headers", &headers),
-        ("event", &event),
-        ("enriched", &enriched),
-    ];
+    let bound = Bindings::new(
+        headers,
+        "evt_01JBENCH000000000000000000",
+        "shopify-orders",
+        "2026-11-24T00:00:00Z",
+    )
+    .enriched(enriched);
+    let bindings = bound.pairs();
 
     // Rust, through the project's interface: the evaluation over a prepared scope, and from
     // the body's JSON text (parsed into the engine's values, then evaluated).
@@ -104,7 +102,9 @@ fn main() -> anyhow::Result<()> {
     let bindings_file = tmp.join("bindings.json");
     std::fs::write(
         &bindings_file,
-        serde_json::to_vec(&json!({"headers": headers, "event": event, "enriched": enriched}))?,
+        serde_json::to_vec(
+            &json!({"headers": bound.headers, "event": bound.event, "enriched": bound.enriched}),
+        )?,
     )?;
 
     let (mut rust, mut from_text, mut js_evaluate, mut js_from_text) =

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use switchboard_core::integration::{EnrichStep, OnMissing};
-use switchboard_core::mapping::Scope;
+use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::SecretStore;
 use switchboard_core::reason::Reason;
@@ -82,20 +82,14 @@ impl<K: SecretStore> Enricher<K> {
         &self,
         steps: &[EnrichStep],
         body: &str,
-        headers: &Value,
-        event: &Value,
+        bindings: &Bindings,
         deadline_ms: Option<i64>,
     ) -> Result<Value, EnrichError> {
         let mut enriched = serde_json::Map::new();
         for step in steps {
             let so_far = Value::Object(enriched.clone());
-            let bindings = [
-                ("headers", headers),
-                ("event", event),
-                ("enriched", &so_far),
-            ];
             // The scope is not Send: fill the URL and drop it before calling.
-            let url = Scope::from_json(body, &bindings)
+            let url = Scope::from_json(body, &bindings.pairs_with(&so_far))
                 .map_err(|e| e.to_string())
                 .and_then(|scope| step.url.render(&scope));
             let value = self.step(step, url, deadline_ms).await?;
@@ -266,6 +260,10 @@ mod tests {
 
     use super::*;
 
+    fn no_bindings() -> Bindings {
+        Bindings::new(json!({}), "evt", "test", "2026-01-01T00:00:00Z")
+    }
+
     /// These steps use no credentials: a read would be a bug.
     struct NoSecrets;
 
@@ -308,7 +306,7 @@ mod tests {
             };
             let before = reads.load(std::sync::atomic::Ordering::SeqCst);
             let e = enricher
-                .run(&[s], "{}", &json!({}), &json!({}), None)
+                .run(&[s], "{}", &no_bindings(), None)
                 .await
                 .unwrap_err();
             assert!(
@@ -375,7 +373,7 @@ mod tests {
             network,
         );
         enricher
-            .run(&[step], r#"{"id": "a b"}"#, &json!({}), &json!({}), None)
+            .run(&[step], r#"{"id": "a b"}"#, &no_bindings(), None)
             .await
     }
 
@@ -398,7 +396,7 @@ mod tests {
         let deadline = chrono::Utc::now().timestamp_millis() + 3000;
         let started = std::time::Instant::now();
         let e = enricher
-            .run(&[s], "{}", &json!({}), &json!({}), Some(deadline))
+            .run(&[s], "{}", &no_bindings(), Some(deadline))
             .await
             .unwrap_err();
         assert!(

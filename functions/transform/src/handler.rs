@@ -15,12 +15,12 @@ use std::sync::Arc;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_core::archive::ArchivedEvent;
 use switchboard_core::dead_letter::{DeadLetter, send_dead_letter};
 use switchboard_core::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
 use switchboard_core::integration::{Integration, Integrations, Route};
-use switchboard_core::mapping::Scope;
+use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::{Archive, DeadLetterQueue, Queue, SecretStore};
 use switchboard_core::reason::Reason;
@@ -228,15 +228,15 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             });
         }
         let body = self.body(event).await?;
-        let headers = serde_json::to_value(&event.headers).unwrap_or_default();
-        let meta = json!({
-            "id": event.event_id,
-            "integration": event.integration,
-            "received_at": event.received_at,
-        });
+        let bindings = Bindings::new(
+            serde_json::to_value(&event.headers).unwrap_or_default(),
+            &event.event_id,
+            &event.integration,
+            event.received_at,
+        );
         let enriched = self
             .enricher
-            .run(&integration.enrich, &body, &headers, &meta, deadline_ms)
+            .run(&integration.enrich, &body, &bindings, deadline_ms)
             .await
             .map_err(|e| match e {
                 EnrichError::Retryable { .. } => Failure::Retry {
@@ -249,16 +249,17 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
                 },
                 EnrichError::Skip { step } => Failure::Skip { step },
             })?;
-        let bindings = [
-            ("headers", &headers),
-            ("event", &meta),
-            ("enriched", &enriched),
-        ];
-        let outcomes = route_outcomes(integration, event.routes.as_deref(), &body, &bindings)
-            .map_err(|e| Failure::Permanent {
-                reason: Reason::MalformedMessage,
-                message: format!("the event body is not JSON: {e}"),
-            })?;
+        let bindings = bindings.enriched(enriched);
+        let outcomes = route_outcomes(
+            integration,
+            event.routes.as_deref(),
+            &body,
+            &bindings.pairs(),
+        )
+        .map_err(|e| Failure::Permanent {
+            reason: Reason::MalformedMessage,
+            message: format!("the event body is not JSON: {e}"),
+        })?;
 
         let mut report = Report::default();
         let mut tasks = Vec::with_capacity(outcomes.len());
