@@ -16,17 +16,17 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use deliver::handler::{Deliver, Ports as DeliverPorts};
-use ingest::handler::{Ingest, Ports};
+use deliver::handler::Deliver;
+use ingest::handler::Ingest;
 use switchboard_core::integration::{Definition, Inbound, Integrations, Outbound};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_core::secrets::{DEFAULT_TTL, SecretsCache};
+use switchboard_core::secrets::DEFAULT_TTL;
 use switchboard_shared::aws::{DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue};
 use switchboard_shared::metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use transform::handler::{Ports as TransformPorts, Transform};
+use transform::handler::Transform;
 
 use crate::emulator::Emulator;
 use crate::esm::EventSourceMapping;
@@ -131,22 +131,20 @@ struct DeliverWorker {
 impl DeliverWorker {
     fn spawn(&self) -> anyhow::Result<JoinHandle<()>> {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let names = deliver::wiring::Names {
+            table: &self.resources.table,
+            deliveries: &self.resources.deliveries_url,
+            deliveries_dlq: &self.resources.deliveries_dlq_url,
+        };
         let deliver = Arc::new(Deliver::new(
             Arc::clone(&self.integrations),
-            DeliverPorts {
-                idempotency: DynamoIdempotencyStore::new(
-                    aws_sdk_dynamodb::Client::new(&self.sdk),
-                    &self.resources.table,
-                ),
-                secrets: SecretsCache::new(
-                    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&self.sdk)),
-                    self.secrets_ttl,
-                ),
-                queue: SqsQueue::new(sqs.clone(), &self.resources.deliveries_url),
-                dead_letters: SqsQueue::new(sqs.clone(), &self.resources.deliveries_dlq_url),
-                metrics: self.metrics.clone(),
-                network: self.network,
-            },
+            deliver::wiring::AwsPorts::from_sdk(
+                &self.sdk,
+                names,
+                self.secrets_ttl,
+                self.metrics.clone(),
+                self.network,
+            ),
             self.queues.deliveries_max_receive_count,
         )?);
         // Lambda runs several batches of a queue at once; so does the local stack.
@@ -239,37 +237,33 @@ impl DevStack {
         }
 
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let secrets = || {
-            SecretsCache::new(
-                SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
-                options.secrets_ttl,
-            )
-        };
         let metrics = Metrics::Memory(Arc::default());
-        let archive = S3Archive::new(aws_sdk_s3::Client::new(&sdk), &resources.bucket);
         let ingest = Arc::new(Ingest::new(
             inbound,
-            Ports {
-                events: SqsQueue::new(sqs.clone(), &resources.events_url),
-                idempotency: DynamoIdempotencyStore::new(
-                    aws_sdk_dynamodb::Client::new(&sdk),
-                    &resources.table,
-                ),
-                secrets: secrets(),
-                archive: archive.clone(),
-                metrics: metrics.clone(),
-            },
+            ingest::wiring::AwsPorts::from_sdk(
+                &sdk,
+                ingest::wiring::Names {
+                    events: &resources.events_url,
+                    table: &resources.table,
+                    bucket: &resources.bucket,
+                },
+                options.secrets_ttl,
+                metrics.clone(),
+            ),
         ));
         let transform = Arc::new(Transform::new(
             Arc::clone(&integrations),
-            TransformPorts {
-                deliveries: SqsQueue::new(sqs.clone(), &resources.deliveries_url),
-                dead_letters: SqsQueue::new(sqs.clone(), &resources.events_dlq_url),
-                archive,
-                secrets: secrets(),
-                metrics: metrics.clone(),
-                network: options.network(),
-            },
+            transform::wiring::AwsPorts::from_sdk(
+                &sdk,
+                transform::wiring::Names {
+                    deliveries: &resources.deliveries_url,
+                    events_dlq: &resources.events_dlq_url,
+                    bucket: &resources.bucket,
+                },
+                options.secrets_ttl,
+                metrics.clone(),
+                options.network(),
+            ),
             options.queues.max_receive_count,
         )?);
         let (stop, stopped) = watch::channel(false);

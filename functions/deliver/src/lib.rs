@@ -1,3 +1,4 @@
 //! The deliver function: mapped requests in, destinations called with the route's auth.
 
 pub mod handler;
+pub mod wiring;

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
-use deliver::handler::{Deliver, Ports};
+use deliver::handler::Deliver;
+use deliver::wiring::{AwsPorts, Names};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard_core::integration::{Integrations, Outbound};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_core::secrets::SecretsCache;
-use switchboard_shared::aws::{self, DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
+use switchboard_shared::aws;
 use switchboard_shared::config::DeliverConfig;
 use switchboard_shared::metrics::Metrics;
 
@@ -21,31 +21,23 @@ async fn main() -> Result<(), Error> {
         &config.integrations_dir,
     )?);
     let sdk = aws::load_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let idempotency = DynamoIdempotencyStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        config.idempotency_table,
+    let names = Names {
+        table: &config.idempotency_table,
+        deliveries: &config.deliveries_queue_url,
+        deliveries_dlq: &config.deliveries_dlq_url,
+    };
+    let ports = AwsPorts::from_sdk(
+        &sdk,
+        names,
+        config.secrets_ttl,
+        Metrics::Stdout,
+        NetworkPolicy::DEPLOYED,
     );
-    let queue = SqsQueue::new(sqs.clone(), config.deliveries_queue_url);
     let mut warm = vec![
-        Box::pin(idempotency.warm("deliver#")) as aws::WarmUp,
-        Box::pin(queue.warm()),
+        Box::pin(ports.idempotency.warm("deliver#")) as aws::WarmUp,
+        Box::pin(ports.queue.warm()),
     ];
-    let handler = Arc::new(Deliver::new(
-        integrations,
-        Ports {
-            secrets: SecretsCache::new(
-                SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
-                config.secrets_ttl,
-            ),
-            idempotency,
-            queue,
-            dead_letters: SqsQueue::new(sqs, config.deliveries_dlq_url),
-            metrics: Metrics::Stdout,
-            network: NetworkPolicy::DEPLOYED,
-        },
-        config.max_receive_count,
-    )?);
+    let handler = Arc::new(Deliver::new(integrations, ports, config.max_receive_count)?);
     let prefetch = Arc::clone(&handler);
     warm.push(Box::pin(async move {
         prefetch.prefetch_secrets().await;

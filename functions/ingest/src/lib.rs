@@ -3,3 +3,4 @@
 pub mod apigw;
 pub mod handler;
 pub mod request;
+pub mod wiring;

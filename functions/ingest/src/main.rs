@@ -3,13 +3,11 @@
 use std::sync::Arc;
 
 use ingest::apigw::Sanitized;
-use ingest::handler::{Ingest, Ports};
+use ingest::handler::Ingest;
+use ingest::wiring::{AwsPorts, Names};
 use lambda_http::{Error, Request, service_fn};
 use switchboard_core::integration::{Inbound, Integrations};
-use switchboard_core::secrets::SecretsCache;
-use switchboard_shared::aws::{
-    self, DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue,
-};
+use switchboard_shared::aws;
 use switchboard_shared::config::IngestConfig;
 use switchboard_shared::metrics::Metrics;
 
@@ -19,27 +17,17 @@ async fn main() -> Result<(), Error> {
     let config = IngestConfig::from_env()?;
     let integrations = Arc::new(Integrations::<Inbound>::load_dir(&config.integrations_dir)?);
     let sdk = aws::load_config().await;
-    let events = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url);
-    let idempotency = DynamoIdempotencyStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        config.idempotency_table,
-    );
-    let archive = S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket);
-    let mut warm = vec![
-        Box::pin(events.warm()) as aws::WarmUp,
-        Box::pin(idempotency.warm("ingest#")),
-        Box::pin(archive.warm()),
-    ];
-    let ports = Ports {
-        events,
-        idempotency,
-        secrets: SecretsCache::new(
-            SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
-            config.secrets_ttl,
-        ),
-        archive,
-        metrics: Metrics::Stdout,
+    let names = Names {
+        events: &config.events_queue_url,
+        table: &config.idempotency_table,
+        bucket: &config.archive_bucket,
     };
+    let ports = AwsPorts::from_sdk(&sdk, names, config.secrets_ttl, Metrics::Stdout);
+    let mut warm = vec![
+        Box::pin(ports.events.warm()) as aws::WarmUp,
+        Box::pin(ports.idempotency.warm("ingest#")),
+        Box::pin(ports.archive.warm()),
+    ];
     let handler = Arc::new(Ingest::new(integrations, ports));
     let prefetch = Arc::clone(&handler);
     warm.push(Box::pin(async move {

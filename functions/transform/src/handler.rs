@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use serde_json::value::RawValue;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use switchboard_core::archive::ArchivedEvent;
 use switchboard_core::dead_letter::{DeadLetter, send_dead_letter};
 use switchboard_core::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};

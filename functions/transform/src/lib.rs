@@ -4,3 +4,4 @@
 pub mod enrich;
 pub mod handler;
 pub mod pipeline;
+pub mod wiring;

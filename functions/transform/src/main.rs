@@ -6,11 +6,11 @@ use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard_core::integration::{Integration, Integrations};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_core::secrets::SecretsCache;
-use switchboard_shared::aws::{self, S3Archive, SecretsManagerStore, SqsQueue};
+use switchboard_shared::aws;
 use switchboard_shared::config::TransformConfig;
 use switchboard_shared::metrics::Metrics;
-use transform::handler::{Ports, Transform};
+use transform::handler::Transform;
+use transform::wiring::{AwsPorts, Names};
 
 // The mapping engine allocates per value (reference-counted strings, index maps): with mimalloc
 // the Shopify mapping took 88 µs per event instead of 155 µs with the system allocator
@@ -26,22 +26,22 @@ async fn main() -> Result<(), Error> {
         &config.integrations_dir,
     )?);
     let sdk = aws::load_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let deliveries = SqsQueue::new(sqs.clone(), config.deliveries_queue_url);
-    aws::warm_up(vec![Box::pin(deliveries.warm())]);
+    let names = Names {
+        deliveries: &config.deliveries_queue_url,
+        events_dlq: &config.events_dlq_url,
+        bucket: &config.archive_bucket,
+    };
+    let ports = AwsPorts::from_sdk(
+        &sdk,
+        names,
+        config.secrets_ttl,
+        Metrics::Stdout,
+        NetworkPolicy::DEPLOYED,
+    );
+    aws::warm_up(vec![Box::pin(ports.deliveries.warm())]);
     let handler = Arc::new(Transform::new(
         integrations,
-        Ports {
-            deliveries,
-            dead_letters: SqsQueue::new(sqs, config.events_dlq_url),
-            archive: S3Archive::new(aws_sdk_s3::Client::new(&sdk), config.archive_bucket),
-            secrets: SecretsCache::new(
-                SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk)),
-                config.secrets_ttl,
-            ),
-            metrics: Metrics::Stdout,
-            network: NetworkPolicy::DEPLOYED,
-        },
+        ports,
         config.max_receive_count,
     )?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {

@@ -11,6 +11,8 @@ pub use s3::S3Archive;
 pub use secretsmanager::SecretsManagerStore;
 pub use sqs::{DeadLetterRecord, SqsQueue};
 
+pub use aws_config::SdkConfig;
+
 use aws_config::environment::{
     EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
 };
