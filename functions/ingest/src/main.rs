@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use ingest::apigw::Sanitized;
+use ingest::config::IngestConfig;
 use ingest::handler::Ingest;
 use ingest::wiring::{AwsPorts, Names};
 use lambda_http::{Error, Request, service_fn};
 use switchboard_core::integration::{Inbound, Integrations};
 use switchboard_shared::aws;
-use switchboard_shared::config::IngestConfig;
 use switchboard_shared::metrics::Metrics;
 
 #[tokio::main]

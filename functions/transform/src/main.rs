@@ -7,8 +7,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard_core::integration::{Integration, Integrations};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_shared::aws;
-use switchboard_shared::config::TransformConfig;
 use switchboard_shared::metrics::Metrics;
+use transform::config::TransformConfig;
 use transform::handler::Transform;
 use transform::wiring::{AwsPorts, Names};
 
