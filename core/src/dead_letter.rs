@@ -1,7 +1,7 @@
 //! What a dead letter says (written as SQS message attributes by the adapter, read back by the
 //! operations commands), the attempt history it carries, and how a handler sends one.
 
-use crate::ports::DeadLetterQueue;
+use crate::ports::{AwsError, DeadLetterQueue};
 use crate::reason::Reason;
 
 /// Why a message was dead-lettered, carried as SQS message attributes so an operator can
@@ -66,13 +66,24 @@ pub struct AttemptRecord {
     pub response: Option<String>,
 }
 
-/// Logs why `letter` is dead-lettered (never its body) and sends it; the error says which
-/// reason could not be dead-lettered. `what` names the message in the log line.
+/// A dead letter that could not be written: the message goes back to its queue, so nothing
+/// is lost.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("could not dead-letter ({reason}): {error}")]
+pub struct NotDeadLettered {
+    /// Why it was to be dead-lettered.
+    pub reason: Reason,
+    /// What the DLQ said.
+    pub error: AwsError,
+}
+
+/// Logs why `letter` is dead-lettered (never its body) and sends it. `what` names the message
+/// in the log line.
 pub async fn send_dead_letter<D: DeadLetterQueue>(
     queue: &D,
     letter: &DeadLetter,
     what: &'static str,
-) -> Result<(), String> {
+) -> Result<(), NotDeadLettered> {
     tracing::warn!(
         event_id = %letter.event_id,
         integration = %letter.integration,
@@ -86,5 +97,8 @@ pub async fn send_dead_letter<D: DeadLetterQueue>(
     queue
         .dead_letter(letter)
         .await
-        .map_err(|e| format!("could not dead-letter ({}): {e}", letter.reason))
+        .map_err(|error| NotDeadLettered {
+            reason: letter.reason,
+            error,
+        })
 }

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+use switchboard_core::dead_letter::NotDeadLettered;
 
 /// The receive count SQS reports for a message (1 when it does not say).
 pub fn receive_count(attributes: &std::collections::HashMap<String, String>) -> u32 {
@@ -10,6 +11,22 @@ pub fn receive_count(attributes: &std::collections::HashMap<String, String>) -> 
         .get("ApproximateReceiveCount")
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(1)
+}
+
+/// Why a message goes back to its queue for SQS to hand out again: the SQS handlers' only
+/// error. What cannot succeed on a retry is dead-lettered (Ok), never an error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandBack {
+    /// Waiting on purpose (a retry's delay, an open circuit, a rate limit, the deadline,
+    /// another worker's claim): its visibility says when it comes back.
+    #[error("{0}")]
+    Waiting(String),
+    /// A dependency failed (the table, the archive, a queue, an enrichment API): retried.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Its dead letter could not be written: retried, so nothing is lost.
+    #[error(transparent)]
+    NotDeadLettered(#[from] NotDeadLettered),
 }
 
 /// The invocation's deadline (ms since the epoch) from the Lambda context's, None when unset

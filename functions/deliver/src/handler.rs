@@ -42,7 +42,7 @@ use switchboard_core::ports::{
 };
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::{PREVIOUS_GRACE, SecretsCache};
-use switchboard_shared::batch::{self, receive_count};
+use switchboard_shared::batch::{self, HandBack, receive_count};
 use switchboard_shared::config::StartError;
 use switchboard_shared::credentials::Credentials;
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
@@ -141,12 +141,19 @@ enum Fate {
     AlreadyDeadLettered,
     /// Handed back as it is (after `wait`, when set): another worker holds it, or the table
     /// could not be read.
-    HandBack { wait: Option<Duration>, why: String },
+    HandBack {
+        wait: Option<Duration>,
+        why: HandBack,
+    },
 }
 
 impl Fate {
-    fn hand_back(why: String) -> Self {
-        Fate::HandBack { wait: None, why }
+    /// Back to the queue at its own visibility timeout: a dependency failed.
+    fn unavailable(why: String) -> Self {
+        Fate::HandBack {
+            wait: None,
+            why: HandBack::Unavailable(why),
+        }
     }
 }
 
@@ -262,7 +269,7 @@ where
         message: &SqsMessage,
         deadline_ms: Option<i64>,
         received: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandBack> {
         let text = message.body.as_deref().unwrap_or_default();
         let receives = receive_count(&message.attributes);
         let task = match DeliveryMessage::decode(text) {
@@ -270,7 +277,7 @@ where
             Err(e) => {
                 let letter = DeadLetter::malformed(text, e, receives);
                 self.count("", "", "failed", Reason::MalformedMessage);
-                return send_dead_letter(&self.dead_letters, &letter, "delivery").await;
+                return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
             }
         };
         let work = Work {
@@ -353,7 +360,7 @@ where
                             Duration::from_secs(1),
                         ));
                     }
-                    Err(e) => return Err(Fate::hand_back(e.to_string())),
+                    Err(e) => return Err(Fate::unavailable(e.to_string())),
                 }
             }
             Admit::Wait(until_ms) => {
@@ -392,10 +399,10 @@ where
                     wait: Some(Duration::from_millis(
                         u64::try_from(left).unwrap_or(0) + 500,
                     )),
-                    why: "being delivered by another worker".into(),
+                    why: HandBack::Waiting("being delivered by another worker".into()),
                 })
             }
-            Err(e) => Err(Fate::hand_back(format!("idempotency claim failed: {e}"))),
+            Err(e) => Err(Fate::unavailable(format!("idempotency claim failed: {e}"))),
         }
     }
 
@@ -450,7 +457,7 @@ where
                 let wait = delivery_policy::rate_limited_wait(jitter(work.text, work.receives));
                 Err(self.held(work, route, Held::RateLimited, wait))
             }
-            Err(e) => Err(Fate::hand_back(format!("rate limit unavailable: {e}"))),
+            Err(e) => Err(Fate::unavailable(format!("rate limit unavailable: {e}"))),
         }
     }
 
@@ -595,7 +602,7 @@ where
         fate: Fate,
         claimed: Option<Claimed>,
         tried: Tried,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandBack> {
         let task = work.task;
         let (integration, route) = (task.integration.as_str(), task.route.as_str());
         let result = match fate {
@@ -613,16 +620,19 @@ where
             Fate::Settle(Settlement::Retry { wait, reason }) => {
                 self.count(integration, route, "retried", reason);
                 self.set_visibility(work.message, wait, work.received).await;
-                Err(format!("{reason}; next attempt in {}s", wait.as_secs()))
+                Err(HandBack::Waiting(format!(
+                    "{reason}; next attempt in {}s",
+                    wait.as_secs()
+                )))
             }
             Fate::Settle(Settlement::Hold { why, wait }) => {
                 self.count(integration, route, why.as_str(), why.as_str());
                 self.set_visibility(work.message, wait, work.received).await;
-                Err(format!(
+                Err(HandBack::Waiting(format!(
                     "{}; next look in {}s",
                     why.as_str(),
                     wait.as_secs()
-                ))
+                )))
             }
             Fate::Settle(Settlement::DeadLetter { reason, message }) => {
                 self.dead_letter(work, reason, message, tried).await
@@ -847,7 +857,7 @@ where
         reason: Reason,
         message: String,
         tried: Tried,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandBack> {
         let task = work.task;
         let letter = DeadLetter {
             body: work.text.to_string(),

@@ -25,7 +25,7 @@ use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::{Archive, DeadLetterQueue, Queue, SecretStore};
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
-use switchboard_shared::batch::{self, receive_count};
+use switchboard_shared::batch::{self, HandBack, receive_count};
 use switchboard_shared::config::StartError;
 use switchboard_shared::metrics::Metrics;
 use tracing::Instrument;
@@ -121,7 +121,11 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
 
     /// Ok when the message is done with (transformed, skipped or dead-lettered); Err when SQS
     /// should hand it back.
-    async fn process(&self, message: &SqsMessage, deadline_ms: Option<i64>) -> Result<(), String> {
+    async fn process(
+        &self,
+        message: &SqsMessage,
+        deadline_ms: Option<i64>,
+    ) -> Result<(), HandBack> {
         let text = message.body.as_deref().unwrap_or_default();
         let attempts = receive_count(&message.attributes);
         let event = match EventMessage::decode_raw(text) {
@@ -148,8 +152,9 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
                     // The event again, for this route only: a redrive re-runs just it.
                     let mut scoped = event.clone();
                     scoped.routes = Some(vec![route.clone()]);
+                    #[allow(clippy::expect_used)]
                     let body = serde_json::to_string(&EventMessage::EventV1(scoped))
-                        .map_err(|e| e.to_string())?;
+                        .expect("an event always serializes");
                     self.dead_letter(&letter(
                         rejection.reason,
                         rejection.message,
@@ -197,13 +202,13 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             Err(Failure::Retry { reason, message }) => {
                 self.metrics
                     .transform(&event.integration, "", "retried", reason);
-                Err(message)
+                Err(HandBack::Unavailable(message))
             }
         }
     }
 
-    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), String> {
-        send_dead_letter(&self.dead_letters, letter, "event").await
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), HandBack> {
+        Ok(send_dead_letter(&self.dead_letters, letter, "event").await?)
     }
 
     async fn run(&self, event: &RawEvent, deadline_ms: Option<i64>) -> Result<Report, Failure> {
