@@ -21,7 +21,9 @@ use ingest::handler::Ingest;
 use switchboard_core::integration::{Definition, Inbound, Integrations, Outbound};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::secrets::DEFAULT_TTL;
-use switchboard_shared::aws::{DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue};
+use switchboard_shared::aws::{
+    DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue, Wiring,
+};
 use switchboard_shared::metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -139,11 +141,13 @@ impl DeliverWorker {
         let deliver = Arc::new(Deliver::new(
             Arc::clone(&self.integrations),
             deliver::wiring::AwsPorts::from_sdk(
-                &self.sdk,
+                &Wiring {
+                    sdk: &self.sdk,
+                    secrets_ttl: self.secrets_ttl,
+                    metrics: self.metrics.clone(),
+                    network: self.network,
+                },
                 names,
-                self.secrets_ttl,
-                self.metrics.clone(),
-                self.network,
             ),
             self.queues.deliveries_max_receive_count,
         )?);
@@ -238,31 +242,32 @@ impl DevStack {
 
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let metrics = Metrics::Memory(Arc::default());
+        let wiring = Wiring {
+            sdk: &sdk,
+            secrets_ttl: options.secrets_ttl,
+            metrics: metrics.clone(),
+            network: options.network(),
+        };
         let ingest = Arc::new(Ingest::new(
             inbound,
             ingest::wiring::AwsPorts::from_sdk(
-                &sdk,
+                &wiring,
                 ingest::wiring::Names {
                     events: &resources.events_url,
                     table: &resources.table,
                     bucket: &resources.bucket,
                 },
-                options.secrets_ttl,
-                metrics.clone(),
             ),
         ));
         let transform = Arc::new(Transform::new(
             Arc::clone(&integrations),
             transform::wiring::AwsPorts::from_sdk(
-                &sdk,
+                &wiring,
                 transform::wiring::Names {
                     deliveries: &resources.deliveries_url,
                     events_dlq: &resources.events_dlq_url,
                     bucket: &resources.bucket,
                 },
-                options.secrets_ttl,
-                metrics.clone(),
-                options.network(),
             ),
             options.queues.max_receive_count,
         )?);

@@ -2,8 +2,10 @@
 
 use std::future::Future;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::LambdaEvent;
 use switchboard_core::dead_letter::NotDeadLettered;
+use tracing::Instrument;
 
 /// The receive count SQS reports for a message (1 when it does not say).
 pub fn receive_count(attributes: &std::collections::HashMap<String, String>) -> u32 {
@@ -29,25 +31,57 @@ pub enum HandBack {
     NotDeadLettered(#[from] NotDeadLettered),
 }
 
+/// Runs an SQS-triggered Lambda: each batch through `handle`, its partial batch response
+/// back to the runtime.
+pub async fn serve<Fut>(
+    handle: impl Fn(LambdaEvent<SqsEvent>) -> Fut,
+) -> Result<(), lambda_runtime::Error>
+where
+    Fut: Future<Output = SqsBatchResponse>,
+{
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| {
+        let response = handle(event);
+        async move { Ok::<_, lambda_runtime::Error>(response.await) }
+    }))
+    .await
+}
+
 /// The invocation's deadline (ms since the epoch) from the Lambda context's, None when unset
 /// (locally).
 pub fn deadline_ms(context_deadline: u64) -> Option<i64> {
     i64::try_from(context_deadline).ok().filter(|d| *d > 0)
 }
 
-/// Runs `process` over every message of a batch concurrently and answers SQS's partial batch
-/// response: the messages `process` handed back (Err) are retried by SQS, the rest deleted.
-pub async fn settle_each<'a, E, Fut>(
+/// Runs `process` over every message of a batch concurrently, each in a span naming `what`
+/// and its message id, and answers SQS's partial batch response: the messages `process`
+/// handed back are retried by SQS (logged with why: a wait at info, a failure at warn), the
+/// rest deleted.
+pub async fn settle_each<'a, Fut>(
+    what: &'static str,
     records: &'a [SqsMessage],
     process: impl Fn(&'a SqsMessage) -> Fut,
 ) -> SqsBatchResponse
 where
-    Fut: Future<Output = Result<(), E>>,
+    Fut: Future<Output = Result<(), HandBack>>,
 {
     let results = futures::future::join_all(records.iter().map(|m| {
         let id = m.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("message", what, message_id = %id);
         let done = process(m);
-        async move { (id, done.await.is_ok()) }
+        async move {
+            let result = done.await;
+            match &result {
+                Ok(()) => {}
+                Err(e @ HandBack::Waiting(_)) => {
+                    tracing::info!(message_id = %id, reason = %e, "{what} handed back");
+                }
+                Err(e) => {
+                    tracing::warn!(message_id = %id, error = %e, "{what} failed; SQS will retry")
+                }
+            }
+            (id, result.is_ok())
+        }
+        .instrument(span)
     }))
     .await;
     let mut response = SqsBatchResponse::default();
@@ -75,9 +109,9 @@ mod tests {
                 m
             })
             .collect();
-        let response = settle_each(&records, |m| async move {
+        let response = settle_each("test", &records, |m| async move {
             match m.message_id.as_deref() {
-                Some("b") => Err("later"),
+                Some("b") => Err(HandBack::Waiting("later".into())),
                 _ => Ok(()),
             }
         })

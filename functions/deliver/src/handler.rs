@@ -246,17 +246,8 @@ where
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let deadline_ms = batch::deadline_ms(event.context.deadline);
         let received = Instant::now();
-        batch::settle_each(&event.payload.records, |message| {
-            let id = message.message_id.clone().unwrap_or_default();
-            let span = tracing::info_span!("delivery", message_id = %id);
-            async move {
-                let result = self.process(message, deadline_ms, received).await;
-                if let Err(e) = &result {
-                    tracing::info!(message_id = %id, reason = %e, "delivery handed back");
-                }
-                result
-            }
-            .instrument(span)
+        batch::settle_each("delivery", &event.payload.records, |message| {
+            self.process(message, deadline_ms, received)
         })
         .await
     }
@@ -904,7 +895,28 @@ where
             .map(|(attempt, _)| attempt)
     }
 
+    /// One request to the destination and what its answer came to.
     async fn send(&self, task: &DeliveryV1, route: &OutboundRoute) -> Result<Attempt, AuthError> {
+        let request = match self.request(task, route).await? {
+            Ok(r) => r,
+            Err(refused) => return Ok(refused),
+        };
+        match request.send().await {
+            Ok(response) => Ok(answer(response).await),
+            Err(e) => Ok(Attempt::failed(
+                transport_outcome(&e),
+                http::transport_error(&e),
+            )),
+        }
+    }
+
+    /// The request for `task`: the definition's URL (the mapping may choose only path and
+    /// query), method, headers, signature, credential; the attempt when the guard refuses it.
+    async fn request(
+        &self,
+        task: &DeliveryV1,
+        route: &OutboundRoute,
+    ) -> Result<Result<reqwest::RequestBuilder, Attempt>, AuthError> {
         let mut url = route.deliver.url.clone();
         if let Some(path) = &task.path {
             // The mapping chose the path; scheme, host and port stay the definition's.
@@ -937,7 +949,7 @@ where
                     RequestError::Blocked(b) => format!("refused by the network guard: {b}"),
                     e => e.to_string(),
                 };
-                return Ok(Attempt::failed(outcome, error));
+                return Ok(Err(Attempt::failed(outcome, error)));
             }
         };
         let body = serde_json::to_vec(&task.body).unwrap_or_default();
@@ -963,48 +975,42 @@ where
         let request = request
             .header("idempotency-key", idempotency_key)
             .body(body);
-        let request = self
+        Ok(Ok(self
             .credentials
             .authorize(request, &route.deliver.auth)
-            .await?;
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(Attempt::failed(
-                    transport_outcome(&e),
-                    http::transport_error(&e),
-                ));
-            }
-        };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| delivery_policy::retry_after(v, SystemTime::now()));
-        let success = (200..300).contains(&status);
-        // Read the answer so the connection can be reused (a drop here is a failed attempt),
-        // but never more of it than is kept: a success's body is not used, an error's first
-        // 1 KB travels with the history. A longer answer costs the connection, not memory.
-        let cap = if success {
-            SUCCESS_READ_BYTES
-        } else {
-            SNIPPET_BYTES
-        };
-        let (outcome, snippet) = match http::read_capped(response, cap).await {
-            Ok(_) if success => (Outcome::Status(status), None),
-            Ok(read) => (Outcome::Status(status), snippet(&read.bytes)),
-            Err(_) if success => (Outcome::Status(status), None),
-            Err(_) => (Outcome::Dropped, None),
-        };
-        let error =
-            (outcome == Outcome::Dropped).then(|| format!("connection dropped after {status}"));
-        Ok(Attempt {
-            outcome,
-            error,
-            retry_after,
-            snippet,
-        })
+            .await?))
+    }
+}
+
+/// What an answer came to. It is read so the connection can be reused (a drop here is a
+/// failed attempt), but never more of it than is kept: a success's body is not used, an
+/// error's first 1 KB travels with the history. A longer answer costs the connection, not
+/// memory.
+async fn answer(response: reqwest::Response) -> Attempt {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| delivery_policy::retry_after(v, SystemTime::now()));
+    let success = (200..300).contains(&status);
+    let cap = if success {
+        SUCCESS_READ_BYTES
+    } else {
+        SNIPPET_BYTES
+    };
+    let (outcome, snippet) = match http::read_capped(response, cap).await {
+        Ok(_) if success => (Outcome::Status(status), None),
+        Ok(read) => (Outcome::Status(status), snippet(&read.bytes)),
+        Err(_) if success => (Outcome::Status(status), None),
+        Err(_) => (Outcome::Dropped, None),
+    };
+    let error = (outcome == Outcome::Dropped).then(|| format!("connection dropped after {status}"));
+    Attempt {
+        outcome,
+        error,
+        retry_after,
+        snippet,
     }
 }
 

@@ -10,7 +10,8 @@ use deliver::wiring::{AwsPorts, Names};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard_core::integration::{Integrations, Outbound};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_shared::aws;
+use switchboard_shared::aws::{self, Wiring};
+use switchboard_shared::batch;
 use switchboard_shared::metrics::Metrics;
 
 #[tokio::main]
@@ -26,13 +27,13 @@ async fn main() -> Result<(), Error> {
         deliveries: &config.deliveries_queue_url,
         deliveries_dlq: &config.deliveries_dlq_url,
     };
-    let ports = AwsPorts::from_sdk(
-        &sdk,
-        names,
-        config.secrets_ttl,
-        Metrics::Stdout,
-        NetworkPolicy::DEPLOYED,
-    );
+    let wiring = Wiring {
+        sdk: &sdk,
+        secrets_ttl: config.secrets_ttl,
+        metrics: Metrics::Stdout,
+        network: NetworkPolicy::DEPLOYED,
+    };
+    let ports = AwsPorts::from_sdk(&wiring, names);
     let mut warm = vec![
         Box::pin(ports.idempotency.warm("deliver#")) as aws::WarmUp,
         Box::pin(ports.queue.warm()),
@@ -44,9 +45,9 @@ async fn main() -> Result<(), Error> {
         Ok(())
     }));
     aws::warm_up(warm);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+    batch::serve(move |event| {
         let handler = Arc::clone(&handler);
-        async move { Ok::<_, Error>(handler.handle(event).await) }
-    }))
+        async move { handler.handle(event).await }
+    })
     .await
 }

@@ -8,7 +8,8 @@ use ingest::handler::Ingest;
 use ingest::wiring::{AwsPorts, Names};
 use lambda_http::{Error, Request, service_fn};
 use switchboard_core::integration::{Inbound, Integrations};
-use switchboard_shared::aws;
+use switchboard_core::network::NetworkPolicy;
+use switchboard_shared::aws::{self, Wiring};
 use switchboard_shared::metrics::Metrics;
 
 #[tokio::main]
@@ -22,7 +23,13 @@ async fn main() -> Result<(), Error> {
         table: &config.idempotency_table,
         bucket: &config.archive_bucket,
     };
-    let ports = AwsPorts::from_sdk(&sdk, names, config.secrets_ttl, Metrics::Stdout);
+    let wiring = Wiring {
+        sdk: &sdk,
+        secrets_ttl: config.secrets_ttl,
+        metrics: Metrics::Stdout,
+        network: NetworkPolicy::DEPLOYED,
+    };
+    let ports = AwsPorts::from_sdk(&wiring, names);
     let mut warm = vec![
         Box::pin(ports.events.warm()) as aws::WarmUp,
         Box::pin(ports.idempotency.warm("ingest#")),

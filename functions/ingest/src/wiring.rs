@@ -1,24 +1,18 @@
 //! The ingest function's ports on AWS, built one way for the Lambda (`main.rs`),
 //! `switchboard dev` and the benchmarks.
 
-use std::time::Duration;
-
-use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::aws::{
-    DynamoIdempotencyStore, S3Archive, SdkConfig, SecretsManagerStore, SqsQueue,
+    DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue, Wiring,
 };
-use switchboard_shared::metrics::Metrics;
 
 use crate::handler::Ports;
 
-/// What ingest is wired to.
+/// What ingest is wired to: the events queue (URL), the idempotency table (dedupe records),
+/// the archive bucket.
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a> {
-    /// The events queue's URL.
     pub events: &'a str,
-    /// The idempotency table (dedupe records).
     pub table: &'a str,
-    /// The archive bucket.
     pub bucket: &'a str,
 }
 
@@ -26,25 +20,14 @@ pub struct Names<'a> {
 pub type AwsPorts = Ports<SqsQueue, DynamoIdempotencyStore, SecretsManagerStore, S3Archive>;
 
 impl AwsPorts {
-    /// The SDK clients of `sdk` behind each port.
-    pub fn from_sdk(
-        sdk: &SdkConfig,
-        names: Names<'_>,
-        secrets_ttl: Duration,
-        metrics: Metrics,
-    ) -> Self {
+    /// Each port on its AWS service (ingest calls nothing outside AWS: no network policy).
+    pub fn from_sdk(w: &Wiring<'_>, names: Names<'_>) -> Self {
         Ports {
-            events: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), names.events),
-            idempotency: DynamoIdempotencyStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                names.table,
-            ),
-            secrets: SecretsCache::new(
-                SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
-                secrets_ttl,
-            ),
-            archive: S3Archive::new(aws_sdk_s3::Client::new(sdk), names.bucket),
-            metrics,
+            events: w.queue(names.events),
+            idempotency: w.table(names.table),
+            secrets: w.secrets(),
+            archive: w.archive(names.bucket),
+            metrics: w.metrics.clone(),
         }
     }
 }

@@ -40,6 +40,23 @@ pub enum EnrichError {
     },
 }
 
+impl EnrichError {
+    fn retryable(step: &EnrichStep, message: String) -> Self {
+        EnrichError::Retryable {
+            step: step.name.clone(),
+            message,
+        }
+    }
+
+    fn permanent(step: &EnrichStep, reason: Reason, message: String) -> Self {
+        EnrichError::Permanent {
+            reason,
+            step: step.name.clone(),
+            message,
+        }
+    }
+}
+
 impl std::fmt::Display for EnrichError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -106,15 +123,8 @@ impl<K: SecretStore> Enricher<K> {
         url: &url::Url,
         deadline_ms: Option<i64>,
     ) -> Result<reqwest::Response, EnrichError> {
-        let retryable = |message: String| EnrichError::Retryable {
-            step: step.name.clone(),
-            message,
-        };
-        let permanent = |reason, message: String| EnrichError::Permanent {
-            reason,
-            step: step.name.clone(),
-            message,
-        };
+        let retryable = |message| EnrichError::retryable(step, message);
+        let permanent = |reason, message| EnrichError::permanent(step, reason, message);
         let timeout = step.timeout.min(MAX_TIMEOUT);
         // The deliver rule: a call that may not finish before the deadline is not started
         // (the event comes back through SQS, to a fresh invocation).
@@ -168,15 +178,8 @@ impl<K: SecretStore> Enricher<K> {
         url: Result<url::Url, String>,
         deadline_ms: Option<i64>,
     ) -> Result<Value, EnrichError> {
-        let retryable = |message: String| EnrichError::Retryable {
-            step: step.name.clone(),
-            message,
-        };
-        let permanent = |reason, message: String| EnrichError::Permanent {
-            reason,
-            step: step.name.clone(),
-            message,
-        };
+        let retryable = |message| EnrichError::retryable(step, message);
+        let permanent = |reason, message| EnrichError::permanent(step, reason, message);
         let url =
             url.map_err(|m| permanent(Reason::EnrichUrl, format!("cannot fill the URL: {m}")))?;
         // A 401/403 to a cached credential: read it afresh (and mint a new token) and ask once

@@ -104,17 +104,8 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
     /// not the batch); the response lists the messages to retry.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let deadline_ms = batch::deadline_ms(event.context.deadline);
-        batch::settle_each(&event.payload.records, |message| {
-            let id = message.message_id.clone().unwrap_or_default();
-            let span = tracing::info_span!("event", message_id = %id);
-            async move {
-                let outcome = self.process(message, deadline_ms).await;
-                if let Err(e) = &outcome {
-                    tracing::warn!(message_id = %id, error = %e, "transform failed; SQS will retry");
-                }
-                outcome
-            }
-            .instrument(span)
+        batch::settle_each("event", &event.payload.records, |message| {
+            self.process(message, deadline_ms)
         })
         .await
     }

@@ -6,7 +6,8 @@ use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard_core::integration::{Integration, Integrations};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_shared::aws;
+use switchboard_shared::aws::{self, Wiring};
+use switchboard_shared::batch;
 use switchboard_shared::metrics::Metrics;
 use transform::config::TransformConfig;
 use transform::handler::Transform;
@@ -31,22 +32,22 @@ async fn main() -> Result<(), Error> {
         events_dlq: &config.events_dlq_url,
         bucket: &config.archive_bucket,
     };
-    let ports = AwsPorts::from_sdk(
-        &sdk,
-        names,
-        config.secrets_ttl,
-        Metrics::Stdout,
-        NetworkPolicy::DEPLOYED,
-    );
+    let wiring = Wiring {
+        sdk: &sdk,
+        secrets_ttl: config.secrets_ttl,
+        metrics: Metrics::Stdout,
+        network: NetworkPolicy::DEPLOYED,
+    };
+    let ports = AwsPorts::from_sdk(&wiring, names);
     aws::warm_up(vec![Box::pin(ports.deliveries.warm())]);
     let handler = Arc::new(Transform::new(
         integrations,
         ports,
         config.max_receive_count,
     )?);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+    batch::serve(move |event| {
         let handler = Arc::clone(&handler);
-        async move { Ok::<_, Error>(handler.handle(event).await) }
-    }))
+        async move { handler.handle(event).await }
+    })
     .await
 }

@@ -5,11 +5,13 @@ mod dynamodb;
 mod s3;
 mod secretsmanager;
 mod sqs;
+mod wiring;
 
 pub use dynamodb::{DynamoIdempotencyStore, OpenCircuit};
 pub use s3::S3Archive;
 pub use secretsmanager::SecretsManagerStore;
 pub use sqs::{DeadLetterRecord, SqsQueue};
+pub use wiring::Wiring;
 
 pub use aws_config::SdkConfig;
 
