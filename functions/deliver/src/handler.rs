@@ -47,7 +47,6 @@ use switchboard_shared::config::StartError;
 use switchboard_shared::credentials::Credentials;
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
 use switchboard_shared::metrics::Metrics;
-use tracing::Instrument;
 
 /// The ports deliver uses.
 #[derive(Debug)]

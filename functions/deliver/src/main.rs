@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::SqsEvent;
 use deliver::config::DeliverConfig;
 use deliver::handler::Deliver;
 use deliver::wiring::{AwsPorts, Names};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use switchboard_core::integration::{Integrations, Outbound};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_shared::aws::{self, Wiring};

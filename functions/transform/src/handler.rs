@@ -28,7 +28,6 @@ use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::batch::{self, HandBack, receive_count};
 use switchboard_shared::config::StartError;
 use switchboard_shared::metrics::Metrics;
-use tracing::Instrument;
 
 use crate::enrich::{EnrichError, Enricher};
 use crate::pipeline::{RouteOutcome, run_route};

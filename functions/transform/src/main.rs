@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 use switchboard_core::integration::{Integration, Integrations};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_shared::aws::{self, Wiring};
