@@ -8,10 +8,8 @@ use deliver::handler::Deliver;
 use deliver::wiring::{AwsPorts, Names};
 use lambda_runtime::Error;
 use switchboard_core::integration::{Integrations, Outbound};
-use switchboard_core::network::NetworkPolicy;
 use switchboard_shared::aws::{self, Wiring};
 use switchboard_shared::batch;
-use switchboard_shared::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -26,13 +24,7 @@ async fn main() -> Result<(), Error> {
         deliveries: &config.deliveries_queue_url,
         deliveries_dlq: &config.deliveries_dlq_url,
     };
-    let wiring = Wiring {
-        sdk: &sdk,
-        secrets_ttl: config.secrets_ttl,
-        metrics: Metrics::Stdout,
-        network: NetworkPolicy::DEPLOYED,
-    };
-    let ports = AwsPorts::from_sdk(&wiring, names);
+    let ports = AwsPorts::from_sdk(&Wiring::deployed(&sdk, config.secrets_ttl), names);
     let mut warm = vec![
         Box::pin(ports.idempotency.warm("deliver#")) as aws::WarmUp,
         Box::pin(ports.queue.warm()),

@@ -8,9 +8,7 @@ use ingest::handler::Ingest;
 use ingest::wiring::{AwsPorts, Names};
 use lambda_http::{Error, Request, service_fn};
 use switchboard_core::integration::{Inbound, Integrations};
-use switchboard_core::network::NetworkPolicy;
 use switchboard_shared::aws::{self, Wiring};
-use switchboard_shared::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -23,13 +21,7 @@ async fn main() -> Result<(), Error> {
         table: &config.idempotency_table,
         bucket: &config.archive_bucket,
     };
-    let wiring = Wiring {
-        sdk: &sdk,
-        secrets_ttl: config.secrets_ttl,
-        metrics: Metrics::Stdout,
-        network: NetworkPolicy::DEPLOYED,
-    };
-    let ports = AwsPorts::from_sdk(&wiring, names);
+    let ports = AwsPorts::from_sdk(&Wiring::deployed(&sdk, config.secrets_ttl), names);
     let mut warm = vec![
         Box::pin(ports.events.warm()) as aws::WarmUp,
         Box::pin(ports.idempotency.warm("ingest#")),

@@ -4,10 +4,8 @@ use std::sync::Arc;
 
 use lambda_runtime::Error;
 use switchboard_core::integration::{Integration, Integrations};
-use switchboard_core::network::NetworkPolicy;
 use switchboard_shared::aws::{self, Wiring};
 use switchboard_shared::batch;
-use switchboard_shared::metrics::Metrics;
 use transform::config::TransformConfig;
 use transform::handler::Transform;
 use transform::wiring::{AwsPorts, Names};
@@ -31,13 +29,7 @@ async fn main() -> Result<(), Error> {
         events_dlq: &config.events_dlq_url,
         bucket: &config.archive_bucket,
     };
-    let wiring = Wiring {
-        sdk: &sdk,
-        secrets_ttl: config.secrets_ttl,
-        metrics: Metrics::Stdout,
-        network: NetworkPolicy::DEPLOYED,
-    };
-    let ports = AwsPorts::from_sdk(&wiring, names);
+    let ports = AwsPorts::from_sdk(&Wiring::deployed(&sdk, config.secrets_ttl), names);
     aws::warm_up(vec![Box::pin(ports.deliveries.warm())]);
     let handler = Arc::new(Transform::new(
         integrations,

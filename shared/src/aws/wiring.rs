@@ -24,7 +24,17 @@ pub struct Wiring<'a> {
     pub network: NetworkPolicy,
 }
 
-impl Wiring<'_> {
+impl<'a> Wiring<'a> {
+    /// A Lambda's wiring: counts to stdout (EMF), the deployed network rules.
+    pub fn deployed(sdk: &'a SdkConfig, secrets_ttl: Duration) -> Self {
+        Self {
+            sdk,
+            secrets_ttl,
+            metrics: Metrics::Stdout,
+            network: NetworkPolicy::DEPLOYED,
+        }
+    }
+
     /// The queue at `url`.
     pub fn queue(&self, url: &str) -> SqsQueue {
         SqsQueue::new(aws_sdk_sqs::Client::new(self.sdk), url)
