@@ -540,3 +540,6 @@ fn carried_headers(headers: &HeaderMap, credential: Option<&str>) -> BTreeMap<St
         })
         .collect()
 }
+
+#[cfg(test)]
+mod rules;

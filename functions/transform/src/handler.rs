@@ -340,3 +340,6 @@ fn route_outcomes<'i>(
         .map(|r| (r, run_route(r, &scope)))
         .collect())
 }
+
+#[cfg(test)]
+mod rules;

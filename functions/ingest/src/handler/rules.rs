@@ -1,0 +1,125 @@
+//! The ingest handler's rules on in-memory ports: what a sender sees, and what is queued,
+//! archived and deduped. The same rules run end to end through the emulator in
+//! `tests/it/ingest.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::{Body, Request};
+use switchboard_core::envelope::EventMessage;
+use switchboard_core::integration::Integrations;
+use switchboard_core::secret::{SecretString, WebhookSecret};
+use switchboard_core::secrets::SecretsCache;
+use switchboard_core::verify::sign_standard_webhooks;
+use switchboard_shared::memory::{MemoryArchive, MemoryQueue, MemorySecrets, MemoryTable};
+use switchboard_shared::metrics::Metrics;
+
+use super::{Ingest, Ports};
+
+const SECRET: &str = "whsec_dGVzdC1zaWduaW5nLWtleS1mb3ItZTJl";
+
+struct Harness {
+    handler: Ingest<MemoryQueue, MemoryTable, MemorySecrets, MemoryArchive>,
+    events: MemoryQueue,
+    archive: MemoryArchive,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("sb-ingest-rules-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("shop.yaml"),
+            "source:\n  verify: standard-webhooks\n  secret: shop/signing\nroutes:\n  - id: r\n    map: $\n    deliver:\n      url: https://api.example.com/orders\n",
+        )
+        .unwrap();
+        let integrations = Arc::new(Integrations::load_dir(&dir).unwrap());
+        let (events, archive) = (MemoryQueue::default(), MemoryArchive::default());
+        let handler = Ingest::new(
+            integrations,
+            Ports {
+                events: events.clone(),
+                idempotency: MemoryTable::default(),
+                secrets: SecretsCache::new(
+                    MemorySecrets::with(&[("shop/signing", SECRET)]),
+                    Duration::from_secs(60),
+                ),
+                archive: archive.clone(),
+                metrics: Metrics::Off,
+            },
+        );
+        Self {
+            handler,
+            events,
+            archive,
+            dir,
+        }
+    }
+
+    /// Posts `body` to `/webhooks/{integration}` as message `id`, signed with `key`.
+    async fn post(&self, integration: &str, id: &str, body: &str, key: &str) -> (u16, String) {
+        let keys = [WebhookSecret::parse(&SecretString::new(key)).unwrap()];
+        let now = chrono::Utc::now().timestamp();
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(format!("https://hooks.example.com/webhooks/{integration}"))
+            .header("content-type", "application/json");
+        for (name, value) in sign_standard_webhooks(&keys, id, now, body.as_bytes()) {
+            req = req.header(name, value);
+        }
+        let req: Request = req.body(Body::from(body.to_string())).unwrap();
+        let response = self.handler.handle(req).await;
+        let text = match response.body() {
+            Body::Text(t) => t.clone(),
+            Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        (response.status().as_u16(), text)
+    }
+}
+
+#[tokio::test]
+async fn a_signed_webhook_is_archived_queued_once_and_its_retry_gets_the_same_event_id() {
+    let h = Harness::new();
+    let (status, answer) = h.post("shop", "msg_1", r#"{"order": 1}"#, SECRET).await;
+    assert_eq!(status, 202, "{answer}");
+    let event_id = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sent = h.events.sent();
+    assert_eq!(sent.len(), 1);
+    let EventMessage::EventV1(event) = EventMessage::decode(&sent[0]).unwrap();
+    assert_eq!(event.event_id.as_str(), event_id);
+    assert_eq!(event.body, serde_json::json!({"order": 1}));
+    assert_eq!(h.archive.keys().len(), 1);
+    assert!(h.archive.keys()[0].ends_with(&event_id));
+
+    // The vendor retries the same message: 200, the same event, a duplicate, not queued again.
+    let (status, again) = h.post("shop", "msg_1", r#"{"order": 1}"#, SECRET).await;
+    assert_eq!(status, 200, "{again}");
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["event_id"], event_id.as_str());
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(h.events.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bad_signature_or_an_unknown_integration_is_refused_and_nothing_is_kept() {
+    let h = Harness::new();
+    let other = "whsec_b3RoZXIta2V5LW5vdC10aGUtc2hvcHMta2V5";
+    let (status, answer) = h.post("shop", "msg_2", r#"{"order": 2}"#, other).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("signature"), "{answer}");
+    let (status, answer) = h.post("nope", "msg_3", r#"{"order": 3}"#, SECRET).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(h.events.sent().is_empty());
+    assert!(h.archive.keys().is_empty());
+}

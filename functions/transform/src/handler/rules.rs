@@ -1,0 +1,139 @@
+//! The transform handler's rules on in-memory ports: what is queued for each route, and what
+//! is dead-lettered with which reason. The same rules run end to end through the emulator in
+//! `tests/it/transform.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use lambda_runtime::{Context, LambdaEvent};
+use switchboard_core::envelope::{DeliveryMessage, EventMessage, EventV1};
+use switchboard_core::ids::EventId;
+use switchboard_core::integration::Integrations;
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::reason::Reason;
+use switchboard_core::secrets::SecretsCache;
+use switchboard_shared::memory::{MemoryArchive, MemoryQueue, MemorySecrets};
+use switchboard_shared::metrics::Metrics;
+
+use super::{Ports, Transform};
+
+struct Harness {
+    handler: Transform<MemoryQueue, MemoryQueue, MemoryArchive, MemorySecrets>,
+    deliveries: MemoryQueue,
+    dlq: MemoryQueue,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("sb-transform-rules-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("shop.yaml"),
+            r#"source:
+  verify: none
+  allow_unsigned: true
+routes:
+  - id: to-3pl
+    map: '{"sku": sku, "quantity": qty}'
+    contract: { type: object, required: [sku, quantity] }
+    deliver:
+      url: https://api.example.com/orders
+  - id: big-only
+    when: qty > 10
+    map: '{"n": qty}'
+    deliver:
+      url: https://api.example.com/big
+"#,
+        )
+        .unwrap();
+        let integrations = Arc::new(Integrations::load_dir(&dir).unwrap());
+        let (deliveries, dlq) = (MemoryQueue::default(), MemoryQueue::default());
+        let handler = Transform::new(
+            integrations,
+            Ports {
+                deliveries: deliveries.clone(),
+                dead_letters: dlq.clone(),
+                archive: MemoryArchive::default(),
+                secrets: SecretsCache::new(MemorySecrets::default(), Duration::from_secs(60)),
+                metrics: Metrics::Off,
+                network: NetworkPolicy::DEPLOYED,
+            },
+            5,
+        )
+        .unwrap();
+        Self {
+            handler,
+            deliveries,
+            dlq,
+            dir,
+        }
+    }
+
+    /// Transforms one message; answers whether SQS is to hand it back.
+    async fn transform(&self, body: String) -> bool {
+        let mut m = SqsMessage::default();
+        m.message_id = Some("m-1".into());
+        m.body = Some(body);
+        let mut e = SqsEvent::default();
+        e.records = vec![m];
+        let out = self
+            .handler
+            .handle(LambdaEvent::new(e, Context::default()))
+            .await;
+        !out.batch_item_failures.is_empty()
+    }
+}
+
+fn event(body: serde_json::Value) -> String {
+    serde_json::to_string(&EventMessage::EventV1(EventV1 {
+        event_id: EventId::new(),
+        integration: "shop".into(),
+        received_at: chrono::Utc::now(),
+        headers: Default::default(),
+        body,
+        body_ref: None,
+        routes: None,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn each_route_that_applies_gets_its_mapped_task_and_the_others_are_skipped() {
+    let h = Harness::new();
+    assert!(
+        !h.transform(event(serde_json::json!({"sku": "A-1", "qty": 2})))
+            .await
+    );
+    let sent = h.deliveries.sent();
+    assert_eq!(sent.len(), 1, "big-only skipped by its `when`: {sent:?}");
+    let DeliveryMessage::DeliveryV1(task) = DeliveryMessage::decode(&sent[0]).unwrap();
+    assert_eq!(task.route, "to-3pl");
+    assert_eq!(task.body, serde_json::json!({"sku": "A-1", "quantity": 2}));
+    assert!(task.received_at.is_some());
+    assert!(h.dlq.letters().is_empty());
+}
+
+#[tokio::test]
+async fn a_contract_violation_dead_letters_that_route_only_and_a_malformed_message_itself() {
+    let h = Harness::new();
+    // No sku: to-3pl's contract refuses it; big-only still runs.
+    assert!(!h.transform(event(serde_json::json!({"qty": 20}))).await);
+    let letters = h.dlq.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, Reason::ContractViolation);
+    assert_eq!(letters[0].route.as_deref(), Some("to-3pl"));
+    let sent = h.deliveries.sent();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("big-only"), "{sent:?}");
+
+    assert!(!h.transform("not an envelope".into()).await);
+    assert_eq!(h.dlq.letters()[1].reason, Reason::MalformedMessage);
+}
