@@ -509,3 +509,35 @@ impl Archive for MemoryArchive {
             .ok_or_else(|| not_found("GetObject", key))
     }
 }
+
+/// A directory of definitions for a test, removed when dropped: the in-memory handlers load
+/// their integrations from it as the functions load theirs from the layer.
+#[derive(Debug)]
+pub struct DefinitionsDir(std::path::PathBuf);
+
+impl DefinitionsDir {
+    /// A fresh directory holding `{id}.yaml` with `yaml`.
+    pub fn with(id: &str, yaml: &str) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "sb-definitions-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{id}.yaml")), yaml)?;
+        Ok(Self(dir))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+static DIRS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Drop for DefinitionsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

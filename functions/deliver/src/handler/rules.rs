@@ -17,7 +17,7 @@ use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::AttemptLog;
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
-use switchboard_shared::memory::{MemoryQueue, MemorySecrets, MemoryTable};
+use switchboard_shared::memory::{DefinitionsDir, MemoryQueue, MemorySecrets, MemoryTable};
 use switchboard_shared::metrics::Metrics;
 
 use super::{Deliver, Ports};
@@ -58,32 +58,20 @@ struct Harness {
     table: MemoryTable,
     queue: MemoryQueue,
     dlq: MemoryQueue,
-    _dir: tempdir::Dir,
-}
-
-mod tempdir {
-    /// A directory removed when dropped.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    _dir: DefinitionsDir,
 }
 
 impl Harness {
     /// The `shop` integration with one route `r` to `url`, `deliver` settings added.
     fn new(url: &str, deliver: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("sb-deliver-rules-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("shop.yaml"),
-            format!(
+        let dir = DefinitionsDir::with(
+            "shop",
+            &format!(
                 "source:\n  verify: none\n  allow_unsigned: true\nroutes:\n  - id: r\n    map: $\n    deliver:\n      url: {url}\n{deliver}"
             ),
         )
         .unwrap();
-        let integrations = Arc::new(Integrations::load_dir(&dir).unwrap());
+        let integrations = Arc::new(Integrations::load_dir(dir.path()).unwrap());
         let (table, queue, dlq) = (
             MemoryTable::default(),
             MemoryQueue::default(),
@@ -108,7 +96,7 @@ impl Harness {
             table,
             queue,
             dlq,
-            _dir: tempdir::Dir(dir),
+            _dir: dir,
         }
     }
 

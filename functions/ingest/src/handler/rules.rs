@@ -11,7 +11,9 @@ use switchboard_core::integration::Integrations;
 use switchboard_core::secret::{SecretString, WebhookSecret};
 use switchboard_core::secrets::SecretsCache;
 use switchboard_core::verify::sign_standard_webhooks;
-use switchboard_shared::memory::{MemoryArchive, MemoryQueue, MemorySecrets, MemoryTable};
+use switchboard_shared::memory::{
+    DefinitionsDir, MemoryArchive, MemoryQueue, MemorySecrets, MemoryTable,
+};
 use switchboard_shared::metrics::Metrics;
 
 use super::{Ingest, Ports};
@@ -22,25 +24,17 @@ struct Harness {
     handler: Ingest<MemoryQueue, MemoryTable, MemorySecrets, MemoryArchive>,
     events: MemoryQueue,
     archive: MemoryArchive,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _dir: DefinitionsDir,
 }
 
 impl Harness {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("sb-ingest-rules-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("shop.yaml"),
+        let dir = DefinitionsDir::with(
+            "shop",
             "source:\n  verify: standard-webhooks\n  secret: shop/signing\nroutes:\n  - id: r\n    map: $\n    deliver:\n      url: https://api.example.com/orders\n",
         )
         .unwrap();
-        let integrations = Arc::new(Integrations::load_dir(&dir).unwrap());
+        let integrations = Arc::new(Integrations::load_dir(dir.path()).unwrap());
         let (events, archive) = (MemoryQueue::default(), MemoryArchive::default());
         let handler = Ingest::new(
             integrations,
@@ -59,7 +53,7 @@ impl Harness {
             handler,
             events,
             archive,
-            dir,
+            _dir: dir,
         }
     }
 

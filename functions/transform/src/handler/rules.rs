@@ -13,7 +13,7 @@ use switchboard_core::integration::Integrations;
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
-use switchboard_shared::memory::{MemoryArchive, MemoryQueue, MemorySecrets};
+use switchboard_shared::memory::{DefinitionsDir, MemoryArchive, MemoryQueue, MemorySecrets};
 use switchboard_shared::metrics::Metrics;
 
 use super::{Ports, Transform};
@@ -22,21 +22,13 @@ struct Harness {
     handler: Transform<MemoryQueue, MemoryQueue, MemoryArchive, MemorySecrets>,
     deliveries: MemoryQueue,
     dlq: MemoryQueue,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _dir: DefinitionsDir,
 }
 
 impl Harness {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("sb-transform-rules-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("shop.yaml"),
+        let dir = DefinitionsDir::with(
+            "shop",
             r#"source:
   verify: none
   allow_unsigned: true
@@ -54,7 +46,7 @@ routes:
 "#,
         )
         .unwrap();
-        let integrations = Arc::new(Integrations::load_dir(&dir).unwrap());
+        let integrations = Arc::new(Integrations::load_dir(dir.path()).unwrap());
         let (deliveries, dlq) = (MemoryQueue::default(), MemoryQueue::default());
         let handler = Transform::new(
             integrations,
@@ -73,7 +65,7 @@ routes:
             handler,
             deliveries,
             dlq,
-            dir,
+            _dir: dir,
         }
     }
 
