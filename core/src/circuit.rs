@@ -61,6 +61,8 @@ pub fn counts_as_failure(outcome: Outcome) -> bool {
         Outcome::Timeout | Outcome::Connect | Outcome::Dns | Outcome::Dropped => true,
         // Nothing was sent: it says nothing about the destination.
         Outcome::Blocked => false,
+        // It answered: up, whatever it said.
+        Outcome::Rejected { .. } => false,
     }
 }
 

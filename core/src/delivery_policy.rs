@@ -39,6 +39,14 @@ pub enum Outcome {
     Dropped,
     /// The network guard refused the destination (no request was sent): permanent.
     Blocked,
+    /// A 2xx whose answer fails the route's `success` check; `retryable` when its
+    /// `retry_when` says so.
+    Rejected {
+        /// The status it came with.
+        status: u16,
+        /// Whether another try may help.
+        retryable: bool,
+    },
 }
 
 /// What to do about it.
@@ -70,9 +78,15 @@ pub fn classify(outcome: Outcome) -> Class {
             opens_circuit: false,
         },
         Outcome::Timeout | Outcome::Connect | Outcome::Dns | Outcome::Dropped => Class::Retryable,
-        Outcome::Blocked => Class::Permanent {
+        Outcome::Blocked
+        | Outcome::Rejected {
+            retryable: false, ..
+        } => Class::Permanent {
             opens_circuit: false,
         },
+        Outcome::Rejected {
+            retryable: true, ..
+        } => Class::Retryable,
     }
 }
 
@@ -208,6 +222,7 @@ pub fn settle(a: &Attempted<'_>) -> Settlement {
         Class::Permanent { .. } => Settlement::DeadLetter {
             reason: match a.outcome {
                 Outcome::Blocked => Reason::NetworkRefused,
+                Outcome::Rejected { .. } => Reason::RejectedByDestination,
                 _ => Reason::PermanentFailure,
             },
             message: a.what.to_string(),
@@ -238,6 +253,7 @@ pub fn retry_reason(outcome: Outcome) -> &'static str {
         Outcome::Connect | Outcome::Dns => "connect",
         Outcome::Dropped => "dropped",
         Outcome::Blocked => Reason::NetworkRefused.as_str(),
+        Outcome::Rejected { .. } => "rejected",
     }
 }
 

@@ -54,11 +54,14 @@ pub enum Reason {
     NetworkRefused,
     /// SQS's redrive policy moved it after maxReceiveCount receives: no function settled it.
     RedrivePolicy,
+    /// The destination answered 2xx, but its answer fails the route's `success` check (and
+    /// `retry_when` does not call it worth another try).
+    RejectedByDestination,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::ContractViolation,
         Reason::MappingError,
         Reason::WhenError,
@@ -81,6 +84,7 @@ impl Reason {
         Reason::AuthMisconfigured,
         Reason::NetworkRefused,
         Reason::RedrivePolicy,
+        Reason::RejectedByDestination,
     ];
 
     /// The stable code (`contract_violation`): attributes, metrics, logs.
@@ -108,6 +112,7 @@ impl Reason {
             Reason::AuthMisconfigured => "auth_misconfigured",
             Reason::NetworkRefused => "network_refused",
             Reason::RedrivePolicy => "redrive_policy",
+            Reason::RejectedByDestination => "rejected_by_destination",
         }
     }
 }

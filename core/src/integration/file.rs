@@ -127,6 +127,8 @@ pub(super) struct DeliverFile {
     pub(super) allow_private_network: bool,
     #[serde(default)]
     pub(super) allow_http: bool,
+    pub(super) success: Option<String>,
+    pub(super) retry_when: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

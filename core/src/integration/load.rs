@@ -1,6 +1,7 @@
 //! Loading a whole definition file, part by part, each error naming its file and field.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -309,6 +310,7 @@ pub(super) fn deliver(
             },
         }),
     };
+    let check = response_check(def, route_err)?;
     Ok(Deliver {
         url,
         auth: def.auth.clone(),
@@ -319,7 +321,46 @@ pub(super) fn deliver(
         limits: def.limits,
         circuit,
         access,
+        check,
     })
+}
+
+/// `deliver.success` (a preset's name or JSONata) and `deliver.retry_when`, compiled.
+fn response_check(
+    def: &DeliverFile,
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<Option<ResponseCheck>, DefinitionError> {
+    let compile = |field: &str, text: &str| {
+        Mapping::parse(text, Limits::default())
+            .map(Arc::new)
+            .map_err(|e| route_err(field, format!("the JSONata expression does not parse: {e}")))
+    };
+    let Some(source) = def.success.as_deref() else {
+        return match def.retry_when {
+            Some(_) => Err(route_err(
+                "deliver.retry_when",
+                "needs `success`: it says which failed answers are worth another try".into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    let preset = RESPONSE_PRESETS
+        .iter()
+        .find(|(name, _, _)| *name == source.trim());
+    let (success, preset_retry) = match preset {
+        Some((_, success, retry)) => (compile("deliver.success", success)?, *retry),
+        None => (compile("deliver.success", source)?, None),
+    };
+    let retry_when = match (def.retry_when.as_deref(), preset_retry) {
+        (Some(text), _) => Some(compile("deliver.retry_when", text)?),
+        (None, Some(text)) => Some(compile("deliver.retry_when", text)?),
+        (None, None) => None,
+    };
+    Ok(Some(ResponseCheck {
+        source: source.to_string(),
+        success,
+        retry_when,
+    }))
 }
 
 /// Compiles a route's contract: inline, or a JSON (or YAML) schema file beside the definition.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use url::Url;
@@ -176,7 +177,50 @@ pub struct Deliver {
     pub circuit: CircuitSettings,
     /// What the network guard lets the call reach besides public https.
     pub access: Access,
+    /// What a 2xx answer must say to count as delivered (`success`, `retry_when`).
+    pub check: Option<ResponseCheck>,
 }
+
+/// What a 2xx answer must say to count as delivered (`deliver.success`: a JSONata predicate
+/// over `{status, headers, body}`, the body parsed when it is JSON, or a preset's name), and
+/// which answers that fail it are worth another try (`deliver.retry_when`, the same input).
+/// Many APIs answer 200 when they failed: Slack's `{"ok": false}`, GraphQL's `errors` and
+/// `userErrors`.
+#[derive(Debug, Clone)]
+pub struct ResponseCheck {
+    /// As written (a preset's name, or the expression).
+    pub source: String,
+    /// True when the answer means delivered.
+    pub success: Arc<Mapping>,
+    /// True when a failed answer is worth another try; none: every failure is permanent.
+    pub retry_when: Option<Arc<Mapping>>,
+}
+
+impl PartialEq for ResponseCheck {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for ResponseCheck {}
+
+/// The preset checks a definition names instead of writing one (`success: slack`): the
+/// success expression and its retry rule.
+pub const RESPONSE_PRESETS: [(&str, &str, Option<&str>); 2] = [
+    // chat.postMessage and friends: `ok` says it; `ratelimited` is worth another try.
+    (
+        "slack",
+        "body.ok = true",
+        Some("body.error = 'ratelimited'"),
+    ),
+    // GraphQL (Shopify's Admin API among them): no `errors`, and no mutation's `userErrors`;
+    // a throttled query is worth another try.
+    (
+        "graphql",
+        "$not($exists(body.errors)) and $count(body.data.*.userErrors) = 0",
+        Some("$exists(body.errors[extensions.code = 'THROTTLED'])"),
+    ),
+];
 
 /// How a route signs what it sends (Standard Webhooks).
 #[derive(Debug, Clone, PartialEq, Eq)]

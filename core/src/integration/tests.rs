@@ -456,3 +456,39 @@ fn duplicate_ids_across_files_are_refused() {
     let e = Integrations::<Integration>::load_dir(&dir).unwrap_err();
     assert!(e.message.contains("already defined"), "{e}");
 }
+
+#[test]
+fn a_success_check_is_a_preset_or_jsonata_and_retry_when_needs_it() {
+    let dir = tempdir("check");
+    let with = |extra: &str| {
+        GOOD.replace(
+            "secret: example/token }",
+            &format!("secret: example/token }}\n{extra}"),
+        )
+    };
+    let slack = load_file(&write(&dir, "a.yaml", &with("      success: slack"))).unwrap();
+    let check = slack.routes[0].deliver.check.as_ref().unwrap();
+    assert_eq!(check.source, "slack");
+    assert!(check.retry_when.is_some(), "the preset's retry rule");
+    let own = load_file(&write(&dir, "b.yaml", &with("      success: status = 201"))).unwrap();
+    assert!(
+        own.routes[0]
+            .deliver
+            .check
+            .as_ref()
+            .unwrap()
+            .retry_when
+            .is_none()
+    );
+    let e = load_file(&write(&dir, "c.yaml", &with("      retry_when: body.busy"))).unwrap_err();
+    assert_eq!(e.field, "routes[0].deliver.retry_when", "{e}");
+    assert!(e.message.contains("needs `success`"), "{e}");
+    let e = load_file(&write(&dir, "d.yaml", &with("      success: 'ok ='"))).unwrap_err();
+    assert!(e.field.starts_with("routes[0].deliver.success"), "{e}");
+    assert!(
+        load_file(&write(&dir, "e.yaml", GOOD)).unwrap().routes[0]
+            .deliver
+            .check
+            .is_none()
+    );
+}

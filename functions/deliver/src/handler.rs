@@ -34,7 +34,7 @@ use switchboard_core::delivery_policy::{
 };
 use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_core::idempotency::{Claim, NewClaim, Status, in_progress_until};
-use switchboard_core::integration::{Integrations, Outbound, OutboundRoute};
+use switchboard_core::integration::{Integrations, Outbound, OutboundRoute, ResponseCheck};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::{
     AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
@@ -123,7 +123,7 @@ impl Attempt {
     /// The status the destination answered, if it answered.
     fn status(&self) -> Option<u16> {
         match self.outcome {
-            Outcome::Status(s) => Some(s),
+            Outcome::Status(s) | Outcome::Rejected { status: s, .. } => Some(s),
             _ => None,
         }
     }
@@ -519,6 +519,7 @@ where
         }
         let status = attempt.status();
         let what = match (status, &attempt.error) {
+            (Some(_), Some(e)) if matches!(attempt.outcome, Outcome::Rejected { .. }) => e.clone(),
             (Some(s), _) => format!("the destination answered {s}"),
             (None, Some(e)) => e.clone(),
             (None, None) => "no answer".into(),
@@ -901,7 +902,7 @@ where
             Err(refused) => return Ok(refused),
         };
         match request.send().await {
-            Ok(response) => Ok(answer(response).await),
+            Ok(response) => Ok(answer(response, route.deliver.check.as_ref()).await),
             Err(e) => Ok(Attempt::failed(
                 transport_outcome(&e),
                 http::transport_error(&e),
@@ -982,10 +983,10 @@ where
 }
 
 /// What an answer came to. It is read so the connection can be reused (a drop here is a
-/// failed attempt), but never more of it than is kept: a success's body is not used, an
-/// error's first 1 KB travels with the history. A longer answer costs the connection, not
-/// memory.
-async fn answer(response: reqwest::Response) -> Attempt {
+/// failed attempt), but never more of it than is kept: a success's body is used only by the
+/// route's `success` check, an error's first 1 KB travels with the history. A longer answer
+/// costs the connection, not memory.
+async fn answer(response: reqwest::Response, check: Option<&ResponseCheck>) -> Attempt {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -998,19 +999,69 @@ async fn answer(response: reqwest::Response) -> Attempt {
     } else {
         SNIPPET_BYTES
     };
+    let headers = response_headers(&response);
     let (outcome, snippet) = match http::read_capped(response, cap).await {
-        Ok(_) if success => (Outcome::Status(status), None),
+        Ok(read) if success => match check {
+            None => (Outcome::Status(status), None),
+            Some(check) => match checked(check, status, headers, &read.bytes) {
+                None => (Outcome::Status(status), None),
+                Some(retryable) => (
+                    Outcome::Rejected { status, retryable },
+                    snippet(&read.bytes),
+                ),
+            },
+        },
         Ok(read) => (Outcome::Status(status), snippet(&read.bytes)),
         Err(_) if success => (Outcome::Status(status), None),
         Err(_) => (Outcome::Dropped, None),
     };
-    let error = (outcome == Outcome::Dropped).then(|| format!("connection dropped after {status}"));
+    let error = match outcome {
+        Outcome::Dropped => Some(format!("connection dropped after {status}")),
+        Outcome::Rejected { .. } => Some(format!(
+            "the destination answered {status}, but its answer fails the route's success check"
+        )),
+        _ => None,
+    };
     Attempt {
         outcome,
         error,
         retry_after,
         snippet,
     }
+}
+
+/// The answer's headers as the `success` check sees them (lower-case names, text values).
+fn response_headers(response: &reqwest::Response) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.into())))
+        .collect();
+    serde_json::Value::Object(headers)
+}
+
+/// Runs the route's check over a 2xx answer: None when it means delivered, else whether
+/// another try may help. An answer too long to read whole, not JSON, or a check that fails
+/// to evaluate is judged as it reads (a body that is not JSON is the text).
+fn checked(
+    check: &ResponseCheck,
+    status: u16,
+    headers: serde_json::Value,
+    body: &[u8],
+) -> Option<bool> {
+    let body = serde_json::from_slice::<serde_json::Value>(body)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into());
+    let input = serde_json::json!({"status": status, "headers": headers, "body": body});
+    let yes = |m: &switchboard_core::mapping::Mapping| {
+        matches!(
+            m.evaluate(&input, &[]),
+            Ok(Some(serde_json::Value::Bool(true)))
+        )
+    };
+    if yes(&check.success) {
+        return None;
+    }
+    Some(check.retry_when.as_deref().is_some_and(yes))
 }
 
 /// A message being worked on.

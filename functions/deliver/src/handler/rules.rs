@@ -22,10 +22,11 @@ use switchboard_shared::metrics::Metrics;
 
 use super::{Deliver, Ports};
 
-/// A destination that answers `status` and counts what it is asked.
+/// A destination that answers `status` with `body` and counts what it is asked.
 struct Destination {
     url: String,
     status: Arc<AtomicU16>,
+    body: Arc<std::sync::Mutex<String>>,
     hits: Arc<AtomicUsize>,
 }
 
@@ -35,16 +36,27 @@ impl Destination {
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let status = Arc::new(AtomicU16::new(status));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (s, h) = (status.clone(), hits.clone());
+        let body = Arc::new(std::sync::Mutex::new(String::new()));
+        let (s, h, b) = (status.clone(), hits.clone(), body.clone());
         let app = axum::Router::new().fallback(move || {
-            let (s, h) = (s.clone(), h.clone());
+            let (s, h, b) = (s.clone(), h.clone(), b.clone());
             async move {
                 h.fetch_add(1, Ordering::SeqCst);
-                axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap()
+                let status = axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap();
+                (status, b.lock().unwrap().clone())
             }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, status, hits }
+        Self {
+            url,
+            status,
+            body,
+            hits,
+        }
+    }
+
+    fn answer(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_string();
     }
 
     fn hits(&self) -> usize {
@@ -264,4 +276,60 @@ async fn a_redelivery_already_refused_is_dead_lettered_without_calling() {
     // And that message is not dead-lettered a second time.
     assert!(!h.deliver(&id, 3).await);
     assert_eq!(h.dlq.letters().len(), 1);
+}
+
+#[tokio::test]
+async fn a_200_that_says_it_failed_is_not_delivered_and_a_rate_limit_is_retried() {
+    let dest = Destination::start(200).await;
+    let h = Harness::new(&dest.url, "      success: slack\n      retry: [100s]\n");
+    dest.answer(r#"{"ok": true, "ts": "1.2"}"#);
+    assert!(
+        !h.deliver(&EventId::new(), 1).await,
+        "ok: true is delivered"
+    );
+    assert!(h.dlq.letters().is_empty());
+
+    // Slack's `ok: false` with an error: dead-lettered with what it said.
+    dest.answer(r#"{"ok": false, "error": "channel_not_found"}"#);
+    let id = EventId::new();
+    assert!(!h.deliver(&id, 1).await);
+    let letters = h.dlq.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, Reason::RejectedByDestination);
+    assert_eq!(letters[0].last_status, Some(200));
+    assert!(letters[0].message.contains("success check"), "{letters:?}");
+    let history = letters[0].history.as_deref().unwrap_or_default();
+    assert!(history.contains("channel_not_found"), "{history}");
+
+    // `ratelimited` is the preset's retry rule: handed back on the schedule.
+    dest.answer(r#"{"ok": false, "error": "ratelimited"}"#);
+    assert!(h.deliver(&EventId::new(), 1).await);
+    assert_eq!(h.dlq.letters().len(), 1);
+    let wait = h.queue.delays().last().unwrap().1.as_secs();
+    assert!((80..=120).contains(&wait), "{wait}");
+    // A 200 that says it failed is the destination up: the circuit counts nothing.
+    assert_eq!(h.table.circuit_of(&h.destination()).failures, 0);
+}
+
+#[tokio::test]
+async fn graphql_user_errors_are_a_failure_and_data_alone_is_delivered() {
+    let dest = Destination::start(200).await;
+    let h = Harness::new(&dest.url, "      success: graphql\n");
+    dest.answer(
+        r#"{"data": {"fulfillmentCreate": {"fulfillment": {"id": "gid://1"}, "userErrors": []}}}"#,
+    );
+    assert!(!h.deliver(&EventId::new(), 1).await);
+    assert!(h.dlq.letters().is_empty(), "{:?}", h.dlq.letters());
+    dest.answer(
+        r#"{"data": {"fulfillmentCreate": {"fulfillment": null, "userErrors": [{"field": ["id"], "message": "not found"}]}}}"#,
+    );
+    assert!(!h.deliver(&EventId::new(), 1).await);
+    dest.answer(r#"{"errors": [{"message": "syntax error"}]}"#);
+    assert!(!h.deliver(&EventId::new(), 1).await);
+    let reasons: Vec<Reason> = h.dlq.letters().iter().map(|l| l.reason).collect();
+    assert_eq!(reasons, [Reason::RejectedByDestination; 2]);
+    // Throttled is worth another try.
+    dest.answer(r#"{"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]}"#);
+    assert!(h.deliver(&EventId::new(), 1).await);
+    assert_eq!(h.dlq.letters().len(), 2);
 }
