@@ -398,3 +398,79 @@ async fn a_replay_after_a_mapping_fix_delivers_the_fixed_route_only_once() {
     );
     test.dev.shutdown().await;
 }
+
+/// Slack answers 200 `{"ok": false}` and a GraphQL API 200 with `userErrors`: through the local
+/// pipeline neither is called delivered; `dlq list` shows each as `rejected_by_destination`
+/// with the destination's own words in the history, and the good answers are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_that_says_it_failed_is_dead_lettered_with_what_the_destination_said() {
+    let receiver = Receiver::start().await;
+    receiver.on(
+        "/slack",
+        vec![(
+            StatusCode::OK,
+            Some(json!({"ok": false, "error": "channel_not_found"})),
+        )],
+    );
+    receiver.on(
+        "/gql",
+        vec![(
+            StatusCode::OK,
+            Some(json!({"data": {"fulfillmentCreate": {"fulfillment": null,
+                "userErrors": [{"field": ["fulfillment"], "message": "Fulfillment order does not exist"}]}}})),
+        )],
+    );
+    receiver.on("/plain", vec![(StatusCode::OK, Some(json!({"ok": false})))]);
+    let route = |id: &str, check: &str| {
+        format!(
+            "  - id: {id}\n    map: '{{\"n\": n}}'\n    deliver:\n      url: {}/{id}\n{check}",
+            receiver.base
+        )
+    };
+    let definition = format!(
+        "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n{}{}{}",
+        route("slack", "      success: slack\n"),
+        route("gql", "      success: graphql\n"),
+        // No check: a 200 is delivered, whatever its body says.
+        route("plain", ""),
+    );
+    let test = TestStack::with(
+        &[("orders", definition)],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    let (status, body) = test
+        .post_signed("orders", json!({"n": 1}).to_string().as_bytes())
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let res = &test.dev.resources;
+    wait_until("two rejected deliveries", || async {
+        test.depth(&res.deliveries_dlq_url).await == 2
+    })
+    .await;
+    let stack = Stack::new(&test.dev.sdk, &test.prefix);
+    let mut letters = dlq::list(&stack, QueueKind::Deliveries, &Filter::default())
+        .await
+        .unwrap();
+    letters.sort_by(|a, b| a.route.cmp(&b.route));
+    let routes: Vec<_> = letters.iter().map(|l| l.route.clone().unwrap()).collect();
+    assert_eq!(routes, ["gql", "slack"]);
+    for (letter, said) in letters.iter().zip(["does not exist", "channel_not_found"]) {
+        assert_eq!(letter.reason, "rejected_by_destination", "{letter:?}");
+        assert_eq!(letter.last_status, Some(200));
+        let history = letter.history.as_deref().unwrap_or_default();
+        assert!(history.contains(said), "{history}");
+    }
+    // Each was asked once (a permanent rejection is not retried); the unchecked route was
+    // delivered.
+    let asked = |path: &str| {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.path.contains(path))
+            .count()
+    };
+    assert_eq!((asked("/slack"), asked("/gql"), asked("/plain")), (1, 1, 1));
+    test.dev.shutdown().await;
+}
