@@ -89,6 +89,16 @@ impl reqwest::dns::Resolve for Resolver {
     }
 }
 
+/// The answer's headers as the `success` check sees them (lower-case names, text values).
+pub fn response_headers(response: &reqwest::Response) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.into())))
+        .collect();
+    serde_json::Value::Object(headers)
+}
+
 /// Why a request could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {

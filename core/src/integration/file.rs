@@ -66,6 +66,8 @@ pub(super) struct EnrichFile {
     #[serde(default)]
     pub(super) allow_http: bool,
     pub(super) max_response_bytes: Option<usize>,
+    pub(super) success: Option<String>,
+    pub(super) retry_when: Option<String>,
 }
 
 pub(super) fn fail() -> OnMissing {

@@ -162,7 +162,9 @@ fn enrich_step(
         Some(n) => n,
         None => DEFAULT_ENRICH_RESPONSE_BYTES,
     };
+    let check = response_check(step.success.as_deref(), step.retry_when.as_deref(), "", err)?;
     Ok(EnrichStep {
+        check,
         name: step.name,
         url,
         auth: step.auth,
@@ -310,7 +312,12 @@ pub(super) fn deliver(
             },
         }),
     };
-    let check = response_check(def, route_err)?;
+    let check = response_check(
+        def.success.as_deref(),
+        def.retry_when.as_deref(),
+        "deliver.",
+        route_err,
+    )?;
     Ok(Deliver {
         url,
         auth: def.auth.clone(),
@@ -325,20 +332,28 @@ pub(super) fn deliver(
     })
 }
 
-/// `deliver.success` (a preset's name or JSONata) and `deliver.retry_when`, compiled.
+/// `success` (a preset's name or JSONata) and `retry_when` of a route's `deliver` or an
+/// enrichment step (fields under `prefix`), compiled.
 fn response_check(
-    def: &DeliverFile,
-    route_err: &dyn Fn(&str, String) -> DefinitionError,
+    success: Option<&str>,
+    retry_when: Option<&str>,
+    prefix: &str,
+    err: &dyn Fn(&str, String) -> DefinitionError,
 ) -> Result<Option<ResponseCheck>, DefinitionError> {
     let compile = |field: &str, text: &str| {
         Mapping::parse(text, Limits::default())
             .map(Arc::new)
-            .map_err(|e| route_err(field, format!("the JSONata expression does not parse: {e}")))
+            .map_err(|e| {
+                err(
+                    &format!("{prefix}{field}"),
+                    format!("the JSONata expression does not parse: {e}"),
+                )
+            })
     };
-    let Some(source) = def.success.as_deref() else {
-        return match def.retry_when {
-            Some(_) => Err(route_err(
-                "deliver.retry_when",
+    let Some(source) = success else {
+        return match retry_when {
+            Some(_) => Err(err(
+                &format!("{prefix}retry_when"),
                 "needs `success`: it says which failed answers are worth another try".into(),
             )),
             None => Ok(None),
@@ -348,13 +363,12 @@ fn response_check(
         .iter()
         .find(|(name, _, _)| *name == source.trim());
     let (success, preset_retry) = match preset {
-        Some((_, success, retry)) => (compile("deliver.success", success)?, *retry),
-        None => (compile("deliver.success", source)?, None),
+        Some((_, success, retry)) => (compile("success", success)?, *retry),
+        None => (compile("success", source)?, None),
     };
-    let retry_when = match (def.retry_when.as_deref(), preset_retry) {
-        (Some(text), _) => Some(compile("deliver.retry_when", text)?),
-        (None, Some(text)) => Some(compile("deliver.retry_when", text)?),
-        (None, None) => None,
+    let retry_when = match retry_when.or(preset_retry) {
+        Some(text) => Some(compile("retry_when", text)?),
+        None => None,
     };
     Ok(Some(ResponseCheck {
         source: source.to_string(),

@@ -94,6 +94,9 @@ pub struct EnrichStep {
     pub access: Access,
     /// Longer answers are refused (`enrich_invalid_response`) without reading the rest.
     pub max_response_bytes: usize,
+    /// What a 2xx answer must say to be the record (`success`, `retry_when`): a GraphQL
+    /// query answering `errors` is not one.
+    pub check: Option<ResponseCheck>,
 }
 
 /// What an enrichment step does when the record is not there (404).
@@ -194,6 +197,30 @@ pub struct ResponseCheck {
     pub success: Arc<Mapping>,
     /// True when a failed answer is worth another try; none: every failure is permanent.
     pub retry_when: Option<Arc<Mapping>>,
+}
+
+impl ResponseCheck {
+    /// Judges an answer: None when it means success, else whether another try may help. The
+    /// check sees `{status, headers, body}`; anything but `true` (false, nothing, an error)
+    /// fails it.
+    pub fn judge(
+        &self,
+        status: u16,
+        headers: serde_json::Value,
+        body: serde_json::Value,
+    ) -> Option<bool> {
+        let input = serde_json::json!({"status": status, "headers": headers, "body": body});
+        let yes = |m: &Mapping| {
+            matches!(
+                m.evaluate(&input, &[]),
+                Ok(Some(serde_json::Value::Bool(true)))
+            )
+        };
+        if yes(&self.success) {
+            return None;
+        }
+        Some(self.retry_when.as_deref().is_some_and(yes))
+    }
 }
 
 impl PartialEq for ResponseCheck {

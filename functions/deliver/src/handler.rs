@@ -999,7 +999,7 @@ async fn answer(response: reqwest::Response, check: Option<&ResponseCheck>) -> A
     } else {
         SNIPPET_BYTES
     };
-    let headers = response_headers(&response);
+    let headers = http::response_headers(&response);
     let (outcome, snippet) = match http::read_capped(response, cap).await {
         Ok(read) if success => match check {
             None => (Outcome::Status(status), None),
@@ -1030,16 +1030,6 @@ async fn answer(response: reqwest::Response, check: Option<&ResponseCheck>) -> A
     }
 }
 
-/// The answer's headers as the `success` check sees them (lower-case names, text values).
-fn response_headers(response: &reqwest::Response) -> serde_json::Value {
-    let headers: serde_json::Map<String, serde_json::Value> = response
-        .headers()
-        .iter()
-        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.into())))
-        .collect();
-    serde_json::Value::Object(headers)
-}
-
 /// Runs the route's check over a 2xx answer: None when it means delivered, else whether
 /// another try may help. An answer too long to read whole, not JSON, or a check that fails
 /// to evaluate is judged as it reads (a body that is not JSON is the text).
@@ -1051,17 +1041,7 @@ fn checked(
 ) -> Option<bool> {
     let body = serde_json::from_slice::<serde_json::Value>(body)
         .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into());
-    let input = serde_json::json!({"status": status, "headers": headers, "body": body});
-    let yes = |m: &switchboard_core::mapping::Mapping| {
-        matches!(
-            m.evaluate(&input, &[]),
-            Ok(Some(serde_json::Value::Bool(true)))
-        )
-    };
-    if yes(&check.success) {
-        return None;
-    }
-    Some(check.retry_when.as_deref().is_some_and(yes))
+    check.judge(status, headers, body)
 }
 
 /// A message being worked on.

@@ -228,6 +228,7 @@ impl<K: SecretStore> Enricher<K> {
                 ));
             }
         }
+        let headers = http::response_headers(&response);
         let body = http::read_capped(response, step.max_response_bytes)
             .await
             .map_err(|e| retryable(http::transport_error(&e)))?;
@@ -240,12 +241,26 @@ impl<K: SecretStore> Enricher<K> {
                 ),
             ));
         }
-        serde_json::from_slice(&body.bytes).map_err(|e| {
+        let value: Value = serde_json::from_slice(&body.bytes).map_err(|e| {
             permanent(
                 Reason::EnrichInvalidResponse,
                 format!("the API's answer is not JSON ({e})"),
             )
-        })
+        })?;
+        match step
+            .check
+            .as_ref()
+            .and_then(|c| c.judge(status, headers, value.clone()))
+        {
+            None => Ok(value),
+            Some(true) => Err(retryable(format!(
+                "the API answered {status}, but its answer fails the step's success check; worth another try"
+            ))),
+            Some(false) => Err(permanent(
+                Reason::EnrichFailed,
+                format!("the API answered {status}, but its answer fails the step's success check"),
+            )),
+        }
     }
 }
 
@@ -343,6 +358,15 @@ mod tests {
                     StatusCode::OK.into_response()
                 }
                 (Some("text"), _) => "not json".into_response(),
+                (Some("graphql"), id) => axum::Json(match id {
+                    Some("missing") => json!({"errors": [{"message": "Customer not found"}]}),
+                    Some("busy") => json!({"errors": [{"message": "Throttled",
+                        "extensions": {"code": "THROTTLED"}}]}),
+                    _ => {
+                        json!({"data": {"customer": {"id": "gid://1", "email": "ada@example.com"}}})
+                    }
+                })
+                .into_response(),
                 (Some("big"), _) => axum::Json(json!({"pad": "x".repeat(300_000)})).into_response(),
                 (_, id) => axum::Json(json!({"id": id, "name": "Ada"})).into_response(),
             }
@@ -363,6 +387,7 @@ mod tests {
             on_missing,
             access: Default::default(),
             max_response_bytes: switchboard_core::integration::DEFAULT_ENRICH_RESPONSE_BYTES,
+            check: None,
         }
     }
 
@@ -527,5 +552,33 @@ mod tests {
             ),
             "{e:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_graphql_answer_with_errors_is_not_the_record() {
+        let base = api().await;
+        let checked = |id: &str| {
+            let mut s = step(format!("{base}/graphql/{id}"), OnMissing::Fail);
+            let yaml = format!(
+                "source:\n  verify: none\n  allow_unsigned: true\nenrich:\n  - name: record\n    url: {base}/x\n    success: graphql\nroutes:\n  - id: r\n    map: $\n    deliver:\n      url: {base}/y\n"
+            );
+            let dir = switchboard_shared::memory::DefinitionsDir::with("g", &yaml).unwrap();
+            let loaded =
+                switchboard_core::integration::load_file(&dir.path().join("g.yaml")).unwrap();
+            s.check = loaded.enrich[0].check.clone();
+            s.access.allow_http = true;
+            s
+        };
+        let record = run_step(checked("ok"), NetworkPolicy::LOCAL).await.unwrap();
+        assert_eq!(record["record"]["data"]["customer"]["id"], "gid://1");
+        let e = run_step(checked("missing"), NetworkPolicy::LOCAL)
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&e), "enrich_failed", "{e}");
+        assert!(e.to_string().contains("success check"), "{e}");
+        let e = run_step(checked("busy"), NetworkPolicy::LOCAL)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EnrichError::Retryable { .. }), "{e}");
     }
 }
