@@ -151,13 +151,14 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    // The receiver: answers 200 at once.
+    // The receiver: answers 200 at once, with a Slack-like `{"ok": true}`.
     let addr = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let app = axum::Router::new().fallback(|| async { "ok" });
+        let app = axum::Router::new()
+            .fallback(|| async { axum::Json(json!({"ok": true, "ts": "1700000000.000100"})) });
         tokio::spawn(async move { axum::serve(listener, app).await });
         addr
     });
@@ -168,6 +169,10 @@ fn bench(c: &mut Criterion) {
         (
             "signed",
             "auth: { type: bearer, secret: shop/token }\n      sign: { secret: shop/signing }",
+        ),
+        (
+            "checked",
+            "auth: { type: bearer, secret: shop/token }\n      success: slack",
         ),
     ];
     let mut yaml = String::from("source:\n  verify: none\n  allow_unsigned: true\nroutes:\n");
@@ -223,7 +228,8 @@ fn bench(c: &mut Criterion) {
     // AWS requests per delivered task, after the first (secrets cached).
     runtime.block_on(handler.handle(event("plain")));
     runtime.block_on(handler.handle(event("signed")));
-    for route in ["plain", "signed"] {
+    runtime.block_on(handler.handle(event("checked")));
+    for route in ["plain", "signed", "checked"] {
         let before = counter.0.load(Ordering::Relaxed);
         let n = 100;
         for _ in 0..n {
@@ -249,11 +255,15 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
-    for route in ["plain", "signed"] {
+    for route in ["plain", "signed", "checked"] {
         g.bench_function(
             format!(
                 "deliver handler, bearer{}",
-                if route == "signed" { " + signed" } else { "" }
+                match route {
+                    "signed" => " + signed",
+                    "checked" => " + success: slack",
+                    _ => "",
+                }
             ),
             |b| {
                 b.iter_batched(
