@@ -8,8 +8,11 @@
 //!    its headers, `enriched.json` each enrich step's API answer (`null` for a 404). Each route
 //!    has one expectation in `expected/`: `<route>.json` (the request: the body, or for a
 //!    `map_request` route the `{body, headers, method, path}` object), `<route>.skip`, or
-//!    `<route>.rejected` (holding the reason code, e.g. `contract_violation`). A mismatch prints
-//!    a diff.
+//!    `<route>.rejected` (holding the reason code, e.g. `contract_violation`), or
+//!    `<route>.retried`. `answers/<route>.json` (optional) is the destination's answer
+//!    (`{"status", "headers", "body"}`) to the route's request, judged as deliver judges it
+//!    (the status, then the route's `success` / `retry_when`): it can turn a produced request
+//!    into `rejected_by_destination`, `permanent_failure` or a retry. A mismatch prints a diff.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -153,6 +156,13 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
         }
     };
     let headers = optional_object("headers.json", &mut case.problems);
+    let answers = match answers(&dir.join("answers"), integration) {
+        Ok(a) => a,
+        Err(mut problems) => {
+            case.problems.append(&mut problems);
+            return case;
+        }
+    };
     let enriched = optional_object("enriched.json", &mut case.problems);
     let expectations = match expectations(&dir.join("expected"), integration) {
         Ok(e) => e,
@@ -200,9 +210,11 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
                 "an enrich step's record is missing (on_missing: fail)".into(),
             ),
             None => match run_route(route, &scope) {
-                RouteOutcome::Deliver(request) => {
-                    Actual::Request(request.to_fixture(route.map_request))
-                }
+                RouteOutcome::Deliver(request) => match answers.get(&route.id) {
+                    Some(answer) => answered(route, answer)
+                        .unwrap_or_else(|| Actual::Request(request.to_fixture(route.map_request))),
+                    None => Actual::Request(request.to_fixture(route.map_request)),
+                },
                 RouteOutcome::Skipped(skip) => Actual::Skipped(skip.reason().into()),
                 RouteOutcome::Rejected(r) => Actual::Rejected(r.reason.as_str().into(), r.message),
             },
@@ -221,6 +233,7 @@ enum Actual {
     Request(Value),
     Skipped(String),
     Rejected(String, String),
+    Retried(String),
 }
 
 impl Actual {
@@ -229,7 +242,71 @@ impl Actual {
             Actual::Request(_) => "delivered".into(),
             Actual::Skipped(why) => format!("skipped ({why})"),
             Actual::Rejected(reason, _) => format!("rejected ({reason})"),
+            Actual::Retried(_) => "retried".into(),
         }
+    }
+}
+
+/// What deliver would do with the destination's `answer` to the route's request: None when
+/// it is delivered, else the rejection or the retry, as the status and the route's check say.
+fn answered(route: &switchboard_core::integration::Route, answer: &Value) -> Option<Actual> {
+    use switchboard_core::delivery_policy::{self, Class, Outcome};
+    let status = answer["status"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(200);
+    if !(200..300).contains(&status) {
+        let said = format!("the destination answered {status}");
+        return Some(match delivery_policy::classify(Outcome::Status(status)) {
+            Class::Retryable => Actual::Retried(said),
+            _ => Actual::Rejected("permanent_failure".into(), said),
+        });
+    }
+    let check = route.deliver.check.as_ref()?;
+    let headers = answer.get("headers").cloned().unwrap_or_else(|| json!({}));
+    let body = answer.get("body").cloned().unwrap_or(Value::Null);
+    let said = format!("the destination answered {status}, but its answer fails the success check");
+    match check.judge(status, headers, body)? {
+        true => Some(Actual::Retried(said)),
+        false => Some(Actual::Rejected("rejected_by_destination".into(), said)),
+    }
+}
+
+/// `answers/<route>.json` of a case, by route (none when the folder is not there).
+fn answers(dir: &Path, integration: &Integration) -> Result<BTreeMap<String, Value>, Vec<String>> {
+    let mut found = BTreeMap::new();
+    let mut problems = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(found);
+    };
+    for entry in entries.flatten() {
+        let file = entry.path();
+        let name = file_name(&file);
+        let Some(route) = name.strip_suffix(".json") else {
+            problems.push(format!("answers/{name}: name it <route>.json"));
+            continue;
+        };
+        if !integration.routes.iter().any(|r| r.id == route) {
+            problems.push(format!(
+                "answers/{name}: `{}` has no route `{route}`",
+                integration.id
+            ));
+            continue;
+        }
+        match read_json(&file) {
+            Ok(Some(v @ Value::Object(_))) => {
+                found.insert(route.to_string(), v);
+            }
+            Ok(_) => problems.push(format!(
+                "answers/{name} must hold {{\"status\", \"headers\", \"body\"}}"
+            )),
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(problems)
     }
 }
 
@@ -238,6 +315,7 @@ enum Expected {
     Request(PathBuf, Value),
     Skip,
     Rejected(String),
+    Retried,
 }
 
 fn expectations(
@@ -248,7 +326,7 @@ fn expectations(
     let mut found: BTreeMap<String, Expected> = BTreeMap::new();
     let entries = std::fs::read_dir(dir).map_err(|e| {
         vec![format!(
-            "expected/ cannot be read ({e}): it holds <route>.json, <route>.skip or <route>.rejected for each route"
+            "expected/ cannot be read ({e}): it holds <route>.json, <route>.skip, <route>.rejected or <route>.retried for each route"
         )]
     })?;
     let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
@@ -257,7 +335,7 @@ fn expectations(
         let name = file_name(&file);
         let Some((route, kind)) = name.rsplit_once('.') else {
             problems.push(format!(
-                "expected/{name}: name it <route>.json, <route>.skip or <route>.rejected"
+                "expected/{name}: name it <route>.json, <route>.skip, <route>.rejected or <route>.retried"
             ));
             continue;
         };
@@ -278,6 +356,7 @@ fn expectations(
                 }
             },
             "skip" => Expected::Skip,
+            "retried" => Expected::Retried,
             "rejected" => Expected::Rejected(
                 std::fs::read_to_string(&file)
                     .unwrap_or_default()
@@ -286,7 +365,7 @@ fn expectations(
             ),
             _ => {
                 problems.push(format!(
-                    "expected/{name}: name it <route>.json, <route>.skip or <route>.rejected"
+                    "expected/{name}: name it <route>.json, <route>.skip, <route>.rejected or <route>.retried"
                 ));
                 continue;
             }
@@ -300,7 +379,7 @@ fn expectations(
     for route in &integration.routes {
         if !found.contains_key(&route.id) {
             problems.push(format!(
-                "expected/: nothing for route `{0}`: add {0}.json (the request), {0}.skip or {0}.rejected",
+                "expected/: nothing for route `{0}`: add {0}.json (the request), {0}.skip, {0}.rejected or {0}.retried",
                 route.id
             ));
         }
@@ -314,6 +393,14 @@ fn expectations(
 
 fn compare(route: &str, expected: &Expected, actual: &Actual) -> Option<String> {
     match (expected, actual) {
+        (Expected::Retried, Actual::Retried(_)) => None,
+        (Expected::Retried, other) => Some(format!(
+            "{route}: a retry was expected, but the route was {}",
+            other.summary()
+        )),
+        (_, Actual::Retried(why)) => Some(format!(
+            "{route}: the destination's answer means a retry ({why}), which the fixture does not expect"
+        )),
         (Expected::Request(_, want), Actual::Request(got)) if want == got => None,
         (Expected::Request(file, want), Actual::Request(got)) => {
             let want = pretty(want);
