@@ -999,11 +999,14 @@ async fn answer(response: reqwest::Response, check: Option<&ResponseCheck>) -> A
     } else {
         SNIPPET_BYTES
     };
-    let headers = http::response_headers(&response);
+    // Only a checked route pays for its answer's headers.
+    let check = check
+        .filter(|_| success)
+        .map(|c| (c, http::response_headers(&response)));
     let (outcome, snippet) = match http::read_capped(response, cap).await {
         Ok(read) if success => match check {
             None => (Outcome::Status(status), None),
-            Some(check) => match checked(check, status, headers, &read.bytes) {
+            Some((check, headers)) => match checked(check, status, headers, &read.bytes) {
                 None => (Outcome::Status(status), None),
                 Some(retryable) => (
                     Outcome::Rejected { status, retryable },

@@ -228,7 +228,11 @@ impl<K: SecretStore> Enricher<K> {
                 ));
             }
         }
-        let headers = http::response_headers(&response);
+        // Only a checked step pays for its answer's headers.
+        let headers = step
+            .check
+            .is_some()
+            .then(|| http::response_headers(&response));
         let body = http::read_capped(response, step.max_response_bytes)
             .await
             .map_err(|e| retryable(http::transport_error(&e)))?;
@@ -250,7 +254,8 @@ impl<K: SecretStore> Enricher<K> {
         match step
             .check
             .as_ref()
-            .and_then(|c| c.judge(status, headers, value.clone()))
+            .zip(headers)
+            .and_then(|(c, headers)| c.judge(status, headers, value.clone()))
         {
             None => Ok(value),
             Some(true) => Err(retryable(format!(
