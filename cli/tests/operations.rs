@@ -20,6 +20,13 @@ fn switchboard(endpoint: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The command failed and its error says `why`.
+fn assert_refused(out: &Output, why: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_dlq_work_against_the_local_stack_through_the_aws_environment() {
     let dir = std::env::temp_dir().join(format!("sb-ops-{}", ulid::Ulid::new()));
@@ -77,12 +84,7 @@ async fn status_and_dlq_work_against_the_local_stack_through_the_aws_environment
 
     // Bad input gets a clear error and changes nothing.
     let out = switchboard(&endpoint, &["status", "--stack", "no-such-stack"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no queue `no-such-stack-events`"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_refused(&out, "no queue `no-such-stack-events`");
     let out = switchboard(
         &endpoint,
         &[
@@ -96,8 +98,7 @@ async fn status_and_dlq_work_against_the_local_stack_through_the_aws_environment
             &stack_name,
         ],
     );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("neither an RFC 3339 time"));
+    assert_refused(&out, "neither an RFC 3339 time");
     let out = switchboard(
         &endpoint,
         &[
@@ -112,21 +113,11 @@ async fn status_and_dlq_work_against_the_local_stack_through_the_aws_environment
             &stack_name,
         ],
     );
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not a reason; one of: contract_violation"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_refused(&out, "not a reason; one of: contract_violation");
     // Nothing listening at the endpoint: said so, not "no queue".
     let closed = format!("http://127.0.0.1:{}", free_port().unwrap());
     let out = switchboard(&closed, &["status", "--stack", &stack_name]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot reach SQS at"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_refused(&out, "cannot reach SQS at");
     // Destructive work without a terminal and without --yes: refused before anything is read.
     let out = switchboard(
         &endpoint,
@@ -139,7 +130,6 @@ async fn status_and_dlq_work_against_the_local_stack_through_the_aws_environment
             &stack_name,
         ],
     );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
+    assert_refused(&out, "pass --yes");
     stack.shutdown().await;
 }
