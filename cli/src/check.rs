@@ -12,7 +12,9 @@
 //!    `<route>.retried`. `answers/<route>.json` (optional) is the destination's answer
 //!    (`{"status", "headers", "body"}`) to the route's request, judged as deliver judges it
 //!    (the status, then the route's `success` / `retry_when`): it can turn a produced request
-//!    into `rejected_by_destination`, `permanent_failure` or a retry. A mismatch prints a diff.
+//!    into `rejected_by_destination`, `permanent_failure` or a retry. `<route>.review` expects
+//!    the event held for a person (its `review_when`, or a refusal with `on_rejected: review`),
+//!    the file holding text its why must contain (empty: any). A mismatch prints a diff.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -211,10 +213,17 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
             ),
             None => match run_route(route, &scope) {
                 RouteOutcome::Deliver(request) => match answers.get(&route.id) {
-                    Some(answer) => answered(route, answer)
-                        .unwrap_or_else(|| Actual::Request(request.to_fixture(route.map_request))),
+                    Some(answer) => match answered(route, answer) {
+                        // The route's `on_rejected: review` holds a refused request for a person.
+                        Some(Actual::Rejected(_, said)) if route.review.on_rejected => {
+                            Actual::Review(said)
+                        }
+                        Some(other) => other,
+                        None => Actual::Request(request.to_fixture(route.map_request)),
+                    },
                     None => Actual::Request(request.to_fixture(route.map_request)),
                 },
+                RouteOutcome::Review(_, why) => Actual::Review(why),
                 RouteOutcome::Skipped(skip) => Actual::Skipped(skip.reason().into()),
                 RouteOutcome::Rejected(r) => Actual::Rejected(r.reason.as_str().into(), r.message),
             },
@@ -234,6 +243,7 @@ enum Actual {
     Skipped(String),
     Rejected(String, String),
     Retried(String),
+    Review(String),
 }
 
 impl Actual {
@@ -243,6 +253,7 @@ impl Actual {
             Actual::Skipped(why) => format!("skipped ({why})"),
             Actual::Rejected(reason, _) => format!("rejected ({reason})"),
             Actual::Retried(_) => "retried".into(),
+            Actual::Review(why) => format!("held for review ({why})"),
         }
     }
 }
@@ -316,6 +327,7 @@ enum Expected {
     Skip,
     Rejected(String),
     Retried,
+    Review(String),
 }
 
 fn expectations(
@@ -326,7 +338,7 @@ fn expectations(
     let mut found: BTreeMap<String, Expected> = BTreeMap::new();
     let entries = std::fs::read_dir(dir).map_err(|e| {
         vec![format!(
-            "expected/ cannot be read ({e}): it holds <route>.json, <route>.skip, <route>.rejected or <route>.retried for each route"
+            "expected/ cannot be read ({e}): it holds <route>.json, <route>.skip, <route>.rejected, <route>.retried or <route>.review for each route"
         )]
     })?;
     let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
@@ -335,7 +347,7 @@ fn expectations(
         let name = file_name(&file);
         let Some((route, kind)) = name.rsplit_once('.') else {
             problems.push(format!(
-                "expected/{name}: name it <route>.json, <route>.skip, <route>.rejected or <route>.retried"
+                "expected/{name}: name it <route>.json, <route>.skip, <route>.rejected, <route>.retried or <route>.review"
             ));
             continue;
         };
@@ -357,15 +369,11 @@ fn expectations(
             },
             "skip" => Expected::Skip,
             "retried" => Expected::Retried,
-            "rejected" => Expected::Rejected(
-                std::fs::read_to_string(&file)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            ),
+            "rejected" => Expected::Rejected(text(&file)),
+            "review" => Expected::Review(text(&file)),
             _ => {
                 problems.push(format!(
-                    "expected/{name}: name it <route>.json, <route>.skip, <route>.rejected or <route>.retried"
+                    "expected/{name}: name it <route>.json, <route>.skip, <route>.rejected, <route>.retried or <route>.review"
                 ));
                 continue;
             }
@@ -379,7 +387,7 @@ fn expectations(
     for route in &integration.routes {
         if !found.contains_key(&route.id) {
             problems.push(format!(
-                "expected/: nothing for route `{0}`: add {0}.json (the request), {0}.skip, {0}.rejected or {0}.retried",
+                "expected/: nothing for route `{0}`: add {0}.json (the request), {0}.skip, {0}.rejected, {0}.retried or {0}.review",
                 route.id
             ));
         }
@@ -391,8 +399,27 @@ fn expectations(
     }
 }
 
+/// A `.rejected` or `.review` file's text: what the reason or the why must be (empty: any).
+fn text(file: &Path) -> String {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 fn compare(route: &str, expected: &Expected, actual: &Actual) -> Option<String> {
     match (expected, actual) {
+        (Expected::Review(want), Actual::Review(why)) if why.contains(want.as_str()) => None,
+        (Expected::Review(want), Actual::Review(why)) => Some(format!(
+            "{route}: review saying `{want}` was expected, it says `{why}`"
+        )),
+        (Expected::Review(_), other) => Some(format!(
+            "{route}: review was expected, but the route was {}",
+            other.summary()
+        )),
+        (_, Actual::Review(why)) => Some(format!(
+            "{route}: the route holds the event for review ({why}), which the fixture does not expect"
+        )),
         (Expected::Retried, Actual::Retried(_)) => None,
         (Expected::Retried, other) => Some(format!(
             "{route}: a retry was expected, but the route was {}",

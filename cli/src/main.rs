@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: ops::dlq::DlqCommand,
     },
+    /// The human review queue: list, show, approve, edit or reject what waits for a person.
+    Review {
+        #[command(subcommand)]
+        command: ops::review::ReviewCommand,
+    },
     /// Validate every definition and run its fixtures (contract tests); non-zero on a failure.
     Check(switchboard_cli::check::CheckArgs),
 }
@@ -69,6 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { stack } => ops::status::run(stack).await,
         Command::Dlq { command } => ops::dlq::run(command).await,
         Command::Replay { args, stack } => ops::replay::run(args, stack).await,
+        Command::Review { command } => ops::review::run(command).await,
         Command::Check(args) => switchboard_cli::check::run(args).await,
         Command::Dev(args) => switchboard_cli::dev::run(args).await,
         Command::Send(args) => switchboard_cli::send::run(args).await,

@@ -74,6 +74,14 @@ pub struct DeliveryV1 {
     /// keeps it (absent from tasks written before it was added).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at: Option<DateTime<Utc>>,
+    /// Why the route holds it for a person (its `review_when` said so): deliver puts it in the
+    /// review queue instead of sending it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+    /// The review item that decided it (a person approved or edited it): it is sent, not held
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed: Option<String>,
 }
 
 /// A message body that is not a known, well-formed message.

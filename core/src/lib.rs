@@ -7,7 +7,7 @@
 //!   addresses may be called).
 //! - Messages: `ids`, `envelope`, `archive`, `dead_letter`, `reason`.
 //! - Policies: `delivery_policy` (what an outcome settles), `circuit`, `idempotency`,
-//!   `deadline`.
+//!   `deadline`, `review` (the human review queue's items and timer).
 //! - Secrets: `secret` (values that never print), `secrets` (the cache over the store).
 //! - `ports`: what the handlers need from the outside world, as traits; the adapters live in
 //!   `switchboard-shared`.
@@ -26,6 +26,7 @@ pub mod mapping;
 pub mod network;
 pub mod ports;
 pub mod reason;
+pub mod review;
 pub mod secret;
 pub mod secrets;
 pub mod url_template;

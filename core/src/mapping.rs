@@ -230,14 +230,33 @@ impl Mapping {
 
     /// Evaluates over a prepared scope. `Ok(None)` is JSONata's "undefined".
     pub fn evaluate_in(&self, scope: &Scope) -> Result<Option<serde_json::Value>, EvalError> {
-        self.run(&scope.input, &scope.bindings, self.limits)
-            .map(|v| {
-                if v.is_undefined() {
-                    None
-                } else {
-                    Some(to_json(&v))
-                }
-            })
+        Self::defined(self.run(&scope.input, &scope.bindings, self.limits))
+    }
+
+    /// Evaluates over a prepared scope with more bindings (a route's `$request`, made after
+    /// the scope). `Ok(None)` is JSONata's "undefined".
+    pub fn evaluate_in_with(
+        &self,
+        scope: &Scope,
+        extra: &[(&str, &serde_json::Value)],
+    ) -> Result<Option<serde_json::Value>, EvalError> {
+        let mut bindings = scope.bindings.clone();
+        bindings.extend(
+            extra
+                .iter()
+                .map(|(name, value)| ((*name).to_string(), to_jvalue(value))),
+        );
+        Self::defined(self.run(&scope.input, &bindings, self.limits))
+    }
+
+    fn defined(result: Result<JValue, EvalError>) -> Result<Option<serde_json::Value>, EvalError> {
+        result.map(|v| {
+            if v.is_undefined() {
+                None
+            } else {
+                Some(to_json(&v))
+            }
+        })
     }
 
     /// The engine's own value in and out, with explicit limits: for callers (the conformance

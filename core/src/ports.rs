@@ -6,6 +6,7 @@ use std::future::Future;
 use crate::circuit::CircuitState;
 use crate::dead_letter::{AttemptRecord, DeadLetter};
 use crate::idempotency::{Claim, NewClaim};
+use crate::review::{ReviewItem, ReviewStatus};
 use crate::secret::SecretString;
 
 /// An AWS call that failed. `retryable` is false only when retrying cannot help.
@@ -155,6 +156,32 @@ pub trait AttemptLog: Send + Sync {
         attempt: &AttemptRecord,
         expires_at: i64,
     ) -> impl Future<Output = Result<Vec<AttemptRecord>, AwsError>> + Send;
+}
+
+/// The review queue's items (in the idempotency table, under `review#{id}`).
+pub trait ReviewStore: Send + Sync {
+    /// Stores a new item unless one with its id exists; returns whether it was created.
+    fn create_review(
+        &self,
+        item: &ReviewItem,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+
+    /// The item, if there is one.
+    fn review(&self, id: &str)
+    -> impl Future<Output = Result<Option<ReviewItem>, AwsError>> + Send;
+
+    /// Writes the item back if it is still at `item.version - 1` (nobody wrote it since it was
+    /// read); returns whether it was written.
+    fn update_review(
+        &self,
+        item: &ReviewItem,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+
+    /// Every item with this status, oldest first.
+    fn reviews(
+        &self,
+        status: ReviewStatus,
+    ) -> impl Future<Output = Result<Vec<ReviewItem>, AwsError>> + Send;
 }
 
 /// Where secret values are read from.

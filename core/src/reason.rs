@@ -57,11 +57,14 @@ pub enum Reason {
     /// The destination answered 2xx, but its answer fails the route's `success` check (and
     /// `retry_when` does not call it worth another try).
     RejectedByDestination,
+    /// The route held it for review and nobody decided before it expired (`on_expiry:
+    /// dead_letter`).
+    ReviewExpired,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 24] = [
         Reason::ContractViolation,
         Reason::MappingError,
         Reason::WhenError,
@@ -85,6 +88,7 @@ impl Reason {
         Reason::NetworkRefused,
         Reason::RedrivePolicy,
         Reason::RejectedByDestination,
+        Reason::ReviewExpired,
     ];
 
     /// The stable code (`contract_violation`): attributes, metrics, logs.
@@ -113,6 +117,7 @@ impl Reason {
             Reason::NetworkRefused => "network_refused",
             Reason::RedrivePolicy => "redrive_policy",
             Reason::RejectedByDestination => "rejected_by_destination",
+            Reason::ReviewExpired => "review_expired",
         }
     }
 }

@@ -15,8 +15,9 @@ use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
 use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
 use switchboard_core::ports::{
     Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, Queue,
-    RateLimiter, RotationStore, SecretStages, SecretStore, SecretVersions, Visibility,
+    RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore, SecretVersions, Visibility,
 };
+use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_core::secret::SecretString;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -89,6 +90,7 @@ pub struct MemoryTable {
     rates: Arc<Mutex<HashMap<(String, i64), u32>>>,
     slots: Arc<Mutex<HashMap<(String, u32), i64>>>,
     attempts: Arc<Mutex<HashMap<String, TaskLog>>>,
+    reviews: Arc<Mutex<HashMap<String, ReviewItem>>>,
 }
 
 impl MemoryTable {
@@ -171,6 +173,42 @@ impl IdempotencyStore for MemoryTable {
     async fn release(&self, key: &str) -> Result<(), AwsError> {
         lock(&self.records).remove(key);
         Ok(())
+    }
+}
+
+impl ReviewStore for MemoryTable {
+    async fn create_review(&self, item: &ReviewItem) -> Result<bool, AwsError> {
+        let mut reviews = lock(&self.reviews);
+        if reviews.contains_key(&item.id) {
+            return Ok(false);
+        }
+        reviews.insert(item.id.clone(), item.clone());
+        Ok(true)
+    }
+
+    async fn review(&self, id: &str) -> Result<Option<ReviewItem>, AwsError> {
+        Ok(lock(&self.reviews).get(id).cloned())
+    }
+
+    async fn update_review(&self, item: &ReviewItem) -> Result<bool, AwsError> {
+        let mut reviews = lock(&self.reviews);
+        match reviews.get(&item.id) {
+            Some(stored) if stored.version + 1 == item.version => {
+                reviews.insert(item.id.clone(), item.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn reviews(&self, status: ReviewStatus) -> Result<Vec<ReviewItem>, AwsError> {
+        let mut items: Vec<ReviewItem> = lock(&self.reviews)
+            .values()
+            .filter(|i| i.status == status)
+            .cloned()
+            .collect();
+        items.sort_by_key(|i| i.created_at);
+        Ok(items)
     }
 }
 

@@ -128,6 +128,26 @@ impl Metrics {
         }));
     }
 
+    /// Something happened to a review item: `created`, `overdue` (waiting past its
+    /// `alert_after`: the ReviewOverdue alarm), `expired`, `decided`. By event alone too: one
+    /// alarm for every integration.
+    pub fn review(&self, integration: &str, route: &str, event: &str) {
+        self.emit(json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Integration", "Event"], ["Event"]],
+                    "Metrics": [{ "Name": "Reviews", "Unit": "Count" }]
+                }]
+            },
+            "Integration": integration,
+            "Route": route,
+            "Event": event,
+            "Reviews": 1,
+        }));
+    }
+
     /// One rotation step (`createSecret`, …) and how it went (`ok`, `failed`).
     pub fn rotation(&self, step: &str, outcome: &str) {
         self.emit(json!({

@@ -584,6 +584,8 @@ async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() 
             path: None,
             headers: Default::default(),
             received_at: None,
+            review: None,
+            reviewed: None,
         },
     );
     stack

@@ -105,6 +105,8 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
                     path: None,
                     headers: Default::default(),
                     received_at: None,
+                    review: None,
+                    reviewed: None,
                 });
                 let mut m = SqsMessage::default();
                 m.message_id = Some(ulid::Ulid::new().to_string());

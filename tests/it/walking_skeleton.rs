@@ -231,6 +231,8 @@ async fn a_delivery_received_again_after_its_success_is_not_sent_again() {
             path: None,
             headers: Default::default(),
             received_at: None,
+            review: None,
+            reviewed: None,
         },
     ))
     .unwrap();

@@ -201,6 +201,8 @@ fn main() -> anyhow::Result<()> {
             path: request.path.clone(),
             headers: request.headers.clone(),
             received_at: None,
+            review: None,
+            reviewed: None,
         });
         std::hint::black_box(serde_json::to_string(&task)).ok();
     }));

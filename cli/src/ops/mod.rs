@@ -1,4 +1,4 @@
-//! The operations commands (`status`, `dlq`): the same against a deployed stack and against
+//! The operations commands (`status`, `dlq`, `replay`, `review`): the same against a deployed stack and against
 //! `switchboard dev`, through the standard AWS configuration.
 //!
 //! Configuration is read as the AWS CLI reads it: `AWS_PROFILE`, `AWS_REGION`,
@@ -8,6 +8,7 @@
 
 pub mod dlq;
 pub mod replay;
+pub mod review;
 pub mod status;
 
 use std::io::IsTerminal as _;

@@ -48,7 +48,34 @@ pub(super) struct OutboundRouteFile {
     pub(super) map_request: IgnoredAny,
     #[serde(default)]
     pub(super) contract: IgnoredAny,
+    #[serde(default)]
+    pub(super) review_when: Option<IgnoredAny>,
+    #[serde(default)]
+    pub(super) on_rejected: OnRejected,
+    pub(super) review: Option<ReviewFile>,
     pub(super) deliver: DeliverFile,
+}
+
+/// What a permanent refusal by the destination does to a route's task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum OnRejected {
+    /// To the deliveries DLQ with its reason.
+    #[default]
+    DeadLetter,
+    /// To the review queue, for a person.
+    Review,
+}
+
+/// A route's `review:` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReviewFile {
+    pub(super) expires: Option<DurationText>,
+    pub(super) on_expiry: Option<crate::review::OnExpiry>,
+    #[serde(default)]
+    pub(super) deciders: Vec<String>,
+    pub(super) alert_after: Option<DurationText>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +128,10 @@ pub(super) struct RouteFile {
     #[serde(default)]
     pub(super) map_request: bool,
     pub(super) contract: Option<ContractFile>,
+    pub(super) review_when: Option<String>,
+    #[serde(default)]
+    pub(super) on_rejected: OnRejected,
+    pub(super) review: Option<ReviewFile>,
     pub(super) deliver: DeliverFile,
 }
 

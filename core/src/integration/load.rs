@@ -9,6 +9,7 @@ use url::Url;
 use crate::contract::Contract;
 use crate::mapping::{Limits, Mapping};
 use crate::network::{self, Access};
+use crate::review::ReviewPolicy;
 use crate::url_template::UrlTemplate;
 
 use super::*;
@@ -197,6 +198,17 @@ fn route(file: &Path, i: usize, r: RouteFile) -> Result<Route, DefinitionError> 
         .map(|c| contract(dir, c))
         .transpose()
         .map_err(|m| route_err("contract", m))?;
+    let review_when = r
+        .review_when
+        .as_deref()
+        .map(|w| expression("review_when", w))
+        .transpose()?;
+    let review = review_policy(
+        review_when.is_some(),
+        r.on_rejected,
+        r.review.as_ref(),
+        &route_err,
+    )?;
     let deliver = deliver(&r.deliver, &route_err)?;
     Ok(Route {
         id: r.id,
@@ -204,7 +216,66 @@ fn route(file: &Path, i: usize, r: RouteFile) -> Result<Route, DefinitionError> 
         mapping,
         map_request: r.map_request,
         contract,
+        review_when,
+        review,
         deliver,
+    })
+}
+
+/// A route's review settings, validated: `review:` only with something that sends to review,
+/// an expiry within what the queue can hold, an alarm before the expiry.
+pub(super) fn review_policy(
+    has_review_when: bool,
+    on_rejected: OnRejected,
+    def: Option<&ReviewFile>,
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<ReviewPolicy, DefinitionError> {
+    use crate::review::{DEFAULT_ALERT_AFTER, DEFAULT_EXPIRES, MAX_EXPIRES};
+    let on_rejected = on_rejected == OnRejected::Review;
+    let Some(def) = def else {
+        return Ok(ReviewPolicy {
+            on_rejected,
+            ..ReviewPolicy::default()
+        });
+    };
+    if !has_review_when && !on_rejected {
+        return Err(route_err(
+            "review",
+            "review settings need `review_when` or `on_rejected: review` to send anything to review".into(),
+        ));
+    }
+    let duration = |f: &str, d: &Option<DurationText>, default| {
+        d.as_ref()
+            .map_or(Ok(default), DurationText::parse)
+            .map_err(|m| route_err(f, m))
+    };
+    let expires = duration("review.expires", &def.expires, DEFAULT_EXPIRES)?;
+    if expires > MAX_EXPIRES || expires.is_zero() {
+        return Err(route_err(
+            "review.expires",
+            format!(
+                "an item may wait at most {} (the deliveries queue holds its timer), and more than 0s",
+                humantime::format_duration(MAX_EXPIRES)
+            ),
+        ));
+    }
+    let alert_after = duration(
+        "review.alert_after",
+        &def.alert_after,
+        DEFAULT_ALERT_AFTER.min(expires),
+    )?;
+    if alert_after > expires {
+        return Err(route_err(
+            "review.alert_after",
+            "the overdue alarm must come before the item expires".into(),
+        ));
+    }
+    Ok(ReviewPolicy {
+        on_rejected,
+        expires,
+        on_expiry: def.on_expiry.unwrap_or(crate::review::OnExpiry::DeadLetter),
+        deciders: def.deciders.clone(),
+        alert_after,
     })
 }
 

@@ -10,6 +10,7 @@ use url::Url;
 use crate::contract::Contract;
 use crate::mapping::Mapping;
 use crate::network::Access;
+use crate::review::ReviewPolicy;
 use crate::url_template::UrlTemplate;
 use crate::verify::Scheme;
 
@@ -68,6 +69,8 @@ pub struct OutboundRoute {
     pub id: String,
     /// Where and how the mapped request is sent.
     pub deliver: Deliver,
+    /// When a task waits for a person, and how long.
+    pub review: ReviewPolicy,
 }
 
 /// The longest an enrichment step's `timeout` may be: transform's function timeout (30 s in the
@@ -155,6 +158,11 @@ pub struct Route {
     pub map_request: bool,
     /// The JSON Schema the body must satisfy to go out.
     pub contract: Option<Contract>,
+    /// Over the event (with `$enriched` and the mapped `$request`): true, or a text saying
+    /// why, holds the request for a person instead of delivering it.
+    pub review_when: Option<Mapping>,
+    /// When a task waits for a person, and how long.
+    pub review: ReviewPolicy,
     /// Where and how the mapped request is sent.
     pub deliver: Deliver,
 }

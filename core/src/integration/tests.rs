@@ -492,3 +492,66 @@ fn a_success_check_is_a_preset_or_jsonata_and_retry_when_needs_it() {
             .is_none()
     );
 }
+
+#[test]
+fn review_settings_load_in_both_views_and_their_mistakes_name_the_field() {
+    let dir = tempdir("review");
+    let with = |extra: &str| {
+        GOOD.replace(
+            "secret: example/token }",
+            &format!("secret: example/token }}\n{extra}"),
+        )
+    };
+    let text = with(
+        "    review_when: \"total > 1000 ? 'a large order' : false\"\n    on_rejected: review\n    review: { expires: 3d, on_expiry: deliver, deciders: [ops], alert_after: 4h }",
+    );
+    let file = write(&dir, "example.yaml", &text);
+    let whole = load_file(&file).unwrap();
+    let r = &whole.routes[0];
+    assert!(r.review_when.is_some());
+    assert!(r.review.on_rejected);
+    assert_eq!(r.review.expires, std::time::Duration::from_secs(3 * 86400));
+    assert_eq!(r.review.on_expiry, crate::review::OnExpiry::Deliver);
+    assert_eq!(
+        r.review.alert_after,
+        std::time::Duration::from_secs(4 * 3600)
+    );
+    let outbound = Integrations::<Outbound>::load_dir(&dir).unwrap();
+    assert_eq!(outbound.get("example").unwrap().routes[0].review, r.review);
+    // Without anything that sends to review, there is nothing to wait.
+    assert!(
+        !load_file(&write(&dir, "example.yaml", GOOD))
+            .unwrap()
+            .routes[0]
+            .review
+            .on_rejected
+    );
+
+    for (extra, field, says) in [
+        (
+            "    review: { expires: 1h }",
+            "review",
+            "need `review_when`",
+        ),
+        (
+            "    on_rejected: review\n    review: { expires: 8d }",
+            "review.expires",
+            "at most",
+        ),
+        (
+            "    on_rejected: review\n    review: { expires: 1h, alert_after: 2h }",
+            "review.alert_after",
+            "before the item expires",
+        ),
+        (
+            "    review_when: 'total >'",
+            "review_when",
+            "does not parse",
+        ),
+        ("    on_rejected: retry", "on_rejected", ""),
+    ] {
+        let e = load_file(&write(&dir, "example.yaml", &with(extra))).unwrap_err();
+        assert!(e.field.contains(field), "{extra}: {e}");
+        assert!(e.message.contains(says), "{extra}: {e}");
+    }
+}

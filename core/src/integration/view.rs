@@ -92,8 +92,21 @@ impl Definition for Outbound {
         for (i, r) in def.routes.into_iter().enumerate() {
             let _ = (r.when, r.map, r.map_request, r.contract);
             route_id(file, i, &r.id, routes.iter().map(|o| o.id.as_str()))?;
-            let deliver = deliver(&r.deliver, &|f, m| route_error(file, i, &r.id, f, m))?;
-            routes.push(OutboundRoute { id: r.id, deliver });
+            let route_err = |f: &str, m| route_error(file, i, &r.id, f, m);
+            let deliver = deliver(&r.deliver, &route_err)?;
+            // Whether `review_when` is set is all deliver needs of it: it runs in transform.
+            let has_review_when = r.review_when.is_some();
+            let review = review_policy(
+                has_review_when,
+                r.on_rejected,
+                r.review.as_ref(),
+                &route_err,
+            )?;
+            routes.push(OutboundRoute {
+                id: r.id,
+                deliver,
+                review,
+            });
         }
         if routes.is_empty() {
             return Err(error(file, "routes", "at least one route is needed".into()));

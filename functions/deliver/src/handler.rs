@@ -38,9 +38,10 @@ use switchboard_core::integration::{Integrations, Outbound, OutboundRoute, Respo
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::{
     AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
-    SecretStore, Visibility,
+    ReviewStore, SecretStore, Visibility,
 };
 use switchboard_core::reason::Reason;
+use switchboard_core::review::{Next, ReviewItem, ReviewStatus, Why};
 use switchboard_core::secrets::{PREVIOUS_GRACE, SecretsCache};
 use switchboard_shared::batch::{self, HandBack, receive_count};
 use switchboard_shared::config::StartError;
@@ -138,6 +139,10 @@ enum Fate {
     AlreadyDelivered,
     /// Dead-lettered before from this very message (its delete was lost).
     AlreadyDeadLettered,
+    /// Waiting in the review queue: its item is looked at again after `wait`.
+    InReview { wait: Duration, item: String },
+    /// Its review item was decided (rejected, or expired and dropped): nothing is sent.
+    Reviewed { item: String, status: ReviewStatus },
     /// Handed back as it is (after `wait`, when set): another worker holds it, or the table
     /// could not be read.
     HandBack {
@@ -169,6 +174,8 @@ struct Tried {
     attempts: u32,
     last_status: Option<u16>,
     history: Option<String>,
+    /// The first 1 KB of the last answer, when the destination refused the request.
+    answer: Option<String>,
 }
 
 /// The task's key in the attempt log.
@@ -186,7 +193,7 @@ where
     K: SecretStore,
     V: Visibility,
     D: DeadLetterQueue,
-    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog,
+    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
 {
     /// A handler over these integrations and ports. `max_receive_count` is the deliveries
     /// queue's: a task handed back on that receive is dead-lettered with its reason instead.
@@ -312,6 +319,34 @@ where
                     ),
                 })
             })?;
+        let decided = self.review_gate(work, route).await?;
+        let decided_work;
+        let work = match &decided {
+            Some(request) => {
+                decided_work = Work {
+                    task: request,
+                    ..*work
+                };
+                &decided_work
+            }
+            None => work,
+        };
+        let fate = self
+            .deliver(work, route, deadline_ms, claimed, tried)
+            .await
+            .unwrap_or_else(|fate| fate);
+        Ok(self.refused_to_review(work, route, fate, tried).await)
+    }
+
+    /// admit -> claim -> (redelivered) -> throttle -> call -> settle.
+    async fn deliver(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        deadline_ms: Option<i64>,
+        claimed: &mut Option<Claimed>,
+        tried: &mut Tried,
+    ) -> Result<Fate, Fate> {
         let destination = route.deliver.destination();
         let probe = self.admit(work, route, &destination, deadline_ms).await?;
         *claimed = Some(self.claim(work, deadline_ms).await?);
@@ -321,6 +356,199 @@ where
             .await?;
         let (attempt, latency) = self.call(work, route, &destination, taken, probe).await?;
         Ok(self.settle(work, route, attempt, latency, tried).await)
+    }
+
+    /// The review queue. A task its route holds for a person (transform's `review_when`, or a
+    /// refusal kept by `on_rejected: review`) waits here, on its visibility, until its item is
+    /// decided or expires. Ok(None) passes the task on as it is; Ok(Some) sends the decided
+    /// request. Only flagged tasks and redeliveries of `on_rejected: review` routes read the
+    /// table.
+    async fn review_gate(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+    ) -> Result<Option<DeliveryV1>, Fate> {
+        let task = work.task;
+        let looks = task.review.is_some() || (route.review.on_rejected && work.receives > 1);
+        if task.reviewed.is_some() || !looks {
+            return Ok(None);
+        }
+        let id = ReviewItem::id_for(&task.event_id.to_string(), &task.route);
+        let item = match self.store.review(&id).await {
+            Ok(Some(item)) => item,
+            Ok(None) => match &task.review {
+                Some(why) => {
+                    let why = Why {
+                        reason: "review_when".into(),
+                        message: why.clone(),
+                        answer: None,
+                    };
+                    self.open_review(work, route, why).await?
+                }
+                None => return Ok(None),
+            },
+            Err(e) => return Err(Fate::unavailable(format!("reading {id} failed: {e}"))),
+        };
+        self.wake(work, item).await
+    }
+
+    /// Creates the task's review item (once: a second look finds the first's).
+    async fn open_review(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        why: Why,
+    ) -> Result<ReviewItem, Fate> {
+        let task = work.task;
+        let item = ReviewItem::new(task, &route.review, why, Utc::now());
+        match self.store.create_review(&item).await {
+            Ok(true) => {
+                tracing::warn!(
+                    event_id = %task.event_id,
+                    route = %task.route,
+                    item = %item.id,
+                    reason = %item.why.reason,
+                    why = %item.why.message,
+                    expires_at = %item.expires_at.to_rfc3339(),
+                    "held for review"
+                );
+                self.metrics
+                    .review(&task.integration, &task.route, "created");
+                Ok(item)
+            }
+            Ok(false) => match self.store.review(&item.id).await {
+                Ok(Some(found)) => Ok(found),
+                Ok(None) => Err(Fate::unavailable(format!("{} vanished", item.id))),
+                Err(e) => Err(Fate::unavailable(format!(
+                    "reading {} failed: {e}",
+                    item.id
+                ))),
+            },
+            Err(e) => Err(Fate::unavailable(format!(
+                "creating {} failed: {e}",
+                item.id
+            ))),
+        }
+    }
+
+    /// What the item's timer does at this wake: sleep again (noting once that it is overdue),
+    /// apply its expiry policy, or carry out its decision.
+    async fn wake(
+        &self,
+        work: &Work<'_>,
+        mut item: ReviewItem,
+    ) -> Result<Option<DeliveryV1>, Fate> {
+        let task = work.task;
+        let now = Utc::now();
+        let mut next = item.next(now);
+        if next == Next::Expire {
+            let policy = item.on_expiry.as_str();
+            item.decide(
+                ReviewStatus::Expired,
+                "switchboard",
+                now,
+                Some(format!("on_expiry: {policy}")),
+            );
+            item.version += 1;
+            match self.store.update_review(&item).await {
+                Ok(true) => {
+                    tracing::warn!(event_id = %task.event_id, route = %task.route, item = %item.id, on_expiry = policy, "review expired with nobody's decision");
+                    self.metrics
+                        .review(&task.integration, &task.route, "expired");
+                    next = item.next(now);
+                }
+                Ok(false) => {
+                    return Err(Fate::HandBack {
+                        wait: Some(Duration::from_secs(1)),
+                        why: HandBack::Waiting(format!("{} changed; looking again", item.id)),
+                    });
+                }
+                Err(e) => {
+                    return Err(Fate::unavailable(format!(
+                        "expiring {} failed: {e}",
+                        item.id
+                    )));
+                }
+            }
+        }
+        match next {
+            Next::Send(request) => Ok(Some(*request)),
+            Next::Done => Err(Fate::Reviewed {
+                item: item.id,
+                status: item.status,
+            }),
+            Next::DeadLetter => Err(Fate::Settle(Settlement::DeadLetter {
+                reason: Reason::ReviewExpired,
+                message: format!(
+                    "review item {} expired at {} with nobody's decision (on_expiry: dead_letter)",
+                    item.id,
+                    item.expires_at.to_rfc3339()
+                ),
+            })),
+            Next::Wait { .. } | Next::Expire if work.receives >= self.max_receive_count => {
+                Err(Fate::Settle(Settlement::DeadLetter {
+                    reason: Reason::ReviewExpired,
+                    message: format!(
+                        "review item {} waited through the deliveries queue's {} receives",
+                        item.id, self.max_receive_count
+                    ),
+                }))
+            }
+            Next::Wait { sleep, overdue } => {
+                if overdue {
+                    item.alerted = true;
+                    item.version += 1;
+                    if let Ok(true) = self.store.update_review(&item).await {
+                        tracing::warn!(event_id = %task.event_id, route = %task.route, item = %item.id, since = %item.created_at.to_rfc3339(), "review overdue");
+                        self.metrics
+                            .review(&task.integration, &task.route, "overdue");
+                    }
+                }
+                Err(Fate::InReview {
+                    wait: sleep,
+                    item: item.id,
+                })
+            }
+            Next::Expire => Err(Fate::HandBack {
+                wait: Some(Duration::from_secs(1)),
+                why: HandBack::Waiting(format!("{} is expiring", item.id)),
+            }),
+        }
+    }
+
+    /// `on_rejected: review`: a permanent refusal by the destination waits for a person
+    /// instead of going to the DLQ (once: a request a person decided goes to the DLQ if it is
+    /// refused again).
+    async fn refused_to_review(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        fate: Fate,
+        tried: &Tried,
+    ) -> Fate {
+        let Fate::Settle(Settlement::DeadLetter { reason, message }) = &fate else {
+            return fate;
+        };
+        let refused = matches!(
+            reason,
+            Reason::RejectedByDestination | Reason::PermanentFailure
+        );
+        if !refused || !route.review.on_rejected || work.task.reviewed.is_some() {
+            return fate;
+        }
+        let why = Why {
+            reason: reason.as_str().into(),
+            message: message.clone(),
+            answer: tried.answer.clone(),
+        };
+        match self.open_review(work, route, why).await {
+            Ok(item) => match self.wake(work, item).await {
+                Err(held @ Fate::InReview { .. }) => held,
+                // Decided before (the same event and route is one item): as the policy says.
+                _ => fate,
+            },
+            Err(unavailable) => unavailable,
+        }
     }
 
     /// The circuit (while it is open nothing is called; after its cool-down one caller probes)
@@ -400,7 +628,8 @@ where
     /// already refused it for good (the worker died before dead-lettering it), is not called
     /// again. Only redeliveries read the history, so the first attempt costs nothing extra.
     async fn redelivered(&self, work: &Work<'_>, tried: &mut Tried) -> Result<(), Fate> {
-        if work.receives <= 1 {
+        // A request a person decided is sent, though its history says it was refused.
+        if work.receives <= 1 || work.task.reviewed.is_some() {
             return Ok(());
         }
         let task = work.task;
@@ -417,6 +646,7 @@ where
                     attempts: u32::try_from(history.len()).unwrap_or(u32::MAX),
                     last_status,
                     history: serde_json::to_string(&history).ok(),
+                    answer: history.last().and_then(|a| a.response.clone()),
                 };
                 Err(Fate::Settle(Settlement::DeadLetter {
                     reason: Reason::PermanentFailure,
@@ -550,6 +780,7 @@ where
             attempts,
             last_status: status,
             history: serde_json::to_string(&history).ok(),
+            answer: attempt.snippet.clone(),
         };
         Fate::Settle(delivery_policy::settle(&Attempted {
             outcome: attempt.outcome,
@@ -635,6 +866,24 @@ where
             }
             Fate::AlreadyDeadLettered => {
                 tracing::info!(event_id = %task.event_id, route, "already dead-lettered; not again");
+                Ok(())
+            }
+            Fate::InReview { wait, item } => {
+                self.count(integration, route, "review", "waiting");
+                self.set_visibility(work.message, wait, work.received).await;
+                Err(HandBack::Waiting(format!(
+                    "waiting in review ({item}); next look in {}s",
+                    wait.as_secs()
+                )))
+            }
+            Fate::Reviewed { item, status } => {
+                tracing::info!(event_id = %task.event_id, route, item, status = status.as_str(), "review decided; nothing to send");
+                self.count(
+                    integration,
+                    route,
+                    "skipped",
+                    format!("review_{}", status.as_str()),
+                );
                 Ok(())
             }
             Fate::HandBack { wait, why } => {
@@ -1048,6 +1297,7 @@ fn checked(
 }
 
 /// A message being worked on.
+#[derive(Clone, Copy)]
 struct Work<'a> {
     message: &'a SqsMessage,
     text: &'a str,

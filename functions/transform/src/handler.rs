@@ -259,31 +259,38 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
         let mut report = Report::default();
         let mut tasks = Vec::with_capacity(outcomes.len());
         for (route, outcome) in outcomes {
-            match outcome {
-                RouteOutcome::Deliver(request) => {
-                    let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
-                        event_id: event.event_id.clone(),
-                        integration: integration.id.clone(),
-                        route: route.id.clone(),
-                        body: request.body,
-                        method: request.method,
-                        path: request.path,
-                        headers: request.headers,
-                        received_at: Some(event.received_at),
-                    });
-                    #[allow(clippy::expect_used)]
-                    tasks.push(serde_json::to_string(&task).expect("JSON values always serialize"));
-                    report.queued.push(route.id.clone());
+            let (request, review) = match outcome {
+                RouteOutcome::Deliver(request) => (request, None),
+                RouteOutcome::Review(request, why) => {
+                    tracing::info!(event_id = %event.event_id, route = %route.id, why = %why, "held for review");
+                    (request, Some(why))
                 }
                 RouteOutcome::Skipped(skip) => {
                     tracing::info!(event_id = %event.event_id, route = %route.id, reason = skip.reason(), "route skipped");
                     self.metrics
                         .transform(&integration.id, &route.id, "skipped", skip.reason());
+                    continue;
                 }
                 RouteOutcome::Rejected(rejection) => {
                     report.rejected.push((route.id.clone(), rejection));
+                    continue;
                 }
-            }
+            };
+            let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
+                event_id: event.event_id.clone(),
+                integration: integration.id.clone(),
+                route: route.id.clone(),
+                body: request.body,
+                method: request.method,
+                path: request.path,
+                headers: request.headers,
+                received_at: Some(event.received_at),
+                review,
+                reviewed: None,
+            });
+            #[allow(clippy::expect_used)]
+            tasks.push(serde_json::to_string(&task).expect("JSON values always serialize"));
+            report.queued.push(route.id.clone());
         }
         if !tasks.is_empty() {
             self.deliveries

@@ -15,6 +15,8 @@ use switchboard_core::reason::Reason;
 pub enum RouteOutcome {
     /// A request to queue for delivery.
     Deliver(Request),
+    /// A request to hold for a person (the route's `review_when` said so, and why).
+    Review(Request, String),
     /// Nothing for this route.
     Skipped(Skip),
     /// A permanent failure: the event goes to the events DLQ for this route.
@@ -112,7 +114,8 @@ fn reserved_header(name: &str) -> bool {
     ) || name.starts_with("webhook-")
 }
 
-/// Runs a route: `when`, the mapping, the request shape, the contract.
+/// Runs a route: `when`, the mapping, the request shape, the contract, `review_when` (over
+/// the event, with the mapped request as `$request`: `{body, method, path, headers}`).
 ///
 /// The scope is the event's body and bindings, converted once for every route.
 pub fn run_route(route: &Route, scope: &Scope) -> RouteOutcome {
@@ -164,7 +167,25 @@ pub fn run_route(route: &Route, scope: &Scope) -> RouteOutcome {
             );
         }
     }
-    RouteOutcome::Deliver(request)
+    let Some(review_when) = &route.review_when else {
+        return RouteOutcome::Deliver(request);
+    };
+    let mapped = request.to_fixture(true);
+    match review_when.evaluate_in_with(scope, &[("request", &mapped)]) {
+        Ok(Some(Value::Bool(false)) | None) => RouteOutcome::Deliver(request),
+        Ok(Some(Value::Bool(true))) => {
+            RouteOutcome::Review(request, "`review_when` was true".into())
+        }
+        Ok(Some(Value::String(why))) if !why.is_empty() => RouteOutcome::Review(request, why),
+        Ok(Some(other)) => reject(
+            Reason::WhenError,
+            format!(
+                "`review_when` must yield true, false or a text saying why, it yielded a {}",
+                type_name(&other)
+            ),
+        ),
+        Err(e) => reject(Reason::WhenError, format!("`review_when` failed: {e}")),
+    }
 }
 
 /// Reads a `map_request` result: `{"body": .., "headers": {..}, "method": .., "path": ..}`.
@@ -321,5 +342,41 @@ mod tests {
             let e = request_from(bad.clone()).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn review_when_holds_a_request_with_its_why_and_sees_the_mapped_request() {
+        let dir = switchboard_shared::memory::DefinitionsDir::with(
+            "shop",
+            "source:\n  verify: none\n  allow_unsigned: true\nroutes:\n  - id: r\n    map: '{\"total\": total}'\n    review_when: |\n      $request.body.total > 1000 ? 'over 1000: ' & $string($request.body.total) : (flag = 'odd' ? true : (flag = 'bad' ? 42 : false))\n    deliver:\n      url: https://example.com/hook\n",
+        )
+        .unwrap();
+        let all: switchboard_core::integration::Integrations<
+            switchboard_core::integration::Integration,
+        > = switchboard_core::integration::Integrations::load_dir(dir.path()).unwrap();
+        let route = &all.get("shop").unwrap().routes[0];
+        let run = |event: Value| run_route(route, &Scope::new(&event, &[]));
+        assert!(matches!(
+            run(json!({"total": 10})),
+            RouteOutcome::Deliver(_)
+        ));
+        match run(json!({"total": 5000})) {
+            RouteOutcome::Review(request, why) => {
+                assert_eq!(why, "over 1000: 5000");
+                assert_eq!(request.body, json!({"total": 5000}));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run(json!({"total": 1, "flag": "odd"})),
+            RouteOutcome::Review(_, why) if why == "`review_when` was true"
+        ));
+        assert!(matches!(
+            run(json!({"total": 1, "flag": "bad"})),
+            RouteOutcome::Rejected(Rejection {
+                reason: Reason::WhenError,
+                ..
+            })
+        ));
     }
 }

@@ -11,7 +11,10 @@ use super::aws_error;
 use switchboard_core::circuit::CircuitState;
 use switchboard_core::dead_letter::AttemptRecord;
 use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
-use switchboard_core::ports::{AttemptLog, AwsError, CircuitStore, IdempotencyStore, RateLimiter};
+use switchboard_core::ports::{
+    AttemptLog, AwsError, CircuitStore, IdempotencyStore, RateLimiter, ReviewStore,
+};
+use switchboard_core::review::{ReviewItem, ReviewStatus};
 
 /// The attribute names, as Powertools spells them.
 const KEY: &str = "id";
@@ -558,4 +561,127 @@ fn history(item: &HashMap<String, AttributeValue>) -> Vec<AttemptRecord> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Review items share the table: `review#{item id}`, the item as JSON in `item`, its status in
+/// `review_status` and its creation time in `created_at` (the sparse `reviews` index, which
+/// only review items appear in), its `version` for optimistic writes.
+const REVIEW_ITEM: &str = "item";
+const REVIEW_STATUS: &str = "review_status";
+const REVIEW_CREATED: &str = "created_at";
+const REVIEW_VERSION: &str = "version";
+/// The index `review list` queries.
+pub const REVIEWS_INDEX: &str = "reviews";
+
+fn review_key(id: &str) -> AttributeValue {
+    AttributeValue::S(format!("review#{id}"))
+}
+
+fn review_item(item: &HashMap<String, AttributeValue>) -> Result<ReviewItem, AwsError> {
+    let text = item
+        .get(REVIEW_ITEM)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| AwsError {
+            operation: "GetItem",
+            message: "a review record without its item".into(),
+        })?;
+    serde_json::from_str(text).map_err(|e| AwsError {
+        operation: "GetItem",
+        message: format!("a review record that does not read: {e}"),
+    })
+}
+
+impl DynamoIdempotencyStore {
+    fn put_review(
+        &self,
+        item: &ReviewItem,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        #[allow(clippy::expect_used)]
+        let json = serde_json::to_string(item).expect("a review item always serializes");
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, review_key(&item.id))
+            .item(REVIEW_ITEM, AttributeValue::S(json))
+            .item(
+                REVIEW_STATUS,
+                AttributeValue::S(item.status.as_str().into()),
+            )
+            .item(
+                REVIEW_CREATED,
+                AttributeValue::S(item.created_at.to_rfc3339()),
+            )
+            .item(REVIEW_VERSION, n(item.version))
+            .item(EXPIRATION, n(item.ttl()))
+    }
+}
+
+impl ReviewStore for DynamoIdempotencyStore {
+    async fn create_review(&self, item: &ReviewItem) -> Result<bool, AwsError> {
+        let result = self
+            .put_review(item)
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        conditional("PutItem", result)
+    }
+
+    async fn review(&self, id: &str) -> Result<Option<ReviewItem>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, review_key(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("GetItem", e))?;
+        out.item().map(review_item).transpose()
+    }
+
+    async fn update_review(&self, item: &ReviewItem) -> Result<bool, AwsError> {
+        let result = self
+            .put_review(item)
+            .condition_expression("#v = :read")
+            .expression_attribute_names("#v", REVIEW_VERSION)
+            .expression_attribute_values(":read", n(item.version.saturating_sub(1)))
+            .send()
+            .await;
+        conditional("PutItem", result)
+    }
+
+    async fn reviews(&self, status: ReviewStatus) -> Result<Vec<ReviewItem>, AwsError> {
+        let mut items = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(REVIEWS_INDEX)
+            .key_condition_expression("#s = :s")
+            .expression_attribute_names("#s", REVIEW_STATUS)
+            .expression_attribute_values(":s", AttributeValue::S(status.as_str().into()))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| aws_error("Query", e))?;
+            // The index projects keys only on some tables: read the item itself then.
+            match review_item(&item) {
+                Ok(i) => items.push(i),
+                Err(_) => {
+                    let id = item
+                        .get(KEY)
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|k| k.strip_prefix("review#"))
+                        .unwrap_or_default()
+                        .to_string();
+                    if let Some(i) = self.review(&id).await? {
+                        items.push(i);
+                    }
+                }
+            }
+        }
+        items.sort_by_key(|i| i.created_at);
+        Ok(items)
+    }
 }

@@ -11,11 +11,13 @@ use lambda_runtime::{Context, LambdaEvent};
 use switchboard_core::circuit::CircuitState;
 use switchboard_core::dead_letter::AttemptRecord;
 use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
+use switchboard_core::idempotency::Status;
 use switchboard_core::ids::EventId;
 use switchboard_core::integration::{Integrations, Outbound};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_core::ports::AttemptLog;
+use switchboard_core::ports::{AttemptLog, ReviewStore};
 use switchboard_core::reason::Reason;
+use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::memory::{DefinitionsDir, MemoryQueue, MemorySecrets, MemoryTable};
 use switchboard_shared::metrics::Metrics;
@@ -28,6 +30,8 @@ struct Destination {
     status: Arc<AtomicU16>,
     body: Arc<std::sync::Mutex<String>>,
     hits: Arc<AtomicUsize>,
+    /// The bodies it was sent, in order.
+    received: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Destination {
@@ -37,11 +41,13 @@ impl Destination {
         let status = Arc::new(AtomicU16::new(status));
         let hits = Arc::new(AtomicUsize::new(0));
         let body = Arc::new(std::sync::Mutex::new(String::new()));
-        let (s, h, b) = (status.clone(), hits.clone(), body.clone());
-        let app = axum::Router::new().fallback(move || {
-            let (s, h, b) = (s.clone(), h.clone(), b.clone());
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, h, b, r) = (status.clone(), hits.clone(), body.clone(), received.clone());
+        let app = axum::Router::new().fallback(move |sent: String| {
+            let (s, h, b, r) = (s.clone(), h.clone(), b.clone(), r.clone());
             async move {
                 h.fetch_add(1, Ordering::SeqCst);
+                r.lock().unwrap().push(sent);
                 let status = axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap();
                 (status, b.lock().unwrap().clone())
             }
@@ -52,6 +58,7 @@ impl Destination {
             status,
             body,
             hits,
+            received,
         }
     }
 
@@ -120,16 +127,13 @@ impl Harness {
 
     /// Delivers one task on its `receives`th receive; answers whether SQS is to hand it back.
     async fn deliver(&self, event_id: &EventId, receives: u32) -> bool {
-        let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
-            event_id: event_id.clone(),
-            integration: "shop".into(),
-            route: "r".into(),
-            body: serde_json::json!({"order": 1}),
-            method: None,
-            path: None,
-            headers: Default::default(),
-            received_at: None,
-        });
+        self.deliver_task(shop_task(event_id, None), receives).await
+    }
+
+    /// [`Harness::deliver`] of a task as given.
+    async fn deliver_task(&self, task: DeliveryV1, receives: u32) -> bool {
+        let event_id = task.event_id.clone();
+        let task = DeliveryMessage::DeliveryV1(task);
         let mut m = SqsMessage::default();
         m.message_id = Some(format!("m-{event_id}"));
         m.receipt_handle = Some("receipt".into());
@@ -143,6 +147,22 @@ impl Harness {
             .handle(LambdaEvent::new(e, Context::default()))
             .await;
         !out.batch_item_failures.is_empty()
+    }
+}
+
+/// A task of the `shop` integration's route `r`, held for review when `review` is given.
+fn shop_task(event_id: &EventId, review: Option<&str>) -> DeliveryV1 {
+    DeliveryV1 {
+        event_id: event_id.clone(),
+        integration: "shop".into(),
+        route: "r".into(),
+        body: serde_json::json!({"order": 1}),
+        method: None,
+        path: None,
+        headers: Default::default(),
+        received_at: None,
+        review: review.map(str::to_string),
+        reviewed: None,
     }
 }
 
@@ -332,4 +352,193 @@ async fn graphql_user_errors_are_a_failure_and_data_alone_is_delivered() {
     dest.answer(r#"{"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]}"#);
     assert!(h.deliver(&EventId::new(), 1).await);
     assert_eq!(h.dlq.letters().len(), 2);
+}
+
+/// The review item of an event's route `r`, as stored.
+async fn item(h: &Harness, id: &EventId) -> ReviewItem {
+    h.table
+        .review(&ReviewItem::id_for(&id.to_string(), "r"))
+        .await
+        .unwrap()
+        .expect("a review item")
+}
+
+/// Writes a change to a stored item, as the CLI does (the version it read, plus one).
+async fn change(h: &Harness, mut it: ReviewItem, f: impl FnOnce(&mut ReviewItem)) {
+    f(&mut it);
+    it.version += 1;
+    assert!(h.table.update_review(&it).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_task_held_for_review_waits_on_its_item_and_calls_nothing() {
+    let dest = Destination::start(200).await;
+    let h = Harness::new(
+        &dest.url,
+        "    review_when: \"true\"\n    review: { expires: 2h, alert_after: 30m, deciders: [ops] }\n",
+    );
+    let id = EventId::new();
+    let held = shop_task(&id, Some("address rejected: no such street"));
+    assert!(
+        h.deliver_task(held.clone(), 1).await,
+        "handed back: waiting"
+    );
+    assert_eq!(dest.hits(), 0);
+    let it = item(&h, &id).await;
+    assert_eq!(it.status, ReviewStatus::Pending);
+    assert_eq!(it.why.message, "address rejected: no such street");
+    assert_eq!(it.deciders, ["ops"]);
+    assert_eq!(it.request.body, serde_json::json!({"order": 1}));
+    // It sleeps until it is overdue (30 min), not through the whole expiry.
+    let sleep = h.queue.delays()[0].1.as_secs();
+    assert!((1799..=1800).contains(&sleep), "until overdue: {sleep}");
+
+    // Overdue: the next look notes it once (the alarm's metric), then sleeps to the expiry.
+    change(&h, it, |i| {
+        i.alert_at = chrono::Utc::now() - chrono::Duration::seconds(1)
+    })
+    .await;
+    assert!(h.deliver_task(held.clone(), 2).await);
+    let it = item(&h, &id).await;
+    assert!(it.alerted);
+    assert_eq!(it.version, 3, "one item, written twice");
+    let sleep = h.queue.delays()[1].1.as_secs();
+    assert!((7100..=7200).contains(&sleep), "until the expiry: {sleep}");
+    assert_eq!(dest.hits(), 0);
+    assert!(h.dlq.letters().is_empty());
+}
+
+#[tokio::test]
+async fn an_approved_item_is_delivered_once_an_edited_one_with_its_edit_a_rejected_one_never() {
+    let dest = Destination::start(200).await;
+    let h = Harness::new(&dest.url, "    review_when: \"true\"\n");
+    let id = EventId::new();
+    let held = shop_task(&id, Some("check it"));
+    assert!(h.deliver_task(held.clone(), 1).await);
+    let it = item(&h, &id).await;
+    change(&h, it.clone(), |i| {
+        i.decide(ReviewStatus::Approved, "ops", chrono::Utc::now(), None)
+    })
+    .await;
+    // The CLI queues the decided request; the held task's next wake finds it decided too.
+    let decided = item(&h, &id).await.decided_request();
+    assert!(!h.deliver_task(decided, 1).await, "delivered");
+    assert!(!h.deliver_task(held.clone(), 2).await, "the timer: done");
+    assert_eq!(dest.hits(), 1, "delivered once");
+    assert_eq!(
+        h.table.record(&format!("deliver#{id}#r")).unwrap().status,
+        Status::Completed
+    );
+
+    // Edited: the edited body goes out (the timer alone, as when the CLI's send was lost).
+    let id = EventId::new();
+    let held = shop_task(&id, Some("check it"));
+    h.deliver_task(held.clone(), 1).await;
+    change(&h, item(&h, &id).await, |i| {
+        i.edited = Some(serde_json::json!({"order": 2}));
+        i.decide(ReviewStatus::Edited, "ops", chrono::Utc::now(), None);
+    })
+    .await;
+    assert!(!h.deliver_task(held, 2).await);
+    assert_eq!(
+        dest.received.lock().unwrap().last().unwrap(),
+        r#"{"order":2}"#
+    );
+
+    // Rejected: nothing is sent, and the held task is done with.
+    let id = EventId::new();
+    let held = shop_task(&id, Some("check it"));
+    h.deliver_task(held.clone(), 1).await;
+    change(&h, item(&h, &id).await, |i| {
+        i.decide(
+            ReviewStatus::Rejected,
+            "ops",
+            chrono::Utc::now(),
+            Some("fraud".into()),
+        )
+    })
+    .await;
+    assert!(!h.deliver_task(held, 2).await);
+    assert_eq!(dest.hits(), 2);
+    assert!(h.dlq.letters().is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_item_follows_its_policy() {
+    let dest = Destination::start(200).await;
+    for (policy, hits, letter) in [
+        ("dead_letter", 0, true),
+        ("drop", 0, false),
+        ("deliver", 1, false),
+    ] {
+        let h = Harness::new(
+            &dest.url,
+            &format!(
+                "    review_when: \"true\"\n    review: {{ expires: 1h, on_expiry: {policy} }}\n"
+            ),
+        );
+        let before = dest.hits();
+        let id = EventId::new();
+        let held = shop_task(&id, Some("check it"));
+        h.deliver_task(held.clone(), 1).await;
+        change(&h, item(&h, &id).await, |i| {
+            i.expires_at = chrono::Utc::now() - chrono::Duration::seconds(1)
+        })
+        .await;
+        assert!(!h.deliver_task(held, 2).await, "{policy}: settled");
+        let it = item(&h, &id).await;
+        assert_eq!(it.status, ReviewStatus::Expired, "{policy}");
+        assert_eq!(it.decisions[0].by, "switchboard");
+        assert_eq!(dest.hits() - before, hits, "{policy}");
+        let letters = h.dlq.letters();
+        assert_eq!(letters.len(), usize::from(letter), "{policy}");
+        if letter {
+            assert_eq!(letters[0].reason, Reason::ReviewExpired);
+            assert!(
+                letters[0].message.contains(&it.id),
+                "{}",
+                letters[0].message
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_waits_in_review_with_on_rejected_and_a_decided_request_refused_again_is_dead_lettered()
+ {
+    let dest = Destination::start(422).await;
+    let h = Harness::new(&dest.url, "    on_rejected: review\n");
+    dest.answer(r#"{"error": "address_invalid"}"#);
+    let id = EventId::new();
+    assert!(h.deliver(&id, 1).await, "held, not dead-lettered");
+    assert!(h.dlq.letters().is_empty());
+    let it = item(&h, &id).await;
+    assert_eq!(it.why.reason, "permanent_failure");
+    assert!(
+        it.why
+            .answer
+            .as_deref()
+            .unwrap()
+            .contains("address_invalid")
+    );
+    assert_eq!(
+        h.table.record(&format!("deliver#{id}#r")),
+        None,
+        "claim released"
+    );
+    // The held task's next look waits on the item; the destination is not asked again.
+    assert!(h.deliver(&id, 2).await);
+    assert_eq!(dest.hits(), 1);
+
+    // A person edits it; the destination still refuses: to the DLQ this time, not review.
+    change(&h, it, |i| {
+        i.edited = Some(serde_json::json!({"order": 1, "address": "fixed"}));
+        i.decide(ReviewStatus::Edited, "ops", chrono::Utc::now(), None);
+    })
+    .await;
+    assert!(!h.deliver(&id, 3).await);
+    assert_eq!(dest.hits(), 2);
+    let letters = h.dlq.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, Reason::PermanentFailure);
 }

@@ -1,0 +1,458 @@
+//! `switchboard review list|show|approve|edit|reject`: the human review queue. Items are read
+//! from the stack's table (the sparse `reviews` index); a decision is recorded on the item
+//! with who and when (the AWS caller identity, or `--by`), and an approved or edited request is
+//! queued on the deliveries queue at once, so it goes through the normal deliver path (auth,
+//! retries, idempotency). Should that send fail, the decision still holds: the item's timer
+//! sends it at its next wake.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use switchboard_core::envelope::DeliveryMessage;
+use switchboard_core::integration::{Integration, Integrations};
+use switchboard_core::ports::ReviewStore as _;
+use switchboard_core::review::{ReviewItem, ReviewStatus};
+use switchboard_shared::aws::DynamoIdempotencyStore;
+
+use super::{Stack, StackArgs, confirm, paint, tinted_table};
+
+/// The review commands.
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// The items waiting for a decision, oldest first (`--status` for decided ones).
+    List {
+        /// Which items: pending (the default), approved, edited, rejected, expired, or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Everything about an item: why it waits, the kept request, the decisions, the archive.
+    Show {
+        /// The item id (`rv_...`).
+        item: String,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Delivers the kept request as it is.
+    Approve {
+        /// The item id.
+        item: String,
+        #[command(flatten)]
+        decide: Decide,
+    },
+    /// Delivers an edited body instead, once it satisfies the route's contract.
+    Edit {
+        /// The item id.
+        item: String,
+        /// The body to deliver (JSON).
+        #[arg(long)]
+        file: PathBuf,
+        /// The definitions, for the route's contract.
+        #[arg(long, default_value = "integrations")]
+        integrations: PathBuf,
+        #[command(flatten)]
+        decide: Decide,
+    },
+    /// Delivers nothing; the reason is recorded.
+    Reject {
+        /// The item id.
+        item: String,
+        /// Why (recorded on the item).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        decide: Decide,
+    },
+}
+
+/// What every decision takes.
+#[derive(Debug, Clone, Args)]
+pub struct Decide {
+    /// Who decides (default: the AWS caller identity).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Do not ask (a rejection asks first).
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+/// Runs one `switchboard review` command.
+pub async fn run(command: ReviewCommand) -> anyhow::Result<ExitCode> {
+    let sdk = super::sdk_config().await;
+    match command {
+        ReviewCommand::List { status, stack } => {
+            let store = store(&Stack::new(&sdk, &stack.stack));
+            let statuses = match status.as_str() {
+                "all" => ReviewStatus::ALL.to_vec(),
+                s => vec![parse_status(s)?],
+            };
+            let mut items = Vec::new();
+            for s in statuses {
+                items.extend(store.reviews(s).await.map_err(reading(&stack.stack))?);
+            }
+            items.sort_by_key(|i| i.created_at);
+            if stack.json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else if items.is_empty() {
+                println!("no {status} review items in {}", stack.stack);
+            } else {
+                print!("{}", render_list(&items, chrono::Utc::now()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ReviewCommand::Show { item, stack } => {
+            let found = find(&store(&Stack::new(&sdk, &stack.stack)), &item, &stack.stack).await?;
+            if stack.json {
+                let mut v = serde_json::to_value(&found)?;
+                v["archive_key"] = archive_key(&found).into();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", render_show(&found));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ReviewCommand::Approve { item, decide } => {
+            decided(&sdk, &item, &decide, ReviewStatus::Approved, None, None).await
+        }
+        ReviewCommand::Edit {
+            item,
+            file,
+            integrations,
+            decide,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let body: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let note = Some(format!("edited body from {}", file.display()));
+            let edit = Edit { body, integrations };
+            decided(&sdk, &item, &decide, ReviewStatus::Edited, note, Some(edit)).await
+        }
+        ReviewCommand::Reject {
+            item,
+            reason,
+            decide,
+        } => {
+            if !confirm(&format!("reject {item} (nothing is delivered)"), decide.yes)? {
+                return Ok(ExitCode::FAILURE);
+            }
+            decided(
+                &sdk,
+                &item,
+                &decide,
+                ReviewStatus::Rejected,
+                Some(reason),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+struct Edit {
+    body: serde_json::Value,
+    integrations: PathBuf,
+}
+
+fn store(stack: &Stack) -> DynamoIdempotencyStore {
+    DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table())
+}
+
+fn parse_status(text: &str) -> anyhow::Result<ReviewStatus> {
+    ReviewStatus::ALL
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .with_context(|| {
+            format!("`{text}` is not a status: pending, approved, edited, rejected, expired or all")
+        })
+}
+
+fn reading(stack: &str) -> impl Fn(switchboard_core::ports::AwsError) -> anyhow::Error + '_ {
+    move |e| {
+        anyhow::anyhow!(
+            "reading {stack}'s review items: {e} (is `--stack {stack}` right, and AWS_REGION / AWS_ENDPOINT_URL?)"
+        )
+    }
+}
+
+async fn find(store: &DynamoIdempotencyStore, id: &str, stack: &str) -> anyhow::Result<ReviewItem> {
+    store
+        .review(id)
+        .await
+        .map_err(reading(stack))?
+        .with_context(|| {
+            format!("no review item {id} in {stack} (`switchboard review list` lists them)")
+        })
+}
+
+/// Who is deciding: `--by`, else the AWS caller identity.
+async fn who(sdk: &aws_config::SdkConfig, by: Option<&str>) -> anyhow::Result<String> {
+    if let Some(by) = by {
+        return Ok(by.to_string());
+    }
+    let identity = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "who is deciding? The AWS caller identity could not be read ({}): pass --by NAME",
+                aws_sdk_sts::error::DisplayErrorContext(&e)
+            )
+        })?;
+    identity
+        .arn()
+        .map(str::to_string)
+        .context("the caller identity has no ARN: pass --by NAME")
+}
+
+/// Records a decision on a pending item and, for an approval or an edit, queues the request.
+async fn decided(
+    sdk: &aws_config::SdkConfig,
+    id: &str,
+    decide: &Decide,
+    status: ReviewStatus,
+    note: Option<String>,
+    edit: Option<Edit>,
+) -> anyhow::Result<ExitCode> {
+    let stack = Stack::new(sdk, &decide.stack.stack);
+    let store = store(&stack);
+    let mut item = find(&store, id, &stack.name).await?;
+    if item.status != ReviewStatus::Pending {
+        let last = item.decisions.last().map_or(String::new(), |d| {
+            format!(" by {} at {}", d.by, d.at.to_rfc3339())
+        });
+        anyhow::bail!(
+            "{id} is {} already{last}: nothing was changed",
+            item.status.as_str()
+        );
+    }
+    let by = who(sdk, decide.by.as_deref()).await?;
+    if !item.may_decide(&by) {
+        anyhow::bail!(
+            "{by} may not decide {id}: its route names {} as deciders",
+            item.deciders.join(", ")
+        );
+    }
+    if let Some(edit) = edit {
+        contract_holds(&item, &edit)?;
+        item.edited = Some(edit.body);
+    }
+    item.decide(status, &by, chrono::Utc::now(), note);
+    item.version += 1;
+    if !store
+        .update_review(&item)
+        .await
+        .map_err(reading(&stack.name))?
+    {
+        anyhow::bail!(
+            "{id} changed while you decided (another decision, or its expiry): nothing was changed; look again with `switchboard review show {id}`"
+        );
+    }
+    let mut sent = None;
+    if matches!(status, ReviewStatus::Approved | ReviewStatus::Edited) {
+        sent = Some(queue(&stack, &store, &item).await);
+        if let Some(Err(e)) = &sent {
+            eprintln!(
+                "warning: the decision is recorded, but queueing the request failed ({e:#}); deliver sends it when the item's timer next looks (by {})",
+                (chrono::Utc::now()
+                    + chrono::Duration::from_std(switchboard_core::review::MAX_SLEEP)
+                        .unwrap_or_default())
+                .to_rfc3339()
+            );
+        }
+    }
+    if decide.stack.json {
+        println!("{}", serde_json::to_string_pretty(&item)?);
+    } else {
+        let what = match (status, &sent) {
+            (ReviewStatus::Rejected, _) => "nothing will be delivered".to_string(),
+            (_, Some(Ok(()))) => format!(
+                "queued for delivery to {}/{}",
+                item.request.integration, item.request.route
+            ),
+            _ => "to be sent at the timer's next look".to_string(),
+        };
+        println!("{id} {} by {by}: {what}", item.status.as_str());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The edited body must satisfy the route's contract, as transform would have checked it.
+fn contract_holds(item: &ReviewItem, edit: &Edit) -> anyhow::Result<()> {
+    let all: Integrations<Integration> = Integrations::load_dir(&edit.integrations)
+        .map_err(|e| anyhow::anyhow!("loading the definitions for the route's contract: {e}"))?;
+    let request = &item.request;
+    let route = all
+        .get(&request.integration)
+        .and_then(|i| i.routes.iter().find(|r| r.id == request.route))
+        .with_context(|| {
+            format!(
+                "{} has no route {}/{}: is `--integrations` the deployed definitions?",
+                edit.integrations.display(),
+                request.integration,
+                request.route
+            )
+        })?;
+    if let Some(contract) = &route.contract {
+        let violations = contract.violations(&edit.body);
+        if !violations.is_empty() {
+            anyhow::bail!(
+                "the edited body breaks the route's contract, so nothing was changed: {}",
+                switchboard_core::contract::describe(&violations)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Queues the decided request on the deliveries queue, with a fresh attempt history.
+async fn queue(
+    stack: &Stack,
+    store: &DynamoIdempotencyStore,
+    item: &ReviewItem,
+) -> anyhow::Result<()> {
+    let request = item.decided_request();
+    store
+        .reset_attempts(&format!("{}#{}", request.event_id, request.route))
+        .await?;
+    let url = stack.queue_url("deliveries").await?;
+    let body = serde_json::to_string(&DeliveryMessage::DeliveryV1(request))?;
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(super::failed(format!("sending to {url}")))?;
+    Ok(())
+}
+
+fn archive_key(item: &ReviewItem) -> Option<String> {
+    let r = &item.request;
+    r.received_at
+        .map(|at| switchboard_core::archive::key(&r.integration, at, &r.event_id))
+}
+
+/// A duration as people say it, to the minute (`3h 20m`, `45s`).
+fn ago(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().max(0) as u64;
+    let rounded = if secs >= 3600 { secs - secs % 60 } else { secs };
+    humantime::format_duration(std::time::Duration::from_secs(rounded)).to_string()
+}
+
+fn render_list(items: &[ReviewItem], now: chrono::DateTime<chrono::Utc>) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            let mut why = i.why.message.clone();
+            if why.chars().count() > 60 {
+                why = format!("{}…", why.chars().take(59).collect::<String>());
+            }
+            vec![
+                i.id.clone(),
+                i.status.as_str().into(),
+                format!("{}/{}", i.request.integration, i.request.route),
+                i.request.event_id.to_string(),
+                ago(now - i.created_at),
+                if i.status == ReviewStatus::Pending {
+                    format!("in {} ({})", ago(i.expires_at - now), i.on_expiry.as_str())
+                } else {
+                    "-".into()
+                },
+                why,
+            ]
+        })
+        .collect();
+    tinted_table(
+        &[
+            "ITEM", "STATUS", "ROUTE", "EVENT", "WAITING", "EXPIRES", "WHY",
+        ],
+        &rows,
+        |column, text| match (column, text) {
+            (1, "pending") => Some(33),
+            (1, "rejected" | "expired") => Some(31),
+            (1, _) => Some(32),
+            _ => None,
+        },
+    )
+}
+
+fn render_show(item: &ReviewItem) -> String {
+    use std::fmt::Write as _;
+    let r = &item.request;
+    let mut out = String::new();
+    let _ = writeln!(out, "item:        {}", item.id);
+    let _ = writeln!(out, "status:      {}", paint(item.status.as_str(), 1));
+    let _ = writeln!(out, "route:       {}/{}", r.integration, r.route);
+    let _ = writeln!(out, "event:       {}", r.event_id);
+    let _ = writeln!(
+        out,
+        "why:         {} ({})",
+        item.why.message, item.why.reason
+    );
+    if let Some(answer) = &item.why.answer {
+        let _ = writeln!(out, "answer:      {answer}");
+    }
+    let _ = writeln!(out, "waiting:     since {}", item.created_at.to_rfc3339());
+    let _ = writeln!(
+        out,
+        "expires:     {} (then: {})",
+        item.expires_at.to_rfc3339(),
+        item.on_expiry.as_str()
+    );
+    let deciders = if item.deciders.is_empty() {
+        "anyone with access".to_string()
+    } else {
+        item.deciders.join(", ")
+    };
+    let _ = writeln!(out, "deciders:    {deciders}");
+    if let Some(key) = archive_key(item) {
+        let _ = writeln!(out, "archive:     {key}");
+    }
+    let method = r.method.as_deref().unwrap_or("POST");
+    let path = r.path.as_deref().unwrap_or("(the route's URL)");
+    let _ = writeln!(out, "request:     {method} {path}");
+    for (name, value) in &r.headers {
+        let _ = writeln!(out, "  {name}: {value}");
+    }
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let _ = writeln!(out, "{}", indent(&pretty(&r.body)));
+    if let Some(edited) = &item.edited {
+        let _ = writeln!(out, "edited body:");
+        let _ = writeln!(out, "{}", indent(&pretty(edited)));
+    }
+    if item.decisions.is_empty() {
+        let _ = writeln!(out, "decisions:   none yet");
+    } else {
+        let _ = writeln!(out, "decisions:");
+        for d in &item.decisions {
+            let note = d
+                .note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} {} by {}{note}",
+                d.at.to_rfc3339(),
+                d.action,
+                d.by
+            );
+        }
+    }
+    out
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
