@@ -11,6 +11,7 @@ mod ingest;
 mod ops;
 mod package;
 mod privilege;
+mod review;
 mod rotation;
 mod secrets;
 mod transform;

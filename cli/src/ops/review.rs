@@ -86,16 +86,11 @@ pub async fn run(command: ReviewCommand) -> anyhow::Result<ExitCode> {
     let sdk = super::sdk_config().await;
     match command {
         ReviewCommand::List { status, stack } => {
-            let store = store(&Stack::new(&sdk, &stack.stack));
             let statuses = match status.as_str() {
                 "all" => ReviewStatus::ALL.to_vec(),
                 s => vec![parse_status(s)?],
             };
-            let mut items = Vec::new();
-            for s in statuses {
-                items.extend(store.reviews(s).await.map_err(reading(&stack.stack))?);
-            }
-            items.sort_by_key(|i| i.created_at);
+            let items = list(&Stack::new(&sdk, &stack.stack), &statuses).await?;
             if stack.json {
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else if items.is_empty() {
@@ -106,7 +101,7 @@ pub async fn run(command: ReviewCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ReviewCommand::Show { item, stack } => {
-            let found = find(&store(&Stack::new(&sdk, &stack.stack)), &item, &stack.stack).await?;
+            let found = show(&Stack::new(&sdk, &stack.stack), &item).await?;
             if stack.json {
                 let mut v = serde_json::to_value(&found)?;
                 v["archive_key"] = archive_key(&found).into();
@@ -117,7 +112,7 @@ pub async fn run(command: ReviewCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ReviewCommand::Approve { item, decide } => {
-            decided(&sdk, &item, &decide, ReviewStatus::Approved, None, None).await
+            report(&sdk, &item, &decide, Decision::Approve).await
         }
         ReviewCommand::Edit {
             item,
@@ -129,9 +124,12 @@ pub async fn run(command: ReviewCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let body: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
-            let note = Some(format!("edited body from {}", file.display()));
-            let edit = Edit { body, integrations };
-            decided(&sdk, &item, &decide, ReviewStatus::Edited, note, Some(edit)).await
+            let edit = Decision::Edit {
+                body,
+                from: file.display().to_string(),
+                integrations,
+            };
+            report(&sdk, &item, &decide, edit).await
         }
         ReviewCommand::Reject {
             item,
@@ -141,22 +139,59 @@ pub async fn run(command: ReviewCommand) -> anyhow::Result<ExitCode> {
             if !confirm(&format!("reject {item} (nothing is delivered)"), decide.yes)? {
                 return Ok(ExitCode::FAILURE);
             }
-            decided(
-                &sdk,
-                &item,
-                &decide,
-                ReviewStatus::Rejected,
-                Some(reason),
-                None,
-            )
-            .await
+            report(&sdk, &item, &decide, Decision::Reject { reason }).await
         }
     }
 }
 
-struct Edit {
-    body: serde_json::Value,
-    integrations: PathBuf,
+/// A person's decision on an item.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Deliver the kept request.
+    Approve,
+    /// Deliver this body instead, once it satisfies the route's contract (read from the
+    /// definitions in `integrations`).
+    Edit {
+        /// The body.
+        body: serde_json::Value,
+        /// Where it came from (recorded).
+        from: String,
+        /// The definitions.
+        integrations: PathBuf,
+    },
+    /// Deliver nothing.
+    Reject {
+        /// Why (recorded).
+        reason: String,
+    },
+}
+
+/// What a decision did.
+#[derive(Debug)]
+pub struct Decided {
+    /// The item as recorded.
+    pub item: ReviewItem,
+    /// Who decided.
+    pub by: String,
+    /// For an approval or an edit: whether the request was queued (if not, the item's timer
+    /// sends it at its next look).
+    pub queued: Option<anyhow::Result<()>>,
+}
+
+/// Every item with one of these statuses, oldest first.
+pub async fn list(stack: &Stack, statuses: &[ReviewStatus]) -> anyhow::Result<Vec<ReviewItem>> {
+    let store = store(stack);
+    let mut items = Vec::new();
+    for s in statuses {
+        items.extend(store.reviews(*s).await.map_err(reading(&stack.name))?);
+    }
+    items.sort_by_key(|i| i.created_at);
+    Ok(items)
+}
+
+/// One item.
+pub async fn show(stack: &Stack, id: &str) -> anyhow::Result<ReviewItem> {
+    find(&store(stack), id, &stack.name).await
 }
 
 fn store(stack: &Stack) -> DynamoIdempotencyStore {
@@ -211,17 +246,17 @@ async fn who(sdk: &aws_config::SdkConfig, by: Option<&str>) -> anyhow::Result<St
         .context("the caller identity has no ARN: pass --by NAME")
 }
 
-/// Records a decision on a pending item and, for an approval or an edit, queues the request.
-async fn decided(
+/// Records a decision on a pending item, by `by` (or the AWS caller identity), and for an
+/// approval or an edit queues the request. A decided item, someone not among its deciders, an
+/// edit that breaks the route's contract or a write that lost a race changes nothing.
+pub async fn decide(
     sdk: &aws_config::SdkConfig,
+    stack: &Stack,
     id: &str,
-    decide: &Decide,
-    status: ReviewStatus,
-    note: Option<String>,
-    edit: Option<Edit>,
-) -> anyhow::Result<ExitCode> {
-    let stack = Stack::new(sdk, &decide.stack.stack);
-    let store = store(&stack);
+    by: Option<&str>,
+    decision: Decision,
+) -> anyhow::Result<Decided> {
+    let store = store(stack);
     let mut item = find(&store, id, &stack.name).await?;
     if item.status != ReviewStatus::Pending {
         let last = item.decisions.last().map_or(String::new(), |d| {
@@ -232,17 +267,29 @@ async fn decided(
             item.status.as_str()
         );
     }
-    let by = who(sdk, decide.by.as_deref()).await?;
+    let by = who(sdk, by).await?;
     if !item.may_decide(&by) {
         anyhow::bail!(
             "{by} may not decide {id}: its route names {} as deciders",
             item.deciders.join(", ")
         );
     }
-    if let Some(edit) = edit {
-        contract_holds(&item, &edit)?;
-        item.edited = Some(edit.body);
-    }
+    let (status, note) = match decision {
+        Decision::Approve => (ReviewStatus::Approved, None),
+        Decision::Edit {
+            body,
+            from,
+            integrations,
+        } => {
+            contract_holds(&item, &body, &integrations)?;
+            item.edited = Some(body);
+            (
+                ReviewStatus::Edited,
+                Some(format!("edited body from {from}")),
+            )
+        }
+        Decision::Reject { reason } => (ReviewStatus::Rejected, Some(reason)),
+    };
     item.decide(status, &by, chrono::Utc::now(), note);
     item.version += 1;
     if !store
@@ -254,29 +301,41 @@ async fn decided(
             "{id} changed while you decided (another decision, or its expiry): nothing was changed; look again with `switchboard review show {id}`"
         );
     }
-    let mut sent = None;
-    if matches!(status, ReviewStatus::Approved | ReviewStatus::Edited) {
-        sent = Some(queue(&stack, &store, &item).await);
-        if let Some(Err(e)) = &sent {
-            eprintln!(
-                "warning: the decision is recorded, but queueing the request failed ({e:#}); deliver sends it when the item's timer next looks (by {})",
-                (chrono::Utc::now()
-                    + chrono::Duration::from_std(switchboard_core::review::MAX_SLEEP)
-                        .unwrap_or_default())
-                .to_rfc3339()
-            );
-        }
+    let queued = match status {
+        ReviewStatus::Approved | ReviewStatus::Edited => Some(queue(stack, &store, &item).await),
+        _ => None,
+    };
+    Ok(Decided { item, by, queued })
+}
+
+/// Decides, then says what happened (a line, or the item as JSON).
+async fn report(
+    sdk: &aws_config::SdkConfig,
+    id: &str,
+    args: &Decide,
+    decision: Decision,
+) -> anyhow::Result<ExitCode> {
+    let stack = Stack::new(sdk, &args.stack.stack);
+    let Decided { item, by, queued } =
+        decide(sdk, &stack, id, args.by.as_deref(), decision).await?;
+    if let Some(Err(e)) = &queued {
+        let next = chrono::Utc::now()
+            + chrono::Duration::from_std(switchboard_core::review::MAX_SLEEP).unwrap_or_default();
+        eprintln!(
+            "warning: the decision is recorded, but queueing the request failed ({e:#}); deliver sends it when the item's timer next looks (by {})",
+            next.to_rfc3339()
+        );
     }
-    if decide.stack.json {
+    if args.stack.json {
         println!("{}", serde_json::to_string_pretty(&item)?);
     } else {
-        let what = match (status, &sent) {
-            (ReviewStatus::Rejected, _) => "nothing will be delivered".to_string(),
-            (_, Some(Ok(()))) => format!(
+        let what = match &queued {
+            None => "nothing will be delivered".to_string(),
+            Some(Ok(())) => format!(
                 "queued for delivery to {}/{}",
                 item.request.integration, item.request.route
             ),
-            _ => "to be sent at the timer's next look".to_string(),
+            Some(Err(_)) => "to be sent at the timer's next look".to_string(),
         };
         println!("{id} {} by {by}: {what}", item.status.as_str());
     }
@@ -284,8 +343,12 @@ async fn decided(
 }
 
 /// The edited body must satisfy the route's contract, as transform would have checked it.
-fn contract_holds(item: &ReviewItem, edit: &Edit) -> anyhow::Result<()> {
-    let all: Integrations<Integration> = Integrations::load_dir(&edit.integrations)
+fn contract_holds(
+    item: &ReviewItem,
+    body: &serde_json::Value,
+    integrations: &std::path::Path,
+) -> anyhow::Result<()> {
+    let all: Integrations<Integration> = Integrations::load_dir(integrations)
         .map_err(|e| anyhow::anyhow!("loading the definitions for the route's contract: {e}"))?;
     let request = &item.request;
     let route = all
@@ -294,13 +357,13 @@ fn contract_holds(item: &ReviewItem, edit: &Edit) -> anyhow::Result<()> {
         .with_context(|| {
             format!(
                 "{} has no route {}/{}: is `--integrations` the deployed definitions?",
-                edit.integrations.display(),
+                integrations.display(),
                 request.integration,
                 request.route
             )
         })?;
     if let Some(contract) = &route.contract {
-        let violations = contract.violations(&edit.body);
+        let violations = contract.violations(body);
         if !violations.is_empty() {
             anyhow::bail!(
                 "the edited body breaks the route's contract, so nothing was changed: {}",

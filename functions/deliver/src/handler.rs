@@ -141,6 +141,12 @@ enum Fate {
     AlreadyDeadLettered,
     /// Waiting in the review queue: its item is looked at again after `wait`.
     InReview { wait: Duration, item: String },
+    /// Its review item expired with `on_expiry: dead_letter`: the letter holds the kept request
+    /// as decided, so a redrive delivers it.
+    ReviewExpired {
+        message: String,
+        request: Box<DeliveryV1>,
+    },
     /// Its review item was decided (rejected, or expired and dropped): nothing is sent.
     Reviewed { item: String, status: ReviewStatus },
     /// Handed back as it is (after `wait`, when set): another worker holds it, or the table
@@ -477,14 +483,14 @@ where
                 item: item.id,
                 status: item.status,
             }),
-            Next::DeadLetter => Err(Fate::Settle(Settlement::DeadLetter {
-                reason: Reason::ReviewExpired,
+            Next::DeadLetter => Err(Fate::ReviewExpired {
                 message: format!(
-                    "review item {} expired at {} with nobody's decision (on_expiry: dead_letter)",
+                    "review item {} expired at {} with nobody's decision (on_expiry: dead_letter); a redrive delivers the kept request",
                     item.id,
                     item.expires_at.to_rfc3339()
                 ),
-            })),
+                request: Box::new(item.decided_request()),
+            }),
             Next::Wait { .. } | Next::Expire if work.receives >= self.max_receive_count => {
                 Err(Fate::Settle(Settlement::DeadLetter {
                     reason: Reason::ReviewExpired,
@@ -857,7 +863,12 @@ where
                 )))
             }
             Fate::Settle(Settlement::DeadLetter { reason, message }) => {
-                self.dead_letter(work, reason, message, tried).await
+                self.dead_letter(work, reason, message, tried, None).await
+            }
+            Fate::ReviewExpired { message, request } => {
+                let body = serde_json::to_string(&DeliveryMessage::DeliveryV1(*request)).ok();
+                self.dead_letter(work, Reason::ReviewExpired, message, tried, body)
+                    .await
             }
             Fate::AlreadyDelivered => {
                 tracing::info!(event_id = %task.event_id, route, "already delivered; not sent again");
@@ -1097,10 +1108,11 @@ where
         reason: Reason,
         message: String,
         tried: Tried,
+        body: Option<String>,
     ) -> Result<(), HandBack> {
         let task = work.task;
         let letter = DeadLetter {
-            body: work.text.to_string(),
+            body: body.unwrap_or_else(|| work.text.to_string()),
             reason,
             message,
             integration: task.integration.clone(),
