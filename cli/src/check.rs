@@ -5,7 +5,9 @@
 //!    file and field, not just the first.
 //! 2. Every fixture `DIR/fixtures/<integration>/<case>/` runs through the code transform runs
 //!    (`when`, mapping, request shape, contract): `input.json` is the event body, `headers.json`
-//!    its headers, `enriched.json` each enrich step's API answer (`null` for a 404). Each route
+//!    its headers, `enriched.json` each enrich step's API answer (`null` for a 404; a step's
+//!    `result` picks the record out of it, as transform does; a step with a `when` may be
+//!    left out). Each route
 //!    has one expectation in `expected/`: `<route>.json` (the request: the body, or for a
 //!    `map_request` route the `{body, headers, method, path}` object), `<route>.skip`, or
 //!    `<route>.rejected` (holding the reason code, e.g. `contract_violation`), or
@@ -24,6 +26,7 @@ use serde_json::{Value, json};
 use switchboard_core::integration::{DefinitionError, Integration, Integrations, OnMissing};
 use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
+use switchboard_core::reason::Reason;
 use transform::pipeline::{RouteOutcome, run_route};
 
 /// What a check found.
@@ -174,16 +177,32 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
         }
     };
 
-    // Enrichment as the API answered it: a null is a 404, and the step's on_missing decides.
+    // Enrichment as the API answered it: a null is a 404, and the step's on_missing decides;
+    // a step's `result` picks the record out of its answer as transform does.
     let mut missing = None;
+    let mut enriched = enriched;
     for step in &integration.enrich {
-        match enriched.get(&step.name) {
+        match enriched.get(&step.name).cloned() {
+            None if step.when.is_some() => {}
             None => case.problems.push(format!(
                 "enriched.json has no `{}`: give the API's answer for enrich step `{}` (null for a 404)",
                 step.name, step.name
             )),
             Some(Value::Null) if missing.is_none() => missing = Some(step.on_missing),
-            Some(_) => {}
+            Some(Value::Null) => {}
+            Some(answer) => match transform::enrich::extract(step, answer) {
+                Ok(record) => {
+                    enriched[&step.name] = record;
+                }
+                Err(transform::enrich::EnrichError::Skip { .. }) if missing.is_none() => {
+                    missing = Some(OnMissing::Skip);
+                }
+                Err(transform::enrich::EnrichError::Permanent {
+                    reason: Reason::EnrichNotFound,
+                    ..
+                }) if missing.is_none() => missing = Some(OnMissing::Fail),
+                Err(e) => case.problems.push(format!("enriched.json: {e}")),
+            },
         }
     }
     if let Value::Object(given) = &enriched {

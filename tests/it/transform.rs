@@ -49,7 +49,7 @@ fn shipped(id: &str, hosts: &[(&str, &str)]) -> Vec<(String, String)> {
         definition = definition.replace(from, to);
     }
     let mut files = vec![(format!("{id}.yaml"), definition)];
-    for sub in ["mappings", "schemas"] {
+    for sub in ["mappings", "schemas", "queries"] {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -208,10 +208,20 @@ fn order(case: &str, customer_id: u64) -> Vec<u8> {
     serde_json::to_vec(&order).unwrap()
 }
 
+/// Shopify's GraphQL answer for customer `id`.
 fn customer(id: u64) -> Option<Value> {
     let mut c = fixture("shopify-orders/paid-order-us/enriched.json")["customer"].clone();
-    c["customer"]["id"] = json!(id);
+    c["data"]["customer"]["id"] = json!(format!("gid://shopify/Customer/{id}"));
     Some(c)
+}
+
+/// Answers the GraphQL endpoint's query for customer `id`.
+fn on_customer(api: &Receiver, id: u64, answers: Vec<(StatusCode, Option<Value>)>) {
+    api.on_body(
+        "/graphql.json",
+        &format!("\"gid://shopify/Customer/{id}\""),
+        answers,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,11 +230,17 @@ async fn a_shopify_order_is_enriched_and_sent_to_the_3pl_and_what_cannot_go_is_d
     let api = Receiver::start().await;
     let tpl = Receiver::start().await;
     let stack = shopify_stack(&api, &tpl).await;
-    api.on(
-        "/customers/6812345678901.json",
+    on_customer(
+        &api,
+        6_812_345_678_901,
         vec![(StatusCode::OK, customer(6_812_345_678_901))],
     );
-    api.on("/customers/404.json", vec![(StatusCode::NOT_FOUND, None)]);
+    // A customer that is gone: Shopify's GraphQL answers 200 with `customer: null`.
+    on_customer(
+        &api,
+        404,
+        vec![(StatusCode::OK, Some(json!({"data": {"customer": null}})))],
+    );
 
     for body in [
         order("paid-order-us", 6_812_345_678_901),
@@ -279,17 +295,15 @@ async fn an_api_answering_503_is_retried_through_sqs_then_given_up_with_the_reas
     let tpl = Receiver::start().await;
     let stack = shopify_stack(&api, &tpl).await;
     // Customer 1: one 503, then the record. Customer 2: 503 for good.
-    api.on(
-        "/customers/1.json",
+    on_customer(
+        &api,
+        1,
         vec![
             (StatusCode::SERVICE_UNAVAILABLE, None),
             (StatusCode::OK, customer(1)),
         ],
     );
-    api.on(
-        "/customers/2.json",
-        vec![(StatusCode::SERVICE_UNAVAILABLE, None)],
-    );
+    on_customer(&api, 2, vec![(StatusCode::SERVICE_UNAVAILABLE, None)]);
     for body in [order("paid-order-us", 1), order("paid-order-eu-express", 2)] {
         let (status, answer) = stack.post_signed("shopify-orders", &body).await;
         assert_eq!(status, 202, "{answer}");
@@ -306,14 +320,14 @@ async fn an_api_answering_503_is_retried_through_sqs_then_given_up_with_the_reas
     assert_eq!(
         fetches
             .iter()
-            .filter(|f| f.path.contains("/1.json"))
+            .filter(|f| f.body["variables"]["id"] == "gid://shopify/Customer/1")
             .count(),
         2
     );
     assert_eq!(
         fetches
             .iter()
-            .filter(|f| f.path.contains("/2.json"))
+            .filter(|f| f.body["variables"]["id"] == "gid://shopify/Customer/2")
             .count(),
         FAST.max_receive_count as usize
     );

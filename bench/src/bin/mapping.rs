@@ -69,8 +69,16 @@ fn main() -> anyhow::Result<()> {
     // As a webhook arrives: compact JSON.
     let input: Value = serde_json::from_str(&std::fs::read_to_string(case.join("input.json"))?)?;
     let input_text = serde_json::to_string(&input)?;
-    let enriched: Value =
+    // Each step's record as transform binds it (its `result` out of the API's answer).
+    let answers: Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("enriched.json"))?)?;
+    let mut enriched = serde_json::Map::new();
+    for step in &integration.enrich {
+        let record = transform::enrich::extract(step, answers[&step.name].clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        enriched.insert(step.name.clone(), record);
+    }
+    let enriched = Value::Object(enriched);
     let headers = json!({"content-type": "application/json", "x-shopify-topic": "orders/paid"});
     let bound = Bindings::new(
         headers,

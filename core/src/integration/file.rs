@@ -83,6 +83,10 @@ pub(super) struct ReviewFile {
 pub(super) struct EnrichFile {
     pub(super) name: String,
     pub(super) url: String,
+    pub(super) when: Option<String>,
+    pub(super) method: Option<String>,
+    pub(super) body: Option<String>,
+    pub(super) result: Option<String>,
     #[serde(default = "no_auth")]
     pub(super) auth: Auth,
     pub(super) timeout: Option<DurationText>,

@@ -97,7 +97,7 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
     }
     let mut enrich: Vec<EnrichStep> = Vec::with_capacity(def.enrich.len());
     for (i, step) in def.enrich.into_iter().enumerate() {
-        let step = enrich_step(step, &enrich, &|f: &str, m| {
+        let step = enrich_step(file, step, &enrich, &|f: &str, m| {
             error(file, &format!("enrich[{i}].{f}"), m)
         })?;
         enrich.push(step);
@@ -119,6 +119,7 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
 /// One enrichment step, validated against the steps before it; `err` places an error at a
 /// field of the step.
 fn enrich_step(
+    file: &Path,
     step: EnrichFile,
     before: &[EnrichStep],
     err: &dyn Fn(&str, String) -> DefinitionError,
@@ -164,8 +165,67 @@ fn enrich_step(
         None => DEFAULT_ENRICH_RESPONSE_BYTES,
     };
     let check = response_check(step.success.as_deref(), step.retry_when.as_deref(), "", err)?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let expression = |f: &str, text: &str| {
+        Mapping::parse(text, Limits::default())
+            .map_err(|e| err(f, format!("the JSONata expression does not parse: {e}")))
+    };
+    let method = match step
+        .method
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("GET") => EnrichMethod::Get,
+        Some("POST") => EnrichMethod::Post,
+        Some("PUT") => EnrichMethod::Put,
+        Some(other) => {
+            return Err(err(
+                "method",
+                format!(
+                    "`{other}` is not GET, POST or PUT (an enrichment step reads, it does not change)"
+                ),
+            ));
+        }
+    };
+    let body = match (&step.body, method) {
+        (Some(_), EnrichMethod::Get) => {
+            return Err(err(
+                "body",
+                "a GET sends no body: set `method: POST`".into(),
+            ));
+        }
+        (None, EnrichMethod::Post | EnrichMethod::Put) => {
+            return Err(err(
+                "body",
+                format!(
+                    "a {} needs a body: a JSONata mapping (inline or a .jsonata file)",
+                    method.as_str()
+                ),
+            ));
+        }
+        (Some(b), _) => {
+            let source = mapping_source(dir, b).map_err(|m| err("body", m))?;
+            Some(expression("body", &source)?)
+        }
+        (None, _) => None,
+    };
+    let when = step
+        .when
+        .as_deref()
+        .map(|w| expression("when", w))
+        .transpose()?;
+    let result = step
+        .result
+        .as_deref()
+        .map(|r| expression("result", r))
+        .transpose()?;
     Ok(EnrichStep {
         check,
+        when,
+        method,
+        body,
+        result,
         name: step.name,
         url,
         auth: step.auth,

@@ -87,6 +87,17 @@ pub struct EnrichStep {
     pub name: String,
     /// The URL, filled from the event (placeholders only in the path and query).
     pub url: UrlTemplate,
+    /// A predicate over the event (and the earlier steps' `$enriched`): when it is not true
+    /// the step is not called and `$enriched.<name>` is absent.
+    pub when: Option<Mapping>,
+    /// `GET` (the default), `POST` or `PUT`.
+    pub method: EnrichMethod,
+    /// The JSON body of a POST or PUT (a GraphQL query and its variables), built by a mapping
+    /// over the event with `$enriched` of the earlier steps.
+    pub body: Option<Mapping>,
+    /// What of the answer is the record (`data.customer` of a GraphQL answer), over the parsed
+    /// answer; nothing or null there is a missing record (`on_missing`).
+    pub result: Option<Mapping>,
     /// How the call authenticates.
     pub auth: Auth,
     /// The longest the call may take.
@@ -100,6 +111,28 @@ pub struct EnrichStep {
     /// What a 2xx answer must say to be the record (`success`, `retry_when`): a GraphQL
     /// query answering `errors` is not one.
     pub check: Option<ResponseCheck>,
+}
+
+/// An enrichment call's method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrichMethod {
+    /// Reads the record (no body).
+    Get,
+    /// A query with a body (GraphQL).
+    Post,
+    /// A body to an idempotent endpoint.
+    Put,
+}
+
+impl EnrichMethod {
+    /// As HTTP spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrichMethod::Get => "GET",
+            EnrichMethod::Post => "POST",
+            EnrichMethod::Put => "PUT",
+        }
+    }
 }
 
 /// What an enrichment step does when the record is not there (404).

@@ -3,7 +3,7 @@
 //! later steps and the routes.
 
 use serde_json::Value;
-use switchboard_core::integration::{EnrichStep, OnMissing};
+use switchboard_core::integration::{EnrichMethod, EnrichStep, OnMissing};
 use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::SecretStore;
@@ -73,6 +73,80 @@ impl std::fmt::Display for EnrichError {
     }
 }
 
+/// A step's call, filled from the event: its URL and its body.
+struct Prepared {
+    url: Result<url::Url, String>,
+    body: Option<Value>,
+}
+
+/// A step's `when`, URL and body over the event and the earlier steps' answers; None when its
+/// `when` is not true (the step is not called).
+fn prepare(step: &EnrichStep, scope: &Scope) -> Result<Option<Prepared>, EnrichError> {
+    let permanent = |reason, message| EnrichError::permanent(step, reason, message);
+    if let Some(when) = &step.when {
+        match when.evaluate_in(scope) {
+            Ok(Some(Value::Bool(true))) => {}
+            Ok(Some(Value::Bool(false)) | None) => return Ok(None),
+            Ok(Some(_)) => {
+                return Err(permanent(
+                    Reason::WhenError,
+                    "`when` must yield true or false".into(),
+                ));
+            }
+            Err(e) => return Err(permanent(Reason::WhenError, format!("`when` failed: {e}"))),
+        }
+    }
+    let body = match &step.body {
+        None => None,
+        Some(mapping) => match mapping.evaluate_in(scope) {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
+                return Err(permanent(
+                    Reason::MappingError,
+                    "the body mapping produced nothing".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(permanent(
+                    Reason::MappingError,
+                    format!("the body mapping failed: {e}"),
+                ));
+            }
+        },
+    };
+    Ok(Some(Prepared {
+        url: step.url.render(scope),
+        body,
+    }))
+}
+
+/// What of a step's answer is the record: its `result` over the answer (the whole answer
+/// without one). Nothing or null there is a missing record, as a 404 is (`on_missing`).
+/// `switchboard check` applies it to a fixture's answers as this function does.
+pub fn extract(step: &EnrichStep, answer: Value) -> Result<Value, EnrichError> {
+    let Some(result) = &step.result else {
+        return Ok(answer);
+    };
+    match result.evaluate(&answer, &[]) {
+        Ok(Some(v)) if !v.is_null() => Ok(v),
+        Ok(_) => Err(match step.on_missing {
+            OnMissing::Skip => EnrichError::Skip {
+                step: step.name.clone(),
+            },
+            OnMissing::Fail => EnrichError::permanent(
+                step,
+                Reason::EnrichNotFound,
+                "the answer's `result` holds nothing: the record is not there".into(),
+            ),
+        }),
+        Err(e) => Err(EnrichError::permanent(
+            step,
+            Reason::EnrichInvalidResponse,
+            format!("the step's `result` failed on the answer: {e}"),
+        )),
+    }
+}
+
 /// Makes enrichment calls with the definition's auth, reading secrets through a cache.
 #[derive(Debug)]
 pub struct Enricher<K> {
@@ -105,11 +179,18 @@ impl<K: SecretStore> Enricher<K> {
         let mut enriched = serde_json::Map::new();
         for step in steps {
             let so_far = Value::Object(enriched.clone());
-            // The scope is not Send: fill the URL and drop it before calling.
-            let url = Scope::from_json(body, &bindings.pairs_with(&so_far))
-                .map_err(|e| e.to_string())
-                .and_then(|scope| step.url.render(&scope));
-            let value = self.step(step, url, deadline_ms).await?;
+            // The scope is not Send: fill the URL and the body, and drop it before calling.
+            let prepared = match Scope::from_json(body, &bindings.pairs_with(&so_far)) {
+                Ok(scope) => prepare(step, &scope)?,
+                Err(e) => Some(Prepared {
+                    url: Err(e.to_string()),
+                    body: None,
+                }),
+            };
+            let Some(Prepared { url, body: sent }) = prepared else {
+                continue;
+            };
+            let value = self.step(step, url, sent.as_ref(), deadline_ms).await?;
             enriched.insert(step.name.clone(), value);
         }
         Ok(Value::Object(enriched))
@@ -121,6 +202,7 @@ impl<K: SecretStore> Enricher<K> {
         &self,
         step: &EnrichStep,
         url: &url::Url,
+        body: Option<&Value>,
         deadline_ms: Option<i64>,
     ) -> Result<reqwest::Response, EnrichError> {
         let retryable = |message| EnrichError::retryable(step, message);
@@ -136,25 +218,33 @@ impl<K: SecretStore> Enricher<K> {
                 timeout.as_millis()
             )));
         }
-        let request =
-            match self
-                .http
-                .request(reqwest::Method::GET, url.clone(), timeout, step.access)
-            {
-                Ok(r) => r,
-                Err(RequestError::Blocked(b)) => {
-                    return Err(permanent(
-                        Reason::NetworkRefused,
-                        format!("refused by the network guard: {b}"),
-                    ));
-                }
-                Err(RequestError::Client(e)) => {
-                    return Err(retryable(format!("no HTTP client: {e}")));
-                }
-            };
-        let request = request
+        let method = match step.method {
+            EnrichMethod::Get => reqwest::Method::GET,
+            EnrichMethod::Post => reqwest::Method::POST,
+            EnrichMethod::Put => reqwest::Method::PUT,
+        };
+        let request = match self.http.request(method, url.clone(), timeout, step.access) {
+            Ok(r) => r,
+            Err(RequestError::Blocked(b)) => {
+                return Err(permanent(
+                    Reason::NetworkRefused,
+                    format!("refused by the network guard: {b}"),
+                ));
+            }
+            Err(RequestError::Client(e)) => {
+                return Err(retryable(format!("no HTTP client: {e}")));
+            }
+        };
+        let mut request = request
             .header("accept", "application/json")
             .timeout(timeout);
+        if let Some(body) = body {
+            #[allow(clippy::expect_used)]
+            let bytes = serde_json::to_vec(body).expect("JSON values always serialize");
+            request = request
+                .header("content-type", "application/json")
+                .body(bytes);
+        }
         let request = self
             .credentials
             .authorize(request, &step.auth)
@@ -176,6 +266,7 @@ impl<K: SecretStore> Enricher<K> {
         &self,
         step: &EnrichStep,
         url: Result<url::Url, String>,
+        body: Option<&Value>,
         deadline_ms: Option<i64>,
     ) -> Result<Value, EnrichError> {
         let retryable = |message| EnrichError::retryable(step, message);
@@ -187,7 +278,11 @@ impl<K: SecretStore> Enricher<K> {
         let refused = |r: &reqwest::Response| matches!(r.status().as_u16(), 401 | 403);
         let (response, refreshed) = self
             .credentials
-            .sending_refreshed_once(&step.auth, || self.call(step, &url, deadline_ms), refused)
+            .sending_refreshed_once(
+                &step.auth,
+                || self.call(step, &url, body, deadline_ms),
+                refused,
+            )
             .await?;
         if refreshed && refused(&response) {
             self.credentials.invalidate(&step.auth).await;
@@ -257,7 +352,7 @@ impl<K: SecretStore> Enricher<K> {
             .zip(headers)
             .and_then(|(c, headers)| c.judge(status, headers, value.clone()))
         {
-            None => Ok(value),
+            None => extract(step, value),
             Some(true) => Err(retryable(format!(
                 "the API answered {status}, but its answer fails the step's success check; worth another try"
             ))),
@@ -378,7 +473,21 @@ mod tests {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().route("/{*path}", axum::routing::get(answer));
+        // A GraphQL endpoint: the order whose id the query's variables name, none for `missing`.
+        async fn graphql(axum::Json(request): axum::Json<Value>) -> axum::Json<Value> {
+            let id = request["variables"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            axum::Json(if id.ends_with("missing") {
+                json!({"data": {"order": null}})
+            } else {
+                json!({"data": {"order": {"id": id, "query": request["query"]}}})
+            })
+        }
+        let app = axum::Router::new()
+            .route("/gql", axum::routing::post(graphql))
+            .route("/{*path}", axum::routing::get(answer));
         tokio::spawn(async move { axum::serve(listener, app).await });
         format!("http://{addr}")
     }
@@ -393,7 +502,90 @@ mod tests {
             access: Default::default(),
             max_response_bytes: switchboard_core::integration::DEFAULT_ENRICH_RESPONSE_BYTES,
             check: None,
+            when: None,
+            method: EnrichMethod::Get,
+            body: None,
+            result: None,
         }
+    }
+
+    fn expression(text: &str) -> switchboard_core::mapping::Mapping {
+        switchboard_core::mapping::Mapping::parse(text, Default::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_graphql_step_posts_its_body_built_from_the_event_and_keeps_its_result() {
+        let base = api().await;
+        let enricher = Enricher::new(
+            SecretsCache::new(NoSecrets, Duration::from_secs(60)),
+            NetworkPolicy::LOCAL,
+        );
+        let mut order = step(format!("{base}/gql"), OnMissing::Fail);
+        order.name = "order".into();
+        order.method = EnrichMethod::Post;
+        order.body = Some(expression(
+            r#"{"query": "query($id: ID!) { order(id: $id) { id } }", "variables": {"id": "gid://shopify/Order/" & external_id}}"#,
+        ));
+        order.result = Some(expression("data.order"));
+        // A second step runs only when the first found something, and sees its answer.
+        let mut again = step(format!("{base}/gql"), OnMissing::Fail);
+        again.name = "again".into();
+        again.method = EnrichMethod::Post;
+        again.when = Some(expression("$exists($enriched.order.id) and flag"));
+        again.body = Some(expression(
+            r#"{"variables": {"id": $enriched.order.id & "/2"}}"#,
+        ));
+        let steps = [order, again];
+
+        let got = enricher
+            .run(
+                &steps,
+                r#"{"external_id": "42", "flag": true}"#,
+                &no_bindings(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(got["order"]["id"], "gid://shopify/Order/42");
+        assert!(
+            got["order"]["query"]
+                .as_str()
+                .unwrap()
+                .starts_with("query($id")
+        );
+        assert_eq!(
+            got["again"]["data"]["order"]["id"],
+            "gid://shopify/Order/42/2"
+        );
+
+        let got = enricher
+            .run(
+                &steps,
+                r#"{"external_id": "42", "flag": false}"#,
+                &no_bindings(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(
+            got.get("again").is_none(),
+            "`when` false: not called, absent"
+        );
+
+        // `data.order: null` is a missing record: on_missing decides.
+        let e = enricher
+            .run(
+                &steps,
+                r#"{"external_id": "missing"}"#,
+                &no_bindings(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, EnrichError::Permanent { reason: Reason::EnrichNotFound, step, .. } if step == "order"),
+            "{e:?}"
+        );
     }
 
     async fn run(url: String, on_missing: OnMissing) -> Result<Value, EnrichError> {

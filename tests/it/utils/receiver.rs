@@ -61,8 +61,9 @@ struct Inner {
     status: Option<StatusCode>,
     /// Sent as `Retry-After` with every answer that is not a success.
     retry_after: Option<String>,
-    /// Answers for paths containing a text, each used in turn; the last one sticks.
-    rules: Vec<(String, VecDeque<Answer>)>,
+    /// Answers for paths containing a text (and bodies containing another, when set: one
+    /// GraphQL endpoint, many queries), each used in turn; the last one sticks.
+    rules: Vec<(String, Option<String>, VecDeque<Answer>)>,
     /// Paths containing a text answer 401 unless a signature verifies with one of the keys.
     keys: Vec<(String, Vec<String>)>,
     received: Vec<Received>,
@@ -106,7 +107,17 @@ impl Receiver {
             .lock()
             .unwrap()
             .rules
-            .push((path.to_string(), answers.into()));
+            .push((path.to_string(), None, answers.into()));
+    }
+
+    /// As [`Receiver::on`], for requests whose body also contains `text` (a GraphQL query's
+    /// name or variable): the first rule that matches answers.
+    pub fn on_body(&self, path: &str, text: &str, answers: Vec<Answer>) {
+        self.inner.lock().unwrap().rules.push((
+            path.to_string(),
+            Some(text.to_string()),
+            answers.into(),
+        ));
     }
 
     /// Requests whose path contains `path` are refused (401) unless their Standard Webhooks
@@ -158,11 +169,14 @@ async fn answer(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).into_owned();
     let scripted = inner
         .rules
         .iter_mut()
-        .find(|(p, _)| path.contains(p.as_str()))
-        .and_then(|(_, answers)| {
+        .find(|(p, b, _)| {
+            path.contains(p.as_str()) && b.as_ref().is_none_or(|b| text.contains(b.as_str()))
+        })
+        .and_then(|(_, _, answers)| {
             if answers.len() > 1 {
                 answers.pop_front()
             } else {
