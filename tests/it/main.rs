@@ -15,4 +15,5 @@ mod review;
 mod rotation;
 mod secrets;
 mod transform;
+mod two_way;
 mod walking_skeleton;

@@ -21,7 +21,7 @@ fn integrations_dir() -> PathBuf {
 /// A shipped definition with its mappings and schemas, hosts pointed at local receivers and
 /// secret ids (`switchboard/<function's prefix>/hubspot/x`) made the test's own
 /// (`SECRET/hubspot-x`).
-fn shipped(id: &str, hosts: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn shipped(id: &str, hosts: &[(&str, &str)]) -> Vec<(String, String)> {
     let dir = integrations_dir();
     let secret_ids = |text: String| {
         let mut out = String::new();
@@ -63,7 +63,7 @@ fn shipped(id: &str, hosts: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// A file of a shipped fixture, as JSON.
-fn fixture(path: &str) -> Value {
+pub(crate) fn fixture(path: &str) -> Value {
     let text = std::fs::read_to_string(integrations_dir().join("fixtures").join(path)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
