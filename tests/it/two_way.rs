@@ -23,18 +23,9 @@ const GRAPHQL: &str = "/admin/api/2025-01/graphql.json";
 /// The order Shopify holds for what the 3PL was sent: one open fulfillment order with a line
 /// per SKU (ids 9001, 9002, ...), nothing fulfilled yet.
 fn shopify_order(sent: &Value) -> Value {
-    let lines: Vec<Value> = sent["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            json!({
-                "id": format!("gid://shopify/FulfillmentOrderLineItem/{}", 9001 + i),
-                "remainingQuantity": item["quantity"],
-                "sku": item["sku"],
-            })
-        })
+    let lines: Vec<Value> = lines(sent)
+        .into_iter()
+        .map(|(id, item)| json!({"id": id, "remainingQuantity": item["quantity"], "sku": item["sku"]}))
         .collect();
     json!({"data": {"order": {
         "id": format!("gid://shopify/Order/{}", sent["external_id"].as_str().unwrap()),
@@ -46,6 +37,22 @@ fn shopify_order(sent: &Value) -> Value {
         }]},
         "fulfillments": [],
     }}})
+}
+
+/// Each item the 3PL was sent, with the id of its fulfillment order line (9001, 9002, ...).
+fn lines(sent: &Value) -> Vec<(String, Value)> {
+    sent["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            (
+                format!("gid://shopify/FulfillmentOrderLineItem/{}", 9001 + i),
+                item.clone(),
+            )
+        })
+        .collect()
 }
 
 /// A 3PL shipment webhook for what it was sent.
@@ -201,14 +208,9 @@ async fn an_order_goes_out_its_shipment_comes_back_as_a_fulfillment_and_exceptio
     };
     until("the fulfillment", || async { !created(&shop).is_empty() }).await;
     let fulfillment = &created(&shop)[0].body["variables"]["fulfillment"];
-    let lines: Vec<Value> = sent["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            json!({"id": format!("gid://shopify/FulfillmentOrderLineItem/{}", 9001 + i), "quantity": item["quantity"]})
-        })
+    let lines: Vec<Value> = lines(&sent)
+        .into_iter()
+        .map(|(id, item)| json!({"id": id, "quantity": item["quantity"]}))
         .collect();
     assert_eq!(
         fulfillment["lineItemsByFulfillmentOrder"],
