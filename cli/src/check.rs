@@ -178,34 +178,61 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
     };
 
     // Enrichment as the API answered it: a null is a 404, and the step's on_missing decides;
-    // a step's `result` picks the record out of its answer as transform does.
-    let mut missing = None;
-    let mut enriched = enriched;
+    // a step's `result` (or a model step's schema) reads the record out of its answer, and a
+    // step that fails takes its fallback, as transform does.
+    use transform::enrich::EnrichError;
+    let bindings = Bindings::new(
+        headers,
+        "evt_01FIXTURE0000000000000000",
+        &integration.id,
+        "2026-01-01T00:00:00Z",
+    )
+    .settings(integration.settings.clone());
+    let given = enriched;
+    let mut records = serde_json::Map::new();
+    let mut stopped: Option<EnrichError> = None;
     for step in &integration.enrich {
-        match enriched.get(&step.name).cloned() {
-            None if step.when.is_some() => {}
-            None => case.problems.push(format!(
-                "enriched.json has no `{}`: give the API's answer for enrich step `{}` (null for a 404)",
-                step.name, step.name
-            )),
-            Some(Value::Null) if missing.is_none() => missing = Some(step.on_missing),
-            Some(Value::Null) => {}
-            Some(answer) => match transform::enrich::extract(step, answer) {
-                Ok(record) => {
-                    enriched[&step.name] = record;
-                }
-                Err(transform::enrich::EnrichError::Skip { .. }) if missing.is_none() => {
-                    missing = Some(OnMissing::Skip);
-                }
-                Err(transform::enrich::EnrichError::Permanent {
+        let answer = match given.get(&step.name) {
+            None if step.when.is_some() => continue,
+            None => {
+                case.problems.push(format!(
+                    "enriched.json has no `{}`: give the API's answer for enrich step `{}` (null for a 404)",
+                    step.name, step.name
+                ));
+                continue;
+            }
+            Some(answer) => answer.clone(),
+        };
+        let made = if answer.is_null() {
+            Err(match step.on_missing {
+                OnMissing::Skip => EnrichError::Skip {
+                    step: step.name.clone(),
+                },
+                OnMissing::Fail => EnrichError::Permanent {
                     reason: Reason::EnrichNotFound,
-                    ..
-                }) if missing.is_none() => missing = Some(OnMissing::Fail),
-                Err(e) => case.problems.push(format!("enriched.json: {e}")),
-            },
+                    step: step.name.clone(),
+                    message: "the API answered 404: the record is not there".into(),
+                },
+            })
+        } else {
+            transform::enrich::extract(step, answer)
+        };
+        let made = made.or_else(|e| {
+            let so_far = Value::Object(records.clone());
+            let scope = Scope::new(&input, &bindings.pairs_with(&so_far));
+            transform::enrich::fall_back(step, &e, &scope).unwrap_or(Err(e))
+        });
+        match made {
+            Ok(record) => {
+                records.insert(step.name.clone(), record);
+            }
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
         }
     }
-    if let Value::Object(given) = &enriched {
+    if let Value::Object(given) = &given {
         for name in given.keys() {
             if !integration.enrich.iter().any(|s| &s.name == name) {
                 case.problems.push(format!(
@@ -215,21 +242,15 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
             }
         }
     }
-    let bindings = Bindings::new(
-        headers,
-        "evt_01FIXTURE0000000000000000",
-        &integration.id,
-        "2026-01-01T00:00:00Z",
-    )
-    .enriched(enriched);
+    let bindings = bindings.enriched(Value::Object(records));
     let scope = Scope::new(&input, &bindings.pairs());
     for route in &integration.routes {
-        let outcome = match missing {
-            Some(OnMissing::Skip) => Actual::Skipped("enrich_not_found".into()),
-            Some(OnMissing::Fail) => Actual::Rejected(
-                "enrich_not_found".into(),
-                "an enrich step's record is missing (on_missing: fail)".into(),
-            ),
+        let outcome = match &stopped {
+            Some(EnrichError::Skip { .. }) => Actual::Skipped("enrich_not_found".into()),
+            Some(e @ EnrichError::Permanent { reason, .. }) => {
+                Actual::Rejected(reason.as_str().into(), e.to_string())
+            }
+            Some(e @ EnrichError::Retryable { .. }) => Actual::Retried(e.to_string()),
             None => match run_route(route, &scope) {
                 RouteOutcome::Deliver(request) => match answers.get(&route.id) {
                     Some(answer) => match answered(route, answer) {

@@ -267,6 +267,7 @@ impl DevStack {
                     deliveries: &resources.deliveries_url,
                     events_dlq: &resources.events_dlq_url,
                     bucket: &resources.bucket,
+                    table: &resources.table,
                 },
             ),
             options.queues.max_receive_count,

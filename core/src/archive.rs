@@ -51,6 +51,20 @@ impl ArchivedEventV1 {
 }
 
 /// The archive key of an event.
+/// Where the audit record of an event's model step is kept, beside its archived event:
+/// `audit/{integration}/{yyyy}/{mm}/{dd}/{event_id}/{step}.json`.
+pub fn audit_key(
+    integration: &str,
+    received_at: DateTime<Utc>,
+    event_id: &EventId,
+    step: &str,
+) -> String {
+    format!(
+        "audit/{integration}/{}/{event_id}/{step}.json",
+        received_at.format("%Y/%m/%d")
+    )
+}
+
 pub fn key(integration: &str, received_at: DateTime<Utc>, event_id: &EventId) -> String {
     format!(
         "{integration}/{}/{event_id}",

@@ -3,7 +3,7 @@
 //! dependency tree), so every rule here is tested without the outside world.
 //!
 //! - Definitions: `integration` (the model, the YAML, the registry), `verify` (each signature
-//!   scheme), `mapping` (JSONata), `contract` (JSON Schema), `url_template`, `network` (which
+//!   scheme), `mapping` (JSONata), `model` (a model API step's request and answer), `contract` (JSON Schema), `url_template`, `network` (which
 //!   addresses may be called).
 //! - Messages: `ids`, `envelope`, `archive`, `dead_letter`, `reason`.
 //! - Policies: `delivery_policy` (what an outcome settles), `circuit`, `idempotency`,
@@ -23,6 +23,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod integration;
 pub mod mapping;
+pub mod model;
 pub mod network;
 pub mod ports;
 pub mod reason;

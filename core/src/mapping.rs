@@ -85,7 +85,8 @@ impl EvalError {
 
 /// What a mapping sees besides the event's body: `$headers` (the request's, less credentials),
 /// `$event` (`id`, `integration`, `received_at`) and `$enriched` (each enrichment step's
-/// result by name). One builder for transform, `switchboard check` and the mapping bench, so a
+/// result by name) and `$settings` (the definition's `settings`: thresholds, lists, ids the
+/// expressions read instead of writing them in). One builder for transform, `switchboard check` and the mapping bench, so a
 /// fixture is proof of what the function does only while they stay equal, and they do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bindings {
@@ -95,6 +96,8 @@ pub struct Bindings {
     pub event: serde_json::Value,
     /// `$enriched` (`{}` until enrichment ran).
     pub enriched: serde_json::Value,
+    /// `$settings` (`{}` when the definition has none).
+    pub settings: serde_json::Value,
 }
 
 impl Bindings {
@@ -113,7 +116,13 @@ impl Bindings {
                 "received_at": received_at,
             }),
             enriched: serde_json::json!({}),
+            settings: serde_json::json!({}),
         }
+    }
+
+    /// The same, with the definition's settings.
+    pub fn settings(self, settings: serde_json::Value) -> Self {
+        Self { settings, ..self }
     }
 
     /// The same, with enrichment's results.
@@ -122,7 +131,7 @@ impl Bindings {
     }
 
     /// As a scope's bindings.
-    pub fn pairs(&self) -> [(&'static str, &serde_json::Value); 3] {
+    pub fn pairs(&self) -> [(&'static str, &serde_json::Value); 4] {
         self.pairs_with(&self.enriched)
     }
 
@@ -130,11 +139,12 @@ impl Bindings {
     pub fn pairs_with<'a>(
         &'a self,
         enriched: &'a serde_json::Value,
-    ) -> [(&'static str, &'a serde_json::Value); 3] {
+    ) -> [(&'static str, &'a serde_json::Value); 4] {
         [
             ("headers", &self.headers),
             ("event", &self.event),
             ("enriched", enriched),
+            ("settings", &self.settings),
         ]
     }
 }

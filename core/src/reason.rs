@@ -60,11 +60,20 @@ pub enum Reason {
     /// The route held it for review and nobody decided before it expired (`on_expiry:
     /// dead_letter`).
     ReviewExpired,
+    /// A model step's model declined to answer.
+    ModelRefused,
+    /// A model step's answer is not the record asked for (not JSON, cut off, against the
+    /// step's schema).
+    ModelInvalidAnswer,
+    /// A model API is out of quota or over a spend limit: not retried.
+    ModelQuota,
+    /// A model API stayed rate limited, overloaded or down through the step's budget.
+    ModelUnavailable,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 28] = [
         Reason::ContractViolation,
         Reason::MappingError,
         Reason::WhenError,
@@ -89,6 +98,10 @@ impl Reason {
         Reason::RedrivePolicy,
         Reason::RejectedByDestination,
         Reason::ReviewExpired,
+        Reason::ModelRefused,
+        Reason::ModelInvalidAnswer,
+        Reason::ModelQuota,
+        Reason::ModelUnavailable,
     ];
 
     /// The stable code (`contract_violation`): attributes, metrics, logs.
@@ -118,6 +131,10 @@ impl Reason {
             Reason::RedrivePolicy => "redrive_policy",
             Reason::RejectedByDestination => "rejected_by_destination",
             Reason::ReviewExpired => "review_expired",
+            Reason::ModelRefused => "model_refused",
+            Reason::ModelInvalidAnswer => "model_invalid_answer",
+            Reason::ModelQuota => "model_quota",
+            Reason::ModelUnavailable => "model_unavailable",
         }
     }
 }

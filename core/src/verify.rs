@@ -28,6 +28,9 @@ pub enum Scheme {
     /// HubSpot v3: `X-HubSpot-Signature-v3`, base64 HMAC-SHA256 over method, URI, body and the
     /// millisecond timestamp in `X-HubSpot-Request-Timestamp`.
     HubspotV3,
+    /// Zendesk: `X-Zendesk-Webhook-Signature`, base64 HMAC-SHA256 over the RFC 3339 timestamp
+    /// in `X-Zendesk-Webhook-Signature-Timestamp` followed by the body.
+    Zendesk,
     /// A generic HMAC, configured per integration.
     Hmac(HmacScheme),
     /// A shared token in a header.
@@ -311,6 +314,24 @@ pub fn verify(
                 "x-hubspot-signature-v3",
             )
         }
+        Scheme::Zendesk => {
+            let value = header("x-zendesk-webhook-signature")?;
+            let ts_text = header("x-zendesk-webhook-signature-timestamp")?;
+            let ts = chrono::DateTime::parse_from_rfc3339(ts_text.trim())
+                .map_err(|_| {
+                    VerifyError::MalformedTimestamp("x-zendesk-webhook-signature-timestamp".into())
+                })?
+                .timestamp();
+            in_tolerance(ts)?;
+            let candidates: Vec<Vec<u8>> = STANDARD.decode(value.trim()).ok().into_iter().collect();
+            any_match(
+                raw_keys(secrets),
+                &[ts_text.as_bytes(), req.body],
+                Algorithm::Sha256,
+                &candidates,
+                "x-zendesk-webhook-signature",
+            )
+        }
         Scheme::Hmac(h) => {
             let value = header(&h.header)?;
             let value = match &h.prefix {
@@ -455,6 +476,16 @@ pub fn sign(
             vec![
                 h("x-hubspot-request-timestamp", ts_ms),
                 h("x-hubspot-signature-v3", STANDARD.encode(mac)),
+            ]
+        }
+        Scheme::Zendesk => {
+            let ts = chrono::DateTime::from_timestamp(now_unix, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let mac = mac(key, &[ts.as_bytes(), body], Algorithm::Sha256);
+            vec![
+                h("x-zendesk-webhook-signature-timestamp", ts),
+                h("x-zendesk-webhook-signature", STANDARD.encode(mac)),
             ]
         }
         Scheme::Hmac(s) => {

@@ -148,6 +148,26 @@ impl Metrics {
         }));
     }
 
+    /// An enrichment step that did not get its record: `fallback` (its fallback stood in) or
+    /// `failed`, with the reason (`model_quota`: the ModelQuota alarm). By outcome and reason
+    /// alone too: one alarm for every step.
+    pub fn enrichment(&self, step: &str, outcome: &str, reason: &str) {
+        self.emit(json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Step", "Outcome"], ["Outcome", "Reason"]],
+                    "Metrics": [{ "Name": "Enrichments", "Unit": "Count" }]
+                }]
+            },
+            "Step": step,
+            "Outcome": outcome,
+            "Reason": reason,
+            "Enrichments": 1,
+        }));
+    }
+
     /// One rotation step (`createSecret`, …) and how it went (`ok`, `failed`).
     pub fn rotation(&self, step: &str, outcome: &str) {
         self.emit(json!({

@@ -164,7 +164,15 @@ fn the_integrations_layer_holds_the_shipped_definitions_and_nothing_local() {
     let layer = Integrations::<Integration>::load_dir(&artifacts)
         .unwrap_or_else(|e| panic!("the layer's definitions do not load: {e}"));
     let ids: Vec<&str> = layer.iter().map(|i| i.id.as_str()).collect();
-    assert_eq!(ids, ["3pl-shipments", "hubspot-contacts", "shopify-orders"]);
+    assert_eq!(
+        ids,
+        [
+            "3pl-shipments",
+            "hubspot-contacts",
+            "shopify-orders",
+            "support-tickets"
+        ]
+    );
     // What deploys passes the deployed network rules (https, no refused address).
     let refused = layer.network_errors(switchboard_core::network::NetworkPolicy::DEPLOYED);
     assert!(refused.is_empty(), "{refused:?}");

@@ -49,7 +49,7 @@ pub(crate) fn shipped(id: &str, hosts: &[(&str, &str)]) -> Vec<(String, String)>
         definition = definition.replace(from, to);
     }
     let mut files = vec![(format!("{id}.yaml"), definition)];
-    for sub in ["mappings", "schemas", "queries"] {
+    for sub in ["mappings", "schemas", "queries", "prompts"] {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -86,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         "shopify-orders",
         "2026-11-24T00:00:00Z",
     )
+    .settings(integration.settings.clone())
     .enriched(enriched);
     let bindings = bound.pairs();
 

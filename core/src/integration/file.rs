@@ -9,6 +9,7 @@ use super::*;
 #[serde(deny_unknown_fields)]
 pub(super) struct IntegrationFile {
     pub(super) id: Option<String>,
+    pub(super) settings: Option<serde_json::Value>,
     pub(super) source: SourceFile,
     #[serde(default)]
     pub(super) enrich: Vec<EnrichFile>,
@@ -20,6 +21,8 @@ pub(super) struct IntegrationFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct InboundFile {
     pub(super) id: Option<String>,
+    #[serde(default)]
+    pub(super) settings: IgnoredAny,
     pub(super) source: SourceFile,
     #[serde(default)]
     pub(super) enrich: IgnoredAny,
@@ -31,6 +34,8 @@ pub(super) struct InboundFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct OutboundFile {
     pub(super) id: Option<String>,
+    #[serde(default)]
+    pub(super) settings: IgnoredAny,
     pub(super) source: IgnoredAny,
     #[serde(default)]
     pub(super) enrich: IgnoredAny,
@@ -99,6 +104,26 @@ pub(super) struct EnrichFile {
     pub(super) max_response_bytes: Option<usize>,
     pub(super) success: Option<String>,
     pub(super) retry_when: Option<String>,
+    pub(super) model: Option<ModelFile>,
+    pub(super) budget: Option<DurationText>,
+    #[serde(default)]
+    pub(super) limits: RateLimits,
+    pub(super) fallback: Option<String>,
+}
+
+/// An enrichment step's `model:` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ModelFile {
+    pub(super) provider: crate::model::Provider,
+    pub(super) name: String,
+    pub(super) max_tokens: Option<u32>,
+    pub(super) system: Option<String>,
+    pub(super) prompt: String,
+    pub(super) schema: ContractFile,
+    pub(super) audit: Option<String>,
+    #[serde(default)]
+    pub(super) audit_prompt: bool,
 }
 
 pub(super) fn fail() -> OnMissing {

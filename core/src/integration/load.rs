@@ -107,10 +107,22 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
         route_id(file, i, &r.id, routes.iter().map(|o| o.id.as_str()))?;
         routes.push(route(file, i, r)?);
     }
+    let settings = match def.settings {
+        None => serde_json::json!({}),
+        Some(v @ serde_json::Value::Object(_)) => v,
+        Some(_) => {
+            return Err(error(
+                file,
+                "settings",
+                "settings must be a mapping of names to values (read as $settings.<name>)".into(),
+            ));
+        }
+    };
     Ok(Integration {
         id,
         file: file.to_path_buf(),
         source,
+        settings,
         enrich,
         routes,
     })
@@ -170,12 +182,45 @@ fn enrich_step(
         Mapping::parse(text, Limits::default())
             .map_err(|e| err(f, format!("the JSONata expression does not parse: {e}")))
     };
+    let model = step
+        .model
+        .as_ref()
+        .map(|m| model_step(dir, m, err))
+        .transpose()?;
+    if model.is_some() && (step.body.is_some() || step.result.is_some() || step.method.is_some()) {
+        return Err(err(
+            "model",
+            "a model step POSTs a body built from `model.prompt`, and its record is the model's answer: no `method`, `body` or `result`".into(),
+        ));
+    }
+    let budget = step
+        .budget
+        .as_ref()
+        .map(|b| b.parse().map_err(|m| err("budget", m)))
+        .transpose()?;
+    if let Some(b) = budget
+        && (b > MAX_ENRICH_TIMEOUT || b < timeout)
+    {
+        return Err(err(
+            "budget",
+            format!(
+                "must be at least the step's timeout and at most {}s (transform's function timeout must outlast it)",
+                MAX_ENRICH_TIMEOUT.as_secs()
+            ),
+        ));
+    }
+    let fallback = step
+        .fallback
+        .as_deref()
+        .map(|f| expression("fallback", f))
+        .transpose()?;
     let method = match step
         .method
         .as_deref()
         .map(str::to_ascii_uppercase)
         .as_deref()
     {
+        _ if model.is_some() => EnrichMethod::Post,
         None | Some("GET") => EnrichMethod::Get,
         Some("POST") => EnrichMethod::Post,
         Some("PUT") => EnrichMethod::Put,
@@ -189,6 +234,7 @@ fn enrich_step(
         }
     };
     let body = match (&step.body, method) {
+        (None, _) if model.is_some() => None,
         (Some(_), EnrichMethod::Get) => {
             return Err(err(
                 "body",
@@ -226,6 +272,10 @@ fn enrich_step(
         method,
         body,
         result,
+        model,
+        budget,
+        limits: step.limits,
+        fallback,
         name: step.name,
         url,
         auth: step.auth,
@@ -510,17 +560,71 @@ fn response_check(
 
 /// Compiles a route's contract: inline, or a JSON (or YAML) schema file beside the definition.
 pub(super) fn contract(dir: &Path, def: &ContractFile) -> Result<Contract, String> {
+    let (schema, from) = schema_json(dir, def)?;
+    Contract::compile(&schema).map_err(|m| format!("{from}{m}"))
+}
+
+/// A contract's schema as JSON, and where it came from (for errors).
+fn schema_json(dir: &Path, def: &ContractFile) -> Result<(serde_json::Value, String), String> {
     match def {
-        ContractFile::Inline(schema) => Contract::compile(schema),
+        ContractFile::Inline(schema) => Ok((schema.clone(), String::new())),
         ContractFile::Path(path) => {
             let full = dir.join(path);
             let text = std::fs::read_to_string(&full)
                 .map_err(|e| format!("cannot read schema file {}: {e}", full.display()))?;
             let schema: serde_json::Value = serde_norway::from_str(&text)
                 .map_err(|e| format!("schema file {} is not JSON: {e}", full.display()))?;
-            Contract::compile(&schema).map_err(|m| format!("{}: {m}", full.display()))
+            Ok((schema, format!("{}: ", full.display())))
         }
     }
+}
+
+/// An enrichment step's `model:` block, validated: the prompt, the schema (compiled, and as
+/// sent), a schema the providers' strict modes take (an object at the top).
+fn model_step(
+    dir: &Path,
+    def: &ModelFile,
+    err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<ModelStep, DefinitionError> {
+    let expression = |f: &str, text: &str| {
+        Mapping::parse(text, Limits::default())
+            .map_err(|e| err(f, format!("the JSONata expression does not parse: {e}")))
+    };
+    let prompt_source = mapping_source(dir, &def.prompt).map_err(|m| err("model.prompt", m))?;
+    let prompt = expression("model.prompt", &prompt_source)?;
+    let audit = def
+        .audit
+        .as_deref()
+        .map(|a| expression("model.audit", a))
+        .transpose()?;
+    let (schema_json, from) = schema_json(dir, &def.schema).map_err(|m| err("model.schema", m))?;
+    if schema_json.get("type").and_then(|t| t.as_str()) != Some("object") {
+        return Err(err(
+            "model.schema",
+            "structured output needs an object schema (`type: object` at the top)".into(),
+        ));
+    }
+    let schema =
+        Contract::compile(&schema_json).map_err(|m| err("model.schema", format!("{from}{m}")))?;
+    if def.name.trim().is_empty() {
+        return Err(err(
+            "model.name",
+            "name the model (`claude-sonnet-4-5`, `gpt-4o-mini`)".into(),
+        ));
+    }
+    Ok(ModelStep {
+        call: crate::model::ModelCall {
+            provider: def.provider,
+            model: def.name.clone(),
+            max_tokens: def.max_tokens.unwrap_or(1024),
+            system: def.system.clone(),
+            schema,
+            schema_json,
+        },
+        prompt,
+        audit,
+        audit_prompt: def.audit_prompt,
+    })
 }
 
 /// `map` is inline JSONata, or the path (relative to the definition) of a `.jsonata` file.

@@ -32,6 +32,9 @@ pub struct Integration {
     pub file: PathBuf,
     /// How its webhooks are received: verification, dedupe, split, limits.
     pub source: Source,
+    /// The definition's `settings` (an object, `{}` when absent), bound as `$settings` in
+    /// every expression: thresholds and lists are settings, not code.
+    pub settings: serde_json::Value,
     /// API calls made before mapping, in order; each result is bound as `$enriched.<name>`.
     pub enrich: Vec<EnrichStep>,
     /// Where each event goes.
@@ -111,6 +114,32 @@ pub struct EnrichStep {
     /// What a 2xx answer must say to be the record (`success`, `retry_when`): a GraphQL
     /// query answering `errors` is not one.
     pub check: Option<ResponseCheck>,
+    /// A model API call: its request built from `prompt`, its answer read against a schema.
+    pub model: Option<ModelStep>,
+    /// How long every call and wait of the step may take in all (retries of a 429, 529 or 5xx
+    /// in process, honouring `retry-after`), then it fails; none: one call, and a retryable
+    /// failure retries the event through SQS.
+    pub budget: Option<std::time::Duration>,
+    /// How often the step's API may be called, across every concurrent transform function.
+    pub limits: RateLimits,
+    /// The step's record when it fails (over the event, `$failure` = `{reason, message}`):
+    /// the event goes on instead of to the DLQ or a retry.
+    pub fallback: Option<Mapping>,
+}
+
+/// A model API step: the call and the prompt that fills it.
+#[derive(Debug)]
+pub struct ModelStep {
+    /// The request shape, model and schema.
+    pub call: crate::model::ModelCall,
+    /// JSONata over the event and `$enriched`: the user message's text.
+    pub prompt: Mapping,
+    /// JSONata over the event and `$enriched`: what the audit record says was sent (ids of
+    /// articles, names of fields); absent: the names of the earlier steps.
+    pub audit: Option<Mapping>,
+    /// Whether the audit record keeps the prompt's text (customer text): off unless the
+    /// definition says so.
+    pub audit_prompt: bool,
 }
 
 /// An enrichment call's method.

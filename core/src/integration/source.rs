@@ -31,6 +31,7 @@ pub(super) enum VerifyKind {
     Stripe,
     Github,
     Shopify,
+    Zendesk,
     Slack,
     HubspotV3,
     Hmac,
@@ -87,6 +88,7 @@ pub(super) fn source(def: SourceFile) -> Result<Source, (String, String)> {
         VerifyKind::Stripe => Scheme::Stripe,
         VerifyKind::Github => Scheme::Github,
         VerifyKind::Shopify => Scheme::Shopify,
+        VerifyKind::Zendesk => Scheme::Zendesk,
         VerifyKind::Slack => Scheme::Slack,
         VerifyKind::HubspotV3 => Scheme::HubspotV3,
         VerifyKind::Hmac => {
@@ -204,6 +206,7 @@ pub(super) fn default_dedupe(scheme: &Scheme) -> Dedupe {
         Scheme::Stripe => expr("id"),
         Scheme::Github => Dedupe::Header("x-github-delivery".into()),
         Scheme::Shopify => Dedupe::Header("x-shopify-webhook-id".into()),
+        Scheme::Zendesk => Dedupe::Header("x-zendesk-webhook-invocation-id".into()),
         Scheme::Slack => expr("event_id"),
         Scheme::HubspotV3 => expr("eventId"),
         Scheme::Hmac(_) | Scheme::ApiKey { .. } | Scheme::None => Dedupe::BodyHash,

@@ -68,7 +68,7 @@ impl Definition for Integration {
 impl Definition for Inbound {
     fn from_file(file: &Path) -> Result<Self, DefinitionError> {
         let def: InboundFile = read(file)?;
-        let _ = (def.enrich, def.routes);
+        let _ = (def.settings, def.enrich, def.routes);
         Ok(Inbound {
             id: definition_id(file, def.id)?,
             file: file.to_path_buf(),
@@ -86,7 +86,7 @@ impl Definition for Inbound {
 impl Definition for Outbound {
     fn from_file(file: &Path) -> Result<Self, DefinitionError> {
         let def: OutboundFile = read(file)?;
-        let _ = (def.source, def.enrich);
+        let _ = (def.settings, def.source, def.enrich);
         let id = definition_id(file, def.id)?;
         let mut routes: Vec<OutboundRoute> = Vec::with_capacity(def.routes.len());
         for (i, r) in def.routes.into_iter().enumerate() {

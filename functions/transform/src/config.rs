@@ -16,6 +16,8 @@ pub struct TransformConfig {
     pub archive_bucket: String,
     /// The events DLQ, where permanent failures go at once (`EVENTS_DLQ_URL`).
     pub events_dlq_url: String,
+    /// The table holding the shared rate limits of enrichment APIs (`IDEMPOTENCY_TABLE`).
+    pub table: String,
     /// The events queue's maxReceiveCount (`EVENTS_MAX_RECEIVE_COUNT`, default 5): a retryable
     /// failure on that receive is dead-lettered with its reason.
     pub max_receive_count: u32,
@@ -31,6 +33,7 @@ impl TransformConfig {
             deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
             archive_bucket: required("ARCHIVE_BUCKET")?,
             events_dlq_url: required("EVENTS_DLQ_URL")?,
+            table: required("IDEMPOTENCY_TABLE")?,
             max_receive_count: count_or("EVENTS_MAX_RECEIVE_COUNT", 5)?,
             secrets_ttl: secrets_ttl()?,
         })

@@ -2,16 +2,21 @@
 //! changed, the API says what"). Each step's JSON answer is bound as `$enriched.<name>` for the
 //! later steps and the routes.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use switchboard_core::integration::{EnrichMethod, EnrichStep, OnMissing};
 use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_core::ports::SecretStore;
+use switchboard_core::ports::{RateLimiter, SecretStore};
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
 use switchboard_core::{deadline, delivery_policy};
 use switchboard_shared::credentials::Credentials;
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
+use switchboard_shared::metrics::Metrics;
 
 /// How enrichment ended, when it did not produce results.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,10 +78,24 @@ impl std::fmt::Display for EnrichError {
     }
 }
 
-/// A step's call, filled from the event: its URL and its body.
+/// A step's call, filled from the event: its URL and its body; for a model step its prompt
+/// and what the audit says was sent.
 struct Prepared {
     url: Result<url::Url, String>,
     body: Option<Value>,
+    prompt: Option<String>,
+    sent: Option<Value>,
+}
+
+impl Default for Prepared {
+    fn default() -> Self {
+        Self {
+            url: Err(String::new()),
+            body: None,
+            prompt: None,
+            sent: None,
+        }
+    }
 }
 
 /// A step's `when`, URL and body over the event and the earlier steps' answers; None when its
@@ -114,21 +133,81 @@ fn prepare(step: &EnrichStep, scope: &Scope) -> Result<Option<Prepared>, EnrichE
             }
         },
     };
+    let (mut body, mut prompt, mut sent) = (body, None, None);
+    if let Some(model) = &step.model {
+        let text = match model.prompt.evaluate_in(scope) {
+            Ok(Some(Value::String(text))) => text,
+            Ok(other) => {
+                return Err(permanent(
+                    Reason::MappingError,
+                    format!(
+                        "the model's prompt must yield text, it yielded {}",
+                        other.map_or("nothing".to_string(), |v| format!(
+                            "a {}",
+                            crate::pipeline::type_name(&v)
+                        ))
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(permanent(
+                    Reason::MappingError,
+                    format!("the model's prompt failed: {e}"),
+                ));
+            }
+        };
+        body = Some(model.call.request(&text));
+        sent = Some(match &model.audit {
+            Some(audit) => audit
+                .evaluate_in(scope)
+                .ok()
+                .flatten()
+                .unwrap_or(Value::Null),
+            None => Value::Null,
+        });
+        prompt = Some(text);
+    }
     Ok(Some(Prepared {
         url: step.url.render(scope),
         body,
+        prompt,
+        sent,
     }))
 }
 
-/// What of a step's answer is the record: its `result` over the answer (the whole answer
-/// without one). Nothing or null there is a missing record, as a 404 is (`on_missing`).
-/// `switchboard check` applies it to a fixture's answers as this function does.
+/// What of a step's answer is the record: a model step's structured answer (read and checked
+/// against its schema), else its `result` over the answer (the whole answer without one).
+/// Nothing or null there is a missing record, as a 404 is (`on_missing`). `switchboard check`
+/// applies it to a fixture's answers as this function does.
 pub fn extract(step: &EnrichStep, answer: Value) -> Result<Value, EnrichError> {
+    record(step, answer).map(|(record, _)| record)
+}
+
+fn record(
+    step: &EnrichStep,
+    answer: Value,
+) -> Result<(Value, Option<switchboard_core::model::Usage>), EnrichError> {
+    use switchboard_core::model::AnswerError;
+    if let Some(model) = &step.model {
+        return match model.call.read(&answer) {
+            Ok(read) => Ok((read.record, Some(read.usage))),
+            Err(AnswerError::Refused(why)) => Err(EnrichError::permanent(
+                step,
+                Reason::ModelRefused,
+                format!("the model refused: {why}"),
+            )),
+            Err(AnswerError::Invalid(why)) => Err(EnrichError::permanent(
+                step,
+                Reason::ModelInvalidAnswer,
+                why,
+            )),
+        };
+    }
     let Some(result) = &step.result else {
-        return Ok(answer);
+        return Ok((answer, None));
     };
     match result.evaluate(&answer, &[]) {
-        Ok(Some(v)) if !v.is_null() => Ok(v),
+        Ok(Some(v)) if !v.is_null() => Ok((v, None)),
         Ok(_) => Err(match step.on_missing {
             OnMissing::Skip => EnrichError::Skip {
                 step: step.name.clone(),
@@ -147,23 +226,140 @@ pub fn extract(step: &EnrichStep, answer: Value) -> Result<Value, EnrichError> {
     }
 }
 
+/// The reason code a step's failure has (`$failure.reason`).
+pub fn failure_reason(step: &EnrichStep, e: &EnrichError) -> &'static str {
+    match e {
+        EnrichError::Permanent { reason, .. } => reason.as_str(),
+        EnrichError::Skip { .. } => Reason::EnrichNotFound.as_str(),
+        EnrichError::Retryable { .. } if step.model.is_some() => Reason::ModelUnavailable.as_str(),
+        EnrichError::Retryable { .. } => Reason::EnrichUnavailable.as_str(),
+    }
+}
+
+/// `$failure` of a step's fallback: `{reason, message}`.
+pub fn failure(step: &EnrichStep, e: &EnrichError) -> Value {
+    let message = match e {
+        EnrichError::Retryable { message, .. } | EnrichError::Permanent { message, .. } => {
+            message.clone()
+        }
+        EnrichError::Skip { .. } => "the record is not there".to_string(),
+    };
+    serde_json::json!({"reason": failure_reason(step, e), "message": message})
+}
+
+/// A failed step's fallback record over the event (`$failure` bound), when it has one.
+pub fn fall_back(
+    step: &EnrichStep,
+    e: &EnrichError,
+    scope: &Scope,
+) -> Option<Result<Value, EnrichError>> {
+    let fallback = step.fallback.as_ref()?;
+    let failure = failure(step, e);
+    Some(
+        match fallback.evaluate_in_with(scope, &[("failure", &failure)]) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(EnrichError::permanent(
+                step,
+                Reason::MappingError,
+                "the step's fallback produced nothing".into(),
+            )),
+            Err(err) => Err(EnrichError::permanent(
+                step,
+                Reason::MappingError,
+                format!("the step's fallback failed: {err}"),
+            )),
+        },
+    )
+}
+
+/// The wait before try `n + 1` of a step with a budget: doubling from 500 ms, spread ±20% so
+/// concurrent events do not come back together.
+fn backoff(n: u32) -> Duration {
+    let base = FIRST_BACKOFF.as_secs_f64() * 2f64.powi(n.saturating_sub(1).min(6) as i32);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let spread = 1.0 + delivery_policy::JITTER * ((f64::from(nanos % 2001) / 1000.0) - 1.0);
+    Duration::from_secs_f64(base * spread)
+}
+
 /// Makes enrichment calls with the definition's auth, reading secrets through a cache.
 #[derive(Debug)]
-pub struct Enricher<K> {
+pub struct Enricher<K, L> {
     http: GuardedHttp,
     credentials: Credentials<K>,
+    /// The shared per-second limits (`limits.max_per_second`), across every function.
+    limiter: L,
+    metrics: Metrics,
+    /// APIs this container holds off until then: their rate-limit headers said nothing is
+    /// left in the window, or a 429 said when to come back.
+    paused: Mutex<HashMap<String, Instant>>,
+    /// Model APIs out of quota or over a spend limit: no call until then, and why.
+    quota: Mutex<HashMap<String, (Instant, String)>>,
+}
+
+/// How long a model API that answered with a quota or spend-limit error is not called again
+/// by this container (every event meanwhile takes its step's fallback at once).
+pub const QUOTA_HOLD: Duration = Duration::from_secs(300);
+
+/// The first wait between two tries of a step with a budget (doubled each time, ±20%).
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// What one step made: its record, and for a model step what the audit keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interaction {
+    /// The step.
+    pub step: String,
+    /// The provider and model asked.
+    pub provider: &'static str,
+    /// The model's id.
+    pub model: String,
+    /// What was sent, as the step's `model.audit` says (or the names of the earlier steps).
+    pub sent: Value,
+    /// The prompt's text, when the definition allows the audit to keep it.
+    pub prompt: Option<String>,
+    /// The model's structured answer, or the fallback record.
+    pub record: Value,
+    /// Why the fallback was taken, if it was (`{reason, message}`).
+    pub failure: Option<Value>,
+    /// Tokens in and out.
+    pub usage: Option<switchboard_core::model::Usage>,
+    /// Calls made.
+    pub attempts: u32,
+    /// From the first call to the record.
+    pub latency_ms: u64,
+}
+
+/// `$enriched`, and the model interactions behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enriched {
+    /// Each step's record by name.
+    pub value: Value,
+    /// One per model step that ran.
+    pub interactions: Vec<Interaction>,
 }
 
 /// The longest any single enrichment call may take (definitions are refused beyond it).
 const MAX_TIMEOUT: std::time::Duration = switchboard_core::integration::MAX_ENRICH_TIMEOUT;
 
-impl<K: SecretStore> Enricher<K> {
-    /// An enricher reading credentials through `secrets`, calling where `network` allows.
-    pub fn new(secrets: SecretsCache<K>, network: NetworkPolicy) -> Self {
+impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
+    /// An enricher reading credentials through `secrets`, calling where `network` allows,
+    /// pacing through `limiter`.
+    pub fn new(
+        secrets: SecretsCache<K>,
+        network: NetworkPolicy,
+        limiter: L,
+        metrics: Metrics,
+    ) -> Self {
         let http = GuardedHttp::new(network, MAX_TIMEOUT);
         Self {
             credentials: Credentials::new(secrets, http.clone(), MAX_TIMEOUT),
             http,
+            limiter,
+            metrics,
+            paused: Mutex::new(HashMap::new()),
+            quota: Mutex::new(HashMap::new()),
         }
     }
 
@@ -175,8 +371,9 @@ impl<K: SecretStore> Enricher<K> {
         body: &str,
         bindings: &Bindings,
         deadline_ms: Option<i64>,
-    ) -> Result<Value, EnrichError> {
+    ) -> Result<Enriched, EnrichError> {
         let mut enriched = serde_json::Map::new();
+        let mut interactions = Vec::new();
         for step in steps {
             let so_far = Value::Object(enriched.clone());
             // The scope is not Send: fill the URL and the body, and drop it before calling.
@@ -184,16 +381,177 @@ impl<K: SecretStore> Enricher<K> {
                 Ok(scope) => prepare(step, &scope)?,
                 Err(e) => Some(Prepared {
                     url: Err(e.to_string()),
-                    body: None,
+                    ..Prepared::default()
                 }),
             };
-            let Some(Prepared { url, body: sent }) = prepared else {
+            let Some(prepared) = prepared else {
                 continue;
             };
-            let value = self.step(step, url, sent.as_ref(), deadline_ms).await?;
-            enriched.insert(step.name.clone(), value);
+            let started = Instant::now();
+            let mut attempts = 0;
+            let made = self
+                .step(
+                    step,
+                    prepared.url,
+                    prepared.body.as_ref(),
+                    deadline_ms,
+                    &mut attempts,
+                )
+                .await;
+            let (record, usage, failure) = match made {
+                Ok((record, usage)) => (record, usage, None),
+                Err(e) => {
+                    let Some(Ok(record)) = Scope::from_json(body, &bindings.pairs_with(&so_far))
+                        .ok()
+                        .and_then(|scope| fall_back(step, &e, &scope))
+                    else {
+                        return Err(e);
+                    };
+                    tracing::warn!(step = %step.name, reason = failure_reason(step, &e), error = %e, "enrichment failed: its fallback stands in");
+                    self.metrics
+                        .enrichment(&step.name, "fallback", failure_reason(step, &e));
+                    (record, None, Some(failure(step, &e)))
+                }
+            };
+            if let Some(model) = &step.model {
+                interactions.push(Interaction {
+                    step: step.name.clone(),
+                    provider: model.call.provider.as_str(),
+                    model: model.call.model.clone(),
+                    sent: prepared.sent.unwrap_or(Value::Null),
+                    prompt: prepared.prompt.filter(|_| model.audit_prompt),
+                    record: record.clone(),
+                    failure,
+                    usage,
+                    attempts,
+                    latency_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            enriched.insert(step.name.clone(), record);
         }
-        Ok(Value::Object(enriched))
+        Ok(Enriched {
+            value: Value::Object(enriched),
+            interactions,
+        })
+    }
+
+    /// A step's calls within its budget: held off while its API said to wait (rate-limit
+    /// headers, `retry-after`) or its quota is spent, paced by its shared per-second limit,
+    /// and tried again on a 429, 529, 5xx or timeout while the budget lasts. Without a budget,
+    /// one call; a retryable failure retries the event through SQS.
+    async fn step(
+        &self,
+        step: &EnrichStep,
+        url: Result<url::Url, String>,
+        body: Option<&Value>,
+        deadline_ms: Option<i64>,
+        attempts: &mut u32,
+    ) -> Result<(Value, Option<switchboard_core::model::Usage>), EnrichError> {
+        let url = url.map_err(|m| {
+            EnrichError::permanent(step, Reason::EnrichUrl, format!("cannot fill the URL: {m}"))
+        })?;
+        let destination = url.origin().ascii_serialization();
+        let started = Instant::now();
+        // Whether waiting this long still leaves a whole call inside the budget and the
+        // function's deadline.
+        let fits = |wait: Duration| {
+            let budget = step.budget.unwrap_or(step.timeout);
+            let now_ms = chrono::Utc::now().timestamp_millis() + wait.as_millis() as i64;
+            started.elapsed() + wait + step.timeout <= budget
+                && deadline::leaves_time(step.timeout, deadline_ms, now_ms)
+        };
+        let unavailable = |why: String| EnrichError::retryable(step, why);
+        loop {
+            if let Some(why) = self.out_of_quota(&destination) {
+                return Err(EnrichError::permanent(step, Reason::ModelQuota, why));
+            }
+            if let Some(wait) = self.paused_for(&destination) {
+                if !fits(wait) {
+                    return Err(unavailable(format!(
+                        "its API asked to wait {} ms, past the step's budget",
+                        wait.as_millis()
+                    )));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            if let Some(max) = step.limits.max_per_second {
+                loop {
+                    let now = chrono::Utc::now();
+                    match self
+                        .limiter
+                        .take_rate(&destination, now.timestamp(), max)
+                        .await
+                    {
+                        Ok(true) => break,
+                        Ok(false) => {
+                            let next = Duration::from_millis(
+                                1000 - u64::from(now.timestamp_subsec_millis().min(999)),
+                            );
+                            if !fits(next) {
+                                return Err(unavailable(format!(
+                                    "its {max} calls a second stayed taken through the step's budget"
+                                )));
+                            }
+                            tokio::time::sleep(next).await;
+                        }
+                        // Fail open: the limiter's table in a bad minute must not stop calls.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the shared rate limit could not be read");
+                            break;
+                        }
+                    }
+                }
+            }
+            *attempts += 1;
+            let mut after = None;
+            match self
+                .once(step, &url, body, deadline_ms, &destination, &mut after)
+                .await
+            {
+                Err(e @ EnrichError::Retryable { .. }) if step.budget.is_some() => {
+                    let wait = after.unwrap_or_else(|| backoff(*attempts));
+                    if !fits(wait) {
+                        return Err(e);
+                    }
+                    tracing::info!(step = %step.name, attempt = *attempts, wait_ms = wait.as_millis() as u64, error = %e, "trying again within the step's budget");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Notes what an answer's rate-limit headers or `retry-after` say about the next call.
+    fn pace(&self, destination: &str, wait: Option<Duration>) {
+        let Some(wait) = wait.filter(|w| !w.is_zero()) else {
+            return;
+        };
+        let until = Instant::now() + wait.min(MAX_TIMEOUT);
+        let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = paused.entry(destination.to_string()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    fn paused_for(&self, destination: &str) -> Option<Duration> {
+        let paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        paused
+            .get(destination)
+            .and_then(|until| until.checked_duration_since(Instant::now()))
+    }
+
+    fn out_of_quota(&self, destination: &str) -> Option<String> {
+        let quota = self.quota.lock().unwrap_or_else(|p| p.into_inner());
+        quota
+            .get(destination)
+            .filter(|(until, _)| *until > Instant::now())
+            .map(|(_, why)| format!("out of quota (not called again for a while): {why}"))
+    }
+
+    fn stop_calls(&self, destination: &str, why: &str) {
+        self.quota.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            destination.to_string(),
+            (Instant::now() + QUOTA_HOLD, why.to_string()),
+        );
     }
 
     /// One call of a step: not started when it could not finish before the deadline; the
@@ -238,6 +596,11 @@ impl<K: SecretStore> Enricher<K> {
         let mut request = request
             .header("accept", "application/json")
             .timeout(timeout);
+        if let Some(model) = &step.model {
+            for (name, value) in model.call.headers() {
+                request = request.header(*name, *value);
+            }
+        }
         if let Some(body) = body {
             #[allow(clippy::expect_used)]
             let bytes = serde_json::to_vec(body).expect("JSON values always serialize");
@@ -262,17 +625,19 @@ impl<K: SecretStore> Enricher<K> {
         })
     }
 
-    async fn step(
+    /// One call (with its credential refreshed once on a 401/403) and what its answer means;
+    /// `after` is set when the answer says when to come back.
+    async fn once(
         &self,
         step: &EnrichStep,
-        url: Result<url::Url, String>,
+        url: &url::Url,
         body: Option<&Value>,
         deadline_ms: Option<i64>,
-    ) -> Result<Value, EnrichError> {
+        destination: &str,
+        after: &mut Option<Duration>,
+    ) -> Result<(Value, Option<switchboard_core::model::Usage>), EnrichError> {
         let retryable = |message| EnrichError::retryable(step, message);
         let permanent = |reason, message| EnrichError::permanent(step, reason, message);
-        let url =
-            url.map_err(|m| permanent(Reason::EnrichUrl, format!("cannot fill the URL: {m}")))?;
         // A 401/403 to a cached credential: read it afresh (and mint a new token) and ask once
         // more, at once; a second refusal stands.
         let refused = |r: &reqwest::Response| matches!(r.status().as_u16(), 401 | 403);
@@ -280,7 +645,7 @@ impl<K: SecretStore> Enricher<K> {
             .credentials
             .sending_refreshed_once(
                 &step.auth,
-                || self.call(step, &url, body, deadline_ms),
+                || self.call(step, url, body, deadline_ms),
                 refused,
             )
             .await?;
@@ -295,6 +660,45 @@ impl<K: SecretStore> Enricher<K> {
             ));
         }
         let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        // Nothing left in the window: hold off until it resets (every step of this API).
+        let exhausted = switchboard_core::model::pacing(header, chrono::Utc::now())
+            .filter(|p| p.remaining == 0)
+            .map(|p| p.reset);
+        *after = switchboard_core::model::retry_after(header).or(exhausted);
+        if matches!(status, 429 | 529) || exhausted.is_some() {
+            self.pace(destination, *after);
+        }
+        if step.model.is_some()
+            && !(200..=299).contains(&status)
+            && !matches!(status, 401 | 403 | 404 | 410)
+        {
+            let answer = http::read_capped(response, 64 * 1024)
+                .await
+                .map(|c| serde_json::from_slice(&c.bytes).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            return Err(match switchboard_core::model::classify(status, &answer) {
+                switchboard_core::model::ErrorClass::Quota(why) => {
+                    self.stop_calls(destination, &why);
+                    tracing::error!(step = %step.name, destination, why = %why, "model API out of quota: no calls for a while");
+                    self.metrics
+                        .enrichment(&step.name, "failed", Reason::ModelQuota.as_str());
+                    permanent(Reason::ModelQuota, why)
+                }
+                switchboard_core::model::ErrorClass::Retry => {
+                    retryable(format!("the model API answered {status}"))
+                }
+                switchboard_core::model::ErrorClass::Permanent(why) => {
+                    permanent(Reason::EnrichFailed, why)
+                }
+            });
+        }
         match status {
             200..=299 => {}
             404 | 410 => {
@@ -352,7 +756,7 @@ impl<K: SecretStore> Enricher<K> {
             .zip(headers)
             .and_then(|(c, headers)| c.judge(status, headers, value.clone()))
         {
-            None => extract(step, value),
+            None => record(step, value),
             Some(true) => Err(retryable(format!(
                 "the API answered {status}, but its answer fails the step's success check; worth another try"
             ))),
@@ -377,6 +781,15 @@ mod tests {
     use switchboard_core::url_template::UrlTemplate;
 
     use super::*;
+    use switchboard_shared::memory::MemoryTable;
+
+    /// An enricher with no shared limits and no metrics.
+    fn enricher_for<K: SecretStore>(
+        secrets: SecretsCache<K>,
+        network: NetworkPolicy,
+    ) -> Enricher<K, MemoryTable> {
+        Enricher::new(secrets, network, MemoryTable::default(), Metrics::Off)
+    }
 
     fn no_bindings() -> Bindings {
         Bindings::new(json!({}), "evt", "test", "2026-01-01T00:00:00Z")
@@ -413,7 +826,7 @@ mod tests {
         let base = api().await;
         let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let store = Token(std::sync::Arc::clone(&reads));
-        let enricher = Enricher::new(
+        let enricher = enricher_for(
             SecretsCache::new(store, Duration::from_secs(60)),
             NetworkPolicy::LOCAL,
         );
@@ -506,6 +919,10 @@ mod tests {
             method: EnrichMethod::Get,
             body: None,
             result: None,
+            model: None,
+            budget: None,
+            limits: Default::default(),
+            fallback: None,
         }
     }
 
@@ -516,7 +933,7 @@ mod tests {
     #[tokio::test]
     async fn a_graphql_step_posts_its_body_built_from_the_event_and_keeps_its_result() {
         let base = api().await;
-        let enricher = Enricher::new(
+        let enricher = enricher_for(
             SecretsCache::new(NoSecrets, Duration::from_secs(60)),
             NetworkPolicy::LOCAL,
         );
@@ -545,7 +962,8 @@ mod tests {
                 None,
             )
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         assert_eq!(got["order"]["id"], "gid://shopify/Order/42");
         assert!(
             got["order"]["query"]
@@ -566,7 +984,8 @@ mod tests {
                 None,
             )
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         assert!(
             got.get("again").is_none(),
             "`when` false: not called, absent"
@@ -593,13 +1012,14 @@ mod tests {
     }
 
     async fn run_step(step: EnrichStep, network: NetworkPolicy) -> Result<Value, EnrichError> {
-        let enricher = Enricher::new(
+        let enricher = enricher_for(
             SecretsCache::new(NoSecrets, Duration::from_secs(60)),
             network,
         );
         enricher
             .run(&[step], r#"{"id": "a b"}"#, &no_bindings(), None)
             .await
+            .map(|e| e.value)
     }
 
     fn reason(e: &EnrichError) -> &'static str {
@@ -612,7 +1032,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_that_cannot_finish_before_the_deadline_is_not_started() {
         let base = api().await;
-        let enricher = Enricher::new(
+        let enricher = enricher_for(
             SecretsCache::new(NoSecrets, Duration::from_secs(60)),
             NetworkPolicy::LOCAL,
         );

@@ -22,7 +22,7 @@ use switchboard_core::envelope::{DeliveryMessage, DeliveryV1, EventMessage, Even
 use switchboard_core::integration::{Integration, Integrations, Route};
 use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_core::ports::{Archive, DeadLetterQueue, Queue, SecretStore};
+use switchboard_core::ports::{Archive, DeadLetterQueue, Queue, RateLimiter, SecretStore};
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::batch::{self, HandBack, receive_count};
@@ -34,7 +34,7 @@ use crate::pipeline::{RouteOutcome, run_route};
 
 /// The ports transform uses.
 #[derive(Debug)]
-pub struct Ports<Q, D, A, K> {
+pub struct Ports<Q, D, A, K, L> {
     /// The deliveries queue.
     pub deliveries: Q,
     /// The events DLQ.
@@ -47,6 +47,8 @@ pub struct Ports<Q, D, A, K> {
     pub metrics: Metrics,
     /// Where enrichment calls may go.
     pub network: NetworkPolicy,
+    /// The shared per-second limits of enrichment APIs (`limits.max_per_second`).
+    pub limiter: L,
 }
 
 /// Why an event did not complete here.
@@ -64,27 +66,31 @@ enum Failure {
 #[derive(Debug, Default)]
 struct Report {
     queued: Vec<String>,
+    /// Of those, the routes held for review.
+    held: Vec<String>,
     rejected: Vec<(String, crate::pipeline::Rejection)>,
 }
 
 /// The transform handler.
 #[derive(Debug)]
-pub struct Transform<Q, D, A, K> {
+pub struct Transform<Q, D, A, K, L> {
     integrations: Arc<Integrations>,
     deliveries: Q,
     dead_letters: D,
     archive: A,
     metrics: Metrics,
-    enricher: Enricher<K>,
+    enricher: Enricher<K, L>,
     max_receive_count: u32,
 }
 
-impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A, K> {
+impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
+    Transform<Q, D, A, K, L>
+{
     /// A handler over these integrations and ports. `max_receive_count` is the events queue's
     /// redrive setting: a retryable failure on that receive is dead-lettered with its reason.
     pub fn new(
         integrations: Arc<Integrations>,
-        ports: Ports<Q, D, A, K>,
+        ports: Ports<Q, D, A, K, L>,
         max_receive_count: u32,
     ) -> Result<Self, StartError> {
         integrations.check_network(ports.network)?;
@@ -93,8 +99,13 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             deliveries: ports.deliveries,
             dead_letters: ports.dead_letters,
             archive: ports.archive,
+            enricher: Enricher::new(
+                ports.secrets,
+                ports.network,
+                ports.limiter,
+                ports.metrics.clone(),
+            ),
             metrics: ports.metrics,
-            enricher: Enricher::new(ports.secrets, ports.network),
             max_receive_count,
         })
     }
@@ -228,7 +239,8 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             &event.event_id,
             &event.integration,
             event.received_at,
-        );
+        )
+        .settings(integration.settings.clone());
         let enriched = self
             .enricher
             .run(&integration.enrich, &body, &bindings, deadline_ms)
@@ -244,6 +256,10 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
                 },
                 EnrichError::Skip { step } => Failure::Skip { step },
             })?;
+        let crate::enrich::Enriched {
+            value: enriched,
+            interactions,
+        } = enriched;
         let bindings = bindings.enriched(enriched);
         let outcomes = route_outcomes(
             integration,
@@ -263,6 +279,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
                 RouteOutcome::Deliver(request) => (request, None),
                 RouteOutcome::Review(request, why) => {
                     tracing::info!(event_id = %event.event_id, route = %route.id, why = %why, "held for review");
+                    report.held.push(route.id.clone());
                     (request, Some(why))
                 }
                 RouteOutcome::Skipped(skip) => {
@@ -291,6 +308,26 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
             #[allow(clippy::expect_used)]
             tasks.push(serde_json::to_string(&task).expect("JSON values always serialize"));
             report.queued.push(route.id.clone());
+        }
+        // The audit of each model interaction, with the decision taken, before anything goes
+        // out: an event whose audit could not be written is retried whole.
+        for interaction in &interactions {
+            let key = switchboard_core::archive::audit_key(
+                &integration.id,
+                event.received_at,
+                &event.event_id,
+                &interaction.step,
+            );
+            let record = audit_record(event, interaction, &report);
+            #[allow(clippy::expect_used)]
+            let bytes = serde_json::to_vec(&record).expect("JSON values always serialize");
+            self.archive
+                .put(&key, bytes)
+                .await
+                .map_err(|e| Failure::Retry {
+                    reason: Reason::ArchiveUnavailable,
+                    message: format!("writing the audit record {key}: {e}"),
+                })?;
         }
         if !tasks.is_empty() {
             self.deliveries
@@ -326,6 +363,40 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore> Transform<Q, D, A
         let body = record.event_body().map_err(unreadable)?;
         Ok(Cow::Owned(body.to_string()))
     }
+}
+
+/// What the audit keeps of one model interaction: what was sent (as the definition's
+/// `model.audit` says; the prompt's text only with `audit_prompt: true`), the model, its
+/// structured answer (or the fallback and why), tokens, latency, and the decision taken. Never
+/// a credential.
+fn audit_record(
+    event: &RawEvent,
+    interaction: &crate::enrich::Interaction,
+    report: &Report,
+) -> Value {
+    let rejected: Vec<&str> = report.rejected.iter().map(|(r, _)| r.as_str()).collect();
+    serde_json::json!({
+        "type": "ModelInteractionV1",
+        "event_id": event.event_id,
+        "integration": event.integration,
+        "received_at": event.received_at,
+        "at": chrono::Utc::now(),
+        "step": interaction.step,
+        "provider": interaction.provider,
+        "model": interaction.model,
+        "sent": interaction.sent,
+        "prompt": interaction.prompt,
+        "record": interaction.record,
+        "failure": interaction.failure,
+        "usage": interaction.usage,
+        "attempts": interaction.attempts,
+        "latency_ms": interaction.latency_ms,
+        "decision": {
+            "delivered": report.queued.iter().filter(|r| !report.held.contains(r)).collect::<Vec<_>>(),
+            "review": report.held,
+            "rejected": rejected,
+        },
+    })
 }
 
 /// An event as transform reads it: the body left as JSON text.

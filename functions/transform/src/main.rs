@@ -28,6 +28,7 @@ async fn main() -> Result<(), Error> {
         deliveries: &config.deliveries_queue_url,
         events_dlq: &config.events_dlq_url,
         bucket: &config.archive_bucket,
+        table: &config.table,
     };
     let ports = AwsPorts::from_sdk(&Wiring::deployed(&sdk, config.secrets_ttl), names);
     aws::warm_up(vec![Box::pin(ports.deliveries.warm())]);

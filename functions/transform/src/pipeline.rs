@@ -287,7 +287,8 @@ pub fn request_from(mapped: Value) -> Result<Request, String> {
     })
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// A JSON value's type, as messages name it.
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

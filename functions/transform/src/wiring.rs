@@ -1,21 +1,25 @@
 //! The transform function's ports on AWS, built one way for the Lambda (`main.rs`),
 //! `switchboard dev` and the benchmarks.
 
-use switchboard_shared::aws::{S3Archive, SecretsManagerStore, SqsQueue, Wiring};
+use switchboard_shared::aws::{
+    DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue, Wiring,
+};
 
 use crate::handler::Ports;
 
 /// What transform is wired to: the deliveries queue and the events DLQ (URLs), the archive
-/// bucket.
+/// bucket, the table (the shared rate limits of enrichment APIs).
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a> {
     pub deliveries: &'a str,
     pub events_dlq: &'a str,
     pub bucket: &'a str,
+    pub table: &'a str,
 }
 
 /// Transform's ports as AWS serves them.
-pub type AwsPorts = Ports<SqsQueue, SqsQueue, S3Archive, SecretsManagerStore>;
+pub type AwsPorts =
+    Ports<SqsQueue, SqsQueue, S3Archive, SecretsManagerStore, DynamoIdempotencyStore>;
 
 impl AwsPorts {
     /// Each port on its AWS service.
@@ -27,6 +31,7 @@ impl AwsPorts {
             secrets: w.secrets(),
             metrics: w.metrics.clone(),
             network: w.network,
+            limiter: w.table(names.table),
         }
     }
 }

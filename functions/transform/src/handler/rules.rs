@@ -13,13 +13,15 @@ use switchboard_core::integration::Integrations;
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
-use switchboard_shared::memory::{DefinitionsDir, MemoryArchive, MemoryQueue, MemorySecrets};
+use switchboard_shared::memory::{
+    DefinitionsDir, MemoryArchive, MemoryQueue, MemorySecrets, MemoryTable,
+};
 use switchboard_shared::metrics::Metrics;
 
 use super::{Ports, Transform};
 
 struct Harness {
-    handler: Transform<MemoryQueue, MemoryQueue, MemoryArchive, MemorySecrets>,
+    handler: Transform<MemoryQueue, MemoryQueue, MemoryArchive, MemorySecrets, MemoryTable>,
     deliveries: MemoryQueue,
     dlq: MemoryQueue,
     _dir: DefinitionsDir,
@@ -57,6 +59,7 @@ routes:
                 secrets: SecretsCache::new(MemorySecrets::default(), Duration::from_secs(60)),
                 metrics: Metrics::Off,
                 network: NetworkPolicy::DEPLOYED,
+                limiter: MemoryTable::default(),
             },
             5,
         )
