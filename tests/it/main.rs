@@ -14,6 +14,7 @@ mod privilege;
 mod review;
 mod rotation;
 mod secrets;
+mod support;
 mod transform;
 mod two_way;
 mod walking_skeleton;
