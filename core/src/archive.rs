@@ -50,9 +50,16 @@ impl ArchivedEventV1 {
     }
 }
 
-/// The archive key of an event.
-/// Where the audit record of an event's model step is kept, beside its archived event:
-/// `audit/{integration}/{yyyy}/{mm}/{dd}/{event_id}/{step}.json`.
+/// Where the audit records of an event's model steps are kept, beside its archived event:
+/// `audit/{integration}/{yyyy}/{mm}/{dd}/{event_id}/` (one `{step}.json` per model step).
+pub fn audit_prefix(integration: &str, received_at: DateTime<Utc>, event_id: &EventId) -> String {
+    format!(
+        "audit/{integration}/{}/{event_id}/",
+        received_at.format("%Y/%m/%d")
+    )
+}
+
+/// The audit record of an event's model step `step` (under [`audit_prefix`]).
 pub fn audit_key(
     integration: &str,
     received_at: DateTime<Utc>,
@@ -60,11 +67,12 @@ pub fn audit_key(
     step: &str,
 ) -> String {
     format!(
-        "audit/{integration}/{}/{event_id}/{step}.json",
-        received_at.format("%Y/%m/%d")
+        "{}{step}.json",
+        audit_prefix(integration, received_at, event_id)
     )
 }
 
+/// The archive key of an event.
 pub fn key(integration: &str, received_at: DateTime<Utc>, event_id: &EventId) -> String {
     format!(
         "{integration}/{}/{event_id}",

@@ -218,9 +218,15 @@ pub fn render_show(letters: &[DeadLetterRecord]) -> String {
             }
         }
         out.push_str(&format!(
-            "  archived as {} in the archive bucket\n\n",
+            "  archived as {} in the archive bucket\n",
             archive_key(l)
         ));
+        if let Some(audit) = audit_prefix(l) {
+            out.push_str(&format!(
+                "  model interactions (steps with `model:`) audited under {audit}\n"
+            ));
+        }
+        out.push('\n');
     }
     out
 }
@@ -242,6 +248,22 @@ pub fn archive_key(l: &DeadLetterRecord) -> String {
         })) => key(&integration, at, &event_id),
         _ => format!("{}/<yyyy>/<mm>/<dd>/{}", l.integration, l.event_id),
     }
+}
+
+/// Where the letter's event's model interactions are audited, when its time is known.
+pub fn audit_prefix(l: &DeadLetterRecord) -> Option<String> {
+    use switchboard_core::envelope::{DeliveryMessage, EventMessage};
+    let (integration, at, event_id) = match EventMessage::decode(&l.body) {
+        Ok(EventMessage::EventV1(e)) => (e.integration, e.received_at, e.event_id),
+        Err(_) => match DeliveryMessage::decode(&l.body).ok()? {
+            DeliveryMessage::DeliveryV1(t) => (t.integration, t.received_at?, t.event_id),
+        },
+    };
+    Some(switchboard_core::archive::audit_prefix(
+        &integration,
+        at,
+        &event_id,
+    ))
 }
 
 /// What `redrive --json` and `purge --json` print.
@@ -573,6 +595,8 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|l| {
                         let mut v = serde_json::to_value(l).unwrap_or_default();
+                        v["archive_key"] = archive_key(l).into();
+                        v["audit_prefix"] = audit_prefix(l).into();
                         v["history"] = l
                             .history
                             .as_deref()

@@ -105,6 +105,17 @@ pub async fn run(command: ReviewCommand) -> anyhow::Result<ExitCode> {
             if stack.json {
                 let mut v = serde_json::to_value(&found)?;
                 v["archive_key"] = archive_key(&found).into();
+                v["audit_prefix"] = found
+                    .request
+                    .received_at
+                    .map(|at| {
+                        switchboard_core::archive::audit_prefix(
+                            &found.request.integration,
+                            at,
+                            &found.request.event_id,
+                        )
+                    })
+                    .into();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", render_show(&found));
@@ -478,6 +489,10 @@ fn render_show(item: &ReviewItem) -> String {
     let _ = writeln!(out, "deciders:    {deciders}");
     if let Some(key) = archive_key(item) {
         let _ = writeln!(out, "archive:     {key}");
+    }
+    if let Some(at) = r.received_at {
+        let audit = switchboard_core::archive::audit_prefix(&r.integration, at, &r.event_id);
+        let _ = writeln!(out, "audit:       {audit} (model interactions, if any)");
     }
     let method = r.method.as_deref().unwrap_or("POST");
     let path = r.path.as_deref().unwrap_or("(the route's URL)");
