@@ -359,6 +359,37 @@ async fn a_burst_of_tickets_is_paced_under_the_model_apis_limit_and_every_one_is
         .filter(|k| k.starts_with("audit/support-tickets/"))
         .collect();
     assert_eq!(audits.len(), TICKETS, "one audit record per interaction");
+    let s3 = aws_sdk_s3::Client::new(&s.test.dev.sdk);
+    let object = s3
+        .get_object()
+        .bucket(&s.test.dev.resources.bucket)
+        .key(&audits[0])
+        .send()
+        .await
+        .unwrap();
+    let audit: Value =
+        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(audit["step"], "triage");
+    assert_eq!(audit["provider"], "anthropic");
+    assert_eq!(audit["model"], "claude-sonnet-4-5");
+    assert_eq!(
+        audit["sent"]["articles"],
+        json!(["kb-204", "kb-377"]),
+        "approved ones only"
+    );
+    assert_eq!(audit["sent"]["account_fields"], json!(["plan", "status"]));
+    assert_eq!(
+        audit["prompt"],
+        Value::Null,
+        "no customer text unless the definition allows it"
+    );
+    assert_eq!(audit["record"]["intent"], "order_status");
+    assert_eq!(audit["usage"]["input_tokens"], 700);
+    assert_eq!(audit["decision"]["delivered"], json!(["draft-note"]));
+    assert!(
+        !audit.to_string().contains("sk-ant-test"),
+        "never a credential"
+    );
     s.test.dev.shutdown().await;
 }
 
