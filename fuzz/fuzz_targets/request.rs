@@ -22,6 +22,7 @@ fn schemes() -> Vec<Scheme> {
         Scheme::Shopify,
         Scheme::Slack,
         Scheme::HubspotV3,
+        Scheme::Zendesk,
         Scheme::Hmac(HmacScheme {
             header: "x-sig".into(),
             algorithm: Algorithm::Sha512,

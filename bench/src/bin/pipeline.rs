@@ -13,9 +13,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::HeaderMap;
-use switchboard_cli::dev::{DevOptions, DevStack};
-use switchboard_cli::emulator::free_port;
-use switchboard_cli::resources::TEMPLATE_SETTINGS;
 use switchboard_core::secret::SecretString;
 use tokio::net::TcpListener;
 
@@ -60,17 +57,7 @@ async fn main() -> anyhow::Result<()> {
         &secrets,
         format!("bench/signing: {SIGNING}\nbench/token: bench-token\n"),
     )?;
-    let stack = DevStack::start(DevOptions {
-        port: 0,
-        integrations: dir.clone(),
-        secrets: Some(secrets),
-        emulator_port: free_port()?,
-        sink_port: None,
-        stack: format!("p{id}"),
-        queues: TEMPLATE_SETTINGS,
-        ..DevOptions::default()
-    })
-    .await?;
+    let stack = switchboard_bench::local_stack(&dir, secrets, format!("p{id}")).await?;
     let definition = switchboard_cli::send::integration(&dir, "orders")?;
     let url = stack.webhook_url("orders");
     let http = reqwest::Client::new();

@@ -18,9 +18,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use serde_json::{Value, json};
-use switchboard_cli::dev::{DevOptions, DevStack};
-use switchboard_cli::emulator::free_port;
-use switchboard_cli::resources::TEMPLATE_SETTINGS;
 use switchboard_core::secret::SecretString;
 use tokio::net::TcpListener;
 
@@ -138,17 +135,7 @@ async fn main() -> anyhow::Result<()> {
         &secrets,
         "switchboard/inbound/zendesk/signing: bench-zendesk\nswitchboard/enrich/docs/search-token: t\nswitchboard/enrich/backend/api-token: t\nswitchboard/enrich/anthropic/api-key: t\nswitchboard/outbound/zendesk/api-token: t\nswitchboard/outbound/slack/bot-token: t\n",
     )?;
-    let stack = DevStack::start(DevOptions {
-        port: 0,
-        integrations: dir.clone(),
-        secrets: Some(secrets),
-        emulator_port: free_port()?,
-        sink_port: None,
-        stack: format!("s{id}"),
-        queues: TEMPLATE_SETTINGS,
-        ..DevOptions::default()
-    })
-    .await?;
+    let stack = switchboard_bench::local_stack(&dir, secrets, format!("s{id}")).await?;
     let definition = switchboard_cli::send::integration(&dir, "support-tickets")?;
     let url = stack.webhook_url("support-tickets");
     let http = reqwest::Client::new();
