@@ -84,6 +84,10 @@ impl RateLimiter for Stub {
         self.call();
         Ok(true)
     }
+    async fn exhaust(&self, _: &str, _: i64, _: i64, _: u32) -> Result<(), AwsError> {
+        self.call();
+        Ok(())
+    }
     async fn take_slot(
         &self,
         _: &str,

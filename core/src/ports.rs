@@ -112,6 +112,17 @@ pub trait RateLimiter: Send + Sync {
         max: u32,
     ) -> impl Future<Output = Result<bool, AwsError>> + Send;
 
+    /// Takes every call of each second from `from` to `to` (Unix, inclusive; none when `to`
+    /// is before `from`): the API said none are left until then, so no function calls it
+    /// before.
+    fn exhaust(
+        &self,
+        destination: &str,
+        from: i64,
+        to: i64,
+        max: u32,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
     /// Takes a free one of `max` concurrency slots (trying from `start`), leased until
     /// `lease_until_ms` so a crashed caller's slot frees itself; None if all are taken.
     fn take_slot(

@@ -278,6 +278,20 @@ impl RateLimiter for MemoryTable {
         Ok(true)
     }
 
+    async fn exhaust(
+        &self,
+        destination: &str,
+        from: i64,
+        to: i64,
+        max: u32,
+    ) -> Result<(), AwsError> {
+        let mut rates = lock(&self.rates);
+        for second in from..=to {
+            rates.insert((destination.to_string(), second), max);
+        }
+        Ok(())
+    }
+
     async fn take_slot(
         &self,
         destination: &str,

@@ -674,6 +674,22 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
         *after = switchboard_core::model::retry_after(header).or(exhausted);
         if matches!(status, 429 | 529) || exhausted.is_some() {
             self.pace(destination, *after);
+            // With a shared limit, every function holds off too: the seconds until the reset
+            // (as far as a step's budget reaches) are taken.
+            if let (Some(max), Some(wait)) = (step.limits.max_per_second, *after) {
+                let now = chrono::Utc::now();
+                // The seconds that end before the reset (a wait inside this second is this
+                // function's alone: the shared counter counts whole seconds).
+                let until =
+                    now + chrono::Duration::from_std(wait.min(MAX_TIMEOUT)).unwrap_or_default();
+                if let Err(e) = self
+                    .limiter
+                    .exhaust(destination, now.timestamp(), until.timestamp() - 1, max)
+                    .await
+                {
+                    tracing::warn!(error = %e, "sharing the API's wait failed; this function holds off alone");
+                }
+            }
         }
         if step.model.is_some()
             && !(200..=299).contains(&status)
@@ -886,6 +902,18 @@ mod tests {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // An API whose window is spent: its answer says none left for 2 s.
+        async fn exhausted() -> axum::response::Response {
+            use axum::response::IntoResponse;
+            (
+                [
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "2s"),
+                ],
+                axum::Json(json!({"id": 1})),
+            )
+                .into_response()
+        }
         // A GraphQL endpoint: the order whose id the query's variables name, none for `missing`.
         async fn graphql(axum::Json(request): axum::Json<Value>) -> axum::Json<Value> {
             let id = request["variables"]["id"]
@@ -900,6 +928,7 @@ mod tests {
         }
         let app = axum::Router::new()
             .route("/gql", axum::routing::post(graphql))
+            .route("/exhausted", axum::routing::get(exhausted))
             .route("/{*path}", axum::routing::get(answer));
         tokio::spawn(async move { axum::serve(listener, app).await });
         format!("http://{addr}")
@@ -928,6 +957,35 @@ mod tests {
 
     fn expression(text: &str) -> switchboard_core::mapping::Mapping {
         switchboard_core::mapping::Mapping::parse(text, Default::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_saying_the_window_is_spent_holds_every_function_off_until_its_reset() {
+        let base = api().await;
+        let table = MemoryTable::default();
+        let enricher = Enricher::new(
+            SecretsCache::new(NoSecrets, Duration::from_secs(60)),
+            NetworkPolicy::LOCAL,
+            table.clone(),
+            Metrics::Off,
+        );
+        let mut s = step(format!("{base}/exhausted"), OnMissing::Fail);
+        s.limits.max_per_second = Some(5);
+        let now = chrono::Utc::now().timestamp();
+        enricher
+            .run(&[s], "{}", &no_bindings(), None)
+            .await
+            .unwrap();
+        let origin = url::Url::parse(&base)
+            .unwrap()
+            .origin()
+            .ascii_serialization();
+        // The shared limiter, as any other function sees it: the seconds before the reset are
+        // taken (the next one whichever second the call fell in), the ones after it free.
+        assert!(!table.take_rate(&origin, now + 1, 5).await.unwrap());
+        assert!(table.take_rate(&origin, now + 4, 5).await.unwrap());
+        // And this function holds off itself.
+        assert!(enricher.paused_for(&origin).is_some());
     }
 
     #[tokio::test]

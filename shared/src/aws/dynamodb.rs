@@ -438,6 +438,30 @@ impl RateLimiter for DynamoIdempotencyStore {
         conditional("UpdateItem", result)
     }
 
+    async fn exhaust(
+        &self,
+        destination: &str,
+        from: i64,
+        to: i64,
+        max: u32,
+    ) -> Result<(), AwsError> {
+        for second in from..=to {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key(KEY, key(format!("rate#{destination}#{second}")))
+                .update_expression("SET #n = :max, #exp = :exp")
+                .expression_attribute_names("#n", COUNT)
+                .expression_attribute_names("#exp", EXPIRATION)
+                .expression_attribute_values(":max", n(max))
+                .expression_attribute_values(":exp", n(second + 60))
+                .send()
+                .await
+                .map_err(|e| aws_error("UpdateItem", e))?;
+        }
+        Ok(())
+    }
+
     async fn take_slot(
         &self,
         destination: &str,
