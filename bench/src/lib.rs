@@ -33,3 +33,28 @@ pub async fn local_stack(
     })
     .await
 }
+
+/// Posts `body` to ingest at `url`, signed as the integration's provider would; an error unless
+/// ingest answers 202.
+pub async fn post_signed(
+    http: &reqwest::Client,
+    definition: &switchboard_core::integration::Integration,
+    secret: &switchboard_core::secret::SecretString,
+    url: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<()> {
+    let headers = switchboard_cli::send::signed_headers(
+        definition,
+        Some(secret),
+        url,
+        &body,
+        "application/json",
+    )?;
+    let mut request = http.post(url).body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let status = request.send().await?.status();
+    anyhow::ensure!(status.as_u16() == 202, "ingest answered {status}");
+    Ok(())
+}

@@ -83,19 +83,14 @@ async fn main() -> anyhow::Result<()> {
                 let body = format!(
                     r#"{{"name": "order {n}", "items": [{{"price": 120.5}}, {{"price": 9.5}}]}}"#
                 );
-                let headers = switchboard_cli::send::signed_headers(
+                switchboard_bench::post_signed(
+                    &http,
                     &definition,
-                    Some(&secret),
+                    &secret,
                     &url,
-                    body.as_bytes(),
-                    "application/json",
-                )?;
-                let mut request = http.post(&url).body(body);
-                for (name, value) in headers {
-                    request = request.header(name, value);
-                }
-                let status = request.send().await?.status();
-                anyhow::ensure!(status.as_u16() == 202, "ingest answered {status}");
+                    body.into_bytes(),
+                )
+                .await?;
             }
         }));
     }

@@ -159,20 +159,14 @@ async fn main() -> anyhow::Result<()> {
             t["id"] = json!(format!("bench-{id}-{n}"));
             t["detail"]["id"] = json!(format!("{}", 100_000 + n));
             async move {
-                let body = serde_json::to_vec(&t)?;
-                let headers = switchboard_cli::send::signed_headers(
+                switchboard_bench::post_signed(
+                    &http,
                     &definition,
-                    Some(&secret),
+                    &secret,
                     &url,
-                    &body,
-                    "application/json",
-                )?;
-                let mut request = http.post(&url).body(body);
-                for (name, value) in headers {
-                    request = request.header(name, value);
-                }
-                let status = request.send().await?.status();
-                anyhow::ensure!(status.as_u16() == 202, "ingest answered {status}");
+                    serde_json::to_vec(&t)?,
+                )
+                .await?;
                 Ok::<_, anyhow::Error>(Instant::now())
             }
         }
