@@ -1,4 +1,4 @@
-//! A destination's circuit breaker, as data. The state lives in DynamoDB (so every concurrent
+//! A route's circuit breaker, as data. The state lives in DynamoDB (so every concurrent
 //! function sees the same circuit); this module decides, from a read of it and the time, whether
 //! a call may go out, and which outcomes count against the destination. Pure and table-tested.
 //!
@@ -6,10 +6,23 @@
 //! threshold (or the destination answers 410) the circuit opens until `now + cool_down`. Open:
 //! nothing is called; messages wait on their visibility. After the cool-down one caller wins
 //! the probe (a conditional write); its success closes the circuit, its failure opens it again.
+//!
+//! **One circuit per route** ([`key`]), not per host: a route's calls share its path, auth and
+//! payload, so its failures say something about them; another route to the same host may be
+//! healthy (a different endpoint, a different credential) and must not be held by them. What it
+//! costs: when a whole host is down, each of its routes finds out with its own threshold of
+//! failures (a few calls each, not one circuit's). A host circuit kept closed by a route's
+//! successes was the other choice; it needs a second record read beside every call.
 
 use crate::delivery_policy::{self, Class, Outcome};
 
-/// A destination's shared state, as read.
+/// The circuit of `integration`'s route `route`, whose destination is `destination` (the
+/// table key after `circuit#`; `switchboard status` shows it).
+pub fn key(integration: &str, route: &str, destination: &str) -> String {
+    format!("{integration}/{route}@{destination}")
+}
+
+/// A route's shared state, as read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CircuitState {
     /// Consecutive failures counted so far.
@@ -18,6 +31,12 @@ pub struct CircuitState {
     pub open_until_ms: Option<i64>,
     /// While in the future, a probe is out (Unix ms).
     pub probe_until_ms: Option<i64>,
+    /// When it opened, for this outage (Unix ms; cleared when it closes).
+    pub opened_at_ms: Option<i64>,
+    /// Probes that failed in this outage.
+    pub probes_failed: u32,
+    /// When the last probe failed (Unix ms).
+    pub probe_failed_at_ms: Option<i64>,
 }
 
 /// What a caller may do now.
@@ -49,6 +68,29 @@ impl CircuitState {
     /// Whether a success has anything to reset.
     pub fn is_clean(&self) -> bool {
         self.failures == 0 && self.open_until_ms.is_none() && self.probe_until_ms.is_none()
+    }
+
+    /// Whether a probe has failed since `since_ms` (a task's arrival): only then may a task
+    /// waiting on this circuit give up on it.
+    pub fn probe_failed_since(&self, since_ms: i64) -> bool {
+        self.probe_failed_at_ms.is_some_and(|at| at >= since_ms)
+    }
+
+    /// What a `circuit_open` letter says of the outage at `now_ms`: how long the circuit has
+    /// been open, and how many probes failed.
+    pub fn outage(&self, now_ms: i64) -> String {
+        let open_for = self
+            .opened_at_ms
+            .map(|at| (now_ms - at).max(0) / 1000)
+            .unwrap_or_default();
+        let last = self
+            .probe_failed_at_ms
+            .map(|at| format!(", the last {}s ago", (now_ms - at).max(0) / 1000))
+            .unwrap_or_default();
+        format!(
+            "open for {open_for}s, {} probe(s) failed{last}",
+            self.probes_failed
+        )
     }
 }
 
@@ -193,7 +235,7 @@ mod tests {
         let open = CircuitState {
             failures: 10,
             open_until_ms: Some(now + 5_000),
-            probe_until_ms: None,
+            ..Default::default()
         };
         let cooled = CircuitState {
             open_until_ms: Some(now - 1),
@@ -238,5 +280,29 @@ mod tests {
         ] {
             assert_eq!(counts_as_failure(outcome), counts, "{outcome:?}");
         }
+    }
+
+    #[test]
+    fn a_task_gives_up_only_after_a_probe_failed_since_it_arrived_and_says_so() {
+        let state = CircuitState {
+            failures: 7,
+            open_until_ms: Some(90_000),
+            opened_at_ms: Some(10_000),
+            probes_failed: 3,
+            probe_failed_at_ms: Some(60_000),
+            ..Default::default()
+        };
+        assert!(state.probe_failed_since(60_000));
+        assert!(state.probe_failed_since(20_000));
+        assert!(!state.probe_failed_since(60_001));
+        assert!(!CircuitState::default().probe_failed_since(0));
+        assert_eq!(
+            state.outage(70_000),
+            "open for 60s, 3 probe(s) failed, the last 10s ago"
+        );
+        assert_eq!(
+            key("shop", "to-3pl", "https://3pl.example.com"),
+            "shop/to-3pl@https://3pl.example.com"
+        );
     }
 }

@@ -276,26 +276,35 @@ pub struct Waiting<'a> {
     pub destination: &'a str,
     /// A draw in `[-1, 1]`.
     pub jitter: f64,
+    /// An open circuit: whether one of its probes failed after the task arrived.
+    pub probe_failed: bool,
+    /// An open circuit: what it says of its outage (how long open, probes failed).
+    pub outage: &'a str,
 }
 
-/// What a hand-back without a call settles. An open circuit: a task waits as long as its
-/// retry schedule would have lasted (measured from when it was queued), backing off with the
-/// time waited (at least a second, at least half its age, spread by [`JITTER`]) so a long
-/// outage costs few receives and the closing circuit is not met by every task at once; then
-/// it is dead-lettered `circuit_open`. A rate limit or the deadline: the cause's wait, and
-/// `retries_exhausted` on the queue's last receive.
+/// What a hand-back without a call settles. An open circuit: a task waits at least as long as
+/// its retry schedule would have lasted (measured from when it was queued), backing off with
+/// the time waited (at least a second, at least half its age, spread by [`JITTER`]) so a long
+/// outage costs few receives and the closing circuit is not met by every task at once; it is
+/// dead-lettered `circuit_open` only once a probe has failed since it arrived (a circuit whose
+/// probe has not run yet may be about to close), or on the queue's last receive. A rate limit
+/// or the deadline: the cause's wait, and `retries_exhausted` on the queue's last receive.
 pub fn hold(w: &Waiting<'_>) -> Settlement {
     let last_receive = w.receives >= w.max_receive_count;
     match w.why {
         Held::CircuitOpen => {
             let budget: Duration = w.schedule.iter().sum();
-            if last_receive || w.age >= budget {
+            if last_receive || (w.age >= budget && w.probe_failed) {
+                let when = if w.age >= budget && w.probe_failed {
+                    format!("through the retry schedule ({}s)", budget.as_secs())
+                } else {
+                    format!("to the queue's last receive ({})", w.receives)
+                };
                 return Settlement::DeadLetter {
                     reason: Reason::CircuitOpen,
                     message: format!(
-                        "the circuit of {} stayed open through the retry schedule ({}s)",
-                        w.destination,
-                        budget.as_secs()
+                        "the circuit of {} stayed open {when}: {}",
+                        w.destination, w.outage
                     ),
                 };
             }
@@ -426,6 +435,8 @@ mod tests {
             schedule: &s,
             destination: "api.example.com",
             jitter: 0.0,
+            probe_failed: true,
+            outage: "open for 300s, 2 probe(s) failed",
         };
         let hold_for = |why, secs| Settlement::Hold {
             why,
@@ -437,13 +448,34 @@ mod tests {
             (waiting(open, 30, 0, 1), hold_for(open, 30)),
             (waiting(open, 0, 0, 1), hold_for(open, 1)),
             (waiting(open, 10, 100, 2), hold_for(open, 50)),
-            // Through the schedule (120 s): dead-lettered.
+            // Through the schedule (120 s), a probe failed since: dead-lettered.
             (
                 waiting(open, 10, 120, 3),
                 Settlement::DeadLetter {
                     reason: Reason::CircuitOpen,
                     message: "the circuit of api.example.com stayed open through the retry \
-                              schedule (120s)"
+                              schedule (120s): open for 300s, 2 probe(s) failed"
+                        .into(),
+                },
+            ),
+            // Through the schedule, but no probe has failed since it arrived: it waits on.
+            (
+                Waiting {
+                    probe_failed: false,
+                    ..waiting(open, 10, 600, 3)
+                },
+                hold_for(open, 300),
+            ),
+            // The queue's last receive ends it whatever the probes did.
+            (
+                Waiting {
+                    probe_failed: false,
+                    ..waiting(open, 10, 20, 10)
+                },
+                Settlement::DeadLetter {
+                    reason: Reason::CircuitOpen,
+                    message: "the circuit of api.example.com stayed open to the queue's last \
+                              receive (10): open for 300s, 2 probe(s) failed"
                         .into(),
                 },
             ),

@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+/// How long a delivery's records (`deliver#` completion, `attempts#` history) are kept. Within
+/// it a replay knows which routes of an event were delivered; past it, it cannot tell, and
+/// `switchboard replay` refuses such events unless `--force`. Kept short on purpose: at a
+/// billion events a month a record kept as long as the archive (90 days) would cost about
+/// $0.19 per million events in DynamoDB storage, 13x this.
+pub const DELIVERY_RECORDS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// When an INPROGRESS claim lapses: the Lambda invocation's deadline (ms since the epoch) when
 /// there is one, else `fallback` from now (locally, where nothing sets a deadline).
 pub fn in_progress_until(deadline_ms: Option<i64>, now: DateTime<Utc>, fallback: Duration) -> i64 {

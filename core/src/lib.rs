@@ -5,7 +5,8 @@
 //! - Definitions: `integration` (the model, the YAML, the registry), `verify` (each signature
 //!   scheme), `mapping` (JSONata), `model` (a model API step's request and answer), `contract` (JSON Schema), `url_template`, `network` (which
 //!   addresses may be called).
-//! - Messages: `ids`, `envelope`, `archive`, `dead_letter`, `reason`.
+//! - Messages: `ids`, `envelope`, `archive`, `dead_letter`, `reason`, `batching` (what one
+//!   SQS request may carry).
 //! - Policies: `delivery_policy` (what an outcome settles), `circuit`, `idempotency`,
 //!   `deadline`, `review` (the human review queue's items and timer).
 //! - Secrets: `secret` (values that never print), `secrets` (the cache over the store).
@@ -13,6 +14,7 @@
 //!   `switchboard-shared`.
 
 pub mod archive;
+pub mod batching;
 pub mod circuit;
 pub mod contract;
 pub mod dead_letter;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::contract::Contract;
+use crate::delivery_policy;
 
 /// Which API shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -243,15 +244,33 @@ pub fn classify(status: u16, body: &Value) -> ErrorClass {
     ))
 }
 
+/// The longest wait any header may ask for: SQS's 12 h visibility, past which no wait of ours
+/// can reach anyway.
+pub const MAX_HEADER_WAIT: Duration = delivery_policy::MAX_VISIBILITY;
+
+/// A number of seconds read from outside (a header, an answer) as a wait: negative is none,
+/// anything past [`MAX_HEADER_WAIT`] (`inf`, `1e300`) is that, `NaN` is no answer. Never
+/// panics, and a sum of such waits cannot overflow.
+pub fn bounded_secs(secs: f64) -> Option<Duration> {
+    if secs.is_nan() {
+        return None;
+    }
+    Some(
+        Duration::try_from_secs_f64(secs.max(0.0))
+            .unwrap_or(MAX_HEADER_WAIT)
+            .min(MAX_HEADER_WAIT),
+    )
+}
+
 /// How long a 429 or 529 asks to wait: `retry-after-ms` (OpenAI), else `retry-after` in
-/// seconds.
+/// seconds; at most [`MAX_HEADER_WAIT`].
 pub fn retry_after(header: impl Fn(&str) -> Option<String>) -> Option<Duration> {
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        return bounded_secs(ms / 1000.0);
     }
     header("retry-after")
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+        .and_then(bounded_secs)
 }
 
 /// What the rate-limit headers say of the requests left: how many remain in the window, and
@@ -269,9 +288,12 @@ pub fn pacing(header: impl Fn(&str) -> Option<String>, now: DateTime<Utc>) -> Op
         let anthropic = (
             header(&format!("anthropic-ratelimit-{kind}-remaining")),
             header(&format!("anthropic-ratelimit-{kind}-reset")).and_then(|r| {
-                DateTime::parse_from_rfc3339(r.trim())
-                    .ok()
-                    .map(|t| (t.with_timezone(&Utc) - now).to_std().unwrap_or_default())
+                DateTime::parse_from_rfc3339(r.trim()).ok().map(|t| {
+                    (t.with_timezone(&Utc) - now)
+                        .to_std()
+                        .unwrap_or_default()
+                        .min(MAX_HEADER_WAIT)
+                })
             }),
         );
         for (remaining, reset) in [openai, anthropic] {
@@ -299,8 +321,9 @@ pub struct Pacing {
     pub reset: Duration,
 }
 
-/// A Go-style duration (`1s`, `6m0s`, `20ms`, `1h2m3.5s`), as OpenAI writes its resets.
-fn go_duration(text: &str) -> Option<Duration> {
+/// A Go-style duration (`1s`, `6m0s`, `20ms`, `1h2m3.5s`), as OpenAI writes its resets; at
+/// most [`MAX_HEADER_WAIT`].
+pub fn go_duration(text: &str) -> Option<Duration> {
     let mut total = 0.0_f64;
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -326,7 +349,7 @@ fn go_duration(text: &str) -> Option<Duration> {
         total += number * unit;
         rest = &rest[len..];
     }
-    Some(Duration::from_secs_f64(total))
+    bounded_secs(total)
 }
 
 #[cfg(test)]
@@ -482,5 +505,66 @@ mod tests {
         );
         assert_eq!(go_duration("20ms"), Some(Duration::from_millis(20)));
         assert_eq!(go_duration("soon"), None);
+    }
+
+    #[test]
+    fn no_header_value_panics_and_every_wait_is_bounded() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let values = [
+            "inf",
+            "-inf",
+            "NaN",
+            "1e300",
+            "-1e300",
+            "1e308",
+            "99999999999999999999",
+            "99999999999999999999h",
+            "1e300h",
+            "9223372036854775807ms",
+            "18446744073709551616s",
+            "0.000000001ns",
+            "",
+            " ",
+            "-5",
+            "1.5",
+            "2",
+            "1h1e300s",
+            "..s",
+            "9999-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "+275760-09-13T00:00:00Z",
+        ];
+        let names = [
+            "retry-after-ms",
+            "retry-after",
+            "x-ratelimit-reset-requests",
+            "anthropic-ratelimit-requests-reset",
+        ];
+        for name in names {
+            for value in values {
+                let h = |n: &str| match n {
+                    "x-ratelimit-remaining-requests" | "anthropic-ratelimit-requests-remaining" => {
+                        Some("0".to_string())
+                    }
+                    n if n == name => Some(value.to_string()),
+                    _ => None,
+                };
+                let waits = [retry_after(h), pacing(h, now).map(|p| p.reset)];
+                for wait in waits.into_iter().flatten() {
+                    assert!(wait <= MAX_HEADER_WAIT, "{name}: {value} -> {wait:?}");
+                    // What enrichment does with a wait: add it to a clock and to other waits.
+                    let _ = std::time::Instant::now() + wait + wait;
+                }
+            }
+        }
+        assert_eq!(bounded_secs(f64::INFINITY), Some(MAX_HEADER_WAIT));
+        assert_eq!(bounded_secs(f64::NAN), None);
+        assert_eq!(bounded_secs(-3.0), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(|n: &str| (n == "retry-after-ms").then(|| "1e300".to_string())),
+            Some(MAX_HEADER_WAIT)
+        );
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! Refused, after DNS resolution and on every connection (so DNS rebinding cannot dodge it):
 //! loopback (the Lambda Runtime API listens on 127.0.0.1:9001), link-local (169.254.0.0/16 holds
-//! the instance metadata service; fe80::/10), private (RFC 1918, 100.64.0.0/10, fc00::/7),
-//! unspecified, broadcast and multicast addresses, IPv4-mapped IPv6 included; and plain `http`.
+//! the instance metadata service; fe80::/10), the IPv6 metadata range fd00:ec2::/32 (never
+//! allowed), private (RFC 1918, 100.64.0.0/10, fc00::/7), unspecified, broadcast, multicast and
+//! reserved (192.0.0.0/24, 198.18.0.0/15, 240.0.0.0/4) addresses, IPv4-mapped and NAT64
+//! (64:ff9b::/96) forms of them, and the transition forms whose IPv4 address the guard cannot
+//! see (6to4, Teredo, IPv4-compatible, local-use NAT64); and plain `http`.
 //! A route or step opts into private addresses (`allow_private_network: true`, for VPC
 //! destinations) or plain http (`allow_http: true`); `switchboard dev` allows loopback, where
 //! its sink and tests live, unless started with `--strict-network`.
@@ -87,10 +90,14 @@ fn range(ip: IpAddr) -> Option<&'static str> {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return range_v4(v4);
             }
-            let first = v6.segments()[0];
-            if first & 0xffc0 == 0xfe80 {
+            let s = v6.segments();
+            if s[..2] == [0xfd00, 0x0ec2] {
+                // fd00:ec2::/32: the instance metadata service (::254), its DNS and NTP on
+                // Nitro. Never allowed, whatever a route opts into.
+                Some("instance-metadata")
+            } else if s[0] & 0xffc0 == 0xfe80 {
                 Some("link-local")
-            } else if first & 0xfe00 == 0xfc00 {
+            } else if s[0] & 0xfe00 == 0xfc00 {
                 Some("private")
             } else if v6.is_multicast() {
                 Some("multicast")
@@ -98,7 +105,7 @@ fn range(ip: IpAddr) -> Option<&'static str> {
                 // 64:ff9b::/96 reaches a.b.c.d through a NAT64 gateway.
                 range_v4(v4)
             } else {
-                None
+                tunnelled(s)
             }
         }
     }
@@ -118,6 +125,33 @@ fn range_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("broadcast")
     } else if ip.is_multicast() {
         Some("multicast")
+    } else if a == 192 && b == 0 && ip.octets()[2] == 0 {
+        // 192.0.0.0/24: IETF protocol assignments (NAT64 discovery, DS-Lite's B4 and AFTR).
+        Some("reserved")
+    } else if a == 198 && (18..20).contains(&b) {
+        // 198.18.0.0/15: benchmarking networks, routed inside some private networks.
+        Some("reserved")
+    } else if a >= 240 {
+        // 240.0.0.0/4: reserved for future use.
+        Some("reserved")
+    } else {
+        None
+    }
+}
+
+/// Transition addresses that carry an IPv4 address to somewhere a check of the IPv6 address
+/// cannot see: 6to4 (2002::/16, through a relay), Teredo (2001::/32, through a UDP tunnel),
+/// IPv4-compatible `::a.b.c.d` (deprecated) and local-use NAT64 (64:ff9b:1::/48, a network's
+/// own translator). No destination needs them; all are refused.
+fn tunnelled(s: [u16; 8]) -> Option<&'static str> {
+    if s[0] == 0x2002 {
+        Some("6to4")
+    } else if s[..2] == [0x2001, 0] {
+        Some("teredo")
+    } else if s[..6] == [0; 6] {
+        Some("ipv4-compatible")
+    } else if s[..3] == [0x64, 0xff9b, 1] {
+        Some("nat64-local")
     } else {
         None
     }
@@ -283,6 +317,21 @@ mod tests {
             ("255.255.255.255", "broadcast"),
             ("224.0.0.1", "multicast"),
             ("ff02::1", "multicast"),
+            ("2002:a9fe:a9fe::1", "6to4"),
+            ("2002:7f00:1::", "6to4"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "teredo"),
+            ("::169.254.169.254", "ipv4-compatible"),
+            ("::10.0.0.1", "ipv4-compatible"),
+            ("64:ff9b:1::a9fe:a9fe", "nat64-local"),
+            ("192.0.0.1", "reserved"),
+            ("192.0.0.170", "reserved"),
+            ("198.18.0.1", "reserved"),
+            ("198.19.255.254", "reserved"),
+            ("240.0.0.1", "reserved"),
+            ("250.1.2.3", "reserved"),
+            ("::ffff:198.18.0.1", "reserved"),
+            ("fd00:ec2::254", "instance-metadata"),
+            ("fd00:ec2::23", "instance-metadata"),
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             match check_address(ip, DEPLOYED, NONE) {
@@ -295,6 +344,10 @@ mod tests {
             "2606:2800:220:1::1",
             "100.128.0.1",
             "172.32.0.1",
+            "192.0.1.1",
+            "198.20.0.1",
+            "2001:db9::1",
+            "2001:4860:4860::8888",
         ] {
             let ip: IpAddr = public.parse().unwrap();
             assert_eq!(check_address(ip, DEPLOYED, NONE), Ok(()), "{public}");
@@ -312,6 +365,14 @@ mod tests {
         assert_eq!(check_address(loopback, NetworkPolicy::LOCAL, NONE), Ok(()));
         assert!(check_address(private, NetworkPolicy::LOCAL, NONE).is_err());
         assert!(check_address(metadata, NetworkPolicy::LOCAL, PRIVATE).is_err());
+        // The IPv6 metadata address is in fc00::/7 but no opt-in reaches it.
+        let metadata6: IpAddr = "fd00:ec2::254".parse().unwrap();
+        assert!(check_address(metadata6, DEPLOYED, PRIVATE).is_err());
+        assert!(check_address(metadata6, NetworkPolicy::LOCAL, PRIVATE).is_err());
+        assert_eq!(
+            check_address("fd00:ec3::254".parse().unwrap(), DEPLOYED, PRIVATE),
+            Ok(())
+        );
     }
 
     #[test]

@@ -60,29 +60,25 @@ pub trait IdempotencyStore: Send + Sync {
     fn release(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
-/// Destinations' circuit breakers, shared by every concurrent deliver function. Keys are a
-/// destination's origin.
+/// Routes' circuit breakers, shared by every concurrent deliver function. Keys are
+/// `circuit::key` (one circuit per route).
 pub trait CircuitStore: Send + Sync {
-    /// The destination's circuit as stored (closed when there is no record).
-    fn circuit(
-        &self,
-        destination: &str,
-    ) -> impl Future<Output = Result<CircuitState, AwsError>> + Send;
+    /// The circuit as stored (closed when there is no record).
+    fn circuit(&self, key: &str) -> impl Future<Output = Result<CircuitState, AwsError>> + Send;
 
     /// Counts one more consecutive failure; returns the count.
-    fn count_failure(
-        &self,
-        destination: &str,
-    ) -> impl Future<Output = Result<u32, AwsError>> + Send;
+    fn count_failure(&self, key: &str) -> impl Future<Output = Result<u32, AwsError>> + Send;
 
-    /// Opens the circuit until `until_ms`. Unless `force`, only if it is not open at `now_ms`
-    /// already; returns whether this call opened it.
+    /// Opens the circuit until `until_ms`, noting when this outage began if it is new. After a
+    /// failed probe (`probe_failed`) it opens whatever its state, and the probe is counted
+    /// with its time; otherwise only if it is not open at `now_ms` already. Returns whether
+    /// this call opened it.
     fn open_circuit(
         &self,
-        destination: &str,
+        key: &str,
         now_ms: i64,
         until_ms: i64,
-        force: bool,
+        probe_failed: bool,
     ) -> impl Future<Output = Result<bool, AwsError>> + Send;
 
     /// Takes the one probe of a cooled-down circuit until `until_ms`; false if another caller

@@ -128,10 +128,16 @@ impl UrlTemplate {
 fn climbs(url: &str) -> bool {
     let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
     let rest = &url[after_scheme..];
-    let path = match rest.find('/') {
-        Some(i) => &rest[i..],
-        None => return false,
-    };
+    match rest.find('/') {
+        Some(i) => path_climbs(&rest[i..]),
+        None => false,
+    }
+}
+
+/// Whether a path (and query) has a `.` or `..` segment, percent-encoded or not: a URL parser
+/// resolves them, so `/ok/../admin` is sent to `/admin`. A mapped request's path is refused
+/// for it, as an enrichment URL is.
+pub fn path_climbs(path: &str) -> bool {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     path.split('/').any(|segment| {
         let s = segment.to_ascii_lowercase().replace("%2e", ".");

@@ -1,7 +1,8 @@
 //! Request parsing and verification on arbitrary input: the bytes become an API Gateway event
 //! (as JSON text, so the event parser itself is fuzzed) or, when that fails, a request built
-//! directly; then content type, body decoding, dedupe and every scheme's verification run.
-//! None of it may panic.
+//! directly; then content type, body decoding, dedupe and every scheme's verification run, and
+//! every header value goes through the parsers of an API's waits (`Retry-After`,
+//! `retry-after-ms`, rate-limit resets), which must give a bounded wait. None of it may panic.
 
 #![no_main]
 
@@ -10,6 +11,7 @@ use lambda_http::request::LambdaRequest;
 use libfuzzer_sys::fuzz_target;
 use switchboard_core::integration::Dedupe;
 use switchboard_core::secret::SecretString;
+use switchboard_core::{delivery_policy, model};
 use switchboard_core::verify::{
     Algorithm, Encoding, HmacScheme, Scheme, SignedRequest, verify,
 };
@@ -80,6 +82,25 @@ fuzz_target!(|data: &[u8]| {
         };
         let secrets = [SecretString::new("whsec_c2VjcmV0"), SecretString::new("secret")];
         let _ = verify(&scheme, &secrets, &signed, 1_700_000_000, 300);
+    }
+    // 3. The waits an API's answer asks for: every header value, under every name a parser
+    // reads, must give nothing or a bounded wait.
+    let now = chrono::Utc::now();
+    for value in headers.values().filter_map(|v| v.to_str().ok()) {
+        let header = |name: &str| {
+            let named = name.contains("reset") || name.starts_with("retry-after");
+            Some(if named { value.to_string() } else { "0".to_string() })
+        };
+        let waits = [
+            model::retry_after(header),
+            model::pacing(header, now).map(|p| p.reset),
+            model::go_duration(value),
+            delivery_policy::retry_after(value, std::time::SystemTime::now()),
+        ];
+        for wait in waits.into_iter().flatten() {
+            assert!(wait <= model::MAX_HEADER_WAIT);
+            let _ = std::time::Instant::now() + wait + wait;
+        }
     }
     for kind in [BodyKind::Json, BodyKind::Form] {
         if let Ok(json) = decode_body(kind, body) {

@@ -20,6 +20,9 @@ use switchboard_core::secrets::SecretsCache;
 const TOKEN_EARLY: Duration = Duration::from_secs(60);
 /// How long a token is used when its server announced no expiry.
 const TOKEN_DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// The longest a token is kept, whatever its endpoint or record says (an `expires_in` of
+/// 2^64 - 1 must not overflow the clock).
+const TOKEN_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Secrets and the tokens minted from them.
 #[derive(Debug)]
@@ -189,9 +192,9 @@ impl<K: SecretStore> Credentials<K> {
         };
         let now = chrono::Utc::now().timestamp();
         if let (Some(token), Some(expires_at)) = (&client.access_token, client.expires_at) {
-            let left = u64::try_from(expires_at - now).unwrap_or(0);
+            let left = u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0);
             if left > TOKEN_EARLY.as_secs() {
-                let keep = Duration::from_secs(left) - TOKEN_EARLY;
+                let keep = (Duration::from_secs(left) - TOKEN_EARLY).min(TOKEN_MAX_LIFETIME);
                 self.cached_tokens()
                     .insert(secret.to_string(), (Instant::now() + keep, token.clone()));
                 return Ok(token.clone());
@@ -259,7 +262,8 @@ impl<K: SecretStore> Credentials<K> {
         let lifetime = answer
             .expires_in
             .map(Duration::from_secs)
-            .unwrap_or(TOKEN_DEFAULT_LIFETIME);
+            .unwrap_or(TOKEN_DEFAULT_LIFETIME)
+            .min(TOKEN_MAX_LIFETIME);
         // Renew a minute early, or at half-life for short-lived tokens.
         let keep = lifetime
             .checked_sub(TOKEN_EARLY)
@@ -475,6 +479,21 @@ mod tests {
         c.invalidate(&auth).await;
         let r = c.authorize(http.get("http://x/"), &auth).await.unwrap();
         assert_eq!(authorization(r), "Bearer token-1");
+    }
+
+    #[tokio::test]
+    async fn a_token_whose_lifetime_overflows_the_clock_is_kept_a_day_without_a_panic() {
+        let (url, calls) = token_server(u64::MAX).await;
+        let c = credentials(&url);
+        let auth = Auth::Oauth2ClientCredentials {
+            secret: "dest/oauth".into(),
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..2 {
+            let r = c.authorize(http.get("http://x/"), &auth).await.unwrap();
+            assert_eq!(authorization(r), "Bearer token-0");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -229,15 +229,20 @@ impl CircuitStore for MemoryTable {
         destination: &str,
         now_ms: i64,
         until_ms: i64,
-        force: bool,
+        probe_failed: bool,
     ) -> Result<bool, AwsError> {
         let mut circuits = lock(&self.circuits);
         let state = circuits.entry(destination.to_string()).or_default();
-        if !force && state.open_until_ms.is_some_and(|open| open >= now_ms) {
+        if !probe_failed && state.open_until_ms.is_some_and(|open| open >= now_ms) {
             return Ok(false);
         }
         state.open_until_ms = Some(until_ms);
         state.probe_until_ms = None;
+        state.opened_at_ms.get_or_insert(now_ms);
+        if probe_failed {
+            state.probes_failed += 1;
+            state.probe_failed_at_ms = Some(now_ms);
+        }
         Ok(true)
     }
 

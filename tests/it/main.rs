@@ -7,6 +7,7 @@
 mod utils;
 
 mod deliver;
+mod hardening;
 mod ingest;
 mod ops;
 mod package;

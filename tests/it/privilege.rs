@@ -153,6 +153,71 @@ fn no_role_allows_any_action_or_resource_and_sam_adds_no_managed_policy() {
     }
 }
 
+/// Whether a role's statements let it call `action` on the archive bucket's `key` (`None`:
+/// the bucket itself): an Allow matches and no Deny does.
+fn may_on_archive(role: &Value, action: &str, key: Option<&str>) -> bool {
+    let statements: Vec<&Value> = list(&role["Properties"]["Policies"])
+        .into_iter()
+        .flat_map(|p| list(&p["PolicyDocument"]["Statement"]))
+        .filter(|s| {
+            list(&s["Action"])
+                .iter()
+                .any(|a| a.as_str() == Some(action))
+        })
+        .collect();
+    let arn = match key {
+        Some(key) => format!("${{ArchiveBucket.Arn}}/{key}"),
+        None => "ArchiveBucket.Arn".to_string(),
+    };
+    let matches = |s: &&Value| {
+        list(&s["Resource"]).iter().any(|r| {
+            let r = text(r).unwrap();
+            match r.strip_suffix('*') {
+                Some(prefix) => arn.starts_with(prefix),
+                None => r == arn,
+            }
+        })
+    };
+    let effect = |e: &str| {
+        statements
+            .iter()
+            .filter(|s| s["Effect"].as_str() == Some(e))
+            .any(matches)
+    };
+    effect("Allow") && !effect("Deny")
+}
+
+#[test]
+fn the_internet_facing_function_writes_the_archive_and_can_neither_list_it_nor_write_audits() {
+    let t = template();
+    let roles = roles(&t);
+    let ingest = &t["Resources"][roles["IngestFunction"].as_str()];
+    let transform = &t["Resources"][roles["TransformFunction"].as_str()];
+    assert!(may_on_archive(
+        ingest,
+        "s3:PutObject",
+        Some("shop/2026/12/06/evt_1")
+    ));
+    assert!(may_on_archive(ingest, "s3:PutObject", Some("warm-up")));
+    assert!(!may_on_archive(
+        ingest,
+        "s3:PutObject",
+        Some("audit/shop/2026/12/06/evt_1/triage.json")
+    ));
+    assert!(!may_on_archive(ingest, "s3:ListBucket", None));
+    assert!(!may_on_archive(
+        ingest,
+        "s3:GetObject",
+        Some("shop/2026/12/06/evt_1")
+    ));
+    // The audit records' writer still may.
+    assert!(may_on_archive(
+        transform,
+        "s3:PutObject",
+        Some("audit/shop/2026/12/06/evt_1/triage.json")
+    ));
+}
+
 #[test]
 fn each_function_reads_exactly_the_secrets_its_definitions_use() {
     let t = template();

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use clap::Args;
 use serde::Serialize;
 use switchboard_core::envelope::DeliveryV1;
@@ -280,6 +280,9 @@ pub struct Moved {
     /// A few of those matched (dry runs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sample: Vec<DeadLetterRecord>,
+    /// Letters SQS would not take back (too large, or refused): they stay in the DLQ.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_redriven: Vec<super::redrive::NotSent>,
 }
 
 /// What to do with the matched letters.
@@ -364,7 +367,12 @@ pub async fn act(
                 continue;
             }
             let (gone, kept) = match action {
-                Action::Redrive => redrive_batch(stack, &store, kind, &source, chosen).await?,
+                Action::Redrive => {
+                    let sent =
+                        super::redrive::send_back(stack, &store, kind, &source, chosen).await?;
+                    moved.not_redriven.extend(sent.refused);
+                    (sent.sent, sent.kept)
+                }
                 Action::Purge => (chosen, Vec::new()),
             };
             for h in kept {
@@ -392,73 +400,6 @@ pub async fn act(
         }
     }
     Ok(moved)
-}
-
-/// Sends up to 10 letters back to their source queue with a fresh retry schedule, in one
-/// request; answers the ones sent (to delete) and the ones SQS refused (to keep). Sent before
-/// they are deleted: a failure in between leaves a copy in the DLQ, and the event id dedupes
-/// any route already delivered.
-async fn redrive_batch(
-    stack: &Stack,
-    store: &DynamoIdempotencyStore,
-    kind: QueueKind,
-    source: &str,
-    batch: Vec<Held>,
-) -> anyhow::Result<(Vec<Held>, Vec<Held>)> {
-    if kind == QueueKind::Deliveries {
-        // The history would dead-letter them again at once.
-        let tasks: Vec<String> = batch
-            .iter()
-            .filter_map(|h| {
-                Some(format!(
-                    "{}#{}",
-                    h.letter.event_id,
-                    h.letter.route.as_ref()?
-                ))
-            })
-            .collect();
-        for r in futures::future::join_all(tasks.iter().map(|t| store.reset_attempts(t))).await {
-            r.map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
-    }
-    let entries = batch
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(&h.letter.body)
-                .build()
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let out = stack
-        .sqs
-        .send_message_batch()
-        .queue_url(source)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .map_err(failed(format!("sending to {source}")))?;
-    let refused: std::collections::HashMap<&str, &str> = out
-        .failed()
-        .iter()
-        .map(|f| (f.id(), f.message().unwrap_or(f.code())))
-        .collect();
-    if let Some(why) = refused.values().next() {
-        eprintln!(
-            "{} of {} letter(s) not redriven (they stay in the DLQ): {why}",
-            refused.len(),
-            batch.len()
-        );
-    }
-    let (sent, kept): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .enumerate()
-        .partition(|(i, _)| !refused.contains_key(i.to_string().as_str()));
-    Ok((
-        sent.into_iter().map(|(_, h)| h).collect(),
-        kept.into_iter().map(|(_, h)| h).collect(),
-    ))
 }
 
 /// Deletes up to 10 letters in one request.
@@ -656,6 +597,19 @@ fn report(moved: &Moved, json: bool, verb: &str, dry_run: bool) -> anyhow::Resul
     } else {
         let done = moved.redriven.or(moved.purged).unwrap_or(0);
         println!("{} matched, {done} {verb}", moved.matched);
+        for n in &moved.not_redriven {
+            println!(
+                "not redriven, still in the DLQ: {} {} ({} bytes): {}",
+                n.event_id,
+                n.route.as_deref().unwrap_or("-"),
+                n.bytes,
+                n.why
+            );
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    if moved.not_redriven.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
 }

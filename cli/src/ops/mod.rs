@@ -7,6 +7,7 @@
 //! credentials configured, the emulator's dummy credentials and `us-east-1` are used.
 
 pub mod dlq;
+pub mod redrive;
 pub mod replay;
 pub mod review;
 pub mod status;

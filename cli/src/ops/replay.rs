@@ -1,6 +1,8 @@
 //! `switchboard replay`: archived events (S3) run again through the definitions deployed now,
 //! for example after a mapping fix. Routes already delivered for an event are skipped (their
-//! `deliver#` records), unless `--force`.
+//! `deliver#` records), unless `--force`. Those records are kept 7 days
+//! (`DELIVERY_RECORDS_KEPT`) and the archive 90: an event older than its records is refused
+//! unless `--force`, since nothing can say whether it was delivered.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,7 @@ use clap::Args;
 use serde::Serialize;
 use switchboard_core::archive::{ArchivedEvent, MAX_INLINE_MESSAGE_BYTES};
 use switchboard_core::envelope::{EventMessage, EventV1};
+use switchboard_core::idempotency::DELIVERY_RECORDS_KEPT;
 use switchboard_core::integration::{Integration, Integrations};
 use switchboard_core::ports::IdempotencyStore as _;
 use switchboard_shared::aws::DynamoIdempotencyStore;
@@ -33,7 +36,8 @@ pub struct ReplayArgs {
     /// Only events received before this time.
     #[arg(long, value_parser = super::dlq::parse_time)]
     pub until: Option<chrono::DateTime<chrono::Utc>>,
-    /// Send routes already delivered again too.
+    /// Send routes already delivered again too, and events older than the delivery records
+    /// (7 days), which may have been delivered.
     #[arg(long)]
     pub force: bool,
     /// Change nothing: say how many match and how many would be skipped.
@@ -52,7 +56,7 @@ pub struct ReplayArgs {
 }
 
 /// What `replay --json` prints.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Replayed {
     /// Archived events that matched.
     pub matched: usize,
@@ -60,6 +64,11 @@ pub struct Replayed {
     pub replayed: usize,
     /// Skipped: every route asked for was delivered already.
     pub skipped_delivered: usize,
+    /// Refused (without `--force`): received before the delivery records' horizon, so whether
+    /// they were delivered is not known.
+    pub refused_too_old: usize,
+    /// The horizon: events received before it are older than their delivery records.
+    pub records_since: chrono::DateTime<chrono::Utc>,
 }
 
 fn routes(dir: &Path, args: &ReplayArgs) -> anyhow::Result<Vec<String>> {
@@ -155,14 +164,23 @@ pub async fn replay(
         }
         events.push((key, record));
     }
+    let records_since =
+        chrono::Utc::now() - chrono::Duration::from_std(DELIVERY_RECORDS_KEPT).unwrap_or_default();
     let mut result = Replayed {
         matched: events.len(),
-        ..Replayed::default()
+        replayed: 0,
+        skipped_delivered: 0,
+        refused_too_old: 0,
+        records_since,
     };
     let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
     // Which routes each event still needs.
     let mut plan = Vec::new();
     for (key, record) in events {
+        if record.received_at < records_since && !args.force {
+            result.refused_too_old += 1;
+            continue;
+        }
         let mut needed = Vec::new();
         for route in &routes {
             let done = store
@@ -253,6 +271,15 @@ pub async fn run(
                 ""
             }
         );
+        if r.refused_too_old > 0 {
+            println!(
+                "{} event(s) refused: received before {}, older than the delivery records (kept {} days), so whether they were delivered is not known; --force sends them (destinations can dedupe by their Idempotency-Key, {{event_id}}:{{route}})",
+                r.refused_too_old,
+                r.records_since
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                DELIVERY_RECORDS_KEPT.as_secs() / 86_400
+            );
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -155,6 +155,7 @@ pub async fn status(stack: &Stack) -> anyhow::Result<Status> {
 
 /// The table a person reads.
 pub fn render(s: &Status) -> String {
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let rows: Vec<Vec<String>> = s
         .queues
         .iter()
@@ -194,16 +195,31 @@ pub fn render(s: &Status) -> String {
             .circuits
             .iter()
             .map(|c| {
+                let open_for = c
+                    .opened_at_ms
+                    .map(|at| format!("{}s", (now_ms - at).max(0) / 1000))
+                    .unwrap_or_default();
                 vec![
-                    c.destination.clone(),
+                    c.circuit.clone(),
                     c.failures.to_string(),
+                    open_for,
+                    c.probes_failed.to_string(),
                     chrono::DateTime::from_timestamp_millis(c.open_until_ms)
                         .map(|t| t.to_rfc3339())
                         .unwrap_or_default(),
                 ]
             })
             .collect();
-        out.push_str(&table(&["open circuit", "failures", "until"], &rows));
+        out.push_str(&table(
+            &[
+                "open circuit (integration/route@destination)",
+                "failures",
+                "open for",
+                "probes failed",
+                "until",
+            ],
+            &rows,
+        ));
     }
     out
 }

@@ -67,8 +67,21 @@ pub(super) fn definition_id(file: &Path, id: Option<String>) -> Result<String, D
             ),
         ));
     }
+    if RESERVED_IDS.contains(&id.as_str()) {
+        return Err(error(
+            file,
+            "id",
+            format!(
+                "`{id}` is reserved: the archive keeps the model audit records under `audit/` and its warm-up object at `warm-up`; choose another id"
+            ),
+        ));
+    }
     Ok(id)
 }
+
+/// Integration ids the archive's layout holds for itself (an integration's events are kept
+/// under `{id}/`; ingest may not write under `audit/`).
+const RESERVED_IDS: [&str; 2] = ["audit", "warm-up"];
 
 /// Checks route `i`'s id against the ids of the routes before it.
 pub(super) fn route_id<'a>(
@@ -320,6 +333,9 @@ fn route(file: &Path, i: usize, r: RouteFile) -> Result<Route, DefinitionError> 
         &route_err,
     )?;
     let deliver = deliver(&r.deliver, &route_err)?;
+    if review_when.is_some() || review.on_rejected {
+        review_fits_the_queue(&review, &deliver.retry, &route_err)?;
+    }
     Ok(Route {
         id: r.id,
         when,
@@ -330,6 +346,47 @@ fn route(file: &Path, i: usize, r: RouteFile) -> Result<Route, DefinitionError> 
         review,
         deliver,
     })
+}
+
+/// The longest a retry schedule can take, every delay at the top of its jitter.
+fn longest_schedule(retry: &[std::time::Duration]) -> std::time::Duration {
+    retry
+        .iter()
+        .map(|d| d.mul_f64(1.0 + crate::delivery_policy::JITTER))
+        .sum()
+}
+
+/// A review's timer is the task's own message in the deliveries queue, so the schedule before
+/// the review (`on_rejected: review` holds a task after its calls), the wait for a person, and
+/// the schedule of the decided request must all fit in the queue's retention: past it SQS
+/// drops the timer and the item would stay pending for ever.
+fn review_fits_the_queue(
+    review: &ReviewPolicy,
+    retry: &[std::time::Duration],
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<(), DefinitionError> {
+    let schedule = longest_schedule(retry);
+    let before = if review.on_rejected {
+        schedule
+    } else {
+        std::time::Duration::ZERO
+    };
+    let total = before + review.expires + schedule;
+    if total < QUEUE_RETENTION {
+        return Ok(());
+    }
+    let hours = |d: std::time::Duration| d.as_secs() / 3600;
+    Err(route_err(
+        "review.expires",
+        format!(
+            "a task may wait {} h in the deliveries queue ({} h of retries before the review, {} h for a decision, {} h of retries after it, with jitter); the queue keeps a message {} days: shorten review.expires or deliver.retry",
+            hours(total),
+            hours(before),
+            hours(review.expires),
+            hours(schedule),
+            QUEUE_RETENTION.as_secs() / 86_400
+        ),
+    ))
 }
 
 /// A route's review settings, validated: `review:` only with something that sends to review,
@@ -428,10 +485,7 @@ pub(super) fn deliver(
     };
     // Every retry waits in the deliveries queue: a schedule that could outlive the queue's
     // retention would lose the task to SQS's expiry instead of the DLQ.
-    let longest: std::time::Duration = retry
-        .iter()
-        .map(|d| d.mul_f64(1.0 + crate::delivery_policy::JITTER))
-        .sum();
+    let longest = longest_schedule(&retry);
     if longest >= QUEUE_RETENTION {
         return Err(route_err(
             "deliver.retry",

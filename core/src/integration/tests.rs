@@ -46,6 +46,17 @@ fn the_documented_shape_loads_with_the_stem_as_id() {
 }
 
 #[test]
+fn the_archives_own_prefixes_are_not_integration_ids() {
+    let dir = tempdir("reserved");
+    for id in ["audit", "warm-up"] {
+        let e = load_file(&write(&dir, &format!("{id}.yaml"), GOOD)).unwrap_err();
+        assert_eq!(e.field, "id");
+        assert!(e.message.contains("reserved"), "{e}");
+    }
+    assert!(load_file(&write(&dir, "auditor.yaml", GOOD)).is_ok());
+}
+
+#[test]
 fn each_function_loads_its_view_of_the_same_file() {
     let dir = tempdir("views");
     write(&dir, "example.yaml", GOOD);
@@ -412,6 +423,13 @@ fn enrich_and_route_mistakes_name_the_field_and_the_route() {
             "      auth: { type: basic, secret: s/3pl }",
             "      auth: { type: basic, secret: s/3pl }\n      retry: [12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h, 12h]",
             "routes[0].deliver.retry",
+        ),
+        // 7 days of review between two schedules of 3.6 days (with jitter) outlive the queue;
+        // either alone fits.
+        (
+            "      auth: { type: basic, secret: s/3pl }",
+            "      auth: { type: basic, secret: s/3pl }\n      retry: [12h, 12h, 12h, 12h, 12h, 12h]\n    on_rejected: review\n    review: { expires: 7d }",
+            "routes[0].review.expires",
         ),
     ] {
         let text = FULL.replace(from, to);

@@ -80,15 +80,23 @@ pub struct Deliver<K, V, D, S> {
     queue: V,
     dead_letters: D,
     metrics: Metrics,
-    /// Circuits as last read, by destination.
+    /// Circuits as last read, by key (`circuit::key`: one per route).
     circuits: Mutex<HashMap<String, (Instant, CircuitState)>>,
     max_receive_count: u32,
 }
 
-/// How long a delivered task is remembered: longer than the longest retry schedule.
-const DELIVERED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a delivered task is remembered (and its attempt history kept).
+const DELIVERED_TTL: Duration = switchboard_core::idempotency::DELIVERY_RECORDS_KEPT;
 /// When an in-progress claim lapses if the Lambda deadline is unknown (locally).
 const DEFAULT_IN_PROGRESS: Duration = Duration::from_secs(60);
+/// Where a call goes: its destination (the origin, for limits, logs and metrics) and its
+/// route's circuit.
+#[derive(Debug, Clone, Copy)]
+struct Target<'a> {
+    destination: &'a str,
+    circuit: &'a str,
+}
+
 /// How long a container trusts its read of a circuit.
 const CIRCUIT_READ_TTL: Duration = Duration::from_secs(1);
 /// The longest a task waits in process for a rate limit before it waits on its visibility.
@@ -354,13 +362,19 @@ where
         tried: &mut Tried,
     ) -> Result<Fate, Fate> {
         let destination = route.deliver.destination();
-        let probe = self.admit(work, route, &destination, deadline_ms).await?;
+        // A circuit per route: another route's failures on the same host never hold this one.
+        let circuit = circuit::key(&work.task.integration, &work.task.route, &destination);
+        let probe = self.admit(work, route, &circuit, deadline_ms).await?;
         *claimed = Some(self.claim(work, deadline_ms).await?);
         self.redelivered(work, tried).await?;
         let taken = self
             .throttle(work, route, &destination, deadline_ms)
             .await?;
-        let (attempt, latency) = self.call(work, route, &destination, taken, probe).await?;
+        let target = Target {
+            destination: &destination,
+            circuit: &circuit,
+        };
+        let (attempt, latency) = self.call(work, route, target, taken, probe).await?;
         Ok(self.settle(work, route, attempt, latency, tried).await)
     }
 
@@ -557,43 +571,40 @@ where
         }
     }
 
-    /// The circuit (while it is open nothing is called; after its cool-down one caller probes)
-    /// and the deadline (never start what cannot finish before it). Ok(probe).
+    /// The route's circuit (while it is open nothing is called; after its cool-down one caller
+    /// probes) and the deadline (never start what cannot finish before it). Ok(probe).
     async fn admit(
         &self,
         work: &Work<'_>,
         route: &OutboundRoute,
-        destination: &str,
+        circuit: &str,
         deadline_ms: Option<i64>,
     ) -> Result<bool, Fate> {
         let now_ms = Utc::now().timestamp_millis();
-        let probe = match self.circuit(destination).await.admit(now_ms) {
+        let state = self.circuit(circuit).await;
+        let probe = match state.admit(now_ms) {
             Admit::Call => false,
             Admit::Probe => {
                 let until = now_ms + route.deliver.timeout.as_millis() as i64 + 1000;
-                match self.store.take_probe(destination, now_ms, until).await {
+                match self.store.take_probe(circuit, now_ms, until).await {
                     Ok(true) => {
-                        tracing::info!(destination = %destination, "circuit half-open: probing");
+                        tracing::info!(circuit = %circuit, "circuit half-open: probing");
                         true
                     }
                     Ok(false) => {
-                        return Err(self.held(
-                            work,
-                            route,
-                            Held::CircuitOpen,
-                            Duration::from_secs(1),
-                        ));
+                        let wait = Duration::from_secs(1);
+                        return Err(self.held(work, route, Held::CircuitOpen, wait, Some(&state)));
                     }
                     Err(e) => return Err(Fate::unavailable(e.to_string())),
                 }
             }
             Admit::Wait(until_ms) => {
                 let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
-                return Err(self.held(work, route, Held::CircuitOpen, wait));
+                return Err(self.held(work, route, Held::CircuitOpen, wait, Some(&state)));
             }
         };
         if !self.time_for(route, deadline_ms) {
-            return Err(self.held(work, route, Held::Deadline, Duration::ZERO));
+            return Err(self.held(work, route, Held::Deadline, Duration::ZERO, None));
         }
         Ok(probe)
     }
@@ -681,21 +692,22 @@ where
             Ok(Some(taken)) => Ok(taken),
             Ok(None) => {
                 let wait = delivery_policy::rate_limited_wait(jitter(work.text, work.receives));
-                Err(self.held(work, route, Held::RateLimited, wait))
+                Err(self.held(work, route, Held::RateLimited, wait, None))
             }
             Err(e) => Err(Fate::unavailable(format!("rate limit unavailable: {e}"))),
         }
     }
 
-    /// The call, its log line and latency, and what it does to the circuit.
+    /// The call, its log line and latency, and what it does to the route's circuit.
     async fn call(
         &self,
         work: &Work<'_>,
         route: &OutboundRoute,
-        destination: &str,
+        target: Target<'_>,
         taken: Taken,
         probe: bool,
     ) -> Result<(Attempt, Duration), Fate> {
+        let destination = target.destination;
         let task = work.task;
         let started = Instant::now();
         let sent = self.send_refreshing(task, route).await;
@@ -733,7 +745,7 @@ where
         );
         self.metrics
             .delivery_latency(&task.integration, &task.route, latency_ms);
-        self.update_circuit(route, destination, attempt.outcome, probe)
+        self.update_circuit(route, target, attempt.outcome, probe)
             .await;
         Ok((attempt, latency))
     }
@@ -800,8 +812,16 @@ where
         }))
     }
 
-    /// A hand-back without a call, as the policy settles it.
-    fn held(&self, work: &Work<'_>, route: &OutboundRoute, why: Held, wait: Duration) -> Fate {
+    /// A hand-back without a call, as the policy settles it; `circuit` as read, when it is
+    /// the cause.
+    fn held(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        why: Held,
+        wait: Duration,
+        circuit: Option<&CircuitState>,
+    ) -> Fate {
         let now_ms = Utc::now().timestamp_millis();
         let sent_ms = work
             .message
@@ -810,6 +830,7 @@ where
             .and_then(|t| t.parse::<i64>().ok())
             .unwrap_or(now_ms);
         let age = Duration::from_millis(u64::try_from(now_ms - sent_ms).unwrap_or(0));
+        let outage = circuit.map(|c| c.outage(now_ms)).unwrap_or_default();
         Fate::Settle(delivery_policy::hold(&Waiting {
             why,
             wait,
@@ -819,6 +840,8 @@ where
             schedule: &route.deliver.retry,
             destination: &route.deliver.destination(),
             jitter: jitter(work.text, work.receives),
+            probe_failed: circuit.is_some_and(|c| c.probe_failed_since(sent_ms)),
+            outage: &outage,
         }))
     }
 
@@ -962,15 +985,19 @@ where
             .insert(destination.to_string(), (Instant::now(), state));
     }
 
-    /// Counts the outcome against the destination's circuit and opens or closes it, as
-    /// `circuit` decides.
+    /// Counts the outcome against the route's circuit and opens or closes it, as `circuit`
+    /// decides.
     async fn update_circuit(
         &self,
         route: &OutboundRoute,
-        destination: &str,
+        target: Target<'_>,
         outcome: Outcome,
         probe: bool,
     ) {
+        let Target {
+            destination,
+            circuit: key,
+        } = target;
         let settings = route.deliver.circuit;
         let now_ms = Utc::now().timestamp_millis();
         let until = now_ms + settings.cool_down.as_millis() as i64;
@@ -978,21 +1005,19 @@ where
             match circuit::effect(outcome) {
                 Effect::Untouched => Ok(None),
                 Effect::Failure { opens } => {
-                    let failures = self.store.count_failure(destination).await?;
-                    let mut state = self.circuit(destination).await;
+                    let failures = self.store.count_failure(key).await?;
+                    let mut state = self.circuit(key).await;
                     state.failures = failures;
                     let transition =
                         match circuit::after_failure(failures, settings.failures, opens, probe) {
                             Some(Transition::Reopened) => {
-                                self.store
-                                    .open_circuit(destination, now_ms, until, true)
-                                    .await?;
+                                self.store.open_circuit(key, now_ms, until, true).await?;
                                 Some(Transition::Reopened)
                             }
                             // Only the caller whose write opened it reports it.
                             Some(t) => self
                                 .store
-                                .open_circuit(destination, now_ms, until, false)
+                                .open_circuit(key, now_ms, until, false)
                                 .await?
                                 .then_some(t),
                             None => None,
@@ -1000,21 +1025,26 @@ where
                     if transition.is_some() {
                         state.open_until_ms = Some(until);
                         state.probe_until_ms = None;
+                        state.opened_at_ms.get_or_insert(now_ms);
                     }
-                    self.remember(destination, state);
+                    if transition == Some(Transition::Reopened) {
+                        state.probes_failed += 1;
+                        state.probe_failed_at_ms = Some(now_ms);
+                    }
+                    self.remember(key, state);
                     Ok(transition)
                 }
                 Effect::Success => {
                     let last_read = if probe {
                         CircuitState::default()
                     } else {
-                        self.circuit(destination).await
+                        self.circuit(key).await
                     };
                     if !circuit::after_success(probe, &last_read) {
                         return Ok(None);
                     }
-                    let was_open = self.store.close_circuit(destination).await?;
-                    self.remember(destination, CircuitState::default());
+                    let was_open = self.store.close_circuit(key).await?;
+                    self.remember(key, CircuitState::default());
                     Ok((probe || was_open).then_some(Transition::Closed))
                 }
             }
@@ -1024,6 +1054,7 @@ where
             Ok(Some(t)) => {
                 tracing::warn!(
                     destination = %destination,
+                    circuit = %key,
                     state = t.as_str(),
                     cool_down_s = settings.cool_down.as_secs(),
                     "circuit {}",
@@ -1180,7 +1211,15 @@ where
     ) -> Result<Result<reqwest::RequestBuilder, Attempt>, AuthError> {
         let mut url = route.deliver.url.clone();
         if let Some(path) = &task.path {
-            // The mapping chose the path; scheme, host and port stay the definition's.
+            // The mapping chose the path; scheme, host and port stay the definition's. A `..`
+            // would climb out of it (transform refuses one; a task from elsewhere is refused
+            // here).
+            if switchboard_core::url_template::path_climbs(path) {
+                return Ok(Err(Attempt::failed(
+                    Outcome::Blocked,
+                    "refused by the network guard: the path has a `.` or `..` segment".into(),
+                )));
+            }
             let (path, query) = match path.split_once('?') {
                 Some((p, q)) => (p, Some(q)),
                 None => (path.as_str(), None),

@@ -926,8 +926,26 @@ mod tests {
                 json!({"data": {"order": {"id": id, "query": request["query"]}}})
             })
         }
+        // An API whose rate-limit headers say whatever the path says (`/hostile/<status>/<v>`).
+        async fn hostile(
+            axum::extract::Path((status, value)): axum::extract::Path<(u16, String)>,
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            (
+                StatusCode::from_u16(status).unwrap(),
+                [
+                    ("retry-after", value.as_str()),
+                    ("retry-after-ms", value.as_str()),
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", value.as_str()),
+                ],
+                axum::Json(json!({"id": 1})),
+            )
+                .into_response()
+        }
         let app = axum::Router::new()
             .route("/gql", axum::routing::post(graphql))
+            .route("/hostile/{status}/{value}", axum::routing::get(hostile))
             .route("/exhausted", axum::routing::get(exhausted))
             .route("/{*path}", axum::routing::get(answer));
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -986,6 +1004,33 @@ mod tests {
         assert!(table.take_rate(&origin, now + 4, 5).await.unwrap());
         // And this function holds off itself.
         assert!(enricher.paused_for(&origin).is_some());
+    }
+
+    #[tokio::test]
+    async fn no_rate_limit_header_value_panics_a_step() {
+        let base = api().await;
+        for status in [200, 429] {
+            for value in [
+                "inf",
+                "1e300",
+                "NaN",
+                "-1",
+                "99999999999999999999h",
+                "1e300h",
+            ] {
+                let mut s = step(format!("{base}/hostile/{status}/{value}"), OnMissing::Fail);
+                s.budget = Some(Duration::from_millis(200));
+                s.limits.max_per_second = Some(5);
+                let result = run_step(s, NetworkPolicy::LOCAL).await;
+                match status {
+                    200 => assert!(result.is_ok(), "{value}: {result:?}"),
+                    _ => assert!(
+                        matches!(result, Err(EnrichError::Retryable { .. })),
+                        "{value}: {result:?}"
+                    ),
+                }
+            }
+        }
     }
 
     #[tokio::test]

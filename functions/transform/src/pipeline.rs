@@ -232,6 +232,9 @@ pub fn request_from(mapped: Value) -> Result<Request, String> {
                     "path must start with a single `/` and hold no `\\`, `#` or control characters (the host comes from the definition)".into(),
                 );
             }
+            if switchboard_core::url_template::path_climbs(&p) {
+                return Err("path must hold no `.` or `..` segment (a URL resolves them: `/a/../b` is `/b`)".into());
+            }
             Some(p)
         }
         Some(other) => {
@@ -328,6 +331,9 @@ mod tests {
             ),
             (json!({"path": "//evil.example/x"}), "single `/`"),
             (json!({"path": "https://evil.example/x"}), "single `/`"),
+            (json!({"path": "/ok/../admin"}), "`..` segment"),
+            (json!({"path": "/ok/%2E%2e/admin?x=1"}), "`..` segment"),
+            (json!({"path": "/ok/./x"}), "`..` segment"),
             (json!({"method": "CONNECT"}), "not one of"),
             (
                 json!({"headers": {"Host": "evil.example"}}),

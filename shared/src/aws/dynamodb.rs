@@ -185,11 +185,14 @@ impl IdempotencyStore for DynamoIdempotencyStore {
 }
 
 /// Destination state shares the idempotency table (key `id`, TTL attribute `expiration`):
-/// `circuit#{destination}`, `rate#{destination}#{second}`, `slot#{destination}#{n}` and
+/// `circuit#{integration}/{route}@{destination}`, `rate#{destination}#{second}`, `slot#{destination}#{n}` and
 /// `attempts#{event_id}#{route}` items.
 const FAILURES: &str = "failures";
 const OPEN_UNTIL: &str = "open_until";
 const PROBE_UNTIL: &str = "probe_until";
+const OPENED_AT: &str = "opened_at";
+const PROBES_FAILED: &str = "probes_failed";
+const PROBE_FAILED_AT: &str = "probe_failed_at";
 const COUNT: &str = "n";
 const LEASE_UNTIL: &str = "lease_until";
 const HISTORY: &str = "history";
@@ -238,12 +241,16 @@ fn later(secs: i64) -> AttributeValue {
 /// A circuit as the operations commands show it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OpenCircuit {
-    /// The destination (scheme, host, port).
-    pub destination: String,
+    /// The route's circuit: `{integration}/{route}@{destination}` (scheme, host, port).
+    pub circuit: String,
     /// Consecutive failures counted.
     pub failures: u32,
     /// Until when it stays open (ms since the epoch).
     pub open_until_ms: i64,
+    /// Since when it has been open, in this outage (ms since the epoch).
+    pub opened_at_ms: Option<i64>,
+    /// Probes that failed in this outage.
+    pub probes_failed: u32,
 }
 
 impl DynamoIdempotencyStore {
@@ -271,9 +278,11 @@ impl DynamoIdempotencyStore {
                     continue;
                 };
                 open.push(OpenCircuit {
-                    destination: id.trim_start_matches("circuit#").to_string(),
+                    circuit: id.trim_start_matches("circuit#").to_string(),
                     failures: number(item, FAILURES).unwrap_or(0),
                     open_until_ms: number(item, OPEN_UNTIL).unwrap_or(0),
+                    opened_at_ms: number(item, OPENED_AT),
+                    probes_failed: number(item, PROBES_FAILED).unwrap_or(0),
                 });
             }
             match out.last_evaluated_key() {
@@ -323,6 +332,9 @@ impl CircuitStore for DynamoIdempotencyStore {
                 failures: number(item, FAILURES).unwrap_or(0),
                 open_until_ms: number(item, OPEN_UNTIL),
                 probe_until_ms: number(item, PROBE_UNTIL),
+                opened_at_ms: number(item, OPENED_AT),
+                probes_failed: number(item, PROBES_FAILED).unwrap_or(0),
+                probe_failed_at_ms: number(item, PROBE_FAILED_AT),
             })
             .unwrap_or_default())
     }
@@ -353,23 +365,34 @@ impl CircuitStore for DynamoIdempotencyStore {
         destination: &str,
         now_ms: i64,
         until_ms: i64,
-        force: bool,
+        probe_failed: bool,
     ) -> Result<bool, AwsError> {
+        let opening = "SET #open = :until, #exp = :exp, #oa = if_not_exists(#oa, :now)";
+        let update = if probe_failed {
+            format!("{opening}, #pfa = :now ADD #pf :one REMOVE #probe")
+        } else {
+            format!("{opening} REMOVE #probe")
+        };
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(KEY, key(format!("circuit#{destination}")))
-            .update_expression("SET #open = :until, #exp = :exp REMOVE #probe")
+            .update_expression(update)
             .expression_attribute_names("#open", OPEN_UNTIL)
             .expression_attribute_names("#probe", PROBE_UNTIL)
             .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_names("#oa", OPENED_AT)
             .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS));
-        if !force {
+        if probe_failed {
             request = request
-                .condition_expression("attribute_not_exists(#open) OR #open < :now")
-                .expression_attribute_values(":now", n(now_ms));
+                .expression_attribute_names("#pfa", PROBE_FAILED_AT)
+                .expression_attribute_names("#pf", PROBES_FAILED)
+                .expression_attribute_values(":one", n(1));
+        } else {
+            request = request.condition_expression("attribute_not_exists(#open) OR #open < :now");
         }
         conditional("UpdateItem", request.send().await)
     }
@@ -404,10 +427,13 @@ impl CircuitStore for DynamoIdempotencyStore {
             .update_item()
             .table_name(&self.table)
             .key(KEY, key(format!("circuit#{destination}")))
-            .update_expression("SET #f = :zero, #exp = :exp REMOVE #open, #probe")
+            .update_expression("SET #f = :zero, #exp = :exp REMOVE #open, #probe, #oa, #pf, #pfa")
             .expression_attribute_names("#f", FAILURES)
             .expression_attribute_names("#open", OPEN_UNTIL)
             .expression_attribute_names("#probe", PROBE_UNTIL)
+            .expression_attribute_names("#oa", OPENED_AT)
+            .expression_attribute_names("#pf", PROBES_FAILED)
+            .expression_attribute_names("#pfa", PROBE_FAILED_AT)
             .expression_attribute_names("#exp", EXPIRATION)
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))

@@ -22,17 +22,28 @@ impl S3Archive {
         }
     }
 
-    /// Opens the connection to S3 with one cheap call (HeadBucket), for [`super::warm_up`].
+    /// Opens the connection to S3 with one call the archive's writer is allowed anyway, for
+    /// [`super::warm_up`]: an empty object at [`WARM_UP_KEY`]. (HeadBucket would need
+    /// `s3:ListBucket`, which lets the internet-facing function list every archived event.)
     pub fn warm(&self) -> impl Future<Output = Result<(), AwsError>> + Send + 'static {
-        let call = self.client.head_bucket().bucket(&self.bucket);
+        let call = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(WARM_UP_KEY)
+            .body(ByteStream::from_static(b""));
         async move {
             call.send()
                 .await
                 .map(|_| ())
-                .map_err(|e| aws_error("HeadBucket", e))
+                .map_err(|e| aws_error("PutObject", e))
         }
     }
 }
+
+/// The archive warm-up's object: outside every integration's prefix (`{integration}/...`) and
+/// the audit records' (`audit/...`).
+pub const WARM_UP_KEY: &str = "warm-up";
 
 impl Archive for S3Archive {
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), AwsError> {

@@ -55,7 +55,11 @@ impl Queue for SqsQueue {
                 .map_err(|e| aws_error("SendMessage", e))?;
             return Ok(());
         }
-        for chunk in bodies.chunks(10) {
+        // Ten bodies and 1 MiB in all per request.
+        for group in
+            switchboard_core::batching::by_size(&bodies.iter().map(String::len).collect::<Vec<_>>())
+        {
+            let chunk = &bodies[group];
             let entries = chunk
                 .iter()
                 .enumerate()

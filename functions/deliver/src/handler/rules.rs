@@ -119,10 +119,12 @@ impl Harness {
         }
     }
 
-    fn destination(&self) -> String {
-        self.integrations.get("shop").unwrap().routes[0]
+    /// The route's circuit key.
+    fn circuit(&self) -> String {
+        let destination = self.integrations.get("shop").unwrap().routes[0]
             .deliver
-            .destination()
+            .destination();
+        switchboard_core::circuit::key("shop", "r", &destination)
     }
 
     /// Delivers one task on its `receives`th receive; answers whether SQS is to hand it back.
@@ -191,6 +193,22 @@ async fn a_refused_task_is_dead_lettered_once_with_its_reason_and_its_claim_rele
 }
 
 #[tokio::test]
+async fn a_path_climbing_out_of_the_route_is_refused_without_a_call() {
+    let dest = Destination::start(200).await;
+    let h = Harness::new(&dest.url, "");
+    let mut climbing = shop_task(&EventId::new(), None);
+    climbing.path = Some("/ok/%2e%2E/admin".into());
+    assert!(
+        !h.deliver_task(climbing, 1).await,
+        "settled, not handed back"
+    );
+    let letters = h.dlq.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, Reason::NetworkRefused);
+    assert_eq!(dest.hits(), 0);
+}
+
+#[tokio::test]
 async fn a_failed_attempt_waits_its_scheduled_delay_and_joins_the_history() {
     let dest = Destination::start(503).await;
     let h = Harness::new(&dest.url, "      retry: [100s, 200s]\n");
@@ -235,11 +253,11 @@ async fn an_open_circuit_holds_the_task_without_calling_until_its_cool_down() {
     let h = Harness::new(&dest.url, "");
     let now = chrono::Utc::now().timestamp_millis();
     h.table.set_circuit(
-        &h.destination(),
+        &h.circuit(),
         CircuitState {
             failures: 10,
             open_until_ms: Some(now + 60_000),
-            probe_until_ms: None,
+            ..Default::default()
         },
     );
     assert!(h.deliver(&EventId::new(), 1).await);
@@ -256,14 +274,14 @@ async fn failures_open_the_circuit_at_the_threshold_and_a_410_at_once() {
         "      retry: [1s, 1s, 1s]\n      circuit: { failures: 2, cool_down: 30s }\n",
     );
     h.deliver(&EventId::new(), 1).await;
-    assert_eq!(h.table.circuit_of(&h.destination()).open_until_ms, None);
+    assert_eq!(h.table.circuit_of(&h.circuit()).open_until_ms, None);
     h.deliver(&EventId::new(), 1).await;
-    assert!(h.table.circuit_of(&h.destination()).open_until_ms.is_some());
+    assert!(h.table.circuit_of(&h.circuit()).open_until_ms.is_some());
 
     let gone = Destination::start(410).await;
     let h = Harness::new(&gone.url, "");
     h.deliver(&EventId::new(), 1).await;
-    assert!(h.table.circuit_of(&h.destination()).open_until_ms.is_some());
+    assert!(h.table.circuit_of(&h.circuit()).open_until_ms.is_some());
     assert_eq!(h.dlq.letters()[0].reason, Reason::PermanentFailure);
 }
 
@@ -328,7 +346,7 @@ async fn a_200_that_says_it_failed_is_not_delivered_and_a_rate_limit_is_retried(
     let wait = h.queue.delays().last().unwrap().1.as_secs();
     assert!((80..=120).contains(&wait), "{wait}");
     // A 200 that says it failed is the destination up: the circuit counts nothing.
-    assert_eq!(h.table.circuit_of(&h.destination()).failures, 0);
+    assert_eq!(h.table.circuit_of(&h.circuit()).failures, 0);
 }
 
 #[tokio::test]

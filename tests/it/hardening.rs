@@ -1,0 +1,332 @@
+//! Timing and input nobody here chose, through `switchboard dev`: a replay older than the
+//! delivery records, dead letters too large to redrive ten at a time, a circuit that must not
+//! give up on tasks its probe never tried, and a failing route beside a healthy one on the
+//! same host.
+
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard_cli::ops::Stack;
+use switchboard_cli::ops::replay::{self, ReplayArgs};
+use switchboard_core::archive::{self, ArchivedEvent, ArchivedEventV1};
+use switchboard_core::ids::EventId;
+
+use crate::utils::receiver::Receiver;
+use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
+
+/// An event 30 days old is in the archive (kept 90 days) but its delivery records (kept 7) are
+/// gone: a replay cannot tell whether it was delivered, so it refuses it and says so; with
+/// `--force` it sends it. A fresh delivered event is skipped as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_refuses_events_older_than_their_delivery_records_unless_forced() {
+    let receiver = Receiver::start().await;
+    let test = TestStack::start(&receiver.url, FAST).await;
+    let (status, body) = test
+        .post_signed(
+            "orders",
+            json!({"name": "fresh", "items": []}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    receiver.wait_for(1, Duration::from_secs(30)).await;
+
+    // An event delivered a month ago, as the archive still holds it.
+    let old = EventId::new();
+    let received_at = chrono::Utc::now() - chrono::Duration::days(30);
+    let record = ArchivedEvent::ArchivedEventV1(ArchivedEventV1 {
+        event_id: old.clone(),
+        integration: "orders".into(),
+        received_at,
+        headers: Default::default(),
+        raw_body: json!({"name": "old", "items": []}).to_string(),
+        body: None,
+    });
+    aws_sdk_s3::Client::new(&test.dev.sdk)
+        .put_object()
+        .bucket(&test.dev.resources.bucket)
+        .key(archive::key("orders", received_at, &old))
+        .body(serde_json::to_vec(&record).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+
+    let stack = Stack::new(&test.dev.sdk, &test.prefix);
+    let args = ReplayArgs {
+        integration: "orders".into(),
+        route: None,
+        event_id: None,
+        since: Some(chrono::Utc::now() - chrono::Duration::days(60)),
+        until: None,
+        force: false,
+        dry_run: false,
+        yes: true,
+        bucket: None,
+        integrations: test.dir.clone(),
+    };
+    let refused = replay::replay(&stack, &test.dev.sdk, &args).await.unwrap();
+    assert_eq!(
+        (
+            refused.matched,
+            refused.replayed,
+            refused.skipped_delivered,
+            refused.refused_too_old
+        ),
+        (2, 0, 1, 1),
+        "{refused:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.received().len(), 1, "nothing sent again");
+
+    let forced = replay::replay(
+        &stack,
+        &test.dev.sdk,
+        &ReplayArgs {
+            force: true,
+            event_id: Some(old.to_string()),
+            ..args
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (forced.replayed, forced.refused_too_old),
+        (1, 0),
+        "{forced:?}"
+    );
+    let received = receiver.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(received[1].body["name"], "old");
+    test.dev.shutdown().await;
+}
+
+/// The `big` integration: Standard Webhooks, route `all` sending the whole event to `url`.
+fn whole_event(url: &str, deliver: &str) -> String {
+    format!(
+        "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n  - id: all\n    map: '$'\n    deliver:\n      url: {url}\n{deliver}"
+    )
+}
+
+/// Three 400 KiB letters, refused by a destination that then recovers: one redrive sends them
+/// all back (two requests, as SQS takes 1 MiB per batch) and all three are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_400_kib_letters_are_redriven_together_and_delivered() {
+    let receiver = Receiver::start().await;
+    receiver.always(axum::http::StatusCode::BAD_REQUEST);
+    let test = TestStack::with(
+        &[("big", whole_event(&receiver.url, ""))],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    for n in 0..3 {
+        let body = json!({"n": n, "pad": "x".repeat(400 * 1024)}).to_string();
+        let (status, answer) = test.post_signed("big", body.as_bytes()).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let dlq_url = test.dev.resources.deliveries_dlq_url.clone();
+    let started = std::time::Instant::now();
+    while test.depth(&dlq_url).await < 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "three letters");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    receiver.always(axum::http::StatusCode::OK);
+    let moved = redrive_all(&test).await;
+    assert_eq!(moved.redriven, Some(3), "{:?}", moved.not_redriven);
+    assert!(moved.not_redriven.is_empty());
+    let started = std::time::Instant::now();
+    loop {
+        let delivered: std::collections::BTreeSet<i64> = receiver
+            .received()
+            .iter()
+            .filter(|r| {
+                r.body["pad"]
+                    .as_str()
+                    .is_some_and(|p| p.len() == 400 * 1024)
+            })
+            .skip(3)
+            .filter_map(|r| r.body["n"].as_i64())
+            .collect();
+        if delivered.len() == 3 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{delivered:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(test.depth(&dlq_url).await, 0);
+    test.dev.shutdown().await;
+}
+
+/// Distinct tasks a receiver answered 200 at `path` (by their Idempotency-Key).
+fn delivered_at(receiver: &Receiver, path: &str) -> usize {
+    receiver
+        .received()
+        .iter()
+        .filter(|r| r.status == 200 && r.path.starts_with(path))
+        .filter_map(|r| r.headers.get("idempotency-key"))
+        .map(|k| k.to_str().unwrap().to_string())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// `switchboard dlq redrive --queue deliveries --yes`: every letter.
+async fn redrive_all(test: &TestStack) -> switchboard_cli::ops::dlq::Moved {
+    use switchboard_cli::ops::QueueKind;
+    use switchboard_cli::ops::dlq::{self, Action, Filter, Run};
+    let run = Run {
+        yes: true,
+        ..Run::default()
+    };
+    let stack = Stack::new(&test.dev.sdk, &test.prefix);
+    dlq::act(
+        &stack,
+        QueueKind::Deliveries,
+        &Filter::default(),
+        Action::Redrive,
+        run,
+    )
+    .await
+    .unwrap()
+}
+
+/// Posts `{"n": 0}` .. `{"n": count - 1}` to `orders`, each accepted.
+async fn post_numbered(test: &TestStack, count: usize) {
+    for n in 0..count {
+        let (status, body) = test
+            .post_signed("orders", json!({"n": n}).to_string().as_bytes())
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+}
+
+async fn eventually(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: not within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A destination that failed long enough to fill the DLQ has recovered, but its circuit is
+/// still open (its last probe failed a moment ago) when the letters are redriven: every task
+/// waits for the circuit's next probe instead of giving up on a schedule of two seconds, and
+/// all twenty are delivered; none comes back to the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_under_an_open_circuit_waits_for_the_probe_and_delivers_everything() {
+    let receiver = Receiver::start().await;
+    receiver.always(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    let test = TestStack::with(
+        &[(
+            "orders",
+            whole_event(
+                &receiver.url,
+                "      retry: [1s, 1s]\n      circuit: { failures: 3, cool_down: 5s }\n",
+            ),
+        )],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    post_numbered(&test, 20).await;
+    let dlq_url = test.dev.resources.deliveries_dlq_url.clone();
+    eventually("twenty letters", Duration::from_secs(90), async || {
+        test.depth(&dlq_url).await == 20
+    })
+    .await;
+
+    // Recovered; the circuit reopened by a probe that failed just before the redrive.
+    receiver.always(axum::http::StatusCode::OK);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let circuit = switchboard_core::circuit::key("orders", "all", &receiver.base);
+    let n = |v: i64| aws_sdk_dynamodb::types::AttributeValue::N(v.to_string());
+    aws_sdk_dynamodb::Client::new(&test.dev.sdk)
+        .put_item()
+        .table_name(&test.dev.resources.table)
+        .item(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("circuit#{circuit}")),
+        )
+        .item("failures", n(12))
+        .item("open_until", n(now_ms + 8_000))
+        .item("opened_at", n(now_ms - 60_000))
+        .item("probes_failed", n(4))
+        .item("probe_failed_at", n(now_ms - 1))
+        .send()
+        .await
+        .unwrap();
+    let moved = redrive_all(&test).await;
+    assert_eq!(moved.redriven, Some(20));
+    eventually("twenty deliveries", Duration::from_secs(60), async || {
+        delivered_at(&receiver, "/hook") == 20
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(test.depth(&dlq_url).await, 0, "none came back to the DLQ");
+    test.dev.shutdown().await;
+}
+
+/// Two routes on one host: one whose destination is down, one healthy. The failing route's
+/// circuit opens; the healthy route's tasks never wait on it and all forty are delivered. The
+/// failing route's tasks end in the DLQ, each with its reason; a `circuit_open` letter says how
+/// long the circuit was open and how many probes failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_route_beside_a_failing_one_on_the_same_host_delivers_everything() {
+    use switchboard_cli::ops::QueueKind;
+    use switchboard_cli::ops::dlq::{self, Filter};
+
+    let receiver = Receiver::start().await;
+    receiver.on(
+        "/down",
+        vec![(axum::http::StatusCode::SERVICE_UNAVAILABLE, None)],
+    );
+    let deliver = |path: &str| {
+        format!(
+            "    deliver:\n      url: {}{path}\n      retry: [1s, 1s, 1s]\n      circuit: {{ failures: 3, cool_down: 3s }}\n",
+            receiver.base
+        )
+    };
+    let definition = format!(
+        "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n  - id: down\n    map: '$'\n{}  - id: healthy\n    map: '$'\n{}",
+        deliver("/down"),
+        deliver("/healthy")
+    );
+    let test = TestStack::with(
+        &[("orders", definition)],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    post_numbered(&test, 40).await;
+    let dlq_url = test.dev.resources.deliveries_dlq_url.clone();
+    eventually(
+        "the healthy route's forty",
+        Duration::from_secs(90),
+        async || delivered_at(&receiver, "/healthy") == 40,
+    )
+    .await;
+    eventually(
+        "the failing route's forty letters",
+        Duration::from_secs(90),
+        async || test.depth(&dlq_url).await == 40,
+    )
+    .await;
+    let stack = Stack::new(&test.dev.sdk, &test.prefix);
+    let letters = dlq::list(&stack, QueueKind::Deliveries, &Filter::default())
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 40);
+    for l in &letters {
+        assert_eq!(l.route.as_deref(), Some("down"), "{l:?}");
+        match l.reason.as_str() {
+            "retries_exhausted" => {}
+            "circuit_open" => assert!(
+                l.message.contains("open for") && l.message.contains("probe(s) failed"),
+                "{}",
+                l.message
+            ),
+            other => panic!("{other}: {}", l.message),
+        }
+    }
+    test.dev.shutdown().await;
+}
