@@ -147,9 +147,20 @@ pub trait AttemptLog: Send + Sync {
         task: &str,
     ) -> impl Future<Output = Result<(Vec<AttemptRecord>, Option<String>), AwsError>> + Send;
 
-    /// Notes that message `message_id` of the task is in the DLQ, so a redelivery of that
-    /// message (its worker died before deleting it) does not put it there twice. A redrive
-    /// is a new message and runs again.
+    /// Takes the right to dead-letter the task for message `message_id`, before its letter is
+    /// sent: true when no other message of the task has it (this one may have it already: its
+    /// worker died before the letter went). A second message of the same task (transform
+    /// queued it twice: killed after its send) finds it taken and writes no second letter. A
+    /// redrive forgets it with the history.
+    fn claim_dead_letter(
+        &self,
+        task: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+
+    /// Notes that message `message_id` of the task is in the DLQ (after its letter was sent),
+    /// so a redelivery of that message (its worker died before deleting it) does not put it
+    /// there twice. A redrive is a new message and runs again.
     fn mark_dead_lettered(
         &self,
         task: &str,

@@ -78,8 +78,9 @@ impl DeadLetterQueue for MemoryQueue {
     }
 }
 
-/// A task's attempt history, and the message it was dead-lettered from.
-type TaskLog = (Vec<AttemptRecord>, Option<String>);
+/// A task's attempt history, the message it was dead-lettered from, and the message that
+/// claimed its dead letter.
+type TaskLog = (Vec<AttemptRecord>, Option<String>, Option<String>);
 
 /// The idempotency table: idempotency records, circuits, rate counters, concurrency slots
 /// and attempt logs, each judged as the DynamoDB adapter's conditions judge them.
@@ -130,7 +131,7 @@ impl MemoryTable {
     pub fn history(&self, task: &str) -> Vec<AttemptRecord> {
         lock(&self.attempts)
             .get(task)
-            .map(|(h, _)| h.clone())
+            .map(|(h, _, _)| h.clone())
             .unwrap_or_default()
     }
 }
@@ -325,7 +326,22 @@ impl RateLimiter for MemoryTable {
 
 impl AttemptLog for MemoryTable {
     async fn attempts(&self, task: &str) -> Result<(Vec<AttemptRecord>, Option<String>), AwsError> {
-        Ok(lock(&self.attempts).get(task).cloned().unwrap_or_default())
+        Ok(lock(&self.attempts)
+            .get(task)
+            .map(|(h, d, _)| (h.clone(), d.clone()))
+            .unwrap_or_default())
+    }
+
+    async fn claim_dead_letter(&self, task: &str, message_id: &str) -> Result<bool, AwsError> {
+        let mut attempts = lock(&self.attempts);
+        let claim = &mut attempts.entry(task.to_string()).or_default().2;
+        match claim {
+            Some(by) if by != message_id => Ok(false),
+            _ => {
+                *claim = Some(message_id.to_string());
+                Ok(true)
+            }
+        }
     }
 
     async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), AwsError> {
@@ -340,7 +356,7 @@ impl AttemptLog for MemoryTable {
         _expires_at: i64,
     ) -> Result<Vec<AttemptRecord>, AwsError> {
         let mut attempts = lock(&self.attempts);
-        let (history, _) = attempts.entry(task.to_string()).or_default();
+        let (history, _, _) = attempts.entry(task.to_string()).or_default();
         history.push(attempt.clone());
         Ok(history.clone())
     }

@@ -330,3 +330,48 @@ async fn a_healthy_route_beside_a_failing_one_on_the_same_host_delivers_everythi
     }
     test.dev.shutdown().await;
 }
+
+/// Transform killed after its send (or its event's visibility lapsing) queues the same task
+/// twice. The destination refuses both copies; one letter reaches the DLQ, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_queued_twice_and_refused_twice_leaves_one_letter() {
+    use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
+
+    let receiver = Receiver::start().await;
+    receiver.always(axum::http::StatusCode::BAD_REQUEST);
+    let test = TestStack::start(&receiver.url, FAST).await;
+    let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
+        event_id: EventId::new(),
+        integration: "orders".into(),
+        route: "echo".into(),
+        body: json!({"name": "twice", "total": 1}),
+        method: None,
+        path: None,
+        headers: Default::default(),
+        received_at: Some(chrono::Utc::now()),
+        review: None,
+        reviewed: None,
+    });
+    for _ in 0..2 {
+        test.sqs
+            .send_message()
+            .queue_url(&test.dev.resources.deliveries_url)
+            .message_body(serde_json::to_string(&task).unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    // The second copy either meets the first's claim and comes back after it, or is asked
+    // and refused too; either way it settles.
+    let dlq_url = test.dev.resources.deliveries_dlq_url.clone();
+    let deliveries = test.dev.resources.deliveries_url.clone();
+    eventually(
+        "both copies settled",
+        Duration::from_secs(120),
+        async || test.depth(&dlq_url).await >= 1 && test.depth(&deliveries).await == 0,
+    )
+    .await;
+    assert_eq!(test.depth(&dlq_url).await, 1, "one refusal, one letter");
+    assert!((1..=2).contains(&receiver.received().len()));
+    test.dev.shutdown().await;
+}

@@ -1153,9 +1153,30 @@ where
             last_status: tried.last_status,
             history: tried.history,
         };
+        let message_id = work.message.message_id.as_deref().unwrap_or_default();
+        // One refusal, one letter: a second message of the same task (transform queued it
+        // twice) finds the letter claimed and leaves none. A claim that cannot be read or
+        // written does not stop the letter: a duplicate is better than a loss.
+        match self
+            .store
+            .claim_dead_letter(&task_key(task), message_id)
+            .await
+        {
+            Ok(false) => {
+                tracing::info!(event_id = %task.event_id, route = %task.route, reason = reason.as_str(), "another copy of this task was dead-lettered; no second letter");
+                self.count(
+                    &task.integration,
+                    &task.route,
+                    "skipped",
+                    "already_dead_lettered",
+                );
+                return Ok(());
+            }
+            Ok(true) => {}
+            Err(e) => tracing::warn!(error = %e, "claiming the dead letter failed; sending it"),
+        }
         self.count(&task.integration, &task.route, "failed", reason);
         send_dead_letter(&self.dead_letters, &letter, "delivery").await?;
-        let message_id = work.message.message_id.as_deref().unwrap_or_default();
         if let Err(e) = self
             .store
             .mark_dead_lettered(&task_key(task), message_id)

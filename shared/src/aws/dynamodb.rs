@@ -197,6 +197,7 @@ const COUNT: &str = "n";
 const LEASE_UNTIL: &str = "lease_until";
 const HISTORY: &str = "history";
 const DEAD_LETTERED: &str = "dead_lettered";
+const DEAD_LETTER_CLAIM: &str = "dead_letter_claim";
 /// How long a circuit record outlives its last change.
 const CIRCUIT_TTL_SECS: i64 = 7 * 24 * 3600;
 
@@ -548,6 +549,23 @@ impl AttemptLog for DynamoIdempotencyStore {
                 (history(item), from.cloned())
             })
             .unwrap_or_default())
+    }
+
+    async fn claim_dead_letter(&self, task: &str, message_id: &str) -> Result<bool, AwsError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("attempts#{task}")))
+            .update_expression("SET #c = :message, #exp = if_not_exists(#exp, :exp)")
+            .condition_expression("attribute_not_exists(#c) OR #c = :message")
+            .expression_attribute_names("#c", DEAD_LETTER_CLAIM)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":message", AttributeValue::S(message_id.to_string()))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
+            .send()
+            .await;
+        conditional("UpdateItem", result)
     }
 
     async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), AwsError> {

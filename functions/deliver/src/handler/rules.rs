@@ -134,10 +134,15 @@ impl Harness {
 
     /// [`Harness::deliver`] of a task as given.
     async fn deliver_task(&self, task: DeliveryV1, receives: u32) -> bool {
-        let event_id = task.event_id.clone();
+        let message_id = format!("m-{}", task.event_id);
+        self.deliver_message(task, receives, &message_id).await
+    }
+
+    /// [`Harness::deliver_task`] in the SQS message `message_id`.
+    async fn deliver_message(&self, task: DeliveryV1, receives: u32, message_id: &str) -> bool {
         let task = DeliveryMessage::DeliveryV1(task);
         let mut m = SqsMessage::default();
-        m.message_id = Some(format!("m-{event_id}"));
+        m.message_id = Some(message_id.to_string());
         m.receipt_handle = Some("receipt".into());
         m.body = Some(serde_json::to_string(&task).unwrap());
         m.attributes
@@ -206,6 +211,50 @@ async fn a_path_climbing_out_of_the_route_is_refused_without_a_call() {
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].reason, Reason::NetworkRefused);
     assert_eq!(dest.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_task_queued_twice_and_refused_twice_leaves_one_letter() {
+    let dest = Destination::start(400).await;
+    let h = Harness::new(&dest.url, "");
+    let id = EventId::new();
+    // Transform killed after its send queues the same task again, as a new message.
+    assert!(!h.deliver_message(shop_task(&id, None), 1, "first").await);
+    assert!(!h.deliver_message(shop_task(&id, None), 1, "second").await);
+    assert_eq!(h.dlq.letters().len(), 1, "one refusal, one letter");
+    // A redelivery of the second copy does not write one either; nor does the first's.
+    assert!(!h.deliver_message(shop_task(&id, None), 2, "second").await);
+    assert!(!h.deliver_message(shop_task(&id, None), 2, "first").await);
+    assert_eq!(h.dlq.letters().len(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_killed_between_its_claim_and_its_letter_leaves_the_letter_to_its_successor() {
+    let dest = Destination::start(400).await;
+    let h = Harness::new(&dest.url, "");
+    let id = EventId::new();
+    // The first worker was refused, recorded the attempt and claimed the letter, then died.
+    h.table
+        .record_attempt(
+            &task(&id),
+            &AttemptRecord {
+                receive: 1,
+                at: chrono::Utc::now().to_rfc3339(),
+                status: Some(400),
+                error: None,
+                latency_ms: 3,
+                response: None,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    assert!(h.table.claim_dead_letter(&task(&id), "m-1").await.unwrap());
+    assert!(!h.deliver_message(shop_task(&id, None), 2, "m-1").await);
+    let letters = h.dlq.letters();
+    assert_eq!(letters.len(), 1, "the letter is not lost");
+    assert_eq!(letters[0].reason, Reason::PermanentFailure);
+    assert_eq!(dest.hits(), 0, "not asked again");
 }
 
 #[tokio::test]
