@@ -110,6 +110,10 @@ impl AttemptLog for Stub {
         self.call();
         Ok((Vec::new(), None))
     }
+    async fn claim_dead_letter(&self, _: &str, _: &str) -> Result<bool, AwsError> {
+        self.call();
+        Ok(true)
+    }
     async fn mark_dead_lettered(&self, _: &str, _: &str) -> Result<(), AwsError> {
         self.call();
         Ok(())
