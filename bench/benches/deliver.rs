@@ -223,6 +223,8 @@ fn bench(c: &mut Criterion) {
             metrics: Metrics::Off,
             // The bench's destination is a loopback server.
             network: switchboard_core::network::NetworkPolicy::LOCAL,
+            // No bench task is large enough to travel in the archive.
+            archive: switchboard_shared::memory::MemoryArchive::default(),
         },
         50,
     )

@@ -137,6 +137,7 @@ impl DeliverWorker {
             table: &self.resources.table,
             deliveries: &self.resources.deliveries_url,
             deliveries_dlq: &self.resources.deliveries_dlq_url,
+            bucket: &self.resources.bucket,
         };
         let deliver = Arc::new(Deliver::new(
             Arc::clone(&self.integrations),

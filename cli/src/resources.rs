@@ -92,6 +92,10 @@ pub async fn create(
     })
 }
 
+/// Every queue takes SQS's largest message, 1 MiB (`batching::MAX_REQUEST_BYTES`), as the
+/// template's do.
+const MAX_MESSAGE_SIZE: &str = "1048576";
+
 async fn queue_pair(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
@@ -102,6 +106,7 @@ async fn queue_pair(
         .create_queue()
         .queue_name(dlq_name)
         .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .attributes(QueueAttributeName::MaximumMessageSize, MAX_MESSAGE_SIZE)
         .send()
         .await
         .with_context(|| format!("creating queue {dlq_name}"))?
@@ -120,6 +125,7 @@ async fn queue_pair(
             settings.visibility_timeout_secs.to_string(),
         )
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .attributes(QueueAttributeName::MaximumMessageSize, MAX_MESSAGE_SIZE)
         .send()
         .await
         .with_context(|| format!("creating queue {name}"))?
@@ -289,6 +295,15 @@ mod tests {
             match r["Type"].as_str() {
                 Some("AWS::SQS::Queue") => {
                     queue_names.push(sub(&props["QueueName"]).replace("${AWS::StackName}", "S"));
+                    // The claim-check thresholds assume SQS's 1 MiB, here and locally.
+                    assert_eq!(
+                        props["MaximumMessageSize"].as_u64(),
+                        Some(switchboard_core::batching::MAX_REQUEST_BYTES as u64)
+                    );
+                    assert_eq!(
+                        MAX_MESSAGE_SIZE,
+                        switchboard_core::batching::MAX_REQUEST_BYTES.to_string()
+                    );
                     if let Some(n) = props["RedrivePolicy"]["maxReceiveCount"].as_u64() {
                         max_receive_counts.push(n);
                     }

@@ -9,9 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::EventId;
 
-/// Envelopes larger than this travel as a pointer to the archive (SQS takes 256 KiB per message;
-/// the margin is for the attributes SQS counts too).
-pub const MAX_INLINE_MESSAGE_BYTES: usize = 250 * 1024;
+/// Messages larger than this travel as a pointer to the archive: an event (ingest, replay) and
+/// a task (transform). SQS takes 1 MiB per message since August 2025 (the template sets
+/// `MaximumMessageSize` to it, a test holds them together); 64 KiB are kept for the attributes
+/// a dead letter adds to the same body (reason, message, history: see
+/// `dead_letter::MAX_HISTORY_BYTES`).
+pub const MAX_INLINE_MESSAGE_BYTES: usize = crate::batching::MAX_REQUEST_BYTES - 64 * 1024;
 
 /// One archived event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +72,20 @@ pub fn audit_key(
     format!(
         "{}{step}.json",
         audit_prefix(integration, received_at, event_id)
+    )
+}
+
+/// Where a task too large for a message is kept until deliver reads it:
+/// `tasks/{integration}/{yyyy}/{mm}/{dd}/{event_id}/{route}.json`. Only transform writes here.
+pub fn task_key(
+    integration: &str,
+    received_at: DateTime<Utc>,
+    event_id: &EventId,
+    route: &str,
+) -> String {
+    format!(
+        "tasks/{integration}/{}/{event_id}/{route}.json",
+        received_at.format("%Y/%m/%d")
     )
 }
 

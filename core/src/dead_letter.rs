@@ -66,6 +66,26 @@ pub struct AttemptRecord {
     pub response: Option<String>,
 }
 
+/// The most a letter's history attribute holds: the newest attempts that fit (a long schedule
+/// of 1 KB error answers would otherwise push a letter past SQS's 1 MiB).
+pub const MAX_HISTORY_BYTES: usize = 48 * 1024;
+
+/// The history as the letter carries it: a JSON array of the newest attempts that fit in
+/// [`MAX_HISTORY_BYTES`] (the count of all of them is the letter's `attempts`).
+pub fn history_json(history: &[AttemptRecord]) -> Option<String> {
+    let mut from = 0;
+    loop {
+        let text = serde_json::to_string(&history[from..]).ok()?;
+        if text.len() <= MAX_HISTORY_BYTES || from + 1 >= history.len() {
+            return Some(text);
+        }
+        // Drop enough of the oldest at once: the entries are of like size.
+        let over = text.len() - MAX_HISTORY_BYTES;
+        let per = text.len() / (history.len() - from);
+        from = (from + over.div_ceil(per.max(1))).min(history.len() - 1);
+    }
+}
+
 /// A dead letter that could not be written: the message goes back to its queue, so nothing
 /// is lost.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -101,4 +121,29 @@ pub async fn send_dead_letter<D: DeadLetterQueue>(
             reason: letter.reason,
             error,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_history_keeps_its_newest_attempts_within_the_cap() {
+        let attempt = |receive| AttemptRecord {
+            receive,
+            at: "2026-12-06T10:00:00Z".into(),
+            status: Some(503),
+            error: None,
+            latency_ms: 10,
+            response: Some("x".repeat(1024)),
+        };
+        let short: Vec<_> = (1..=3).map(attempt).collect();
+        assert_eq!(history_json(&short), serde_json::to_string(&short).ok());
+        let long: Vec<_> = (1..=500).map(attempt).collect();
+        let kept: Vec<AttemptRecord> = serde_json::from_str(&history_json(&long).unwrap()).unwrap();
+        assert!(serde_json::to_string(&kept).unwrap().len() <= MAX_HISTORY_BYTES);
+        assert!(kept.len() > 30, "{}", kept.len());
+        assert_eq!(kept.last().unwrap().receive, 500, "the newest kept");
+        assert!(history_json(&[]).is_some());
+    }
 }

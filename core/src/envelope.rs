@@ -46,6 +46,26 @@ pub struct EventV1<B = serde_json::Value> {
 pub enum DeliveryMessage {
     /// Version 1.
     DeliveryV1(DeliveryV1),
+    /// A task too large for a message (over `archive::MAX_INLINE_MESSAGE_BYTES`), kept whole
+    /// in the archive: deliver reads the `DeliveryV1` there. Its letters carry this pointer.
+    DeliveryRefV1(DeliveryRef),
+}
+
+/// Where a task too large for a message is kept (claim check), and whose it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryRef {
+    /// The event it came from.
+    pub event_id: EventId,
+    /// The integration that defines the route.
+    pub integration: String,
+    /// The route's id within the integration.
+    pub route: String,
+    /// When ingest accepted the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
+    /// The archive key of the whole `DeliveryMessage` (`archive::task_key`).
+    pub key: String,
 }
 
 /// One mapped request for one route.

@@ -637,6 +637,7 @@ async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() 
             ),
             metrics: switchboard_shared::metrics::Metrics::Off,
             network: switchboard_core::network::NetworkPolicy::LOCAL,
+            archive: switchboard_shared::memory::MemoryArchive::default(),
         },
         50,
     )

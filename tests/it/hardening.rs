@@ -375,3 +375,41 @@ async fn a_task_queued_twice_and_refused_twice_leaves_one_letter() {
     assert!((1..=2).contains(&receiver.received().len()));
     test.dev.shutdown().await;
 }
+
+/// A mapping that doubles a 600 KiB event makes a task of 1.2 MiB, over SQS's 1 MiB: transform
+/// writes it to the archive and queues a pointer, deliver reads it there, and it is delivered
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_over_a_mebibyte_travels_in_the_archive_and_is_delivered_whole() {
+    let receiver = Receiver::start().await;
+    let definition = format!(
+        "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n  - id: twice\n    map: '{{\"a\": $, \"b\": $}}'\n    deliver:\n      url: {}\n",
+        receiver.url
+    );
+    let test = TestStack::with(&[("big", definition)], &[("signing", SIGNING_SECRET)], FAST).await;
+    let pad = "x".repeat(600 * 1024);
+    let (status, answer) = test
+        .post_signed("big", json!({"n": 1, "pad": pad}).to_string().as_bytes())
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let received = receiver.wait_for(1, Duration::from_secs(60)).await;
+    assert_eq!(
+        received[0].body["a"]["pad"].as_str().map(str::len),
+        Some(pad.len())
+    );
+    assert_eq!(
+        received[0].body["b"]["pad"].as_str().map(str::len),
+        Some(pad.len())
+    );
+    let tasks: Vec<String> = test
+        .archived()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("tasks/big/"))
+        .collect();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert!(tasks[0].ends_with("/twice.json"), "{tasks:?}");
+    assert_eq!(test.depth(&test.dev.resources.events_dlq_url).await, 0);
+    assert_eq!(test.depth(&test.dev.resources.deliveries_dlq_url).await, 0);
+    test.dev.shutdown().await;
+}

@@ -188,7 +188,8 @@ fn may_on_archive(role: &Value, action: &str, key: Option<&str>) -> bool {
 }
 
 #[test]
-fn the_internet_facing_function_writes_the_archive_and_can_neither_list_it_nor_write_audits() {
+fn the_internet_facing_function_writes_the_archive_and_can_neither_list_it_nor_write_audits_or_tasks()
+ {
     let t = template();
     let roles = roles(&t);
     let ingest = &t["Resources"][roles["IngestFunction"].as_str()];
@@ -210,12 +211,18 @@ fn the_internet_facing_function_writes_the_archive_and_can_neither_list_it_nor_w
         "s3:GetObject",
         Some("shop/2026/12/06/evt_1")
     ));
-    // The audit records' writer still may.
-    assert!(may_on_archive(
-        transform,
-        "s3:PutObject",
-        Some("audit/shop/2026/12/06/evt_1/triage.json")
-    ));
+    // Nor forge a task for deliver to send.
+    let task = Some("tasks/shop/2026/12/06/evt_1/r.json");
+    assert!(!may_on_archive(ingest, "s3:PutObject", task));
+    // The audit records' and large tasks' writer still may; deliver only reads the tasks.
+    let audit = Some("audit/shop/2026/12/06/evt_1/triage.json");
+    assert!(may_on_archive(transform, "s3:PutObject", audit));
+    assert!(may_on_archive(transform, "s3:PutObject", task));
+    let event = Some("shop/2026/12/06/evt_1");
+    assert!(!may_on_archive(transform, "s3:PutObject", event));
+    let deliver = &t["Resources"][roles["DeliverFunction"].as_str()];
+    assert!(may_on_archive(deliver, "s3:GetObject", task));
+    assert!(!may_on_archive(deliver, "s3:GetObject", event));
 }
 
 #[test]

@@ -84,6 +84,7 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
             ),
             metrics: Metrics::Off,
             network: switchboard_core::network::NetworkPolicy::LOCAL,
+            archive: switchboard_shared::memory::MemoryArchive::default(),
         },
         50,
     )

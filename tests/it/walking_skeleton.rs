@@ -123,7 +123,9 @@ async fn a_destination_that_always_fails_leaves_the_delivery_in_the_dlq() {
         )
         .await
         .expect("the delivery reaches the deliveries DLQ");
-    let DeliveryMessage::DeliveryV1(task) = DeliveryMessage::decode(&dead).unwrap();
+    let Ok(DeliveryMessage::DeliveryV1(task)) = DeliveryMessage::decode(&dead) else {
+        panic!("not a task: {dead}");
+    };
     assert_eq!(task.event_id.as_str(), event_id);
     assert_eq!(task.route, "echo");
     assert_eq!(task.body, json!({"name": "Ada", "total": 130}));

@@ -246,6 +246,11 @@ pub fn archive_key(l: &DeadLetterRecord) -> String {
             integration,
             ..
         })) => key(&integration, at, &event_id),
+        Ok(DeliveryMessage::DeliveryRefV1(r)) if r.received_at.is_some() => key(
+            &r.integration,
+            r.received_at.unwrap_or_default(),
+            &r.event_id,
+        ),
         _ => format!("{}/<yyyy>/<mm>/<dd>/{}", l.integration, l.event_id),
     }
 }
@@ -257,6 +262,7 @@ pub fn audit_prefix(l: &DeadLetterRecord) -> Option<String> {
         Ok(EventMessage::EventV1(e)) => (e.integration, e.received_at, e.event_id),
         Err(_) => match DeliveryMessage::decode(&l.body).ok()? {
             DeliveryMessage::DeliveryV1(t) => (t.integration, t.received_at?, t.event_id),
+            DeliveryMessage::DeliveryRefV1(r) => (r.integration, r.received_at?, r.event_id),
         },
     };
     Some(switchboard_core::archive::audit_prefix(

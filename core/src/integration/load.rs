@@ -72,7 +72,7 @@ pub(super) fn definition_id(file: &Path, id: Option<String>) -> Result<String, D
             file,
             "id",
             format!(
-                "`{id}` is reserved: the archive keeps the model audit records under `audit/` and its warm-up object at `warm-up`; choose another id"
+                "`{id}` is reserved: the archive keeps the model audit records under `audit/`, tasks too large for a message under `tasks/` and its warm-up object at `warm-up`; choose another id"
             ),
         ));
     }
@@ -80,8 +80,8 @@ pub(super) fn definition_id(file: &Path, id: Option<String>) -> Result<String, D
 }
 
 /// Integration ids the archive's layout holds for itself (an integration's events are kept
-/// under `{id}/`; ingest may not write under `audit/`).
-const RESERVED_IDS: [&str; 2] = ["audit", "warm-up"];
+/// under `{id}/`; ingest may not write under `audit/` or `tasks/`).
+const RESERVED_IDS: [&str; 3] = ["audit", "tasks", "warm-up"];
 
 /// Checks route `i`'s id against the ids of the routes before it.
 pub(super) fn route_id<'a>(

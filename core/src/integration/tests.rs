@@ -48,7 +48,7 @@ fn the_documented_shape_loads_with_the_stem_as_id() {
 #[test]
 fn the_archives_own_prefixes_are_not_integration_ids() {
     let dir = tempdir("reserved");
-    for id in ["audit", "warm-up"] {
+    for id in ["audit", "tasks", "warm-up"] {
         let e = load_file(&write(&dir, &format!("{id}.yaml"), GOOD)).unwrap_err();
         assert_eq!(e.field, "id");
         assert!(e.message.contains("reserved"), "{e}");

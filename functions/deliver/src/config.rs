@@ -16,6 +16,9 @@ pub struct DeliverConfig {
     pub deliveries_dlq_url: String,
     /// The idempotency table (`IDEMPOTENCY_TABLE`): `deliver#{event_id}#{route}` records.
     pub idempotency_table: String,
+    /// The archive bucket (`ARCHIVE_BUCKET`): tasks too large for a message wait under
+    /// `tasks/`.
+    pub archive_bucket: String,
     /// The deliveries queue's maxReceiveCount (`DELIVERIES_MAX_RECEIVE_COUNT`, default 50): a
     /// task still failing on that receive is dead-lettered with its reason.
     pub max_receive_count: u32,
@@ -31,6 +34,7 @@ impl DeliverConfig {
             deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
             deliveries_dlq_url: required("DELIVERIES_DLQ_URL")?,
             idempotency_table: required("IDEMPOTENCY_TABLE")?,
+            archive_bucket: required("ARCHIVE_BUCKET")?,
             max_receive_count: count_or("DELIVERIES_MAX_RECEIVE_COUNT", 50)?,
             secrets_ttl: secrets_ttl()?,
         })

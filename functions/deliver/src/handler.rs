@@ -32,12 +32,12 @@ use switchboard_core::deadline;
 use switchboard_core::delivery_policy::{
     self, Attempted, Class, Held, Outcome, Settlement, Waiting,
 };
-use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
+use switchboard_core::envelope::{DeliveryMessage, DeliveryRef, DeliveryV1};
 use switchboard_core::idempotency::{Claim, NewClaim, Status, in_progress_until};
 use switchboard_core::integration::{Integrations, Outbound, OutboundRoute, ResponseCheck};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::{
-    AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
+    Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
     ReviewStore, SecretStore, Visibility,
 };
 use switchboard_core::reason::Reason;
@@ -51,7 +51,7 @@ use switchboard_shared::metrics::Metrics;
 
 /// The ports deliver uses.
 #[derive(Debug)]
-pub struct Ports<K, V, D, S> {
+pub struct Ports<K, V, D, S, A> {
     /// The idempotency table: `deliver#{event_id}#{route}` records, and the destinations'
     /// shared state (circuits, rate limits, attempt histories).
     pub idempotency: S,
@@ -65,11 +65,13 @@ pub struct Ports<K, V, D, S> {
     pub metrics: Metrics,
     /// Where deliveries may go.
     pub network: NetworkPolicy,
+    /// The archive: tasks too large for a message wait there (`tasks/`).
+    pub archive: A,
 }
 
 /// The deliver handler.
 #[derive(Debug)]
-pub struct Deliver<K, V, D, S> {
+pub struct Deliver<K, V, D, S, A> {
     integrations: Arc<Integrations<Outbound>>,
     /// Every request goes through the network guard; one client per connect timeout in use,
     /// each pooling its connections across events (one TLS handshake per destination per
@@ -79,6 +81,7 @@ pub struct Deliver<K, V, D, S> {
     store: S,
     queue: V,
     dead_letters: D,
+    archive: A,
     metrics: Metrics,
     /// Circuits as last read, by key (`circuit::key`: one per route).
     circuits: Mutex<HashMap<String, (Instant, CircuitState)>>,
@@ -202,18 +205,19 @@ struct Taken {
     slot: Option<u32>,
 }
 
-impl<K, V, D, S> Deliver<K, V, D, S>
+impl<K, V, D, S, A> Deliver<K, V, D, S, A>
 where
     K: SecretStore,
     V: Visibility,
     D: DeadLetterQueue,
     S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
+    A: Archive,
 {
     /// A handler over these integrations and ports. `max_receive_count` is the deliveries
     /// queue's: a task handed back on that receive is dead-lettered with its reason instead.
     pub fn new(
         integrations: Arc<Integrations<Outbound>>,
-        ports: Ports<K, V, D, S>,
+        ports: Ports<K, V, D, S, A>,
         max_receive_count: u32,
     ) -> Result<Self, StartError> {
         let Ports {
@@ -223,6 +227,7 @@ where
             dead_letters,
             metrics,
             network,
+            archive,
         } = ports;
         integrations.check_network(network)?;
         let http = GuardedHttp::new(network, delivery_policy::MAX_VISIBILITY);
@@ -233,6 +238,7 @@ where
             store: idempotency,
             queue,
             dead_letters,
+            archive,
             metrics,
             circuits: Mutex::new(HashMap::new()),
             max_receive_count,
@@ -285,6 +291,22 @@ where
         let receives = receive_count(&message.attributes);
         let task = match DeliveryMessage::decode(text) {
             Ok(DeliveryMessage::DeliveryV1(task)) => task,
+            Ok(DeliveryMessage::DeliveryRefV1(pointer)) => {
+                match self.claimed_task(&pointer).await {
+                    Ok(task) => task,
+                    Err(Ok(e)) => {
+                        let letter = DeadLetter::malformed(text, e, receives);
+                        self.count(
+                            &pointer.integration,
+                            &pointer.route,
+                            "failed",
+                            Reason::MalformedMessage,
+                        );
+                        return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
+                    }
+                    Err(Err(unavailable)) => return Err(unavailable),
+                }
+            }
             Err(e) => {
                 let letter = DeadLetter::malformed(text, e, receives);
                 self.count("", "", "failed", Reason::MalformedMessage);
@@ -308,6 +330,34 @@ where
             .await
             .unwrap_or_else(|fate| fate);
         self.execute(&work, fate, claimed, tried).await
+    }
+
+    /// A task that travelled in the archive (too large for a message), read whole. Err(Ok)
+    /// when what is there is not a task of that event and route (a letter, with the pointer);
+    /// Err(Err) when the archive cannot be read now (handed back: SQS retries).
+    async fn claimed_task(
+        &self,
+        pointer: &DeliveryRef,
+    ) -> Result<DeliveryV1, Result<String, HandBack>> {
+        let bytes = self.archive.get(&pointer.key).await.map_err(|e| {
+            Err(HandBack::Unavailable(format!(
+                "reading the task {} failed: {e}",
+                pointer.key
+            )))
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        match DeliveryMessage::decode(&text) {
+            Ok(DeliveryMessage::DeliveryV1(task))
+                if task.event_id == pointer.event_id && task.route == pointer.route =>
+            {
+                Ok(task)
+            }
+            Ok(_) => Err(Ok(format!(
+                "{} does not hold the task of {} {}",
+                pointer.key, pointer.event_id, pointer.route
+            ))),
+            Err(e) => Err(Ok(format!("{}: {e}", pointer.key))),
+        }
     }
 
     /// admit -> claim -> throttle -> send -> settle: each stage either passes the task on or
@@ -662,7 +712,7 @@ where
                 *tried = Tried {
                     attempts: u32::try_from(history.len()).unwrap_or(u32::MAX),
                     last_status,
-                    history: serde_json::to_string(&history).ok(),
+                    history: switchboard_core::dead_letter::history_json(&history),
                     answer: history.last().and_then(|a| a.response.clone()),
                 };
                 Err(Fate::Settle(Settlement::DeadLetter {
@@ -797,7 +847,7 @@ where
         *tried = Tried {
             attempts,
             last_status: status,
-            history: serde_json::to_string(&history).ok(),
+            history: switchboard_core::dead_letter::history_json(&history),
             answer: attempt.snippet.clone(),
         };
         Fate::Settle(delivery_policy::settle(&Attempted {

@@ -23,6 +23,7 @@ async fn main() -> Result<(), Error> {
         table: &config.idempotency_table,
         deliveries: &config.deliveries_queue_url,
         deliveries_dlq: &config.deliveries_dlq_url,
+        bucket: &config.archive_bucket,
     };
     let ports = AwsPorts::from_sdk(&Wiring::deployed(&sdk, config.secrets_ttl), names);
     let mut warm = vec![

@@ -16,9 +16,9 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use switchboard_core::archive::ArchivedEvent;
+use switchboard_core::archive::{self, ArchivedEvent, MAX_INLINE_MESSAGE_BYTES};
 use switchboard_core::dead_letter::{DeadLetter, send_dead_letter};
-use switchboard_core::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
+use switchboard_core::envelope::{DeliveryMessage, DeliveryRef, DeliveryV1, EventMessage, EventV1};
 use switchboard_core::integration::{Integration, Integrations, Route};
 use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
@@ -306,7 +306,11 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
                 reviewed: None,
             });
             #[allow(clippy::expect_used)]
-            tasks.push(serde_json::to_string(&task).expect("JSON values always serialize"));
+            let text = serde_json::to_string(&task).expect("JSON values always serialize");
+            tasks.push(
+                self.claim_check(event, &integration.id, &route.id, text)
+                    .await?,
+            );
             report.queued.push(route.id.clone());
         }
         // The audit of each model interaction, with the decision taken, before anything goes
@@ -343,6 +347,39 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             }
         }
         Ok(report)
+    }
+
+    /// A task's message: the task itself, or when it is too large for one (a large mapped
+    /// body) a pointer to it, written to the archive first (claim check).
+    async fn claim_check(
+        &self,
+        event: &RawEvent,
+        integration: &str,
+        route: &str,
+        text: String,
+    ) -> Result<String, Failure> {
+        if text.len() <= MAX_INLINE_MESSAGE_BYTES {
+            return Ok(text);
+        }
+        let key = archive::task_key(integration, event.received_at, &event.event_id, route);
+        let size = text.len();
+        self.archive
+            .put(&key, text.into_bytes())
+            .await
+            .map_err(|e| Failure::Retry {
+                reason: Reason::ArchiveUnavailable,
+                message: format!("writing the task {key}: {e}"),
+            })?;
+        tracing::info!(event_id = %event.event_id, route, bytes = size, key = %key, "task too large for a message: it travels in the archive");
+        let pointer = DeliveryMessage::DeliveryRefV1(DeliveryRef {
+            event_id: event.event_id.clone(),
+            integration: integration.to_string(),
+            route: route.to_string(),
+            received_at: Some(event.received_at),
+            key,
+        });
+        #[allow(clippy::expect_used)]
+        Ok(serde_json::to_string(&pointer).expect("JSON values always serialize"))
     }
 
     /// The event body's JSON text, from the archive when it travelled there (claim check).

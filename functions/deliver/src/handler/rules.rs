@@ -19,7 +19,9 @@ use switchboard_core::ports::{AttemptLog, ReviewStore};
 use switchboard_core::reason::Reason;
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_core::secrets::SecretsCache;
-use switchboard_shared::memory::{DefinitionsDir, MemoryQueue, MemorySecrets, MemoryTable};
+use switchboard_shared::memory::{
+    DefinitionsDir, MemoryArchive, MemoryQueue, MemorySecrets, MemoryTable,
+};
 use switchboard_shared::metrics::Metrics;
 
 use super::{Deliver, Ports};
@@ -72,11 +74,12 @@ impl Destination {
 }
 
 struct Harness {
-    handler: Deliver<MemorySecrets, MemoryQueue, MemoryQueue, MemoryTable>,
+    handler: Deliver<MemorySecrets, MemoryQueue, MemoryQueue, MemoryTable, MemoryArchive>,
     integrations: Arc<Integrations<Outbound>>,
     table: MemoryTable,
     queue: MemoryQueue,
     dlq: MemoryQueue,
+    archive: MemoryArchive,
     _dir: DefinitionsDir,
 }
 
@@ -91,10 +94,11 @@ impl Harness {
         )
         .unwrap();
         let integrations = Arc::new(Integrations::load_dir(dir.path()).unwrap());
-        let (table, queue, dlq) = (
+        let (table, queue, dlq, archive) = (
             MemoryTable::default(),
             MemoryQueue::default(),
             MemoryQueue::default(),
+            MemoryArchive::default(),
         );
         let handler = Deliver::new(
             integrations.clone(),
@@ -105,6 +109,7 @@ impl Harness {
                 dead_letters: dlq.clone(),
                 metrics: Metrics::Off,
                 network: NetworkPolicy::LOCAL,
+                archive: archive.clone(),
             },
             10,
         )
@@ -115,6 +120,7 @@ impl Harness {
             table,
             queue,
             dlq,
+            archive,
             _dir: dir,
         }
     }
@@ -141,10 +147,20 @@ impl Harness {
     /// [`Harness::deliver_task`] in the SQS message `message_id`.
     async fn deliver_message(&self, task: DeliveryV1, receives: u32, message_id: &str) -> bool {
         let task = DeliveryMessage::DeliveryV1(task);
+        self.deliver_body(&serde_json::to_string(&task).unwrap(), receives, message_id)
+            .await
+    }
+
+    /// A message body as given, on its first receive.
+    async fn deliver_text(&self, body: &str, message_id: &str) -> bool {
+        self.deliver_body(body, 1, message_id).await
+    }
+
+    async fn deliver_body(&self, body: &str, receives: u32, message_id: &str) -> bool {
         let mut m = SqsMessage::default();
         m.message_id = Some(message_id.to_string());
         m.receipt_handle = Some("receipt".into());
-        m.body = Some(serde_json::to_string(&task).unwrap());
+        m.body = Some(body.to_string());
         m.attributes
             .insert("ApproximateReceiveCount".into(), receives.to_string());
         let mut e = SqsEvent::default();
@@ -255,6 +271,43 @@ async fn a_worker_killed_between_its_claim_and_its_letter_leaves_the_letter_to_i
     assert_eq!(letters.len(), 1, "the letter is not lost");
     assert_eq!(letters[0].reason, Reason::PermanentFailure);
     assert_eq!(dest.hits(), 0, "not asked again");
+}
+
+#[tokio::test]
+async fn a_task_in_the_archive_is_read_there_and_a_pointer_to_another_is_refused() {
+    use switchboard_core::envelope::DeliveryRef;
+    use switchboard_core::ports::Archive;
+    let dest = Destination::start(200).await;
+    let h = Harness::new(&dest.url, "");
+    let (id, other) = (EventId::new(), EventId::new());
+    let whole = DeliveryMessage::DeliveryV1(shop_task(&id, None));
+    h.archive
+        .put("tasks/shop/t.json", serde_json::to_vec(&whole).unwrap())
+        .await
+        .unwrap();
+    let pointer = |event_id: &EventId| {
+        let r = DeliveryMessage::DeliveryRefV1(DeliveryRef {
+            event_id: event_id.clone(),
+            integration: "shop".into(),
+            route: "r".into(),
+            received_at: None,
+            key: "tasks/shop/t.json".into(),
+        });
+        serde_json::to_string(&r).unwrap()
+    };
+    assert!(!h.deliver_text(&pointer(&id), "m-1").await);
+    assert_eq!(dest.hits(), 1);
+    assert_eq!(dest.received.lock().unwrap()[0], r#"{"order":1}"#);
+    // A pointer whose object holds another event's task is not sent: its letter says why.
+    assert!(!h.deliver_text(&pointer(&other), "m-2").await);
+    assert_eq!(dest.hits(), 1);
+    let letters = h.dlq.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, Reason::MalformedMessage);
+    // Missing from the archive: handed back, SQS tries again.
+    let mut missing = pointer(&id);
+    missing = missing.replace("t.json", "gone.json");
+    assert!(h.deliver_text(&missing, "m-3").await);
 }
 
 #[tokio::test]

@@ -109,7 +109,9 @@ async fn each_route_that_applies_gets_its_mapped_task_and_the_others_are_skipped
     );
     let sent = h.deliveries.sent();
     assert_eq!(sent.len(), 1, "big-only skipped by its `when`: {sent:?}");
-    let DeliveryMessage::DeliveryV1(task) = DeliveryMessage::decode(&sent[0]).unwrap();
+    let Ok(DeliveryMessage::DeliveryV1(task)) = DeliveryMessage::decode(&sent[0]) else {
+        panic!("not a task: {}", sent[0]);
+    };
     assert_eq!(task.route, "to-3pl");
     assert_eq!(task.body, serde_json::json!({"sku": "A-1", "quantity": 2}));
     assert!(task.received_at.is_some());
