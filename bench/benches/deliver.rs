@@ -22,8 +22,8 @@ use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_core::idempotency::{Claim, NewClaim};
 use switchboard_core::integration::Integrations;
 use switchboard_core::ports::{
-    AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
-    ReviewStore, SecretStore, Visibility,
+    AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim,
+    RateLimiter, ReviewStore, SecretStore, Visibility,
 };
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_core::secret::SecretString;
@@ -110,9 +110,15 @@ impl AttemptLog for Stub {
         self.call();
         Ok((Vec::new(), None))
     }
-    async fn claim_dead_letter(&self, _: &str, _: &str) -> Result<bool, AwsError> {
+    async fn claim_dead_letter(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<LetterClaim, AwsError> {
         self.call();
-        Ok(true)
+        Ok(LetterClaim::Won)
     }
     async fn mark_dead_lettered(&self, _: &str, _: &str) -> Result<(), AwsError> {
         self.call();

@@ -147,16 +147,19 @@ pub trait AttemptLog: Send + Sync {
         task: &str,
     ) -> impl Future<Output = Result<(Vec<AttemptRecord>, Option<String>), AwsError>> + Send;
 
-    /// Takes the right to dead-letter the task for message `message_id`, before its letter is
-    /// sent: true when no other message of the task has it (this one may have it already: its
-    /// worker died before the letter went). A second message of the same task (transform
-    /// queued it twice: killed after its send) finds it taken and writes no second letter. A
-    /// redrive forgets it with the history.
+    /// Takes the right to dead-letter the task for message `message_id` until `lease_until_ms`,
+    /// before its letter is sent. Won when nobody has it, or this message had it and its lease
+    /// lapsed (its worker died before the letter went). A second message of the same task
+    /// (transform queued it twice) finds it taken by another copy and writes no letter; the
+    /// same message on a second worker (its visibility lapsed mid-batch) finds it busy and
+    /// comes back. A redrive forgets it with the history.
     fn claim_dead_letter(
         &self,
         task: &str,
         message_id: &str,
-    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> impl Future<Output = Result<LetterClaim, AwsError>> + Send;
 
     /// Notes that message `message_id` of the task is in the DLQ (after its letter was sent),
     /// so a redelivery of that message (its worker died before deleting it) does not put it
@@ -174,6 +177,20 @@ pub trait AttemptLog: Send + Sync {
         attempt: &AttemptRecord,
         expires_at: i64,
     ) -> impl Future<Output = Result<Vec<AttemptRecord>, AwsError>> + Send;
+}
+
+/// Who writes a task's dead letter ([`AttemptLog::claim_dead_letter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LetterClaim {
+    /// This message: write it.
+    Won,
+    /// Another message of the same task has it and writes the letter: this copy leaves none.
+    OtherCopy,
+    /// This message, on a worker that has not finished: look again after the lease (Unix ms).
+    Busy {
+        /// When the other worker's lease lapses.
+        until_ms: i64,
+    },
 }
 
 /// The review queue's items (in the idempotency table, under `review#{id}`).

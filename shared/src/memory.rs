@@ -14,8 +14,9 @@ use switchboard_core::circuit::CircuitState;
 use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
 use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
 use switchboard_core::ports::{
-    Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, Queue,
-    RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore, SecretVersions, Visibility,
+    Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim,
+    Queue, RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore, SecretVersions,
+    Visibility,
 };
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_core::secret::SecretString;
@@ -79,8 +80,8 @@ impl DeadLetterQueue for MemoryQueue {
 }
 
 /// A task's attempt history, the message it was dead-lettered from, and the message that
-/// claimed its dead letter.
-type TaskLog = (Vec<AttemptRecord>, Option<String>, Option<String>);
+/// claimed its dead letter with its lease.
+type TaskLog = (Vec<AttemptRecord>, Option<String>, Option<(String, i64)>);
 
 /// The idempotency table: idempotency records, circuits, rate counters, concurrency slots
 /// and attempt logs, each judged as the DynamoDB adapter's conditions judge them.
@@ -332,14 +333,21 @@ impl AttemptLog for MemoryTable {
             .unwrap_or_default())
     }
 
-    async fn claim_dead_letter(&self, task: &str, message_id: &str) -> Result<bool, AwsError> {
+    async fn claim_dead_letter(
+        &self,
+        task: &str,
+        message_id: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<LetterClaim, AwsError> {
         let mut attempts = lock(&self.attempts);
         let claim = &mut attempts.entry(task.to_string()).or_default().2;
         match claim {
-            Some(by) if by != message_id => Ok(false),
+            Some((by, _)) if by != message_id => Ok(LetterClaim::OtherCopy),
+            Some((_, until)) if *until >= now_ms => Ok(LetterClaim::Busy { until_ms: *until }),
             _ => {
-                *claim = Some(message_id.to_string());
-                Ok(true)
+                *claim = Some((message_id.to_string(), lease_until_ms));
+                Ok(LetterClaim::Won)
             }
         }
     }

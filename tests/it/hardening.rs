@@ -315,7 +315,11 @@ async fn a_healthy_route_beside_a_failing_one_on_the_same_host_delivers_everythi
     let letters = dlq::list(&stack, QueueKind::Deliveries, &Filter::default())
         .await
         .unwrap();
-    assert_eq!(letters.len(), 40);
+    let seen: Vec<(&str, &str, &str)> = letters
+        .iter()
+        .map(|l| (l.event_id.as_str(), l.reason.as_str(), l.message.as_str()))
+        .collect();
+    assert_eq!(letters.len(), 40, "{seen:#?}");
     for l in &letters {
         assert_eq!(l.route.as_deref(), Some("down"), "{l:?}");
         match l.reason.as_str() {

@@ -37,8 +37,8 @@ use switchboard_core::idempotency::{Claim, NewClaim, Status, in_progress_until};
 use switchboard_core::integration::{Integrations, Outbound, OutboundRoute, ResponseCheck};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::{
-    Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, RateLimiter,
-    ReviewStore, SecretStore, Visibility,
+    Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim,
+    RateLimiter, ReviewStore, SecretStore, Visibility,
 };
 use switchboard_core::reason::Reason;
 use switchboard_core::review::{Next, ReviewItem, ReviewStatus, Why};
@@ -99,6 +99,10 @@ struct Target<'a> {
     destination: &'a str,
     circuit: &'a str,
 }
+
+/// How long a claim to dead-letter a message holds off other workers holding the same message:
+/// longer than the letter's send and the mark after it.
+const LETTER_LEASE: Duration = Duration::from_secs(30);
 
 /// How long a container trusts its read of a circuit.
 const CIRCUIT_READ_TTL: Duration = Duration::from_secs(1);
@@ -1205,14 +1209,25 @@ where
         };
         let message_id = work.message.message_id.as_deref().unwrap_or_default();
         // One refusal, one letter: a second message of the same task (transform queued it
-        // twice) finds the letter claimed and leaves none. A claim that cannot be read or
-        // written does not stop the letter: a duplicate is better than a loss.
+        // twice) finds the letter claimed and leaves none; the same message on a second worker
+        // (its visibility lapsed mid-batch) comes back after the first's lease. A claim that
+        // cannot be read or written does not stop the letter: a duplicate beats a loss.
+        let now_ms = Utc::now().timestamp_millis();
+        let lease = now_ms + LETTER_LEASE.as_millis() as i64;
         match self
             .store
-            .claim_dead_letter(&task_key(task), message_id)
+            .claim_dead_letter(&task_key(task), message_id, now_ms, lease)
             .await
         {
-            Ok(false) => {
+            Ok(LetterClaim::Busy { until_ms }) => {
+                let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
+                self.set_visibility(work.message, wait + Duration::from_secs(1), work.received)
+                    .await;
+                return Err(HandBack::Waiting(
+                    "another worker is dead-lettering this message".into(),
+                ));
+            }
+            Ok(LetterClaim::OtherCopy) => {
                 tracing::info!(event_id = %task.event_id, route = %task.route, reason = reason.as_str(), "another copy of this task was dead-lettered; no second letter");
                 self.count(
                     &task.integration,
@@ -1222,7 +1237,7 @@ where
                 );
                 return Ok(());
             }
-            Ok(true) => {}
+            Ok(LetterClaim::Won) => {}
             Err(e) => tracing::warn!(error = %e, "claiming the dead letter failed; sending it"),
         }
         self.count(&task.integration, &task.route, "failed", reason);

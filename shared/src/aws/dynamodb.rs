@@ -1,5 +1,7 @@
 //! [`IdempotencyStore`] over DynamoDB, the way Powertools for AWS Lambda does it: one
-//! conditional PutItem takes the key and returns the old item on conflict.
+//! conditional PutItem takes the key and returns the old item on conflict. The other state in
+//! the same table has its own rooms: `circuits` (each route's circuit), `attempts` (each
+//! task's attempt log), the rate limits and the review items here.
 
 use std::collections::HashMap;
 
@@ -7,14 +9,16 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::aws_error;
-use switchboard_core::circuit::CircuitState;
-use switchboard_core::dead_letter::AttemptRecord;
 use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
-use switchboard_core::ports::{
-    AttemptLog, AwsError, CircuitStore, IdempotencyStore, RateLimiter, ReviewStore,
-};
+use switchboard_core::ports::{AwsError, IdempotencyStore, RateLimiter, ReviewStore};
 use switchboard_core::review::{ReviewItem, ReviewStatus};
+
+use super::aws_error;
+
+mod attempts;
+mod circuits;
+
+pub use circuits::OpenCircuit;
 
 /// The attribute names, as Powertools spells them.
 const KEY: &str = "id";
@@ -198,6 +202,7 @@ const LEASE_UNTIL: &str = "lease_until";
 const HISTORY: &str = "history";
 const DEAD_LETTERED: &str = "dead_lettered";
 const DEAD_LETTER_CLAIM: &str = "dead_letter_claim";
+const DEAD_LETTER_LEASE: &str = "dead_letter_lease";
 /// How long a circuit record outlives its last change.
 const CIRCUIT_TTL_SECS: i64 = 7 * 24 * 3600;
 
@@ -239,61 +244,7 @@ fn later(secs: i64) -> AttributeValue {
     n(chrono::Utc::now().timestamp() + secs)
 }
 
-/// A circuit as the operations commands show it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OpenCircuit {
-    /// The route's circuit: `{integration}/{route}@{destination}` (scheme, host, port).
-    pub circuit: String,
-    /// Consecutive failures counted.
-    pub failures: u32,
-    /// Until when it stays open (ms since the epoch).
-    pub open_until_ms: i64,
-    /// Since when it has been open, in this outage (ms since the epoch).
-    pub opened_at_ms: Option<i64>,
-    /// Probes that failed in this outage.
-    pub probes_failed: u32,
-}
-
 impl DynamoIdempotencyStore {
-    /// Every circuit open at `now_ms` (a Scan of the `circuit#` items: for operators, not for
-    /// the functions).
-    pub async fn open_circuits(&self, now_ms: i64) -> Result<Vec<OpenCircuit>, AwsError> {
-        let mut open = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(#id, :p) AND #open > :now")
-                .expression_attribute_names("#id", KEY)
-                .expression_attribute_names("#open", OPEN_UNTIL)
-                .expression_attribute_values(":p", key("circuit#".to_string()))
-                .expression_attribute_values(":now", n(now_ms))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| aws_error("Scan", e))?;
-            for item in out.items() {
-                let Some(AttributeValue::S(id)) = item.get(KEY) else {
-                    continue;
-                };
-                open.push(OpenCircuit {
-                    circuit: id.trim_start_matches("circuit#").to_string(),
-                    failures: number(item, FAILURES).unwrap_or(0),
-                    open_until_ms: number(item, OPEN_UNTIL).unwrap_or(0),
-                    opened_at_ms: number(item, OPENED_AT),
-                    probes_failed: number(item, PROBES_FAILED).unwrap_or(0),
-                });
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok(open)
-    }
-
     /// Whether the work under `key` is done (a COMPLETED record that has not expired): for
     /// `switchboard replay`, which skips routes already delivered.
     pub async fn is_completed(&self, key: &str) -> Result<bool, AwsError> {
@@ -301,148 +252,6 @@ impl DynamoIdempotencyStore {
         Ok(self.read(key).await?.is_some_and(|r| {
             r.status == switchboard_core::idempotency::Status::Completed && r.expires_at > now
         }))
-    }
-
-    /// Forgets a task's attempt history (`attempts#{event_id}#{route}`), so a redriven task
-    /// gets its whole retry schedule again instead of being dead-lettered at once.
-    pub async fn reset_attempts(&self, task: &str) -> Result<(), AwsError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("attempts#{task}")))
-            .send()
-            .await
-            .map_err(|e| aws_error("DeleteItem", e))?;
-        Ok(())
-    }
-}
-
-impl CircuitStore for DynamoIdempotencyStore {
-    async fn circuit(&self, destination: &str) -> Result<CircuitState, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("circuit#{destination}")))
-            .send()
-            .await
-            .map_err(|e| aws_error("GetItem", e))?;
-        Ok(out
-            .item()
-            .map(|item| CircuitState {
-                failures: number(item, FAILURES).unwrap_or(0),
-                open_until_ms: number(item, OPEN_UNTIL),
-                probe_until_ms: number(item, PROBE_UNTIL),
-                opened_at_ms: number(item, OPENED_AT),
-                probes_failed: number(item, PROBES_FAILED).unwrap_or(0),
-                probe_failed_at_ms: number(item, PROBE_FAILED_AT),
-            })
-            .unwrap_or_default())
-    }
-
-    async fn count_failure(&self, destination: &str) -> Result<u32, AwsError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("circuit#{destination}")))
-            .update_expression("ADD #f :one SET #exp = :exp")
-            .expression_attribute_names("#f", FAILURES)
-            .expression_attribute_names("#exp", EXPIRATION)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateItem", e))?;
-        Ok(out
-            .attributes()
-            .and_then(|a| number(a, FAILURES))
-            .unwrap_or(1))
-    }
-
-    async fn open_circuit(
-        &self,
-        destination: &str,
-        now_ms: i64,
-        until_ms: i64,
-        probe_failed: bool,
-    ) -> Result<bool, AwsError> {
-        let opening = "SET #open = :until, #exp = :exp, #oa = if_not_exists(#oa, :now)";
-        let update = if probe_failed {
-            format!("{opening}, #pfa = :now ADD #pf :one REMOVE #probe")
-        } else {
-            format!("{opening} REMOVE #probe")
-        };
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("circuit#{destination}")))
-            .update_expression(update)
-            .expression_attribute_names("#open", OPEN_UNTIL)
-            .expression_attribute_names("#probe", PROBE_UNTIL)
-            .expression_attribute_names("#exp", EXPIRATION)
-            .expression_attribute_names("#oa", OPENED_AT)
-            .expression_attribute_values(":until", n(until_ms))
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS));
-        if probe_failed {
-            request = request
-                .expression_attribute_names("#pfa", PROBE_FAILED_AT)
-                .expression_attribute_names("#pf", PROBES_FAILED)
-                .expression_attribute_values(":one", n(1));
-        } else {
-            request = request.condition_expression("attribute_not_exists(#open) OR #open < :now");
-        }
-        conditional("UpdateItem", request.send().await)
-    }
-
-    async fn take_probe(
-        &self,
-        destination: &str,
-        now_ms: i64,
-        until_ms: i64,
-    ) -> Result<bool, AwsError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("circuit#{destination}")))
-            .update_expression("SET #probe = :until")
-            .condition_expression(
-                "#open < :now AND (attribute_not_exists(#probe) OR #probe < :now)",
-            )
-            .expression_attribute_names("#open", OPEN_UNTIL)
-            .expression_attribute_names("#probe", PROBE_UNTIL)
-            .expression_attribute_values(":until", n(until_ms))
-            .expression_attribute_values(":now", n(now_ms))
-            .send()
-            .await;
-        conditional("UpdateItem", result)
-    }
-
-    async fn close_circuit(&self, destination: &str) -> Result<bool, AwsError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("circuit#{destination}")))
-            .update_expression("SET #f = :zero, #exp = :exp REMOVE #open, #probe, #oa, #pf, #pfa")
-            .expression_attribute_names("#f", FAILURES)
-            .expression_attribute_names("#open", OPEN_UNTIL)
-            .expression_attribute_names("#probe", PROBE_UNTIL)
-            .expression_attribute_names("#oa", OPENED_AT)
-            .expression_attribute_names("#pf", PROBES_FAILED)
-            .expression_attribute_names("#pfa", PROBE_FAILED_AT)
-            .expression_attribute_names("#exp", EXPIRATION)
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateItem", e))?;
-        Ok(out.attributes().is_some_and(|a| a.contains_key(OPEN_UNTIL)))
     }
 }
 
@@ -529,106 +338,6 @@ impl RateLimiter for DynamoIdempotencyStore {
             .map_err(|e| aws_error("DeleteItem", e))?;
         Ok(())
     }
-}
-
-impl AttemptLog for DynamoIdempotencyStore {
-    async fn attempts(&self, task: &str) -> Result<(Vec<AttemptRecord>, Option<String>), AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("attempts#{task}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws_error("GetItem", e))?;
-        Ok(out
-            .item()
-            .map(|item| {
-                let from = item.get(DEAD_LETTERED).and_then(|v| v.as_s().ok());
-                (history(item), from.cloned())
-            })
-            .unwrap_or_default())
-    }
-
-    async fn claim_dead_letter(&self, task: &str, message_id: &str) -> Result<bool, AwsError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("attempts#{task}")))
-            .update_expression("SET #c = :message, #exp = if_not_exists(#exp, :exp)")
-            .condition_expression("attribute_not_exists(#c) OR #c = :message")
-            .expression_attribute_names("#c", DEAD_LETTER_CLAIM)
-            .expression_attribute_names("#exp", EXPIRATION)
-            .expression_attribute_values(":message", AttributeValue::S(message_id.to_string()))
-            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
-            .send()
-            .await;
-        conditional("UpdateItem", result)
-    }
-
-    async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), AwsError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("attempts#{task}")))
-            .update_expression("SET #d = :message, #exp = if_not_exists(#exp, :exp)")
-            .expression_attribute_names("#d", DEAD_LETTERED)
-            .expression_attribute_names("#exp", EXPIRATION)
-            .expression_attribute_values(":message", AttributeValue::S(message_id.to_string()))
-            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateItem", e))?;
-        Ok(())
-    }
-
-    async fn record_attempt(
-        &self,
-        task: &str,
-        attempt: &AttemptRecord,
-        expires_at: i64,
-    ) -> Result<Vec<AttemptRecord>, AwsError> {
-        let entry = serde_json::to_string(attempt).map_err(|e| AwsError {
-            operation: "UpdateItem",
-            message: e.to_string(),
-        })?;
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("attempts#{task}")))
-            .update_expression(
-                "SET #h = list_append(if_not_exists(#h, :empty), :entry), #exp = :exp",
-            )
-            .expression_attribute_names("#h", HISTORY)
-            .expression_attribute_names("#exp", EXPIRATION)
-            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(
-                ":entry",
-                AttributeValue::L(vec![AttributeValue::S(entry)]),
-            )
-            .expression_attribute_values(":exp", n(expires_at))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateItem", e))?;
-        Ok(out.attributes().map(history).unwrap_or_default())
-    }
-}
-
-/// The attempt history kept in an `attempts#` item.
-fn history(item: &HashMap<String, AttributeValue>) -> Vec<AttemptRecord> {
-    item.get(HISTORY)
-        .and_then(|h| h.as_l().ok())
-        .map(|l| {
-            l.iter()
-                .filter_map(|v| v.as_s().ok())
-                .filter_map(|s| serde_json::from_str(s).ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Review items share the table: `review#{item id}`, the item as JSON in `item`, its status in

@@ -15,7 +15,7 @@ use switchboard_core::idempotency::Status;
 use switchboard_core::ids::EventId;
 use switchboard_core::integration::{Integrations, Outbound};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_core::ports::{AttemptLog, ReviewStore};
+use switchboard_core::ports::{AttemptLog, LetterClaim, ReviewStore};
 use switchboard_core::reason::Reason;
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_core::secrets::SecretsCache;
@@ -244,29 +244,51 @@ async fn a_task_queued_twice_and_refused_twice_leaves_one_letter() {
     assert_eq!(h.dlq.letters().len(), 1);
 }
 
-#[tokio::test]
-async fn a_worker_killed_between_its_claim_and_its_letter_leaves_the_letter_to_its_successor() {
-    let dest = Destination::start(400).await;
-    let h = Harness::new(&dest.url, "");
-    let id = EventId::new();
-    // The first worker was refused, recorded the attempt and claimed the letter, then died.
+/// A task the destination refused: its attempt is recorded (as the worker that called did
+/// before it claimed the letter).
+async fn refused_once(h: &Harness, id: &EventId) {
+    let refusal = AttemptRecord {
+        receive: 1,
+        at: chrono::Utc::now().to_rfc3339(),
+        status: Some(400),
+        error: None,
+        latency_ms: 3,
+        response: None,
+    };
     h.table
-        .record_attempt(
-            &task(&id),
-            &AttemptRecord {
-                receive: 1,
-                at: chrono::Utc::now().to_rfc3339(),
-                status: Some(400),
-                error: None,
-                latency_ms: 3,
-                response: None,
-            },
-            0,
-        )
+        .record_attempt(&task(id), &refusal, 0)
         .await
         .unwrap();
-    assert!(h.table.claim_dead_letter(&task(&id), "m-1").await.unwrap());
-    assert!(!h.deliver_message(shop_task(&id, None), 2, "m-1").await);
+}
+
+#[tokio::test]
+async fn a_letter_claimed_by_a_worker_that_died_is_written_by_its_successor_after_the_lease() {
+    let dest = Destination::start(400).await;
+    let h = Harness::new(&dest.url, "");
+    let now = chrono::Utc::now().timestamp_millis();
+    // A worker still at it (its lease live): the same message on another worker comes back.
+    let busy = EventId::new();
+    refused_once(&h, &busy).await;
+    let (key, table) = (task(&busy), &h.table);
+    let claim = table
+        .claim_dead_letter(&key, "m-1", now, now + 60_000)
+        .await;
+    assert_eq!(claim.unwrap(), LetterClaim::Won);
+    assert!(
+        h.deliver_message(shop_task(&busy, None), 2, "m-1").await,
+        "handed back"
+    );
+    assert!(h.dlq.letters().is_empty());
+    // A worker that died after its claim, before its letter (its lease lapsed): the letter is
+    // written by the next worker of that message, not lost, and the destination not asked.
+    let died = EventId::new();
+    refused_once(&h, &died).await;
+    let key = task(&died);
+    let claim = table
+        .claim_dead_letter(&key, "m-2", now - 60_000, now - 1)
+        .await;
+    assert_eq!(claim.unwrap(), LetterClaim::Won);
+    assert!(!h.deliver_message(shop_task(&died, None), 2, "m-2").await);
     let letters = h.dlq.letters();
     assert_eq!(letters.len(), 1, "the letter is not lost");
     assert_eq!(letters[0].reason, Reason::PermanentFailure);

@@ -1,0 +1,195 @@
+//! The circuits in the idempotency table (`circuit#{integration}/{route}@{destination}`): the
+//! [`CircuitStore`] port, and the open ones as `switchboard status` lists them.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use switchboard_core::circuit::CircuitState;
+use switchboard_core::ports::{AwsError, CircuitStore};
+
+use super::{
+    CIRCUIT_TTL_SECS, DynamoIdempotencyStore, EXPIRATION, FAILURES, KEY, OPEN_UNTIL, OPENED_AT,
+    PROBE_FAILED_AT, PROBE_UNTIL, PROBES_FAILED, aws_error, conditional, key, later, n, number,
+};
+
+/// A circuit as the operations commands show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OpenCircuit {
+    /// The route's circuit: `{integration}/{route}@{destination}` (scheme, host, port).
+    pub circuit: String,
+    /// Consecutive failures counted.
+    pub failures: u32,
+    /// Until when it stays open (ms since the epoch).
+    pub open_until_ms: i64,
+    /// Since when it has been open, in this outage (ms since the epoch).
+    pub opened_at_ms: Option<i64>,
+    /// Probes that failed in this outage.
+    pub probes_failed: u32,
+}
+impl DynamoIdempotencyStore {
+    /// Every circuit open at `now_ms` (a Scan of the `circuit#` items: for operators, not for
+    /// the functions).
+    pub async fn open_circuits(&self, now_ms: i64) -> Result<Vec<OpenCircuit>, AwsError> {
+        let mut open = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(#id, :p) AND #open > :now")
+                .expression_attribute_names("#id", KEY)
+                .expression_attribute_names("#open", OPEN_UNTIL)
+                .expression_attribute_values(":p", key("circuit#".to_string()))
+                .expression_attribute_values(":now", n(now_ms))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws_error("Scan", e))?;
+            for item in out.items() {
+                let Some(AttributeValue::S(id)) = item.get(KEY) else {
+                    continue;
+                };
+                open.push(OpenCircuit {
+                    circuit: id.trim_start_matches("circuit#").to_string(),
+                    failures: number(item, FAILURES).unwrap_or(0),
+                    open_until_ms: number(item, OPEN_UNTIL).unwrap_or(0),
+                    opened_at_ms: number(item, OPENED_AT),
+                    probes_failed: number(item, PROBES_FAILED).unwrap_or(0),
+                });
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(open)
+    }
+}
+
+impl CircuitStore for DynamoIdempotencyStore {
+    async fn circuit(&self, destination: &str) -> Result<CircuitState, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .send()
+            .await
+            .map_err(|e| aws_error("GetItem", e))?;
+        Ok(out
+            .item()
+            .map(|item| CircuitState {
+                failures: number(item, FAILURES).unwrap_or(0),
+                open_until_ms: number(item, OPEN_UNTIL),
+                probe_until_ms: number(item, PROBE_UNTIL),
+                opened_at_ms: number(item, OPENED_AT),
+                probes_failed: number(item, PROBES_FAILED).unwrap_or(0),
+                probe_failed_at_ms: number(item, PROBE_FAILED_AT),
+            })
+            .unwrap_or_default())
+    }
+
+    async fn count_failure(&self, destination: &str) -> Result<u32, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .update_expression("ADD #f :one SET #exp = :exp")
+            .expression_attribute_names("#f", FAILURES)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| number(a, FAILURES))
+            .unwrap_or(1))
+    }
+
+    async fn open_circuit(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+        probe_failed: bool,
+    ) -> Result<bool, AwsError> {
+        let opening = "SET #open = :until, #exp = :exp, #oa = if_not_exists(#oa, :now)";
+        let update = if probe_failed {
+            format!("{opening}, #pfa = :now ADD #pf :one REMOVE #probe")
+        } else {
+            format!("{opening} REMOVE #probe")
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .update_expression(update)
+            .expression_attribute_names("#open", OPEN_UNTIL)
+            .expression_attribute_names("#probe", PROBE_UNTIL)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_names("#oa", OPENED_AT)
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS));
+        if probe_failed {
+            request = request
+                .expression_attribute_names("#pfa", PROBE_FAILED_AT)
+                .expression_attribute_names("#pf", PROBES_FAILED)
+                .expression_attribute_values(":one", n(1));
+        } else {
+            request = request.condition_expression("attribute_not_exists(#open) OR #open < :now");
+        }
+        conditional("UpdateItem", request.send().await)
+    }
+
+    async fn take_probe(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, AwsError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .update_expression("SET #probe = :until")
+            .condition_expression(
+                "#open < :now AND (attribute_not_exists(#probe) OR #probe < :now)",
+            )
+            .expression_attribute_names("#open", OPEN_UNTIL)
+            .expression_attribute_names("#probe", PROBE_UNTIL)
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await;
+        conditional("UpdateItem", result)
+    }
+
+    async fn close_circuit(&self, destination: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .update_expression("SET #f = :zero, #exp = :exp REMOVE #open, #probe, #oa, #pf, #pfa")
+            .expression_attribute_names("#f", FAILURES)
+            .expression_attribute_names("#open", OPEN_UNTIL)
+            .expression_attribute_names("#probe", PROBE_UNTIL)
+            .expression_attribute_names("#oa", OPENED_AT)
+            .expression_attribute_names("#pf", PROBES_FAILED)
+            .expression_attribute_names("#pfa", PROBE_FAILED_AT)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", e))?;
+        Ok(out.attributes().is_some_and(|a| a.contains_key(OPEN_UNTIL)))
+    }
+}
