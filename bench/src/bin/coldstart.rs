@@ -11,7 +11,8 @@
 //! whose RSS is the emulator's, so it is not shown), or the same with extra environment
 //! (`nowarm=DIR+SWITCHBOARD_WARM_UP=off`). The functions load what a deploy gives them:
 //! the integrations layer (`integrations/Makefile`'s recipe) plus the example, pointed at a local
-//! receiver.
+//! receiver by a name the deployed network guard lets through at start and refuses on the
+//! call (so deliver's first event ends in a `network_refused` letter, sending nothing).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -271,10 +272,14 @@ async fn main() -> anyhow::Result<()> {
     if !layer.success() {
         bail!("building the integrations layer failed");
     }
-    // ... and the example, which the events below are for.
+    // ... and the example, which the events below are for. The binaries run the deployed
+    // network guard, which refuses plain http and loopback: the route names the sink as
+    // `https://localhost:PORT`, which passes the check at start (a name, not an address), and
+    // deliver's first event is refused when the name resolves to loopback, before any
+    // connection (a `network_refused` letter), so no traffic leaves the machine's loopback.
     let example = std::fs::read_to_string(root.join("integrations/example.yaml"))?.replace(
         "http://127.0.0.1:3001/hook",
-        &format!("http://{sink_addr}/hook"),
+        &format!("https://localhost:{}/hook", sink_addr.port()),
     );
     std::fs::write(integrations.join("example.yaml"), example)?;
 
