@@ -131,6 +131,11 @@ pub fn visibility(scheduled: Duration, asked: Option<Duration>) -> Duration {
 /// Lambda's poller a little before the function saw it.
 pub const RECEIVE_MARGIN: Duration = Duration::from_secs(5 * 60);
 
+/// How long a task may wait on an open circuit at most: a day short of the deliveries queue's
+/// 14-day retention.
+const RETENTION_EDGE: Duration =
+    Duration::from_secs(crate::integration::QUEUE_RETENTION.as_secs() - 24 * 3600);
+
 /// `wait`, cut so the message's visibility ends within 12 h of its receive (`received_ago`):
 /// SQS refuses a ChangeMessageVisibility beyond that, and the message would come back after
 /// the queue's own timeout instead, burning the retry schedule in minutes.
@@ -315,6 +320,17 @@ pub fn hold(w: &Waiting<'_>) -> Settlement {
                 .max(Duration::from_secs(1))
                 .mul_f64(spread)
                 .min(MAX_VISIBILITY);
+            // Whatever the probes did, never wait past what the queue keeps: SQS would drop
+            // the task without a letter.
+            if w.age + wait >= RETENTION_EDGE {
+                return Settlement::DeadLetter {
+                    reason: Reason::CircuitOpen,
+                    message: format!(
+                        "the circuit of {} stayed open to the edge of the queue's retention: {}",
+                        w.destination, w.outage
+                    ),
+                };
+            }
             Settlement::Hold { why: w.why, wait }
         }
         Held::RateLimited | Held::Deadline if last_receive => Settlement::DeadLetter {
@@ -465,6 +481,19 @@ mod tests {
                     ..waiting(open, 10, 600, 3)
                 },
                 hold_for(open, 300),
+            ),
+            // Near the queue's retention it ends, whatever the probes did (13 days and a wait).
+            (
+                Waiting {
+                    probe_failed: false,
+                    ..waiting(open, 10, 13 * 24 * 3600 - 60, 3)
+                },
+                Settlement::DeadLetter {
+                    reason: Reason::CircuitOpen,
+                    message: "the circuit of api.example.com stayed open to the edge of the \
+                              queue's retention: open for 300s, 2 probe(s) failed"
+                        .into(),
+                },
             ),
             // The queue's last receive ends it whatever the probes did.
             (

@@ -186,6 +186,9 @@ pub enum LetterClaim {
     Won,
     /// Another message of the same task has it and writes the letter: this copy leaves none.
     OtherCopy,
+    /// This message's letter was sent already (a worker's message came back after it): none
+    /// again.
+    Sent,
     /// This message, on a worker that has not finished: look again after the lease (Unix ms).
     Busy {
         /// When the other worker's lease lapses.

@@ -134,6 +134,17 @@ fn climbs(url: &str) -> bool {
     }
 }
 
+/// Whether a mapped request's path (and query) may be set on a route's URL: it starts with a
+/// single `/`, holds no `\` (a URL parser reads it as `/` for http(s)), `#`, control
+/// character, or `.`/`..` segment. Deliver checks every task with it, whoever made it.
+pub fn path_is_safe(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains(['\\', '#'])
+        && !path.chars().any(char::is_control)
+        && !path_climbs(path)
+}
+
 /// Whether a path (and query) has a `.` or `..` segment, percent-encoded or not: a URL parser
 /// resolves them, so `/ok/../admin` is sent to `/admin`. A mapped request's path is refused
 /// for it, as an enrichment URL is.

@@ -341,7 +341,10 @@ impl AttemptLog for MemoryTable {
         lease_until_ms: i64,
     ) -> Result<LetterClaim, AwsError> {
         let mut attempts = lock(&self.attempts);
-        let claim = &mut attempts.entry(task.to_string()).or_default().2;
+        let (_, sent, claim) = attempts.entry(task.to_string()).or_default();
+        if sent.as_deref() == Some(message_id) {
+            return Ok(LetterClaim::Sent);
+        }
         match claim {
             Some((by, _)) if by != message_id => Ok(LetterClaim::OtherCopy),
             Some((_, until)) if *until >= now_ms => Ok(LetterClaim::Busy { until_ms: *until }),

@@ -308,6 +308,22 @@ where
                         );
                         return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
                     }
+                    // On the queue's last receive, a letter with the pointer and why, rather
+                    // than SQS's move with no reason (a redrive tries again).
+                    Err(Err(unavailable)) if receives >= self.max_receive_count => {
+                        let mut letter = DeadLetter::malformed(text, &unavailable, receives);
+                        letter.reason = Reason::ArchiveUnavailable;
+                        letter.event_id = pointer.event_id.to_string();
+                        letter.integration = pointer.integration.clone();
+                        letter.route = Some(pointer.route.clone());
+                        self.count(
+                            &pointer.integration,
+                            &pointer.route,
+                            "failed",
+                            Reason::ArchiveUnavailable,
+                        );
+                        return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
+                    }
                     Err(Err(unavailable)) => return Err(unavailable),
                 }
             }
@@ -1237,6 +1253,10 @@ where
                 );
                 return Ok(());
             }
+            Ok(LetterClaim::Sent) => {
+                tracing::info!(event_id = %task.event_id, route = %task.route, "already dead-lettered from this message; not again");
+                return Ok(());
+            }
             Ok(LetterClaim::Won) => {}
             Err(e) => tracing::warn!(error = %e, "claiming the dead letter failed; sending it"),
         }
@@ -1300,10 +1320,10 @@ where
             // The mapping chose the path; scheme, host and port stay the definition's. A `..`
             // would climb out of it (transform refuses one; a task from elsewhere is refused
             // here).
-            if switchboard_core::url_template::path_climbs(path) {
+            if !switchboard_core::url_template::path_is_safe(path) {
                 return Ok(Err(Attempt::failed(
                     Outcome::Blocked,
-                    "refused by the network guard: the path has a `.` or `..` segment".into(),
+                    "refused by the network guard: the path must start with one `/` and hold no `\\`, `#`, control character or `.`/`..` segment".into(),
                 )));
             }
             let (path, query) = match path.split_once('?') {

@@ -217,15 +217,19 @@ async fn a_refused_task_is_dead_lettered_once_with_its_reason_and_its_claim_rele
 async fn a_path_climbing_out_of_the_route_is_refused_without_a_call() {
     let dest = Destination::start(200).await;
     let h = Harness::new(&dest.url, "");
-    let mut climbing = shop_task(&EventId::new(), None);
-    climbing.path = Some("/ok/%2e%2E/admin".into());
-    assert!(
-        !h.deliver_task(climbing, 1).await,
-        "settled, not handed back"
-    );
+    for path in [
+        "/ok/%2e%2E/admin",
+        "/a\\..\\b",
+        "/x#/../admin",
+        "//evil.example/x",
+    ] {
+        let mut climbing = shop_task(&EventId::new(), None);
+        climbing.path = Some(path.into());
+        assert!(!h.deliver_task(climbing, 1).await, "{path}: settled");
+    }
     let letters = h.dlq.letters();
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].reason, Reason::NetworkRefused);
+    assert_eq!(letters.len(), 4);
+    assert!(letters.iter().all(|l| l.reason == Reason::NetworkRefused));
     assert_eq!(dest.hits(), 0);
 }
 
@@ -279,6 +283,13 @@ async fn a_letter_claimed_by_a_worker_that_died_is_written_by_its_successor_afte
         "handed back"
     );
     assert!(h.dlq.letters().is_empty());
+    // The worker finished (letter sent, message marked); its message comes back past the
+    // lease, held before any call (an open circuit, say): no second letter.
+    h.table.mark_dead_lettered(&key, "m-1").await.unwrap();
+    let later = table
+        .claim_dead_letter(&key, "m-1", now + 120_000, now + 150_000)
+        .await;
+    assert_eq!(later.unwrap(), LetterClaim::Sent);
     // A worker that died after its claim, before its letter (its lease lapsed): the letter is
     // written by the next worker of that message, not lost, and the destination not asked.
     let died = EventId::new();

@@ -61,7 +61,11 @@ impl AttemptLog for DynamoIdempotencyStore {
             .table_name(&self.table)
             .key(KEY, key(format!("attempts#{task}")))
             .update_expression("SET #c = :message, #l = :until, #exp = if_not_exists(#exp, :exp)")
-            .condition_expression("attribute_not_exists(#c) OR (#c = :message AND #l < :now)")
+            .condition_expression(
+                "(attribute_not_exists(#c) OR (#c = :message AND #l < :now)) \
+                 AND (attribute_not_exists(#d) OR #d <> :message)",
+            )
+            .expression_attribute_names("#d", DEAD_LETTERED)
             .expression_attribute_names("#c", DEAD_LETTER_CLAIM)
             .expression_attribute_names("#l", DEAD_LETTER_LEASE)
             .expression_attribute_names("#exp", EXPIRATION)
@@ -77,6 +81,10 @@ impl AttemptLog for DynamoIdempotencyStore {
         // Taken: by another copy of the task, or by this message on a worker still at it.
         let item = self.attempts_item(task).await?;
         let by = item.get(DEAD_LETTER_CLAIM).and_then(|v| v.as_s().ok());
+        let sent = item.get(DEAD_LETTERED).and_then(|v| v.as_s().ok());
+        if sent.is_some_and(|s| s == message_id) {
+            return Ok(LetterClaim::Sent);
+        }
         Ok(match by {
             Some(by) if by == message_id => LetterClaim::Busy {
                 until_ms: number(&item, DEAD_LETTER_LEASE).unwrap_or(now_ms),
