@@ -93,19 +93,28 @@ impl Metrics {
         }));
     }
 
-    /// How long one call to a destination took.
-    pub fn delivery_latency(&self, integration: &str, route: &str, latency_ms: f64) {
+    /// How long one call to a destination took: by integration and route, by destination
+    /// (the dashboard's latency per destination: a slow one stands out), and over every
+    /// destination (the DestinationSlow alarm reads its maximum: no alarm can search).
+    pub fn delivery_latency(
+        &self,
+        integration: &str,
+        route: &str,
+        destination: &str,
+        latency_ms: f64,
+    ) {
         self.emit(json!({
             "_aws": {
                 "Timestamp": chrono::Utc::now().timestamp_millis(),
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [["Integration", "Route"]],
+                    "Dimensions": [["Integration", "Route"], ["Destination"], []],
                     "Metrics": [{ "Name": "DeliveryLatency", "Unit": "Milliseconds" }]
                 }]
             },
             "Integration": integration,
             "Route": route,
+            "Destination": destination,
             "DeliveryLatency": latency_ms,
         }));
     }

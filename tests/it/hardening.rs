@@ -417,3 +417,62 @@ async fn a_task_over_a_mebibyte_travels_in_the_archive_and_is_delivered_whole() 
     assert_eq!(test.depth(&test.dev.resources.deliveries_dlq_url).await, 0);
     test.dev.shutdown().await;
 }
+
+/// A destination answering in 1.2 s beside one answering at once: each call's latency is
+/// counted by destination (what the dashboard's per-destination latency and the
+/// DestinationSlow alarm, over every destination, read), so the slow one is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_calls_latency_is_counted_by_its_destination() {
+    let fast = Receiver::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        "ok"
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let definition = format!(
+        "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\nroutes:\n  - id: fast\n    map: '$'\n    deliver:\n      url: {}\n  - id: slow\n    map: '$'\n    deliver:\n      url: {slow}/hook\n",
+        fast.url
+    );
+    let test = TestStack::with(
+        &[("orders", definition)],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    post_numbered(&test, 3).await;
+    let metrics = &test.dev.metrics;
+    let latencies = |destination: &str| -> Vec<f64> {
+        metrics
+            .lines()
+            .iter()
+            .filter(|l| l["Destination"] == destination)
+            .filter_map(|l| l["DeliveryLatency"].as_f64())
+            .collect()
+    };
+    eventually("six calls counted", Duration::from_secs(60), async || {
+        latencies(&slow).len() == 3 && latencies(&fast.base).len() == 3
+    })
+    .await;
+    assert!(
+        latencies(&slow).iter().all(|ms| *ms >= 1200.0),
+        "{:?}",
+        latencies(&slow)
+    );
+    assert!(
+        latencies(&fast.base).iter().all(|ms| *ms < 1200.0),
+        "{:?}",
+        latencies(&fast.base)
+    );
+    let line = metrics
+        .lines()
+        .into_iter()
+        .find(|l| l["DeliveryLatency"].is_number())
+        .unwrap();
+    assert_eq!(
+        line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Integration", "Route"], ["Destination"], []])
+    );
+    test.dev.shutdown().await;
+}

@@ -814,7 +814,7 @@ where
             "delivery attempt"
         );
         self.metrics
-            .delivery_latency(&task.integration, &task.route, latency_ms);
+            .delivery_latency(&task.integration, &task.route, destination, latency_ms);
         self.update_circuit(route, target, attempt.outcome, probe)
             .await;
         Ok((attempt, latency))
