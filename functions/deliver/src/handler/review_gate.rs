@@ -1,0 +1,207 @@
+//! The review gate of deliver: a task its route holds for a person waits on its visibility
+//! until its review item is decided or expires, and a refusal kept by `on_rejected: review`
+//! opens an item instead of a dead letter.
+
+use super::*;
+
+impl<K, V, D, S, A> Deliver<K, V, D, S, A>
+where
+    K: SecretStore,
+    V: Visibility,
+    D: DeadLetterQueue,
+    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
+    A: Archive,
+{
+    /// The review queue. A task its route holds for a person (transform's `review_when`, or a
+    /// refusal kept by `on_rejected: review`) waits here, on its visibility, until its item is
+    /// decided or expires. Ok(None) passes the task on as it is; Ok(Some) sends the decided
+    /// request. Only flagged tasks and redeliveries of `on_rejected: review` routes read the
+    /// table.
+    pub(super) async fn review_gate(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+    ) -> Result<Option<DeliveryV1>, Fate> {
+        let task = work.task;
+        let looks = task.review.is_some() || (route.review.on_rejected && work.receives > 1);
+        if task.reviewed.is_some() || !looks {
+            return Ok(None);
+        }
+        let id = ReviewItem::id_for(&task.event_id.to_string(), &task.route);
+        let item = match self.store.review(&id).await {
+            Ok(Some(item)) => item,
+            Ok(None) => match &task.review {
+                Some(why) => {
+                    let why = Why {
+                        reason: "review_when".into(),
+                        message: why.clone(),
+                        answer: None,
+                    };
+                    self.open_review(work, route, why).await?
+                }
+                None => return Ok(None),
+            },
+            Err(e) => return Err(Fate::unavailable(format!("reading {id} failed: {e}"))),
+        };
+        self.wake(work, item).await
+    }
+
+    /// Creates the task's review item (once: a second look finds the first's).
+    pub(super) async fn open_review(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        why: Why,
+    ) -> Result<ReviewItem, Fate> {
+        let task = work.task;
+        let item = ReviewItem::new(task, &route.review, why, Utc::now());
+        match self.store.create_review(&item).await {
+            Ok(true) => {
+                tracing::warn!(
+                    event_id = %task.event_id,
+                    route = %task.route,
+                    item = %item.id,
+                    reason = %item.why.reason,
+                    why = %item.why.message,
+                    expires_at = %item.expires_at.to_rfc3339(),
+                    "held for review"
+                );
+                self.metrics
+                    .review(&task.integration, &task.route, "created");
+                Ok(item)
+            }
+            Ok(false) => match self.store.review(&item.id).await {
+                Ok(Some(found)) => Ok(found),
+                Ok(None) => Err(Fate::unavailable(format!("{} vanished", item.id))),
+                Err(e) => Err(Fate::unavailable(format!(
+                    "reading {} failed: {e}",
+                    item.id
+                ))),
+            },
+            Err(e) => Err(Fate::unavailable(format!(
+                "creating {} failed: {e}",
+                item.id
+            ))),
+        }
+    }
+
+    /// What the item's timer does at this wake: sleep again (noting once that it is overdue),
+    /// apply its expiry policy, or carry out its decision.
+    pub(super) async fn wake(
+        &self,
+        work: &Work<'_>,
+        mut item: ReviewItem,
+    ) -> Result<Option<DeliveryV1>, Fate> {
+        let task = work.task;
+        let now = Utc::now();
+        let mut next = item.next(now);
+        if next == Next::Expire {
+            let policy = item.on_expiry.as_str();
+            item.decide(
+                ReviewStatus::Expired,
+                "switchboard",
+                now,
+                Some(format!("on_expiry: {policy}")),
+            );
+            item.version += 1;
+            match self.store.update_review(&item).await {
+                Ok(true) => {
+                    tracing::warn!(event_id = %task.event_id, route = %task.route, item = %item.id, on_expiry = policy, "review expired with nobody's decision");
+                    self.metrics
+                        .review(&task.integration, &task.route, "expired");
+                    next = item.next(now);
+                }
+                Ok(false) => {
+                    return Err(Fate::HandBack {
+                        wait: Some(Duration::from_secs(1)),
+                        why: HandBack::Waiting(format!("{} changed; looking again", item.id)),
+                    });
+                }
+                Err(e) => {
+                    return Err(Fate::unavailable(format!(
+                        "expiring {} failed: {e}",
+                        item.id
+                    )));
+                }
+            }
+        }
+        match next {
+            Next::Send(request) => Ok(Some(*request)),
+            Next::Done => Err(Fate::Reviewed {
+                item: item.id,
+                status: item.status,
+            }),
+            Next::DeadLetter => Err(Fate::ReviewExpired {
+                message: format!(
+                    "review item {} expired at {} with nobody's decision (on_expiry: dead_letter); a redrive delivers the kept request",
+                    item.id,
+                    item.expires_at.to_rfc3339()
+                ),
+                request: Box::new(item.decided_request()),
+            }),
+            Next::Wait { .. } | Next::Expire if work.receives >= self.max_receive_count => {
+                Err(Fate::Settle(Settlement::DeadLetter {
+                    reason: Reason::ReviewExpired,
+                    message: format!(
+                        "review item {} waited through the deliveries queue's {} receives",
+                        item.id, self.max_receive_count
+                    ),
+                }))
+            }
+            Next::Wait { sleep, overdue } => {
+                if overdue {
+                    item.alerted = true;
+                    item.version += 1;
+                    if let Ok(true) = self.store.update_review(&item).await {
+                        tracing::warn!(event_id = %task.event_id, route = %task.route, item = %item.id, since = %item.created_at.to_rfc3339(), "review overdue");
+                        self.metrics
+                            .review(&task.integration, &task.route, "overdue");
+                    }
+                }
+                Err(Fate::InReview {
+                    wait: sleep,
+                    item: item.id,
+                })
+            }
+            Next::Expire => Err(Fate::HandBack {
+                wait: Some(Duration::from_secs(1)),
+                why: HandBack::Waiting(format!("{} is expiring", item.id)),
+            }),
+        }
+    }
+
+    /// `on_rejected: review`: a permanent refusal by the destination waits for a person
+    /// instead of going to the DLQ (once: a request a person decided goes to the DLQ if it is
+    /// refused again).
+    pub(super) async fn refused_to_review(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        fate: Fate,
+        tried: &Tried,
+    ) -> Fate {
+        let Fate::Settle(Settlement::DeadLetter { reason, message }) = &fate else {
+            return fate;
+        };
+        let refused = matches!(
+            reason,
+            Reason::RejectedByDestination | Reason::PermanentFailure
+        );
+        if !refused || !route.review.on_rejected || work.task.reviewed.is_some() {
+            return fate;
+        }
+        let why = Why {
+            reason: reason.as_str().into(),
+            message: message.clone(),
+            answer: tried.answer.clone(),
+        };
+        match self.open_review(work, route, why).await {
+            Ok(item) => match self.wake(work, item).await {
+                Err(held @ Fate::InReview { .. }) => held,
+                // Decided before (the same event and route is one item): as the policy says.
+                _ => fate,
+            },
+            Err(unavailable) => unavailable,
+        }
+    }
+}
