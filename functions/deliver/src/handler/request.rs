@@ -125,3 +125,94 @@ where
             .await?))
     }
 }
+
+/// What an answer came to. It is read so the connection can be reused (a drop here is a
+/// failed attempt), but never more of it than is kept: a success's body is used only by the
+/// route's `success` check, an error's first 1 KB travels with the history. A longer answer
+/// costs the connection, not memory.
+pub(super) async fn answer(response: reqwest::Response, check: Option<&ResponseCheck>) -> Attempt {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| delivery_policy::retry_after(v, SystemTime::now()));
+    let success = (200..300).contains(&status);
+    let cap = if success {
+        SUCCESS_READ_BYTES
+    } else {
+        SNIPPET_BYTES
+    };
+    // Only a checked route pays for its answer's headers.
+    let check = check
+        .filter(|_| success)
+        .map(|c| (c, http::response_headers(&response)));
+    let (outcome, snippet) = match http::read_capped(response, cap).await {
+        Ok(read) if success => match check {
+            None => (Outcome::Status(status), None),
+            Some((check, headers)) => match checked(check, status, headers, &read.bytes) {
+                None => (Outcome::Status(status), None),
+                Some(retryable) => (
+                    Outcome::Rejected { status, retryable },
+                    snippet(&read.bytes),
+                ),
+            },
+        },
+        Ok(read) => (Outcome::Status(status), snippet(&read.bytes)),
+        Err(_) if success => (Outcome::Status(status), None),
+        Err(_) => (Outcome::Dropped, None),
+    };
+    let error = match outcome {
+        Outcome::Dropped => Some(format!("connection dropped after {status}")),
+        Outcome::Rejected { .. } => Some(format!(
+            "the destination answered {status}, but its answer fails the route's success check"
+        )),
+        _ => None,
+    };
+    Attempt {
+        outcome,
+        error,
+        retry_after,
+        snippet,
+    }
+}
+
+/// Runs the route's check over a 2xx answer: None when it means delivered, else whether
+/// another try may help. An answer too long to read whole, not JSON, or a check that fails
+/// to evaluate is judged as it reads (a body that is not JSON is the text).
+pub(super) fn checked(
+    check: &ResponseCheck,
+    status: u16,
+    headers: serde_json::Value,
+    body: &[u8],
+) -> Option<bool> {
+    let body = serde_json::from_slice::<serde_json::Value>(body)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into());
+    check.judge(status, headers, body)
+}
+
+/// The first 1 KB of an answer, as text (cut on a character boundary).
+pub(super) fn snippet(bytes: &[u8]) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let mut end = bytes.len().min(SNIPPET_BYTES);
+    while end > 0 && end < bytes.len() && (bytes[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// A transport failure as the policy names it.
+pub(super) fn transport_outcome(e: &reqwest::Error) -> Outcome {
+    if http::blocked(e).is_some() {
+        Outcome::Blocked
+    } else if e.is_timeout() {
+        Outcome::Timeout
+    } else if e.is_body() || e.is_decode() {
+        Outcome::Dropped
+    } else {
+        // Refused, unreachable, TLS and DNS failures all surface as connect errors.
+        Outcome::Connect
+    }
+}
