@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use clap::Args;
 use serde::Serialize;
-use switchboard_core::envelope::DeliveryV1;
+use switchboard_core::envelope::{DeliveryRef, DeliveryV1};
 use switchboard_core::reason::Reason;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
 
@@ -246,11 +246,12 @@ pub fn archive_key(l: &DeadLetterRecord) -> String {
             integration,
             ..
         })) => key(&integration, at, &event_id),
-        Ok(DeliveryMessage::DeliveryRefV1(r)) if r.received_at.is_some() => key(
-            &r.integration,
-            r.received_at.unwrap_or_default(),
-            &r.event_id,
-        ),
+        Ok(DeliveryMessage::DeliveryRefV1(DeliveryRef {
+            received_at: Some(at),
+            event_id,
+            integration,
+            ..
+        })) => key(&integration, at, &event_id),
         _ => format!("{}/<yyyy>/<mm>/<dd>/{}", l.integration, l.event_id),
     }
 }

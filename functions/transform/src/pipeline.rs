@@ -223,19 +223,17 @@ pub fn request_from(mapped: Value) -> Result<Request, String> {
     let path = match o.remove("path") {
         None => None,
         Some(Value::String(p)) => {
-            if !p.starts_with('/')
-                || p.starts_with("//")
-                || p.contains(['\\', '#'])
-                || p.chars().any(char::is_control)
-            {
+            // The rule deliver applies to every task; said here in its two parts.
+            use switchboard_core::url_template::{path_climbs, path_is_safe};
+            if path_is_safe(&p) {
+                Some(p)
+            } else if path_climbs(&p) {
+                return Err("path must hold no `.` or `..` segment (a URL resolves them: `/a/../b` is `/b`)".into());
+            } else {
                 return Err(
                     "path must start with a single `/` and hold no `\\`, `#` or control characters (the host comes from the definition)".into(),
                 );
             }
-            if switchboard_core::url_template::path_climbs(&p) {
-                return Err("path must hold no `.` or `..` segment (a URL resolves them: `/a/../b` is `/b`)".into());
-            }
-            Some(p)
         }
         Some(other) => {
             return Err(format!(
