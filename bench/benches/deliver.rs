@@ -69,6 +69,10 @@ impl CircuitStore for Stub {
         self.call();
         Ok(true)
     }
+    async fn mark_slow(&self, _: &str, _: i64) -> Result<(), AwsError> {
+        self.call();
+        Ok(())
+    }
     async fn take_probe(&self, _: &str, _: i64, _: i64) -> Result<bool, AwsError> {
         self.call();
         Ok(true)

@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::Sha256;
 use switchboard_core::idempotency::{Claim, NewClaim};
 use switchboard_core::integration::Integrations;
-use switchboard_core::ports::{Archive, AwsError, IdempotencyStore, Queue, SecretStore};
+use switchboard_core::ports::{Archive, AwsError, IdempotencyStore, Outgoing, Queue, SecretStore};
 use switchboard_core::secret::SecretString;
 use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::metrics::Metrics;
@@ -26,8 +26,8 @@ const SECRET: &str = "whsec_c3dpdGNoYm9hcmQtYmVuY2gtc2lnbmluZy1rZXk=";
 struct Stub;
 
 impl Queue for Stub {
-    async fn send(&self, bodies: &[String]) -> Result<(), AwsError> {
-        black_box(bodies);
+    async fn send(&self, messages: &[Outgoing]) -> Result<(), AwsError> {
+        black_box(messages);
         Ok(())
     }
 }

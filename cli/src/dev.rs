@@ -139,20 +139,31 @@ impl DeliverWorker {
             deliveries_dlq: &self.resources.deliveries_dlq_url,
             bucket: &self.resources.bucket,
         };
-        let deliver = Arc::new(Deliver::new(
-            Arc::clone(&self.integrations),
-            deliver::wiring::AwsPorts::from_sdk(
-                &Wiring {
-                    sdk: &self.sdk,
-                    secrets_ttl: self.secrets_ttl,
-                    metrics: self.metrics.clone(),
-                    network: self.network,
-                },
-                names,
-            ),
-            self.queues.deliveries_max_receive_count,
-        )?);
+        let deliver = Arc::new(
+            Deliver::new(
+                Arc::clone(&self.integrations),
+                deliver::wiring::AwsPorts::from_sdk(
+                    &Wiring {
+                        sdk: &self.sdk,
+                        secrets_ttl: self.secrets_ttl,
+                        metrics: self.metrics.clone(),
+                        network: self.network,
+                    },
+                    names,
+                ),
+                self.queues.deliveries_max_receive_count,
+            )?
+            // As deployed: a slow destination holds at most this share of the pollers.
+            .with_share(switchboard_core::share::of(
+                DELIVER_POLLERS as u32,
+                switchboard_core::share::DEFAULT_PERCENT,
+            )),
+        );
         // Lambda runs several batches of a queue at once; so does the local stack.
+        // Its messages carry their destination as their group: fair, as SQS fair queues are.
+        let fair = Arc::new(crate::esm::Fair::new(Duration::from_secs(u64::from(
+            self.queues.visibility_timeout_secs,
+        ))));
         let pollers = (0..DELIVER_POLLERS).map(|_| {
             let mapping = EventSourceMapping {
                 sqs: sqs.clone(),
@@ -160,6 +171,7 @@ impl DeliverWorker {
                 queue_arn: self.arn.clone(),
                 function: "deliver",
                 batch_size: 10,
+                fair: Some(Arc::clone(&fair)),
             };
             let deliver = Arc::clone(&deliver);
             tokio::spawn(mapping.run(
@@ -184,8 +196,9 @@ impl DeliverWorker {
 /// The largest body API Gateway passes on (10 MB).
 pub const API_GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
-/// How many deliveries batches the local stack works on at once.
-const DELIVER_POLLERS: usize = 3;
+/// How many deliveries batches the local stack works on at once (its `DeliverMaxConcurrency`):
+/// a slow destination holds at most half of them (`share`).
+const DELIVER_POLLERS: usize = 4;
 
 /// Aborts the tasks when dropped.
 struct AbortOnDrop(Vec<JoinHandle<()>>);
@@ -286,6 +299,7 @@ impl DevStack {
             queue_arn: arn,
             function,
             batch_size: 10,
+            fair: None,
         };
         let events_arn = resources::queue_arn(&sqs, &resources.events_url).await?;
         let deliveries_arn = resources::queue_arn(&sqs, &resources.deliveries_url).await?;

@@ -1,16 +1,21 @@
 //! A local event source mapping: polls a queue in batches the way Lambda's SQS event source
 //! mapping does, invokes the handler, deletes what succeeded and leaves the reported failures
-//! to come back after the visibility timeout (`ReportBatchItemFailures`).
+//! to come back after the visibility timeout (`ReportBatchItemFailures`). The deliveries
+//! queue's pollers share a fair look-ahead (`fair`), as SQS fair queues order its groups.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use lambda_runtime::{Context, LambdaEvent};
 use tokio::sync::watch;
+
+pub mod fair;
+pub use fair::Fair;
 
 /// The function timeout the local invocations get (the template's).
 pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,6 +33,8 @@ pub struct EventSourceMapping {
     pub function: &'static str,
     /// Messages per batch (1-10).
     pub batch_size: i32,
+    /// The fair look-ahead the queue's pollers share (`fair`), or none: batches as received.
+    pub fair: Option<Arc<Fair>>,
 }
 
 impl EventSourceMapping {
@@ -38,81 +45,114 @@ impl EventSourceMapping {
         F: Future<Output = SqsBatchResponse>,
     {
         while !*stop.borrow() {
-            let received = tokio::select! {
-                r = self.sqs
-                    .receive_message()
-                    .queue_url(&self.queue_url)
-                    .max_number_of_messages(self.batch_size)
-                    .wait_time_seconds(1)
-                    .message_system_attribute_names(MessageSystemAttributeName::All)
-                    .message_attribute_names("All")
-                    .send() => r,
+            let messages = tokio::select! {
+                m = self.next_batch() => m,
                 _ = stop.changed() => break,
-            };
-            let messages = match received {
-                Ok(out) => out.messages.unwrap_or_default(),
-                Err(e) => {
-                    tracing::warn!(function = self.function, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "polling failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
             };
             if messages.is_empty() {
                 continue;
             }
-            let records: Vec<SqsMessage> = messages.iter().map(|m| self.record(m)).collect();
-            let mut event = SqsEvent::default();
-            event.records = records;
-            let mut context = Context::default();
-            context.request_id = ulid::Ulid::new().to_string();
-            context.deadline = (chrono::Utc::now().timestamp_millis()
-                + FUNCTION_TIMEOUT.as_millis() as i64) as u64;
-            let response = handler(LambdaEvent::new(event, context)).await;
-            let failed: Vec<&str> = response
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.as_str())
-                .collect();
-            let done: Vec<DeleteMessageBatchRequestEntry> = messages
-                .iter()
-                .filter(|m| !failed.contains(&m.message_id().unwrap_or_default()))
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(m.receipt_handle()?)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            for m in &messages {
-                let id = m.message_id().unwrap_or_default();
-                let receives = m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .map(String::as_str)
-                    .unwrap_or("1");
-                let what = describe(m.body().unwrap_or_default());
-                if failed.contains(&id) {
-                    println!(
-                        "  {:<9} {what}: failed on receive {receives}; SQS will retry it",
-                        self.function
-                    );
-                } else {
-                    println!("  {:<9} {what}: done", self.function);
-                }
+            self.invoke(&handler, &messages).await;
+            if let Some(fair) = &self.fair {
+                fair.done(&messages);
             }
-            if !done.is_empty()
-                && let Err(e) = self
-                    .sqs
-                    .delete_message_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(done))
-                    .send()
-                    .await
-            {
-                tracing::warn!(function = self.function, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting processed messages failed");
+        }
+    }
+
+    /// The next batch: as received, or through the fair look-ahead.
+    async fn next_batch(&self) -> Vec<Message> {
+        let Some(fair) = &self.fair else {
+            return self.receive(self.batch_size, 1).await;
+        };
+        let room = fair.room();
+        if room > 0 {
+            // Long-poll only when there is nothing to do meanwhile.
+            let wait = if fair.is_empty() { 1 } else { 0 };
+            let room = i32::try_from(room.min(10)).unwrap_or(10);
+            fair.add(self.receive(room, wait).await);
+        }
+        fair.take(usize::try_from(self.batch_size).unwrap_or(10))
+    }
+
+    async fn receive(&self, count: i32, wait_seconds: i32) -> Vec<Message> {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(count)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await;
+        match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(function = self.function, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "polling failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Vec::new()
             }
+        }
+    }
+
+    /// Invokes the handler with one batch, deletes what succeeded and says what happened.
+    async fn invoke<H, F>(&self, handler: &H, messages: &[Message])
+    where
+        H: Fn(LambdaEvent<SqsEvent>) -> F,
+        F: Future<Output = SqsBatchResponse>,
+    {
+        let records: Vec<SqsMessage> = messages.iter().map(|m| self.record(m)).collect();
+        let mut event = SqsEvent::default();
+        event.records = records;
+        let mut context = Context::default();
+        context.request_id = ulid::Ulid::new().to_string();
+        context.deadline =
+            (chrono::Utc::now().timestamp_millis() + FUNCTION_TIMEOUT.as_millis() as i64) as u64;
+        let response = handler(LambdaEvent::new(event, context)).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        let done: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .filter(|m| !failed.contains(&m.message_id().unwrap_or_default()))
+            .enumerate()
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        for m in messages {
+            let id = m.message_id().unwrap_or_default();
+            let receives = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .map(String::as_str)
+                .unwrap_or("1");
+            let what = describe(m.body().unwrap_or_default());
+            if failed.contains(&id) {
+                println!(
+                    "  {:<9} {what}: failed on receive {receives}; SQS will retry it",
+                    self.function
+                );
+            } else {
+                println!("  {:<9} {what}: done", self.function);
+            }
+        }
+        if !done.is_empty()
+            && let Err(e) = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(done))
+                .send()
+                .await
+        {
+            tracing::warn!(function = self.function, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting processed messages failed");
         }
     }
 

@@ -37,6 +37,8 @@ pub struct CircuitState {
     pub probes_failed: u32,
     /// When the last probe failed (Unix ms).
     pub probe_failed_at_ms: Option<i64>,
+    /// While in the future, the destination is slow for this route (`share`; Unix ms).
+    pub slow_until_ms: Option<i64>,
 }
 
 /// What a caller may do now.
@@ -63,6 +65,19 @@ impl CircuitState {
             Some(probe) if now_ms < probe => Admit::Wait(probe),
             _ => Admit::Probe,
         }
+    }
+
+    /// Whether its destination is marked slow at `now_ms` (a call ran past `share::SLOW_CALL`).
+    pub fn slow(&self, now_ms: i64) -> bool {
+        self.slow_until_ms.is_some_and(|until| now_ms < until)
+    }
+
+    /// Whether a slow mark is still good for half its length: a slow call renews it only
+    /// after that, so a slow destination costs one write per half mark, not one per call.
+    pub fn slow_mark_fresh(&self, now_ms: i64) -> bool {
+        let half = (crate::share::SLOW_MARK.as_millis() / 2) as i64;
+        self.slow_until_ms
+            .is_some_and(|until| until - now_ms > half)
     }
 
     /// Whether a success has anything to reset.

@@ -155,6 +155,8 @@ pub enum Held {
     RateLimited,
     /// The call could not finish before the function's deadline.
     Deadline,
+    /// Its destination already holds its share of deliver's concurrency (`share`).
+    OverShare,
 }
 
 impl Held {
@@ -164,6 +166,7 @@ impl Held {
             Held::CircuitOpen => Reason::CircuitOpen.as_str(),
             Held::RateLimited => "rate_limited",
             Held::Deadline => "deadline",
+            Held::OverShare => "over_share",
         }
     }
 }
@@ -294,6 +297,10 @@ pub struct Waiting<'a> {
 /// dead-lettered `circuit_open` only once a probe has failed since it arrived (a circuit whose
 /// probe has not run yet may be about to close), or on the queue's last receive. A rate limit
 /// or the deadline: the cause's wait, and `retries_exhausted` on the queue's last receive.
+/// Over its destination's share: the cause's wait, at least a quarter of its age (a long
+/// backlog costs few receives), spread; `retries_exhausted` only on the queue's last receive
+/// or at the edge of its retention, which a share never holds a task to in practice (50
+/// receives backing off by a quarter of their age last days).
 pub fn hold(w: &Waiting<'_>) -> Settlement {
     let last_receive = w.receives >= w.max_receive_count;
     match w.why {
@@ -337,11 +344,30 @@ pub fn hold(w: &Waiting<'_>) -> Settlement {
             reason: Reason::RetriesExhausted,
             message: format!("still {} on receive {}", w.why.as_str(), w.receives),
         },
+        Held::OverShare => over_share(w, last_receive),
         Held::RateLimited | Held::Deadline => Settlement::Hold {
             why: w.why,
             wait: w.wait,
         },
     }
+}
+
+/// [`hold`] for a task over its destination's share.
+fn over_share(w: &Waiting<'_>, last_receive: bool) -> Settlement {
+    let spread = 1.0 + JITTER * w.jitter.clamp(-1.0, 1.0).abs();
+    let wait = w.wait.max(w.age / 4).mul_f64(spread).min(MAX_VISIBILITY);
+    if last_receive || w.age + wait >= RETENTION_EDGE {
+        return Settlement::DeadLetter {
+            reason: Reason::RetriesExhausted,
+            message: format!(
+                "{} still held its share of deliver's concurrency after {}s, on receive {}",
+                w.destination,
+                w.age.as_secs(),
+                w.receives
+            ),
+        };
+    }
+    Settlement::Hold { why: w.why, wait }
 }
 
 /// How long a task waits on its visibility when the rate limits stayed taken in process:
@@ -517,6 +543,40 @@ mod tests {
                 Settlement::DeadLetter {
                     reason: Reason::RetriesExhausted,
                     message: "still deadline on receive 10".into(),
+                },
+            ),
+            // Over its destination's share: the cause's wait, then a quarter of its age; never
+            // dead-lettered for it before the queue's last receive or its retention's edge.
+            (
+                waiting(Held::OverShare, 2, 1, 1),
+                hold_for(Held::OverShare, 2),
+            ),
+            (
+                waiting(Held::OverShare, 2, 400, 9),
+                hold_for(Held::OverShare, 100),
+            ),
+            (
+                waiting(Held::OverShare, 2, 10 * 24 * 3600, 9),
+                hold_for(Held::OverShare, 12 * 3600),
+            ),
+            (
+                waiting(Held::OverShare, 2, 40, 10),
+                Settlement::DeadLetter {
+                    reason: Reason::RetriesExhausted,
+                    message: "api.example.com still held its share of deliver's concurrency \
+                              after 40s, on receive 10"
+                        .into(),
+                },
+            ),
+            (
+                waiting(Held::OverShare, 2, 13 * 24 * 3600 - 60, 3),
+                Settlement::DeadLetter {
+                    reason: Reason::RetriesExhausted,
+                    message: format!(
+                        "api.example.com still held its share of deliver's concurrency \
+                         after {}s, on receive 3",
+                        13 * 24 * 3600 - 60
+                    ),
                 },
             ),
         ];

@@ -189,9 +189,53 @@ pub fn is_sensitive_header(name: &str) -> bool {
         || name.contains("hmac")
 }
 
+/// The fair-queue group of a delivery task to `destination` (its origin: scheme, host, port):
+/// SQS allows 128 characters from `!` to `~`; a longer or odd origin keeps its first 100 and a
+/// digest of the whole, so one destination is always one group.
+pub fn message_group(destination: &str) -> String {
+    let fits = |s: &str| s.len() <= 128 && s.bytes().all(|b| (b'!'..=b'~').contains(&b));
+    if fits(destination) && !destination.is_empty() {
+        return destination.to_string();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(destination.as_bytes());
+    let head: String = destination
+        .chars()
+        .filter(|c| ('!'..='~').contains(c))
+        .take(100)
+        .collect();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{head}#{hex}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_is_its_own_group_within_what_sqs_allows() {
+        assert_eq!(
+            message_group("https://api.example.com:443"),
+            "https://api.example.com:443"
+        );
+        let long = format!("https://{}.example.com", "a".repeat(200));
+        let group = message_group(&long);
+        assert!(
+            group.len() <= 128 && group.starts_with("https://aaa"),
+            "{group}"
+        );
+        assert_eq!(group, message_group(&long), "one destination, one group");
+        let other = message_group(&format!("https://{}.example.com", "a".repeat(201)));
+        assert_ne!(group, other, "two destinations sharing a head stay apart");
+        for odd in ["", "http://h\u{e9}te:80", "a b"] {
+            let g = message_group(odd);
+            assert!(!g.is_empty() && g.len() <= 128, "{odd:?} -> {g:?}");
+            assert!(
+                g.bytes().all(|b| (b'!'..=b'~').contains(&b)),
+                "{odd:?} -> {g:?}"
+            );
+        }
+    }
 
     #[test]
     fn messages_carry_their_version_tag_and_round_trip() {

@@ -8,7 +8,8 @@
 //! - Messages: `ids`, `envelope`, `archive`, `dead_letter`, `reason`, `batching` (what one
 //!   SQS request may carry).
 //! - Policies: `delivery_policy` (what an outcome settles), `circuit`, `idempotency`,
-//!   `deadline`, `review` (the human review queue's items and timer).
+//!   `deadline`, `review` (the human review queue's items and timer), `share` (a
+//!   destination's share of deliver's concurrency).
 //! - Secrets: `secret` (values that never print), `secrets` (the cache over the store).
 //! - `ports`: what the handlers need from the outside world, as traits; the adapters live in
 //!   `switchboard-shared`.
@@ -32,5 +33,6 @@ pub mod reason;
 pub mod review;
 pub mod secret;
 pub mod secrets;
+pub mod share;
 pub mod url_template;
 pub mod verify;

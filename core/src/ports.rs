@@ -21,8 +21,25 @@ pub struct AwsError {
 
 /// A queue that takes message bodies.
 pub trait Queue: Send + Sync {
-    /// Sends every body, in as few requests as the service allows; all or an error.
-    fn send(&self, bodies: &[String]) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Sends every message, in as few requests as the service allows; all or an error.
+    fn send(&self, messages: &[Outgoing]) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// A message to send, and the group it is fair within (SQS's `MessageGroupId`: on a standard
+/// queue, fair queues keep one group's backlog from delaying the others' messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The message body.
+    pub body: String,
+    /// Its group (`envelope::message_group`), if it has one.
+    pub group: Option<String>,
+}
+
+impl Outgoing {
+    /// A message in no group.
+    pub fn ungrouped(body: String) -> Self {
+        Self { body, group: None }
+    }
 }
 
 /// A dead-letter queue we write to ourselves (permanent failures do not wait for
@@ -80,6 +97,14 @@ pub trait CircuitStore: Send + Sync {
         until_ms: i64,
         probe_failed: bool,
     ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+
+    /// Marks the route's destination slow until `until_ms` (`share`): every container reads it
+    /// with the circuit, and holds the destination to its share.
+    fn mark_slow(
+        &self,
+        key: &str,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 
     /// Takes the one probe of a cooled-down circuit until `until_ms`; false if another caller
     /// has it.

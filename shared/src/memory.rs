@@ -15,8 +15,8 @@ use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
 use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
 use switchboard_core::ports::{
     Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim,
-    Queue, RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore, SecretVersions,
-    Visibility,
+    Outgoing, Queue, RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore,
+    SecretVersions, Visibility,
 };
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_core::secret::SecretString;
@@ -37,6 +37,7 @@ fn not_found(operation: &'static str, what: &str) -> AwsError {
 #[derive(Debug, Default, Clone)]
 pub struct MemoryQueue {
     sent: Arc<Mutex<Vec<String>>>,
+    groups: Arc<Mutex<Vec<Option<String>>>>,
     delays: Arc<Mutex<Vec<(String, Duration)>>>,
     letters: Arc<Mutex<Vec<DeadLetter>>>,
 }
@@ -45,6 +46,11 @@ impl MemoryQueue {
     /// Every body sent, in order.
     pub fn sent(&self) -> Vec<String> {
         lock(&self.sent).clone()
+    }
+
+    /// The group of every message sent, in order.
+    pub fn groups(&self) -> Vec<Option<String>> {
+        lock(&self.groups).clone()
     }
 
     /// Every delay asked, by receipt handle, in order.
@@ -59,8 +65,9 @@ impl MemoryQueue {
 }
 
 impl Queue for MemoryQueue {
-    async fn send(&self, bodies: &[String]) -> Result<(), AwsError> {
-        lock(&self.sent).extend(bodies.iter().cloned());
+    async fn send(&self, messages: &[Outgoing]) -> Result<(), AwsError> {
+        lock(&self.sent).extend(messages.iter().map(|m| m.body.clone()));
+        lock(&self.groups).extend(messages.iter().map(|m| m.group.clone()));
         Ok(())
     }
 }
@@ -267,9 +274,25 @@ impl CircuitStore for MemoryTable {
         Ok(true)
     }
 
+    async fn mark_slow(&self, destination: &str, until_ms: i64) -> Result<(), AwsError> {
+        let mut circuits = lock(&self.circuits);
+        circuits
+            .entry(destination.to_string())
+            .or_default()
+            .slow_until_ms = Some(until_ms);
+        Ok(())
+    }
+
     async fn close_circuit(&self, destination: &str) -> Result<bool, AwsError> {
         let mut circuits = lock(&self.circuits);
-        let old = circuits.insert(destination.to_string(), CircuitState::default());
+        let slow_until_ms = circuits.get(destination).and_then(|s| s.slow_until_ms);
+        let old = circuits.insert(
+            destination.to_string(),
+            CircuitState {
+                slow_until_ms,
+                ..CircuitState::default()
+            },
+        );
         Ok(old.is_some_and(|s| s.open_until_ms.is_some()))
     }
 }

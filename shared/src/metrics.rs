@@ -119,6 +119,30 @@ impl Metrics {
         }));
     }
 
+    /// A task handed back without a call (`why`: circuit_open, rate_limited, deadline,
+    /// over_share) and how long it has waited since it was queued: by destination and why (the
+    /// dashboard's held tasks), by destination, and over every destination (the
+    /// DestinationHolding alarm reads the longest wait).
+    pub fn held(&self, destination: &str, why: &str, waited_ms: f64) {
+        self.emit(json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Destination", "Why"], ["Destination"], []],
+                    "Metrics": [
+                        { "Name": "HeldTasks", "Unit": "Count" },
+                        { "Name": "HeldFor", "Unit": "Milliseconds" }
+                    ]
+                }]
+            },
+            "Destination": destination,
+            "Why": why,
+            "HeldTasks": 1,
+            "HeldFor": waited_ms,
+        }));
+    }
+
     /// A destination's circuit changed state (opened, reopened, closed).
     pub fn circuit(&self, destination: &str, transition: &str) {
         self.emit(json!({

@@ -457,9 +457,9 @@ use switchboard_core::idempotency::{Claim, NewClaim};
 use switchboard_core::ports::{Archive, AwsError, IdempotencyStore, Queue, SecretStore};
 
 impl<P: Queue> Queue for Counted<P> {
-    async fn send(&self, bodies: &[String]) -> Result<(), AwsError> {
+    async fn send(&self, messages: &[switchboard_core::ports::Outgoing]) -> Result<(), AwsError> {
         self.note("SendMessage");
-        self.inner.send(bodies).await
+        self.inner.send(messages).await
     }
 }
 

@@ -9,6 +9,7 @@ mod utils;
 mod deliver;
 mod hardening;
 mod ingest;
+mod isolation;
 mod ops;
 mod package;
 mod privilege;

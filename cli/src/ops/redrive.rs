@@ -101,6 +101,7 @@ async fn send_batch(
             SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message_body(&h.letter.body)
+                .set_message_group_id(redrive_group(h))
                 .build()
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -122,6 +123,17 @@ async fn send_batch(
         .collect())
 }
 
+/// A redriven delivery's fair-queue group: its route's, apart from the live traffic's groups
+/// (one per destination), so a redrive of thousands does not delay what arrives meanwhile. An
+/// event (no route) goes back to the events queue ungrouped, as ingest sends it.
+fn redrive_group(h: &Held) -> Option<String> {
+    let route = h.letter.route.as_deref()?;
+    Some(switchboard_core::envelope::message_group(&format!(
+        "redrive:{}/{route}",
+        h.letter.integration
+    )))
+}
+
 /// One SendMessage per letter: those SQS refused (index, why).
 async fn send_each(stack: &Stack, source: &str, held: &[Held]) -> Vec<(usize, String)> {
     let mut refused = Vec::new();
@@ -131,6 +143,7 @@ async fn send_each(stack: &Stack, source: &str, held: &[Held]) -> Vec<(usize, St
             .send_message()
             .queue_url(source)
             .message_body(&h.letter.body)
+            .set_message_group_id(redrive_group(h))
             .send()
             .await;
         if let Err(e) = sent {

@@ -396,12 +396,19 @@ async fn queue(
         .reset_attempts(&format!("{}#{}", request.event_id, request.route))
         .await?;
     let url = stack.queue_url("deliveries").await?;
+    // Its own group, as a redrive's (`redrive_group`): a person's decision is not queued
+    // behind a destination's backlog.
+    let group = switchboard_core::envelope::message_group(&format!(
+        "review:{}/{}",
+        request.integration, request.route
+    ));
     let body = serde_json::to_string(&DeliveryMessage::DeliveryV1(request))?;
     stack
         .sqs
         .send_message()
         .queue_url(&url)
         .message_body(body)
+        .message_group_id(group)
         .send()
         .await
         .map_err(super::failed(format!("sending to {url}")))?;

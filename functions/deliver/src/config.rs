@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use switchboard_core::share;
 use switchboard_shared::config::{ConfigError, count_or, integrations_dir, required, secrets_ttl};
 
 /// Deliver's settings.
@@ -24,6 +25,10 @@ pub struct DeliverConfig {
     pub max_receive_count: u32,
     /// How long a secret value is cached (`SECRETS_TTL_SECS`, default 300).
     pub secrets_ttl: Duration,
+    /// How many invocations one slow or unknown destination may hold at once:
+    /// `DESTINATION_SHARE_PERCENT` (default 50) of `DELIVER_MAX_CONCURRENCY` (default 20), the
+    /// template's `DestinationSharePercent` and `DeliverMaxConcurrency` (`share::of`).
+    pub share: u32,
 }
 
 impl DeliverConfig {
@@ -37,6 +42,10 @@ impl DeliverConfig {
             archive_bucket: required("ARCHIVE_BUCKET")?,
             max_receive_count: count_or("DELIVERIES_MAX_RECEIVE_COUNT", 50)?,
             secrets_ttl: secrets_ttl()?,
+            share: share::of(
+                count_or("DELIVER_MAX_CONCURRENCY", share::DEFAULT_CONCURRENCY)?,
+                count_or("DESTINATION_SHARE_PERCENT", share::DEFAULT_PERCENT)?,
+            ),
         })
     }
 }

@@ -6,6 +6,8 @@
 //!    deadline (a request that could not finish before it is not started);
 //! 2. **claim**: the `deliver#{event_id}#{route}` claim (COMPLETED: already sent, done); a
 //!    redelivery whose history says it was already refused for good is dead-lettered;
+//!    then its **share**: a destination that is slow or new to this container may hold only
+//!    so many invocations at once (`switchboard_core::share`); over it the task waits;
 //! 3. **throttle**: the destination's rate limits (per second and in flight, across
 //!    functions); over the limit the task waits, in process briefly, else on its visibility;
 //! 4. **send**: the request with the route's auth (a 401/403 refreshes the credential and
@@ -86,6 +88,10 @@ pub struct Deliver<K, V, D, S, A> {
     /// Circuits as last read, by key (`circuit::key`: one per route).
     circuits: Mutex<HashMap<String, (Instant, CircuitState)>>,
     max_receive_count: u32,
+    /// How many invocations one slow or unknown destination may hold (`share::of`).
+    share: u32,
+    /// When each destination last answered fast here (`share::Known::Fast`).
+    fast: Mutex<HashMap<String, Instant>>,
 }
 
 /// How long a delivered task is remembered (and its attempt history kept).
@@ -246,7 +252,19 @@ where
             metrics,
             circuits: Mutex::new(HashMap::new()),
             max_receive_count,
+            share: switchboard_core::share::of(
+                switchboard_core::share::DEFAULT_CONCURRENCY,
+                switchboard_core::share::DEFAULT_PERCENT,
+            ),
+            fast: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Holds each slow or unknown destination to `share` invocations at once
+    /// (`share::of(concurrency, percent)`; the default is the template's).
+    pub fn with_share(mut self, share: u32) -> Self {
+        self.share = share.max(1);
+        self
     }
 
     /// Reads every route's credential and signing keys into the cache, so the first task after
@@ -276,10 +294,13 @@ where
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let deadline_ms = batch::deadline_ms(event.context.deadline);
         let received = Instant::now();
-        batch::settle_each("delivery", &event.payload.records, |message| {
-            self.process(message, deadline_ms, received)
+        let leases = Leases::default();
+        let response = batch::settle_each("delivery", &event.payload.records, |message| {
+            self.process(message, deadline_ms, received, &leases)
         })
-        .await
+        .await;
+        self.free_leases(&leases).await;
+        response
     }
 
     /// Ok when the message is done with (delivered, dead-lettered, or nothing left to do); Err
@@ -290,6 +311,7 @@ where
         message: &SqsMessage,
         deadline_ms: Option<i64>,
         received: Instant,
+        leases: &Leases,
     ) -> Result<(), HandBack> {
         let text = message.body.as_deref().unwrap_or_default();
         let receives = receive_count(&message.attributes);
@@ -339,6 +361,7 @@ where
             task: &task,
             receives,
             received,
+            leases,
         };
         let mut claimed = None;
         let mut tried = Tried {
@@ -434,7 +457,9 @@ where
         let destination = route.deliver.destination();
         // A circuit per route: another route's failures on the same host never hold this one.
         let circuit = circuit::key(&work.task.integration, &work.task.route, &destination);
-        let probe = self.admit(work, route, &circuit, deadline_ms).await?;
+        let (probe, known) = self.admit(work, route, &circuit, deadline_ms).await?;
+        self.share(work, route, &destination, known, deadline_ms)
+            .await?;
         *claimed = Some(self.claim(work, deadline_ms).await?);
         self.redelivered(work, tried).await?;
         let taken = self
@@ -460,7 +485,7 @@ where
         let destination = target.destination;
         let task = work.task;
         let started = Instant::now();
-        let sent = self.send_refreshing(task, route).await;
+        let sent = self.send_watched(task, route, target).await;
         let latency = started.elapsed();
         if let Some(slot) = taken.slot
             && let Err(e) = self.store.free_slot(destination, slot).await
@@ -497,6 +522,7 @@ where
             .delivery_latency(&task.integration, &task.route, destination, latency_ms);
         self.update_circuit(route, target, attempt.outcome, probe)
             .await;
+        self.learn(target, attempt.outcome, latency).await;
         Ok((attempt, latency))
     }
 
@@ -581,18 +607,24 @@ where
             .unwrap_or(now_ms);
         let age = Duration::from_millis(u64::try_from(now_ms - sent_ms).unwrap_or(0));
         let outage = circuit.map(|c| c.outage(now_ms)).unwrap_or_default();
-        Fate::Settle(delivery_policy::hold(&Waiting {
+        let destination = route.deliver.destination();
+        let settlement = delivery_policy::hold(&Waiting {
             why,
             wait,
             age,
             receives: work.receives,
             max_receive_count: self.max_receive_count,
             schedule: &route.deliver.retry,
-            destination: &route.deliver.destination(),
+            destination: &destination,
             jitter: jitter(work.text, work.receives),
             probe_failed: circuit.is_some_and(|c| c.probe_failed_since(sent_ms)),
             outage: &outage,
-        }))
+        });
+        if let Settlement::Hold { why, .. } = settlement {
+            let waited_ms = age.as_secs_f64() * 1000.0;
+            self.metrics.held(&destination, why.as_str(), waited_ms);
+        }
+        Fate::Settle(settlement)
     }
 }
 
@@ -605,6 +637,8 @@ struct Work<'a> {
     receives: u32,
     /// When the batch reached the function.
     received: Instant,
+    /// The share slots the batch holds.
+    leases: &'a Leases,
 }
 
 /// A draw in [-1, 1] that differs between messages and attempts (so retries spread out) but
@@ -622,8 +656,12 @@ mod request;
 #[cfg(test)]
 use request::snippet;
 mod review_gate;
+mod share;
+use share::Leases;
 #[cfg(test)]
 mod rules;
+#[cfg(test)]
+mod share_rules;
 
 #[cfg(test)]
 mod tests {

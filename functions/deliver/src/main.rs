@@ -30,7 +30,9 @@ async fn main() -> Result<(), Error> {
         Box::pin(ports.idempotency.warm("deliver#")) as aws::WarmUp,
         Box::pin(ports.queue.warm()),
     ];
-    let handler = Arc::new(Deliver::new(integrations, ports, config.max_receive_count)?);
+    let handler = Arc::new(
+        Deliver::new(integrations, ports, config.max_receive_count)?.with_share(config.share),
+    );
     let prefetch = Arc::clone(&handler);
     warm.push(Box::pin(async move {
         prefetch.prefetch_secrets().await;

@@ -14,7 +14,7 @@ use switchboard_core::envelope::{EventMessage, EventV1, is_sensitive_header};
 use switchboard_core::idempotency::{Claim, NewClaim, Status, in_progress_until};
 use switchboard_core::ids::EventId;
 use switchboard_core::integration::{Inbound, Integrations};
-use switchboard_core::ports::{Archive, IdempotencyStore, Queue, SecretStore};
+use switchboard_core::ports::{Archive, IdempotencyStore, Outgoing, Queue, SecretStore};
 use switchboard_core::secrets::SecretsCache;
 use switchboard_core::verify::{Scheme, SignedRequest, VerifyError, verify};
 use switchboard_shared::metrics::Metrics;
@@ -487,7 +487,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         }
         self.ports
             .events
-            .send(&[text])
+            .send(&[Outgoing::ungrouped(text)])
             .await
             .map_err(|e| e.to_string())
     }

@@ -18,11 +18,15 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_core::archive::{self, ArchivedEvent, MAX_INLINE_MESSAGE_BYTES};
 use switchboard_core::dead_letter::{DeadLetter, send_dead_letter};
-use switchboard_core::envelope::{DeliveryMessage, DeliveryRef, DeliveryV1, EventMessage, EventV1};
+use switchboard_core::envelope::{
+    DeliveryMessage, DeliveryRef, DeliveryV1, EventMessage, EventV1, message_group,
+};
 use switchboard_core::integration::{Integration, Integrations, Route};
 use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
-use switchboard_core::ports::{Archive, DeadLetterQueue, Queue, RateLimiter, SecretStore};
+use switchboard_core::ports::{
+    Archive, DeadLetterQueue, Outgoing, Queue, RateLimiter, SecretStore,
+};
 use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::batch::{self, HandBack, receive_count};
@@ -307,10 +311,13 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             });
             #[allow(clippy::expect_used)]
             let text = serde_json::to_string(&task).expect("JSON values always serialize");
-            tasks.push(
-                self.claim_check(event, &integration.id, &route.id, text)
+            // Fair within its destination: another destination's backlog does not delay it.
+            tasks.push(Outgoing {
+                body: self
+                    .claim_check(event, &integration.id, &route.id, text)
                     .await?,
-            );
+                group: Some(message_group(&route.deliver.destination())),
+            });
             report.queued.push(route.id.clone());
         }
         // The audit of each model interaction, with the decision taken, before anything goes

@@ -189,7 +189,8 @@ impl IdempotencyStore for DynamoIdempotencyStore {
 }
 
 /// Destination state shares the idempotency table (key `id`, TTL attribute `expiration`):
-/// `circuit#{integration}/{route}@{destination}`, `rate#{destination}#{second}`, `slot#{destination}#{n}` and
+/// `circuit#{integration}/{route}@{destination}`, `rate#{destination}#{second}`, `slot#{destination}#{n}`
+/// (`slot#share@{destination}#{n}`: a destination's share, `share::pool`) and
 /// `attempts#{event_id}#{route}` items.
 const FAILURES: &str = "failures";
 const OPEN_UNTIL: &str = "open_until";
@@ -197,6 +198,7 @@ const PROBE_UNTIL: &str = "probe_until";
 const OPENED_AT: &str = "opened_at";
 const PROBES_FAILED: &str = "probes_failed";
 const PROBE_FAILED_AT: &str = "probe_failed_at";
+const SLOW_UNTIL: &str = "slow_until";
 const COUNT: &str = "n";
 const LEASE_UNTIL: &str = "lease_until";
 const HISTORY: &str = "history";

@@ -5,7 +5,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::aws_error;
 use switchboard_core::dead_letter::DeadLetter;
-use switchboard_core::ports::{AwsError, DeadLetterQueue, Queue, Visibility};
+use switchboard_core::ports::{AwsError, DeadLetterQueue, Outgoing, Queue, Visibility};
 
 /// SQS caps a message (body and attributes) at 256 KiB; a reason needs far less.
 const MAX_REASON_MESSAGE_CHARS: usize = 1024;
@@ -44,29 +44,31 @@ impl SqsQueue {
 }
 
 impl Queue for SqsQueue {
-    async fn send(&self, bodies: &[String]) -> Result<(), AwsError> {
-        if let [body] = bodies {
+    async fn send(&self, messages: &[Outgoing]) -> Result<(), AwsError> {
+        if let [message] = messages {
             self.client
                 .send_message()
                 .queue_url(&self.url)
-                .message_body(body)
+                .message_body(&message.body)
+                .set_message_group_id(message.group.clone())
                 .send()
                 .await
                 .map_err(|e| aws_error("SendMessage", e))?;
             return Ok(());
         }
         // Ten bodies and 1 MiB in all per request.
-        for group in
-            switchboard_core::batching::by_size(&bodies.iter().map(String::len).collect::<Vec<_>>())
-        {
-            let chunk = &bodies[group];
+        for group in switchboard_core::batching::by_size(
+            &messages.iter().map(|m| m.body.len()).collect::<Vec<_>>(),
+        ) {
+            let chunk = &messages[group];
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, body)| {
+                .map(|(i, message)| {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(body)
+                        .message_body(&message.body)
+                        .set_message_group_id(message.group.clone())
                         .build()
                         .map_err(|e| aws_error("SendMessageBatch", e))
                 })

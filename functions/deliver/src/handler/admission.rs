@@ -12,14 +12,15 @@ where
     A: Archive,
 {
     /// The route's circuit (while it is open nothing is called; after its cool-down one caller
-    /// probes) and the deadline (never start what cannot finish before it). Ok(probe).
+    /// probes) and the deadline (never start what cannot finish before it). Ok(whether this
+    /// call is the probe, what is known of the destination's speed).
     pub(super) async fn admit(
         &self,
         work: &Work<'_>,
         route: &OutboundRoute,
         circuit: &str,
         deadline_ms: Option<i64>,
-    ) -> Result<bool, Fate> {
+    ) -> Result<(bool, switchboard_core::share::Known), Fate> {
         let now_ms = Utc::now().timestamp_millis();
         let state = self.circuit(circuit).await;
         let probe = match state.admit(now_ms) {
@@ -46,7 +47,7 @@ where
         if !self.time_for(route, deadline_ms) {
             return Err(self.held(work, route, Held::Deadline, Duration::ZERO, None));
         }
-        Ok(probe)
+        Ok((probe, self.known(&route.deliver.destination(), &state)))
     }
 
     /// Idempotent sends: the `deliver#{event_id}#{route}` claim. A redelivery after a success

@@ -27,8 +27,8 @@ use switchboard_shared::metrics::Metrics;
 use super::{Deliver, Ports};
 
 /// A destination that answers `status` with `body` and counts what it is asked.
-struct Destination {
-    url: String,
+pub(super) struct Destination {
+    pub(super) url: String,
     status: Arc<AtomicU16>,
     body: Arc<std::sync::Mutex<String>>,
     hits: Arc<AtomicUsize>,
@@ -37,7 +37,7 @@ struct Destination {
 }
 
 impl Destination {
-    async fn start(status: u16) -> Self {
+    pub(super) async fn start(status: u16) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let status = Arc::new(AtomicU16::new(status));
@@ -68,24 +68,25 @@ impl Destination {
         *self.body.lock().unwrap() = body.to_string();
     }
 
-    fn hits(&self) -> usize {
+    pub(super) fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 }
 
-struct Harness {
-    handler: Deliver<MemorySecrets, MemoryQueue, MemoryQueue, MemoryTable, MemoryArchive>,
-    integrations: Arc<Integrations<Outbound>>,
-    table: MemoryTable,
-    queue: MemoryQueue,
-    dlq: MemoryQueue,
-    archive: MemoryArchive,
-    _dir: DefinitionsDir,
+pub(super) struct Harness {
+    pub(super) handler:
+        Deliver<MemorySecrets, MemoryQueue, MemoryQueue, MemoryTable, MemoryArchive>,
+    pub(super) integrations: Arc<Integrations<Outbound>>,
+    pub(super) table: MemoryTable,
+    pub(super) queue: MemoryQueue,
+    pub(super) dlq: MemoryQueue,
+    pub(super) archive: MemoryArchive,
+    pub(super) _dir: DefinitionsDir,
 }
 
 impl Harness {
     /// The `shop` integration with one route `r` to `url`, `deliver` settings added.
-    fn new(url: &str, deliver: &str) -> Self {
+    pub(super) fn new(url: &str, deliver: &str) -> Self {
         let dir = DefinitionsDir::with(
             "shop",
             &format!(
@@ -126,7 +127,7 @@ impl Harness {
     }
 
     /// The route's circuit key.
-    fn circuit(&self) -> String {
+    pub(super) fn circuit(&self) -> String {
         let destination = self.integrations.get("shop").unwrap().routes[0]
             .deliver
             .destination();
@@ -134,7 +135,7 @@ impl Harness {
     }
 
     /// Delivers one task on its `receives`th receive; answers whether SQS is to hand it back.
-    async fn deliver(&self, event_id: &EventId, receives: u32) -> bool {
+    pub(super) async fn deliver(&self, event_id: &EventId, receives: u32) -> bool {
         self.deliver_task(shop_task(event_id, None), receives).await
     }
 
@@ -174,7 +175,7 @@ impl Harness {
 }
 
 /// A task of the `shop` integration's route `r`, held for review when `review` is given.
-fn shop_task(event_id: &EventId, review: Option<&str>) -> DeliveryV1 {
+pub(super) fn shop_task(event_id: &EventId, review: Option<&str>) -> DeliveryV1 {
     DeliveryV1 {
         event_id: event_id.clone(),
         integration: "shop".into(),

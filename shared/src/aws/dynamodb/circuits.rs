@@ -7,7 +7,8 @@ use switchboard_core::ports::{AwsError, CircuitStore};
 
 use super::{
     CIRCUIT_TTL_SECS, DynamoIdempotencyStore, EXPIRATION, FAILURES, KEY, OPEN_UNTIL, OPENED_AT,
-    PROBE_FAILED_AT, PROBE_UNTIL, PROBES_FAILED, aws_error, conditional, key, later, n, number,
+    PROBE_FAILED_AT, PROBE_UNTIL, PROBES_FAILED, SLOW_UNTIL, aws_error, conditional, key, later, n,
+    number,
 };
 
 /// A circuit as the operations commands show it.
@@ -84,6 +85,7 @@ impl CircuitStore for DynamoIdempotencyStore {
                 opened_at_ms: number(item, OPENED_AT),
                 probes_failed: number(item, PROBES_FAILED).unwrap_or(0),
                 probe_failed_at_ms: number(item, PROBE_FAILED_AT),
+                slow_until_ms: number(item, SLOW_UNTIL),
             })
             .unwrap_or_default())
     }
@@ -168,6 +170,22 @@ impl CircuitStore for DynamoIdempotencyStore {
             .send()
             .await;
         conditional("UpdateItem", result)
+    }
+
+    async fn mark_slow(&self, destination: &str, until_ms: i64) -> Result<(), AwsError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("circuit#{destination}")))
+            .update_expression("SET #slow = :until, #exp = :exp")
+            .expression_attribute_names("#slow", SLOW_UNTIL)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", e))?;
+        Ok(())
     }
 
     async fn close_circuit(&self, destination: &str) -> Result<bool, AwsError> {
