@@ -21,7 +21,17 @@ pub async fn local_stack(
     secrets: std::path::PathBuf,
     stack: String,
 ) -> anyhow::Result<switchboard_cli::dev::DevStack> {
-    switchboard_cli::dev::DevStack::start(switchboard_cli::dev::DevOptions {
+    local_stack_with(dir, secrets, stack, |_| {}).await
+}
+
+/// [`local_stack`], its options changed by `tweak` first.
+pub async fn local_stack_with(
+    dir: &std::path::Path,
+    secrets: std::path::PathBuf,
+    stack: String,
+    tweak: impl FnOnce(&mut switchboard_cli::dev::DevOptions),
+) -> anyhow::Result<switchboard_cli::dev::DevStack> {
+    let mut options = switchboard_cli::dev::DevOptions {
         port: 0,
         integrations: dir.to_path_buf(),
         secrets: Some(secrets),
@@ -30,8 +40,9 @@ pub async fn local_stack(
         stack,
         queues: switchboard_cli::resources::TEMPLATE_SETTINGS,
         ..switchboard_cli::dev::DevOptions::default()
-    })
-    .await
+    };
+    tweak(&mut options);
+    switchboard_cli::dev::DevStack::start(options).await
 }
 
 /// Posts `body` to ingest at `url`, signed as the integration's provider would; an error unless

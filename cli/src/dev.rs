@@ -56,6 +56,10 @@ pub struct DevOptions {
     /// Apply the deployed network rules (no loopback destinations) instead of allowing
     /// loopback, where the sink and tests listen.
     pub strict_network: bool,
+    /// Hold a slow destination to its share of the deliver pollers and poll the deliveries
+    /// queue fairly by destination, as deployed (on). Off only for the `isolation` benchmark's
+    /// figure without them.
+    pub isolation: bool,
 }
 
 impl DevOptions {
@@ -84,6 +88,7 @@ impl Default for DevOptions {
             },
             secrets_ttl: DEFAULT_TTL,
             strict_network: false,
+            isolation: true,
         }
     }
 }
@@ -128,6 +133,7 @@ struct DeliverWorker {
     metrics: Metrics,
     arn: String,
     stopped: watch::Receiver<bool>,
+    isolation: bool,
 }
 
 impl DeliverWorker {
@@ -154,16 +160,22 @@ impl DeliverWorker {
                 self.queues.deliveries_max_receive_count,
             )?
             // As deployed: a slow destination holds at most this share of the pollers.
-            .with_share(switchboard_core::share::of(
-                DELIVER_POLLERS as u32,
-                switchboard_core::share::DEFAULT_PERCENT,
-            )),
+            .with_share(if self.isolation {
+                switchboard_core::share::of(
+                    DELIVER_POLLERS as u32,
+                    switchboard_core::share::DEFAULT_PERCENT,
+                )
+            } else {
+                u32::MAX
+            }),
         );
         // Lambda runs several batches of a queue at once; so does the local stack.
         // Its messages carry their destination as their group: fair, as SQS fair queues are.
-        let fair = Arc::new(crate::esm::Fair::new(Duration::from_secs(u64::from(
-            self.queues.visibility_timeout_secs,
-        ))));
+        let fair = self.isolation.then(|| {
+            Arc::new(crate::esm::Fair::new(Duration::from_secs(u64::from(
+                self.queues.visibility_timeout_secs,
+            ))))
+        });
         let pollers = (0..DELIVER_POLLERS).map(|_| {
             let mapping = EventSourceMapping {
                 sqs: sqs.clone(),
@@ -171,7 +183,7 @@ impl DeliverWorker {
                 queue_arn: self.arn.clone(),
                 function: "deliver",
                 batch_size: 10,
-                fair: Some(Arc::clone(&fair)),
+                fair: fair.clone(),
             };
             let deliver = Arc::clone(&deliver);
             tokio::spawn(mapping.run(
@@ -323,6 +335,7 @@ impl DevStack {
             metrics: metrics.clone(),
             arn: deliveries_arn,
             stopped: stopped.clone(),
+            isolation: options.isolation,
         };
         let deliver_task = Some(deliver.spawn()?);
 
@@ -508,6 +521,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
         },
         secrets_ttl: switchboard_shared::config::secrets_ttl()?,
         strict_network,
+        isolation: true,
     };
     let stack_name = options.stack.clone();
     let stack = DevStack::start(options).await?;

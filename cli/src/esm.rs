@@ -64,12 +64,20 @@ impl EventSourceMapping {
         let Some(fair) = &self.fair else {
             return self.receive(self.batch_size, 1).await;
         };
-        let room = fair.room();
-        if room > 0 {
-            // Long-poll only when there is nothing to do meanwhile.
-            let wait = if fair.is_empty() { 1 } else { 0 };
-            let room = i32::try_from(room.min(10)).unwrap_or(10);
-            fair.add(self.receive(room, wait).await);
+        // Receive ahead while the queue has more; long-poll only when there is nothing to do.
+        let mut wait = if fair.is_empty() { 1 } else { 0 };
+        loop {
+            let ask = fair.room().min(10);
+            if ask == 0 {
+                break;
+            }
+            let got = self.receive(i32::try_from(ask).unwrap_or(10), wait).await;
+            let more = got.len() == ask;
+            fair.add(got);
+            if !more {
+                break;
+            }
+            wait = 0;
         }
         fair.take(usize::try_from(self.batch_size).unwrap_or(10))
     }

@@ -197,3 +197,103 @@ async fn beside_a_destination_that_times_out_a_fast_one_keeps_its_pace() {
     assert_eq!(test.depth(&test.dev.resources.deliveries_dlq_url).await, 0);
     test.dev.shutdown().await;
 }
+
+/// The emulator takes `MessageGroupId` on a standard queue and gives it back, but hands out the
+/// messages in the order they came whatever their groups, where SQS fair queues would hand out
+/// a quiet group's message before a busy group's backlog. The deliver pollers of `switchboard
+/// dev` share a fair look-ahead that does: a message of a quiet group queued behind thirty of
+/// a busy one goes in the first batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_keeps_no_fairness_between_groups_and_dev_pollers_do() {
+    use switchboard_cli::esm::{EventSourceMapping, Fair};
+
+    let test = TestStack::with(&[], &[], TEMPLATE_SETTINGS).await;
+    let sqs = test.sqs.clone();
+    let fill = async |name: &str| -> String {
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("{}-{name}", test.prefix))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        for (i, group) in std::iter::repeat_n("busy", 30).chain(["quiet"]).enumerate() {
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body(json!({"event_id": format!("e{i}"), "route": group}).to_string())
+                .message_group_id(group)
+                .send()
+                .await
+                .unwrap();
+        }
+        url
+    };
+
+    // The emulator: ten of the busy group, in order; the group comes back as an attribute.
+    let url = fill("plain").await;
+    let first = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let groups: Vec<&str> = first
+        .iter()
+        .filter_map(|m| {
+            m.attributes()?
+                .get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                .map(String::as_str)
+        })
+        .collect();
+    assert_eq!(
+        groups, ["busy"; 10],
+        "moto keeps arrival order across groups"
+    );
+
+    // The dev pollers' look-ahead: the quiet group's message is in the first batch.
+    let url = fill("fair").await;
+    let batches = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mapping = EventSourceMapping {
+        sqs: sqs.clone(),
+        queue_url: url,
+        queue_arn: "arn:aws:sqs:us-east-1:123456789012:fair".into(),
+        function: "deliver",
+        batch_size: 10,
+        fair: Some(Arc::new(Fair::new(Duration::from_secs(180)))),
+    };
+    let seen = batches.clone();
+    let poller = tokio::spawn(mapping.run(
+        move |e: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let seen = seen.clone();
+            async move {
+                let routes = e.payload.records.iter().map(|r| {
+                    let body: serde_json::Value =
+                        serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+                    body["route"].as_str().unwrap().to_string()
+                });
+                seen.lock().unwrap().push(routes.collect());
+                aws_lambda_events::sqs::SqsBatchResponse::default()
+            }
+        },
+        stopped,
+    ));
+    let started = Instant::now();
+    while batches.lock().unwrap().iter().map(Vec::len).sum::<usize>() < 31 {
+        assert!(started.elapsed() < Duration::from_secs(30), "{batches:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    poller.await.unwrap();
+    let batches = batches.lock().unwrap().clone();
+    assert!(
+        batches[0].iter().any(|g| g == "quiet"),
+        "the quiet group waits behind the busy one's backlog: {batches:?}"
+    );
+    test.dev.shutdown().await;
+}
