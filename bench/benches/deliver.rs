@@ -273,7 +273,9 @@ fn bench(c: &mut Criterion) {
     let before = counter.0.load(Ordering::Relaxed);
     runtime.block_on(handler.handle(event("plain")));
     let first = counter.0.load(Ordering::Relaxed) - before;
-    println!("AWS requests for a container's first task (its secret, circuit and share slot): {first}");
+    println!(
+        "AWS requests for a container's first task (its secret, circuit and share slot): {first}"
+    );
     runtime.block_on(handler.handle(event("signed")));
     runtime.block_on(handler.handle(event("checked")));
     for route in ["plain", "signed", "checked"] {

@@ -158,16 +158,15 @@ impl DeliverWorker {
                     names,
                 ),
                 self.queues.deliveries_max_receive_count,
-            )?
+            )
             // As deployed: a slow destination holds at most this share of the pollers.
-            .with_share(if self.isolation {
-                switchboard_core::share::of(
+            .map(|d| match self.isolation {
+                true => d.with_share(switchboard_core::share::of(
                     DELIVER_POLLERS as u32,
                     switchboard_core::share::DEFAULT_PERCENT,
-                )
-            } else {
-                u32::MAX
-            }),
+                )),
+                false => d.without_share(),
+            })?,
         );
         // Lambda runs several batches of a queue at once; so does the local stack.
         // Its messages carry their destination as their group: fair, as SQS fair queues are.

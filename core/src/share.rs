@@ -8,7 +8,8 @@
 //! [`of`] invocations at once: each invocation that has its tasks takes one leased slot of the
 //! destination's pool for the whole batch, and gives it back when the batch ends. A task whose
 //! batch finds the pool full is not called: it waits on its visibility ([`over_share_wait`]),
-//! never failed for it, and the rest of its batch goes on.
+//! not failed for waiting (`delivery_policy::hold`: only on the queue's last receive, days
+//! later), and the rest of its batch goes on.
 //!
 //! A destination this container has seen answer fast (within [`TRUST`], and not marked slow)
 //! takes no slot: on the happy path the share costs no request. What it costs: two writes per

@@ -332,7 +332,7 @@ impl RateLimiter for MemoryTable {
     ) -> Result<Option<u32>, AwsError> {
         let mut slots = lock(&self.slots);
         for i in 0..max {
-            let slot = (start + i) % max;
+            let slot = ((u64::from(start) + u64::from(i)) % u64::from(max)) as u32;
             let key = (destination.to_string(), slot);
             if slots.get(&key).is_none_or(|lease| *lease < now_ms) {
                 slots.insert(key, lease_until_ms);

@@ -12,15 +12,19 @@ use switchboard_cli::resources::TEMPLATE_SETTINGS;
 
 use crate::utils::stack::{SIGNING_SECRET, TestStack};
 
-/// A destination on its own port that records when each event's request (`{"n": n}`) arrived,
-/// answering after `delay(n-th call)`.
+/// A destination on its own port that answers after `delay()` and records when each event's
+/// request (`{"n": n}`) was answered, if it was answered within `in_time` (the route's
+/// timeout: a later answer nobody waited for is not a delivery).
 struct Recorder {
     base: String,
     arrived: Arc<Mutex<HashMap<u64, Instant>>>,
 }
 
 impl Recorder {
-    async fn start(delay: impl Fn() -> Duration + Clone + Send + Sync + 'static) -> Self {
+    async fn start(
+        in_time: Duration,
+        delay: impl Fn() -> Duration + Clone + Send + Sync + 'static,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let arrived = Arc::new(Mutex::new(HashMap::new()));
@@ -30,6 +34,9 @@ impl Recorder {
             async move {
                 let wait = delay();
                 tokio::time::sleep(wait).await;
+                if wait >= in_time {
+                    return "too late";
+                }
                 let n = serde_json::from_str::<serde_json::Value>(&body).unwrap()["n"]
                     .as_u64()
                     .unwrap();
@@ -124,7 +131,7 @@ async fn wait_for(recorder: &Recorder, count: usize, timeout: Duration, what: &s
 /// The fast route alone, then beside a second route of the same events whose destination is
 /// another; returns the fast route's p95 alone and beside.
 async fn alone_then_beside(other_route: &str, events: u64) -> (Duration, Duration, TestStack) {
-    let fast = Recorder::start(|| Duration::ZERO).await;
+    let fast = Recorder::start(Duration::from_secs(10), || Duration::ZERO).await;
     let alone = integration(&[route("fast", &fast.base, "")]);
     let beside = integration(&[route("fast", &fast.base, ""), other_route.to_string()]);
     let test = Arc::new(
@@ -145,7 +152,7 @@ async fn alone_then_beside(other_route: &str, events: u64) -> (Duration, Duratio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beside_a_destination_answering_in_six_seconds_a_fast_one_keeps_its_pace() {
-    let slow = Recorder::start(|| Duration::from_secs(6)).await;
+    let slow = Recorder::start(Duration::from_secs(10), || Duration::from_secs(6)).await;
     let slow_route = route("slow", &slow.base, "      timeout: 10s\n");
     let (alone, beside, test) = alone_then_beside(&slow_route, 40).await;
     let bound = alone * 3 + Duration::from_secs(1);
@@ -154,6 +161,17 @@ async fn beside_a_destination_answering_in_six_seconds_a_fast_one_keeps_its_pace
         beside <= bound,
         "beside the slow one: p95 {beside:?} > {bound:?}"
     );
+    // The operator sees which route is held to its share, and only that one.
+    let stack = switchboard_cli::ops::Stack::new(&test.dev.sdk, &test.prefix);
+    let status = switchboard_cli::ops::status::status(&stack).await.unwrap();
+    let slow_routes: Vec<&str> = status.slow.iter().map(|r| r.circuit.as_str()).collect();
+    assert_eq!(
+        slow_routes,
+        [format!("beside/slow@{}", slow.base)],
+        "{status:?}"
+    );
+    let rendered = switchboard_cli::ops::status::render(&status);
+    assert!(rendered.contains("1 route(s) slow"), "{rendered}");
     // It still gets its share: every task delivered, none dead-lettered.
     wait_for(&slow, 40, Duration::from_secs(240), "the 6 s destination").await;
     assert_eq!(test.depth(&test.dev.resources.deliveries_dlq_url).await, 0);
@@ -165,7 +183,7 @@ async fn beside_a_destination_that_times_out_a_fast_one_keeps_its_pace() {
     // Its first calls, for 20 s, time out (it answers in 30 s, its route waits 2 s); then it
     // recovers and answers at once.
     let down_until = Instant::now() + Duration::from_secs(20);
-    let flaky = Recorder::start(move || {
+    let flaky = Recorder::start(Duration::from_secs(2), move || {
         if Instant::now() < down_until {
             Duration::from_secs(30)
         } else {

@@ -4,8 +4,11 @@
 //! emulator keeps no such order; the deliver pollers of `switchboard dev` share a [`Fair`]
 //! look-ahead instead: they receive ahead of what they invoke (up to [`LOOKAHEAD`]) and each
 //! batch takes the groups with the fewest messages in flight first, one message per group in
-//! turn. Nothing waits in the look-ahead longer than [`MAX_WAIT`] (or a quarter of the queue's
-//! visibility timeout); a message that has is taken first.
+//! turn. A message that has waited [`MAX_WAIT`] (or a quarter of the queue's visibility
+//! timeout) is taken first once a poller is free; one still there at half the visibility
+//! timeout (every poller busy that long) is let go, to come back from the queue as SQS hands it
+//! back, so no copy is ever worked on past its visibility. A queue whose visibility timeout is
+//! under a minute (the tests' quick settings) gets a look-ahead of one batch.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 
-/// How many received messages the pollers keep ahead of what they invoke.
+/// How many received messages the pollers keep ahead of what they invoke (a long visibility).
 pub const LOOKAHEAD: usize = 50;
 /// The longest a received message waits in the look-ahead.
 pub const MAX_WAIT: Duration = Duration::from_secs(2);
@@ -23,6 +26,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(2);
 pub struct Fair {
     state: Mutex<State>,
     max_wait: Duration,
+    /// When a message in the look-ahead is let go.
+    stale: Duration,
+    lookahead: usize,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +52,12 @@ impl Fair {
         Self {
             state: Mutex::default(),
             max_wait: MAX_WAIT.min(visibility / 4),
+            stale: visibility / 2,
+            lookahead: if visibility >= Duration::from_secs(60) {
+                LOOKAHEAD
+            } else {
+                10
+            },
         }
     }
 
@@ -55,7 +67,7 @@ impl Fair {
 
     /// How many more messages the pollers may receive ahead.
     pub fn room(&self) -> usize {
-        LOOKAHEAD.saturating_sub(self.state().waiting.len())
+        self.lookahead.saturating_sub(self.state().waiting.len())
     }
 
     /// Whether nothing waits in the look-ahead.
@@ -74,6 +86,8 @@ impl Fair {
     /// The next batch of at most `size`, counted in flight until [`Fair::done`].
     pub fn take(&self, size: usize) -> Vec<Message> {
         let mut state = self.state();
+        let stale = self.stale;
+        state.waiting.retain(|(_, at)| at.elapsed() < stale);
         let waited: Vec<(String, Duration)> = state
             .waiting
             .iter()
@@ -164,6 +178,18 @@ mod tests {
         assert_eq!(pick(&w, &busy, 3, MAX_WAIT), [9, 0, 1]);
         // A batch fills up from one group when it is the only one waiting.
         assert_eq!(pick(&waiting("sss"), &busy, 10, MAX_WAIT), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_short_visibility_keeps_one_batch_ahead_and_lets_a_stale_message_go() {
+        let fair = Fair::new(Duration::from_millis(40));
+        assert_eq!(fair.room(), 10);
+        fair.add(vec![Message::builder().message_id("m").build()]);
+        assert_eq!(fair.room(), 9);
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(fair.take(10).is_empty(), "past half its visibility: let go");
+        assert!(fair.is_empty());
+        assert_eq!(Fair::new(Duration::from_secs(180)).room(), LOOKAHEAD);
     }
 
     #[test]

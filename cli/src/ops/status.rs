@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
-use switchboard_shared::aws::{DynamoIdempotencyStore, OpenCircuit};
+use switchboard_shared::aws::{DynamoIdempotencyStore, OpenCircuit, SlowRoute};
 
 use super::{DlqReader, QueueKind, Stack, failed, paint, table, tinted_table};
 
@@ -42,6 +42,8 @@ pub struct Status {
     pub dead_letters: BTreeMap<String, DeadLetters>,
     /// Circuits open now.
     pub circuits: Vec<OpenCircuit>,
+    /// Routes whose destination is marked slow now: held to their share of deliver.
+    pub slow: Vec<SlowRoute>,
 }
 
 async fn depth(stack: &Stack, url: &str) -> anyhow::Result<QueueDepth> {
@@ -142,7 +144,7 @@ pub async fn status(stack: &Stack) -> anyhow::Result<Status> {
         dead_letters.insert(kind.as_str().to_string(), letters);
     }
     let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
-    let circuits = store
+    let (circuits, slow) = store
         .open_circuits(now.timestamp_millis())
         .await
         .map_err(|e| anyhow::anyhow!("reading the circuits of {}: {e}", stack.table()))?;
@@ -150,6 +152,7 @@ pub async fn status(stack: &Stack) -> anyhow::Result<Status> {
         queues,
         dead_letters,
         circuits,
+        slow,
     })
 }
 
@@ -218,6 +221,30 @@ pub fn render(s: &Status) -> String {
                 "probes failed",
                 "until",
             ],
+            &rows,
+        ));
+    }
+    if !s.slow.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .slow
+            .iter()
+            .map(|r| {
+                let left = (r.slow_until_ms - now_ms).max(0) / 1000;
+                vec![r.circuit.clone(), format!("{left}s")]
+            })
+            .collect();
+        out.push_str(&format!(
+            "\n{}\n",
+            paint(
+                &format!(
+                    "{} route(s) slow: held to their share of deliver",
+                    s.slow.len()
+                ),
+                33
+            )
+        ));
+        out.push_str(&table(
+            &["slow route (integration/route@destination)", "marked for"],
             &rows,
         ));
     }

@@ -1,13 +1,13 @@
 //! Handler for a batch from the deliveries queue. Each task, concurrently, goes through five
 //! stages, each of which passes it on or decides its fate:
 //!
-//! 1. **admit**: its destination's circuit (shared in DynamoDB, read at most once a second per
-//!    container; open means wait on the message's visibility without calling) and the Lambda
-//!    deadline (a request that could not finish before it is not started);
+//! 1. **admit**: its route's circuit (shared in DynamoDB, read at most once a second per
+//!    container; open means wait on the message's visibility without calling), the Lambda
+//!    deadline (a request that could not finish before it is not started), and its
+//!    destination's **share** (one that is slow or new to this container may hold only so many
+//!    invocations at once: `switchboard_core::share`; over it the task waits);
 //! 2. **claim**: the `deliver#{event_id}#{route}` claim (COMPLETED: already sent, done); a
 //!    redelivery whose history says it was already refused for good is dead-lettered;
-//!    then its **share**: a destination that is slow or new to this container may hold only
-//!    so many invocations at once (`switchboard_core::share`); over it the task waits;
 //! 3. **throttle**: the destination's rate limits (per second and in flight, across
 //!    functions); over the limit the task waits, in process briefly, else on its visibility;
 //! 4. **send**: the request with the route's auth (a 401/403 refreshes the credential and
@@ -88,9 +88,10 @@ pub struct Deliver<K, V, D, S, A> {
     /// Circuits as last read, by key (`circuit::key`: one per route).
     circuits: Mutex<HashMap<String, (Instant, CircuitState)>>,
     max_receive_count: u32,
-    /// How many invocations one slow or unknown destination may hold (`share::of`).
-    share: u32,
-    /// When each destination last answered fast here (`share::Known::Fast`).
+    /// How many invocations one slow or unknown destination may hold (`share::of`); None:
+    /// no share (the isolation benchmark's figure without it).
+    share: Option<u32>,
+    /// When each route (its circuit key) last had a fast answer here (`share::Known::Fast`).
     fast: Mutex<HashMap<String, Instant>>,
 }
 
@@ -252,10 +253,10 @@ where
             metrics,
             circuits: Mutex::new(HashMap::new()),
             max_receive_count,
-            share: switchboard_core::share::of(
+            share: Some(switchboard_core::share::of(
                 switchboard_core::share::DEFAULT_CONCURRENCY,
                 switchboard_core::share::DEFAULT_PERCENT,
-            ),
+            )),
             fast: Mutex::new(HashMap::new()),
         })
     }
@@ -263,7 +264,14 @@ where
     /// Holds each slow or unknown destination to `share` invocations at once
     /// (`share::of(concurrency, percent)`; the default is the template's).
     pub fn with_share(mut self, share: u32) -> Self {
-        self.share = share.max(1);
+        self.share = Some(share.max(1));
+        self
+    }
+
+    /// Holds no destination to a share: every destination may take every invocation, as
+    /// deliver did before it had one (for the isolation benchmark's figure without it).
+    pub fn without_share(mut self) -> Self {
+        self.share = None;
         self
     }
 
@@ -457,18 +465,16 @@ where
         let destination = route.deliver.destination();
         // A circuit per route: another route's failures on the same host never hold this one.
         let circuit = circuit::key(&work.task.integration, &work.task.route, &destination);
-        let (probe, known) = self.admit(work, route, &circuit, deadline_ms).await?;
-        self.share(work, route, &destination, known, deadline_ms)
-            .await?;
+        let target = Target {
+            destination: &destination,
+            circuit: &circuit,
+        };
+        let probe = self.admit(work, route, target, deadline_ms).await?;
         *claimed = Some(self.claim(work, deadline_ms).await?);
         self.redelivered(work, tried).await?;
         let taken = self
             .throttle(work, route, &destination, deadline_ms)
             .await?;
-        let target = Target {
-            destination: &destination,
-            circuit: &circuit,
-        };
         let (attempt, latency) = self.call(work, route, target, taken, probe).await?;
         Ok(self.settle(work, route, attempt, latency, tried).await)
     }

@@ -18,7 +18,7 @@ use super::aws_error;
 mod attempts;
 mod circuits;
 
-pub use circuits::OpenCircuit;
+pub use circuits::{OpenCircuit, SlowRoute};
 
 /// The attribute names, as Powertools spells them.
 const KEY: &str = "id";
@@ -309,7 +309,7 @@ impl RateLimiter for DynamoIdempotencyStore {
         lease_until_ms: i64,
     ) -> Result<Option<u32>, AwsError> {
         for i in 0..max {
-            let slot = (start + i) % max;
+            let slot = ((u64::from(start) + u64::from(i)) % u64::from(max)) as u32;
             let result = self
                 .client
                 .put_item()

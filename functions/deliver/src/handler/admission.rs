@@ -1,5 +1,6 @@
-//! Whether a task may be called now: its route's circuit and the deadline (`admit`), the
-//! idempotency claim, a redelivery already refused, and the destination's rate limits.
+//! Whether a task may be called now: its route's circuit, the deadline and its destination's
+//! share (`admit`), the idempotency claim, a redelivery already refused, and the destination's
+//! rate limits.
 
 use super::*;
 
@@ -12,19 +13,32 @@ where
     A: Archive,
 {
     /// The route's circuit (while it is open nothing is called; after its cool-down one caller
-    /// probes) and the deadline (never start what cannot finish before it). Ok(whether this
-    /// call is the probe, what is known of the destination's speed).
+    /// probes), the deadline (never start what cannot finish before it) and the destination's
+    /// share, in that order: the probe is taken last, so a task held for another cause never
+    /// takes it (and no other caller waits out its lease). Ok(whether this call is the probe).
     pub(super) async fn admit(
         &self,
         work: &Work<'_>,
         route: &OutboundRoute,
-        circuit: &str,
+        target: Target<'_>,
         deadline_ms: Option<i64>,
-    ) -> Result<(bool, switchboard_core::share::Known), Fate> {
+    ) -> Result<bool, Fate> {
+        let circuit = target.circuit;
         let now_ms = Utc::now().timestamp_millis();
         let state = self.circuit(circuit).await;
-        let probe = match state.admit(now_ms) {
-            Admit::Call => false,
+        let admitted = state.admit(now_ms);
+        if let Admit::Wait(until_ms) = admitted {
+            let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
+            return Err(self.held(work, route, Held::CircuitOpen, wait, Some(&state)));
+        }
+        if !self.time_for(route, deadline_ms) {
+            return Err(self.held(work, route, Held::Deadline, Duration::ZERO, None));
+        }
+        let known = self.known(circuit, &state);
+        self.share(work, route, target.destination, known, deadline_ms)
+            .await?;
+        let probe = match admitted {
+            Admit::Call | Admit::Wait(_) => false,
             Admit::Probe => {
                 let until = now_ms + route.deliver.timeout.as_millis() as i64 + 1000;
                 match self.store.take_probe(circuit, now_ms, until).await {
@@ -39,15 +53,8 @@ where
                     Err(e) => return Err(Fate::unavailable(e.to_string())),
                 }
             }
-            Admit::Wait(until_ms) => {
-                let wait = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
-                return Err(self.held(work, route, Held::CircuitOpen, wait, Some(&state)));
-            }
         };
-        if !self.time_for(route, deadline_ms) {
-            return Err(self.held(work, route, Held::Deadline, Duration::ZERO, None));
-        }
-        Ok((probe, self.known(&route.deliver.destination(), &state)))
+        Ok(probe)
     }
 
     /// Idempotent sends: the `deliver#{event_id}#{route}` claim. A redelivery after a success

@@ -39,21 +39,22 @@ where
     S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
     A: Archive,
 {
-    /// What this container knows of the destination: slow when its route's circuit says so,
-    /// fast when it answered fast here lately.
-    pub(super) fn known(&self, destination: &str, state: &CircuitState) -> Known {
+    /// What this container knows of the route's destination: slow when its circuit says so,
+    /// fast when the route had a fast answer here lately (by route, as circuits are: another
+    /// route's slow calls to the same host never pull this one into the share).
+    pub(super) fn known(&self, circuit: &str, state: &CircuitState) -> Known {
         if state.slow(Utc::now().timestamp_millis()) {
             return Known::Slow;
         }
         let fast = self.fast.lock().unwrap_or_else(|p| p.into_inner());
-        match fast.get(destination) {
+        match fast.get(circuit) {
             Some(at) if at.elapsed() < share::TRUST => Known::Fast,
             _ => Known::Unknown,
         }
     }
 
     /// Holds a slot of the destination's share for this batch, unless it needs none. Over the
-    /// share the task waits on its visibility, never called and never failed for it; a table
+    /// share the task waits on its visibility, not called and not failed for waiting; a table
     /// that cannot be read lets it through (the share protects, it must not stop deliveries).
     pub(super) async fn share(
         &self,
@@ -64,20 +65,20 @@ where
         deadline_ms: Option<i64>,
     ) -> Result<(), Fate> {
         let explicit = route.deliver.limits.max_concurrency.is_some();
-        if !share::needs_slot(known, explicit) {
+        let Some(share) = self.share.filter(|_| share::needs_slot(known, explicit)) else {
             return Ok(());
-        }
+        };
         let cell = work.leases.cell(destination);
         let won = cell
             .get_or_init(|| async {
                 let now_ms = Utc::now().timestamp_millis();
                 let lease = deadline_ms.unwrap_or(now_ms + DEFAULT_IN_PROGRESS.as_millis() as i64)
                     + deadline::MARGIN.as_millis() as i64;
-                let start = (jitter(work.text, 0).abs() * f64::from(self.share)) as u32;
+                let start = (jitter(work.text, 0).abs() * f64::from(share)) as u32;
                 let pool = share::pool(destination);
                 match self
                     .store
-                    .take_slot(&pool, self.share, start % self.share, now_ms, lease)
+                    .take_slot(&pool, share, start % share, now_ms, lease)
                     .await
                 {
                     Ok(slot) => slot,
@@ -94,7 +95,7 @@ where
         tracing::info!(
             destination = %destination,
             known = ?known,
-            share = self.share,
+            share,
             "destination at its share: waiting"
         );
         let wait = share::over_share_wait(known);
@@ -128,10 +129,8 @@ where
         tokio::pin!(send);
         match tokio::time::timeout(share::SLOW_CALL, &mut send).await {
             Ok(sent) => sent,
-            Err(_) => {
-                self.mark_slow(target).await;
-                send.await
-            }
+            // The mark is written while the request goes on.
+            Err(_) => tokio::join!(send, self.mark_slow(target)).0,
         }
     }
 
@@ -143,9 +142,9 @@ where
         {
             let mut fast = self.fast.lock().unwrap_or_else(|p| p.into_inner());
             if slow {
-                fast.remove(target.destination);
+                fast.remove(target.circuit);
             } else {
-                fast.insert(target.destination.to_string(), Instant::now());
+                fast.insert(target.circuit.to_string(), Instant::now());
             }
         }
         if slow {
@@ -157,16 +156,18 @@ where
     /// mark still good for half of that.
     async fn mark_slow(&self, target: Target<'_>) {
         let now_ms = Utc::now().timestamp_millis();
-        let mut state = self.circuit(target.circuit).await;
-        if state.slow_mark_fresh(now_ms) {
+        if self.circuit(target.circuit).await.slow_mark_fresh(now_ms) {
             return;
         }
         let until = now_ms + share::SLOW_MARK.as_millis() as i64;
         match self.store.mark_slow(target.circuit, until).await {
             Ok(()) => {
                 tracing::warn!(destination = %target.destination, circuit = %target.circuit, "destination slow: held to its share");
-                state.slow_until_ms = Some(until);
-                self.remember(target.circuit, state);
+                // Only the mark: what another task wrote to the cached state meanwhile stays.
+                let mut circuits = self.circuits.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((_, state)) = circuits.get_mut(target.circuit) {
+                    state.slow_until_ms = Some(until);
+                }
             }
             Err(e) => tracing::warn!(error = %e, "marking the destination slow failed"),
         }

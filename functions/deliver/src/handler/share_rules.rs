@@ -184,6 +184,21 @@ async fn a_batch_holds_one_slot_for_its_tasks_and_another_batch_waits_without_ca
     h.fill_share(1).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_still_running_past_the_threshold_marks_its_route_slow_before_it_ends() {
+    let slow = Slow::start(Duration::from_millis(3500)).await;
+    let h = Arc::new(Harness::new(&slow.url, "      timeout: 10s\n"));
+    let call = {
+        let h = h.clone();
+        tokio::spawn(async move { h.deliver(&EventId::new(), 1).await })
+    };
+    tokio::time::sleep(share::SLOW_CALL + Duration::from_millis(600)).await;
+    assert!(!call.is_finished(), "the call is still running");
+    let state = h.table.circuit(&h.circuit()).await.unwrap();
+    assert!(state.slow(Utc::now().timestamp_millis()), "{state:?}");
+    assert!(!call.await.unwrap(), "delivered");
+}
+
 #[tokio::test]
 async fn a_timeout_marks_the_destination_slow_however_short_the_timeout() {
     let slow = Slow::start(Duration::from_secs(3)).await;

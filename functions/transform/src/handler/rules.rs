@@ -116,6 +116,11 @@ async fn each_route_that_applies_gets_its_mapped_task_and_the_others_are_skipped
     assert_eq!(task.body, serde_json::json!({"sku": "A-1", "quantity": 2}));
     assert!(task.received_at.is_some());
     assert!(h.dlq.letters().is_empty());
+    // Fair within its destination (SQS fair queues): the group is the route's origin.
+    assert_eq!(
+        h.deliveries.groups(),
+        [Some("https://api.example.com".to_string())]
+    );
 }
 
 #[tokio::test]

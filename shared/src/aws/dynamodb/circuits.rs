@@ -1,5 +1,5 @@
 //! The circuits in the idempotency table (`circuit#{integration}/{route}@{destination}`): the
-//! [`CircuitStore`] port, and the open ones as `switchboard status` lists them.
+//! [`CircuitStore`] port, and the open and slow ones as `switchboard status` lists them.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use switchboard_core::circuit::CircuitState;
@@ -25,20 +25,34 @@ pub struct OpenCircuit {
     /// Probes that failed in this outage.
     pub probes_failed: u32,
 }
+
+/// A route whose destination is marked slow (`share`): held to its share of deliver.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SlowRoute {
+    /// The route's circuit key: `{integration}/{route}@{destination}`.
+    pub circuit: String,
+    /// Until when the mark holds unless a slow call renews it (ms since the epoch).
+    pub slow_until_ms: i64,
+}
 impl DynamoIdempotencyStore {
-    /// Every circuit open at `now_ms` (a Scan of the `circuit#` items: for operators, not for
-    /// the functions).
-    pub async fn open_circuits(&self, now_ms: i64) -> Result<Vec<OpenCircuit>, AwsError> {
+    /// Every circuit open at `now_ms`, and every route marked slow then (one Scan of the
+    /// `circuit#` items: for operators, not for the functions).
+    pub async fn open_circuits(
+        &self,
+        now_ms: i64,
+    ) -> Result<(Vec<OpenCircuit>, Vec<SlowRoute>), AwsError> {
         let mut open = Vec::new();
+        let mut slow = Vec::new();
         let mut start = None;
         loop {
             let out = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("begins_with(#id, :p) AND #open > :now")
+                .filter_expression("begins_with(#id, :p) AND (#open > :now OR #slow > :now)")
                 .expression_attribute_names("#id", KEY)
                 .expression_attribute_names("#open", OPEN_UNTIL)
+                .expression_attribute_names("#slow", SLOW_UNTIL)
                 .expression_attribute_values(":p", key("circuit#".to_string()))
                 .expression_attribute_values(":now", n(now_ms))
                 .set_exclusive_start_key(start)
@@ -49,8 +63,18 @@ impl DynamoIdempotencyStore {
                 let Some(AttributeValue::S(id)) = item.get(KEY) else {
                     continue;
                 };
+                let id = id.trim_start_matches("circuit#");
+                if let Some(until) = number(item, SLOW_UNTIL).filter(|u: &i64| *u > now_ms) {
+                    slow.push(SlowRoute {
+                        circuit: id.to_string(),
+                        slow_until_ms: until,
+                    });
+                }
+                if number(item, OPEN_UNTIL).is_none_or(|u: i64| u <= now_ms) {
+                    continue;
+                }
                 open.push(OpenCircuit {
-                    circuit: id.trim_start_matches("circuit#").to_string(),
+                    circuit: id.to_string(),
                     failures: number(item, FAILURES).unwrap_or(0),
                     open_until_ms: number(item, OPEN_UNTIL).unwrap_or(0),
                     opened_at_ms: number(item, OPENED_AT),
@@ -62,7 +86,7 @@ impl DynamoIdempotencyStore {
                 _ => break,
             }
         }
-        Ok(open)
+        Ok((open, slow))
     }
 }
 
