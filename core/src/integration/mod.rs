@@ -11,6 +11,8 @@
 //! registry of a directory.
 
 mod dir;
+#[cfg(test)]
+mod documented;
 mod file;
 mod load;
 mod model;
