@@ -22,7 +22,7 @@ use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_core::idempotency::{Claim, NewClaim};
 use switchboard_core::integration::Integrations;
 use switchboard_core::ports::{
-    AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim,
+    AttemptLog, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim, PortError,
     RateLimiter, ReviewStore, SecretStore, Visibility,
 };
 use switchboard_core::review::{ReviewItem, ReviewStatus};
@@ -41,54 +41,54 @@ impl Stub {
 }
 
 impl IdempotencyStore for Stub {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, AwsError> {
+    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
         self.call();
         black_box(claim);
         Ok(Claim::Acquired)
     }
-    async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), AwsError> {
+    async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), PortError> {
         self.call();
         Ok(())
     }
-    async fn release(&self, _: &str) -> Result<(), AwsError> {
+    async fn release(&self, _: &str) -> Result<(), PortError> {
         self.call();
         Ok(())
     }
 }
 
 impl CircuitStore for Stub {
-    async fn circuit(&self, _: &str) -> Result<CircuitState, AwsError> {
+    async fn circuit(&self, _: &str) -> Result<CircuitState, PortError> {
         self.call();
         Ok(CircuitState::default())
     }
-    async fn count_failure(&self, _: &str) -> Result<u32, AwsError> {
+    async fn count_failure(&self, _: &str) -> Result<u32, PortError> {
         self.call();
         Ok(1)
     }
-    async fn open_circuit(&self, _: &str, _: i64, _: i64, _: bool) -> Result<bool, AwsError> {
+    async fn open_circuit(&self, _: &str, _: i64, _: i64, _: bool) -> Result<bool, PortError> {
         self.call();
         Ok(true)
     }
-    async fn mark_slow(&self, _: &str, _: i64) -> Result<(), AwsError> {
+    async fn mark_slow(&self, _: &str, _: i64) -> Result<(), PortError> {
         self.call();
         Ok(())
     }
-    async fn take_probe(&self, _: &str, _: i64, _: i64) -> Result<bool, AwsError> {
+    async fn take_probe(&self, _: &str, _: i64, _: i64) -> Result<bool, PortError> {
         self.call();
         Ok(true)
     }
-    async fn close_circuit(&self, _: &str) -> Result<bool, AwsError> {
+    async fn close_circuit(&self, _: &str) -> Result<bool, PortError> {
         self.call();
         Ok(false)
     }
 }
 
 impl RateLimiter for Stub {
-    async fn take_rate(&self, _: &str, _: i64, _: u32) -> Result<bool, AwsError> {
+    async fn take_rate(&self, _: &str, _: i64, _: u32) -> Result<bool, PortError> {
         self.call();
         Ok(true)
     }
-    async fn exhaust(&self, _: &str, _: i64, _: i64, _: u32) -> Result<(), AwsError> {
+    async fn exhaust(&self, _: &str, _: i64, _: i64, _: u32) -> Result<(), PortError> {
         self.call();
         Ok(())
     }
@@ -99,18 +99,18 @@ impl RateLimiter for Stub {
         s: u32,
         _: i64,
         _: i64,
-    ) -> Result<Option<u32>, AwsError> {
+    ) -> Result<Option<u32>, PortError> {
         self.call();
         Ok(Some(s))
     }
-    async fn free_slot(&self, _: &str, _: u32) -> Result<(), AwsError> {
+    async fn free_slot(&self, _: &str, _: u32) -> Result<(), PortError> {
         self.call();
         Ok(())
     }
 }
 
 impl AttemptLog for Stub {
-    async fn attempts(&self, _: &str) -> Result<(Vec<AttemptRecord>, Option<String>), AwsError> {
+    async fn attempts(&self, _: &str) -> Result<(Vec<AttemptRecord>, Option<String>), PortError> {
         self.call();
         Ok((Vec::new(), None))
     }
@@ -120,11 +120,11 @@ impl AttemptLog for Stub {
         _: &str,
         _: i64,
         _: i64,
-    ) -> Result<LetterClaim, AwsError> {
+    ) -> Result<LetterClaim, PortError> {
         self.call();
         Ok(LetterClaim::Won)
     }
-    async fn mark_dead_lettered(&self, _: &str, _: &str) -> Result<(), AwsError> {
+    async fn mark_dead_lettered(&self, _: &str, _: &str) -> Result<(), PortError> {
         self.call();
         Ok(())
     }
@@ -133,7 +133,7 @@ impl AttemptLog for Stub {
         _: &str,
         a: &AttemptRecord,
         _: i64,
-    ) -> Result<Vec<AttemptRecord>, AwsError> {
+    ) -> Result<Vec<AttemptRecord>, PortError> {
         self.call();
         Ok(vec![a.clone()])
     }
@@ -141,26 +141,26 @@ impl AttemptLog for Stub {
 
 // No route of the bench holds anything for review: a call here would be a cost it measures.
 impl ReviewStore for Stub {
-    async fn create_review(&self, _: &ReviewItem) -> Result<bool, AwsError> {
+    async fn create_review(&self, _: &ReviewItem) -> Result<bool, PortError> {
         self.call();
         Ok(true)
     }
-    async fn review(&self, _: &str) -> Result<Option<ReviewItem>, AwsError> {
+    async fn review(&self, _: &str) -> Result<Option<ReviewItem>, PortError> {
         self.call();
         Ok(None)
     }
-    async fn update_review(&self, _: &ReviewItem) -> Result<bool, AwsError> {
+    async fn update_review(&self, _: &ReviewItem) -> Result<bool, PortError> {
         self.call();
         Ok(true)
     }
-    async fn reviews(&self, _: ReviewStatus) -> Result<Vec<ReviewItem>, AwsError> {
+    async fn reviews(&self, _: ReviewStatus) -> Result<Vec<ReviewItem>, PortError> {
         self.call();
         Ok(Vec::new())
     }
 }
 
 impl SecretStore for Stub {
-    async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+    async fn get(&self, id: &str) -> Result<SecretString, PortError> {
         self.call();
         Ok(SecretString::new(if id.contains("signing") {
             "whsec_c3dpdGNoYm9hcmQtYmVuY2gtc2lnbmluZy1rZXk="
@@ -171,14 +171,14 @@ impl SecretStore for Stub {
 }
 
 impl Visibility for Stub {
-    async fn delay(&self, _: &str, _: Duration) -> Result<(), AwsError> {
+    async fn delay(&self, _: &str, _: Duration) -> Result<(), PortError> {
         self.call();
         Ok(())
     }
 }
 
 impl DeadLetterQueue for Stub {
-    async fn dead_letter(&self, _: &DeadLetter) -> Result<(), AwsError> {
+    async fn dead_letter(&self, _: &DeadLetter) -> Result<(), PortError> {
         self.call();
         Ok(())
     }

@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::Sha256;
 use switchboard_core::idempotency::{Claim, NewClaim};
 use switchboard_core::integration::Integrations;
-use switchboard_core::ports::{Archive, AwsError, IdempotencyStore, Outgoing, Queue, SecretStore};
+use switchboard_core::ports::{Archive, IdempotencyStore, Outgoing, PortError, Queue, SecretStore};
 use switchboard_core::secret::SecretString;
 use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::metrics::Metrics;
@@ -26,37 +26,37 @@ const SECRET: &str = "whsec_c3dpdGNoYm9hcmQtYmVuY2gtc2lnbmluZy1rZXk=";
 struct Stub;
 
 impl Queue for Stub {
-    async fn send(&self, messages: &[Outgoing]) -> Result<(), AwsError> {
+    async fn send(&self, messages: &[Outgoing]) -> Result<(), PortError> {
         black_box(messages);
         Ok(())
     }
 }
 
 impl IdempotencyStore for Stub {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, AwsError> {
+    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
         black_box(claim);
         Ok(Claim::Acquired)
     }
-    async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), AwsError> {
+    async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), PortError> {
         Ok(())
     }
-    async fn release(&self, _: &str) -> Result<(), AwsError> {
+    async fn release(&self, _: &str) -> Result<(), PortError> {
         Ok(())
     }
 }
 
 impl SecretStore for Stub {
-    async fn get(&self, _: &str) -> Result<SecretString, AwsError> {
+    async fn get(&self, _: &str) -> Result<SecretString, PortError> {
         Ok(SecretString::new(SECRET))
     }
 }
 
 impl Archive for Stub {
-    async fn put(&self, _: &str, body: Vec<u8>) -> Result<(), AwsError> {
+    async fn put(&self, _: &str, body: Vec<u8>) -> Result<(), PortError> {
         black_box(body);
         Ok(())
     }
-    async fn get(&self, _: &str) -> Result<Vec<u8>, AwsError> {
+    async fn get(&self, _: &str) -> Result<Vec<u8>, PortError> {
         Ok(Vec::new())
     }
 }

@@ -1,7 +1,6 @@
 //! What a dead letter says (written as SQS message attributes by the adapter, read back by the
 //! operations commands), the attempt history it carries, and how a handler sends one.
 
-use crate::ports::{AwsError, DeadLetterQueue};
 use crate::reason::Reason;
 
 /// Why a message was dead-lettered, carried as SQS message attributes so an operator can
@@ -84,43 +83,6 @@ pub fn history_json(history: &[AttemptRecord]) -> Option<String> {
         let per = text.len() / (history.len() - from);
         from = (from + over.div_ceil(per.max(1))).min(history.len() - 1);
     }
-}
-
-/// A dead letter that could not be written: the message goes back to its queue, so nothing
-/// is lost.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("could not dead-letter ({reason}): {error}")]
-pub struct NotDeadLettered {
-    /// Why it was to be dead-lettered.
-    pub reason: Reason,
-    /// What the DLQ said.
-    pub error: AwsError,
-}
-
-/// Logs why `letter` is dead-lettered (never its body) and sends it. `what` names the message
-/// in the log line.
-pub async fn send_dead_letter<D: DeadLetterQueue>(
-    queue: &D,
-    letter: &DeadLetter,
-    what: &'static str,
-) -> Result<(), NotDeadLettered> {
-    tracing::warn!(
-        event_id = %letter.event_id,
-        integration = %letter.integration,
-        route = letter.route.as_deref(),
-        reason = letter.reason.as_str(),
-        message = %letter.message,
-        attempts = letter.attempts,
-        last_status = letter.last_status,
-        "{what} dead-lettered"
-    );
-    queue
-        .dead_letter(letter)
-        .await
-        .map_err(|error| NotDeadLettered {
-            reason: letter.reason,
-            error,
-        })
 }
 
 #[cfg(test)]

@@ -6,13 +6,15 @@ use std::future::Future;
 use crate::circuit::CircuitState;
 use crate::dead_letter::{AttemptRecord, DeadLetter};
 use crate::idempotency::{Claim, NewClaim};
+use crate::reason::Reason;
 use crate::review::{ReviewItem, ReviewStatus};
 use crate::secret::SecretString;
 
-/// An AWS call that failed. `retryable` is false only when retrying cannot help.
+/// A call through a port that failed (an AWS service, behind its adapter): the operation and
+/// what the service or the transport said. Whether to retry is the caller's decision.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{operation} failed: {message}")]
-pub struct AwsError {
+pub struct PortError {
     /// The API operation (`SendMessage`, `PutItem`, …).
     pub operation: &'static str,
     /// What the service or the transport said.
@@ -22,7 +24,7 @@ pub struct AwsError {
 /// A queue that takes message bodies.
 pub trait Queue: Send + Sync {
     /// Sends every message, in as few requests as the service allows; all or an error.
-    fn send(&self, messages: &[Outgoing]) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn send(&self, messages: &[Outgoing]) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// A message to send, and the group it is fair within (SQS's `MessageGroupId`: on a standard
@@ -46,8 +48,10 @@ impl Outgoing {
 /// maxReceiveCount).
 pub trait DeadLetterQueue: Send + Sync {
     /// Sends one dead letter with its reason attributes.
-    fn dead_letter(&self, letter: &DeadLetter)
-    -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn dead_letter(
+        &self,
+        letter: &DeadLetter,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// The queue a message was received from: its visibility timeout is the retry timer.
@@ -57,13 +61,13 @@ pub trait Visibility: Send + Sync {
         &self,
         receipt_handle: &str,
         by: std::time::Duration,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// The idempotency table.
 pub trait IdempotencyStore: Send + Sync {
     /// Takes the key unless a live record holds it (one conditional put).
-    fn claim(&self, claim: &NewClaim) -> impl Future<Output = Result<Claim, AwsError>> + Send;
+    fn claim(&self, claim: &NewClaim) -> impl Future<Output = Result<Claim, PortError>> + Send;
 
     /// Marks the key COMPLETED with the work's result.
     fn complete(
@@ -71,20 +75,20 @@ pub trait IdempotencyStore: Send + Sync {
         key: &str,
         data: &str,
         expires_at: i64,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Deletes the key so a retry can take it.
-    fn release(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn release(&self, key: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// Routes' circuit breakers, shared by every concurrent deliver function. Keys are
 /// `circuit::key` (one circuit per route).
 pub trait CircuitStore: Send + Sync {
     /// The circuit as stored (closed when there is no record).
-    fn circuit(&self, key: &str) -> impl Future<Output = Result<CircuitState, AwsError>> + Send;
+    fn circuit(&self, key: &str) -> impl Future<Output = Result<CircuitState, PortError>> + Send;
 
     /// Counts one more consecutive failure; returns the count.
-    fn count_failure(&self, key: &str) -> impl Future<Output = Result<u32, AwsError>> + Send;
+    fn count_failure(&self, key: &str) -> impl Future<Output = Result<u32, PortError>> + Send;
 
     /// Opens the circuit until `until_ms`, noting when this outage began if it is new. After a
     /// failed probe (`probe_failed`) it opens whatever its state, and the probe is counted
@@ -96,7 +100,7 @@ pub trait CircuitStore: Send + Sync {
         now_ms: i64,
         until_ms: i64,
         probe_failed: bool,
-    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// Marks the route's destination slow until `until_ms` (`share`): every container reads it
     /// with the circuit, and holds the destination to its share.
@@ -104,7 +108,7 @@ pub trait CircuitStore: Send + Sync {
         &self,
         key: &str,
         until_ms: i64,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Takes the one probe of a cooled-down circuit until `until_ms`; false if another caller
     /// has it.
@@ -113,13 +117,13 @@ pub trait CircuitStore: Send + Sync {
         destination: &str,
         now_ms: i64,
         until_ms: i64,
-    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// Resets the failure count and closes the circuit; returns whether it had been open.
     fn close_circuit(
         &self,
         destination: &str,
-    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 }
 
 /// Destinations' rate limits (calls per second, calls in flight), shared by every concurrent
@@ -131,7 +135,7 @@ pub trait RateLimiter: Send + Sync {
         destination: &str,
         second: i64,
         max: u32,
-    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// Takes every call of each second from `from` to `to` (Unix, inclusive; none when `to`
     /// is before `from`): the API said none are left until then, so no function calls it
@@ -142,7 +146,7 @@ pub trait RateLimiter: Send + Sync {
         from: i64,
         to: i64,
         max: u32,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Takes a free one of `max` concurrency slots (trying from `start`), leased until
     /// `lease_until_ms` so a crashed caller's slot frees itself; None if all are taken.
@@ -153,14 +157,14 @@ pub trait RateLimiter: Send + Sync {
         start: u32,
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> impl Future<Output = Result<Option<u32>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Option<u32>, PortError>> + Send;
 
     /// Gives a slot back.
     fn free_slot(
         &self,
         destination: &str,
         slot: u32,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// Each delivery task's attempt history, kept across receives (and so across functions).
@@ -170,7 +174,7 @@ pub trait AttemptLog: Send + Sync {
     fn attempts(
         &self,
         task: &str,
-    ) -> impl Future<Output = Result<(Vec<AttemptRecord>, Option<String>), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(Vec<AttemptRecord>, Option<String>), PortError>> + Send;
 
     /// Takes the right to dead-letter the task for message `message_id` until `lease_until_ms`,
     /// before its letter is sent. Won when nobody has it, or this message had it and its lease
@@ -184,7 +188,7 @@ pub trait AttemptLog: Send + Sync {
         message_id: &str,
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> impl Future<Output = Result<LetterClaim, AwsError>> + Send;
+    ) -> impl Future<Output = Result<LetterClaim, PortError>> + Send;
 
     /// Notes that message `message_id` of the task is in the DLQ (after its letter was sent),
     /// so a redelivery of that message (its worker died before deleting it) does not put it
@@ -193,7 +197,7 @@ pub trait AttemptLog: Send + Sync {
         &self,
         task: &str,
         message_id: &str,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Appends a failed attempt to the task's history; returns the whole history.
     fn record_attempt(
@@ -201,7 +205,7 @@ pub trait AttemptLog: Send + Sync {
         task: &str,
         attempt: &AttemptRecord,
         expires_at: i64,
-    ) -> impl Future<Output = Result<Vec<AttemptRecord>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Vec<AttemptRecord>, PortError>> + Send;
 }
 
 /// Who writes a task's dead letter ([`AttemptLog::claim_dead_letter`]).
@@ -227,35 +231,37 @@ pub trait ReviewStore: Send + Sync {
     fn create_review(
         &self,
         item: &ReviewItem,
-    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// The item, if there is one.
-    fn review(&self, id: &str)
-    -> impl Future<Output = Result<Option<ReviewItem>, AwsError>> + Send;
+    fn review(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ReviewItem>, PortError>> + Send;
 
     /// Writes the item back if it is still at `item.version - 1` (nobody wrote it since it was
     /// read); returns whether it was written.
     fn update_review(
         &self,
         item: &ReviewItem,
-    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// Every item with this status, oldest first.
     fn reviews(
         &self,
         status: ReviewStatus,
-    ) -> impl Future<Output = Result<Vec<ReviewItem>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Vec<ReviewItem>, PortError>> + Send;
 }
 
 /// Where secret values are read from.
 pub trait SecretStore: Send + Sync {
     /// The current value of a secret (`AWSCURRENT`).
-    fn get(&self, id: &str) -> impl Future<Output = Result<SecretString, AwsError>> + Send;
+    fn get(&self, id: &str) -> impl Future<Output = Result<SecretString, PortError>> + Send;
 
     /// Every value a signature may be made or checked with, read together so they agree:
     /// `AWSCURRENT` (with when it became current), `AWSPREVIOUS` and `AWSPENDING`. Stores
     /// without rotation have only the current value.
-    fn get_stages(&self, id: &str) -> impl Future<Output = Result<SecretStages, AwsError>> + Send {
+    fn get_stages(&self, id: &str) -> impl Future<Output = Result<SecretStages, PortError>> + Send {
         async move {
             Ok(SecretStages {
                 current: self.get(id).await?,
@@ -307,7 +313,7 @@ impl SecretVersions {
 /// What the rotate function needs from Secrets Manager.
 pub trait RotationStore: Send + Sync {
     /// The secret's rotation flag and version stages (`DescribeSecret`).
-    fn versions(&self, id: &str) -> impl Future<Output = Result<SecretVersions, AwsError>> + Send;
+    fn versions(&self, id: &str) -> impl Future<Output = Result<SecretVersions, PortError>> + Send;
 
     /// The value of `version` if it carries `stage` (None when there is no such version).
     fn value(
@@ -315,7 +321,7 @@ pub trait RotationStore: Send + Sync {
         id: &str,
         version: Option<&str>,
         stage: &str,
-    ) -> impl Future<Output = Result<Option<SecretString>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Option<SecretString>, PortError>> + Send;
 
     /// Stores `value` as version `token`, staged `AWSPENDING` (idempotent for a token).
     fn put_pending(
@@ -323,7 +329,7 @@ pub trait RotationStore: Send + Sync {
         id: &str,
         token: &str,
         value: &SecretString,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Moves `AWSCURRENT` from version `from` to version `token`, and takes `AWSPENDING` off it.
     fn promote(
@@ -331,21 +337,58 @@ pub trait RotationStore: Send + Sync {
         id: &str,
         token: &str,
         from: &str,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Takes `AWSPENDING` off version `token`.
     fn clear_pending(
         &self,
         id: &str,
         token: &str,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// Where raw events are archived (and large bodies parked for the queues).
 pub trait Archive: Send + Sync {
     /// Stores `body` under `key`.
-    fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Reads the object at `key`.
-    fn get(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
+    fn get(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, PortError>> + Send;
+}
+
+/// A dead letter that could not be written: the message goes back to its queue, so nothing
+/// is lost.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("could not dead-letter ({reason}): {error}")]
+pub struct NotDeadLettered {
+    /// Why it was to be dead-lettered.
+    pub reason: Reason,
+    /// What the DLQ said.
+    pub error: PortError,
+}
+
+/// Logs why `letter` is dead-lettered (never its body) and sends it. `what` names the message
+/// in the log line.
+pub async fn send_dead_letter<D: DeadLetterQueue>(
+    queue: &D,
+    letter: &DeadLetter,
+    what: &'static str,
+) -> Result<(), NotDeadLettered> {
+    tracing::warn!(
+        event_id = %letter.event_id,
+        integration = %letter.integration,
+        route = letter.route.as_deref(),
+        reason = letter.reason.as_str(),
+        message = %letter.message,
+        attempts = letter.attempts,
+        last_status = letter.last_status,
+        "{what} dead-lettered"
+    );
+    queue
+        .dead_letter(letter)
+        .await
+        .map_err(|error| NotDeadLettered {
+            reason: letter.reason,
+            error,
+        })
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::ports::{AwsError, SecretStages, SecretStore};
+use crate::ports::{PortError, SecretStages, SecretStore};
 use crate::secret::SecretString;
 
 /// How long a cached value is used before it is read again, by default.
@@ -48,7 +48,7 @@ impl<S: SecretStore> SecretsCache<S> {
         &self,
         id: &str,
         grace: Duration,
-    ) -> Result<Vec<SecretString>, AwsError> {
+    ) -> Result<Vec<SecretString>, PortError> {
         let stages = self.stages(id).await?;
         Ok(keys(&stages, grace, true))
     }
@@ -56,13 +56,13 @@ impl<S: SecretStore> SecretsCache<S> {
     /// The values an inbound signature may be made with: the current one and, for
     /// [`PREVIOUS_GRACE`] after a rotation, the previous one, so senders that have not switched
     /// yet still verify.
-    pub async fn signing_keys(&self, id: &str) -> Result<Vec<SecretString>, AwsError> {
+    pub async fn signing_keys(&self, id: &str) -> Result<Vec<SecretString>, PortError> {
         let stages = self.stages(id).await?;
         Ok(keys(&stages, PREVIOUS_GRACE, false))
     }
 
     /// Every stage of `id`, from the cache while it is fresh.
-    async fn stages(&self, id: &str) -> Result<SecretStages, AwsError> {
+    async fn stages(&self, id: &str) -> Result<SecretStages, PortError> {
         if let Some(s) = fresh(&self.stages, id, self.ttl) {
             return Ok(s);
         }
@@ -77,7 +77,7 @@ impl<S: SecretStore> SecretsCache<S> {
     }
 
     /// The secret's value, from the cache while it is fresh.
-    pub async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+    pub async fn get(&self, id: &str) -> Result<SecretString, PortError> {
         if let Some(value) = fresh(&self.values, id, self.ttl) {
             return Ok(value);
         }
@@ -150,14 +150,14 @@ mod tests {
     struct Counting(AtomicUsize);
 
     impl SecretStore for Counting {
-        async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+        async fn get(&self, id: &str) -> Result<SecretString, PortError> {
             let n = self.0.fetch_add(1, Ordering::SeqCst);
             // A network call takes a while: let other callers run meanwhile.
             tokio::task::yield_now().await;
             Ok(SecretString::new(format!("{id}-{n}")))
         }
 
-        async fn get_stages(&self, id: &str) -> Result<SecretStages, AwsError> {
+        async fn get_stages(&self, id: &str) -> Result<SecretStages, PortError> {
             let n = self.0.fetch_add(1, Ordering::SeqCst);
             tokio::task::yield_now().await;
             let hour_ago = chrono::Utc::now().timestamp() - 3600;

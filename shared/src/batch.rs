@@ -4,7 +4,7 @@ use std::future::Future;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use switchboard_core::dead_letter::NotDeadLettered;
+use switchboard_core::ports::NotDeadLettered;
 use tracing::Instrument;
 
 /// The receive count SQS reports for a message (1 when it does not say).

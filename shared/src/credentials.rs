@@ -311,7 +311,7 @@ mod tests {
     use axum::Router;
     use axum::routing::post;
 
-    use switchboard_core::ports::AwsError;
+    use switchboard_core::ports::PortError;
 
     use super::*;
 
@@ -326,7 +326,7 @@ mod tests {
     }
 
     impl SecretStore for Fixed {
-        async fn get(&self, _: &str) -> Result<SecretString, AwsError> {
+        async fn get(&self, _: &str) -> Result<SecretString, PortError> {
             Ok(SecretString::new(self.0.clone()))
         }
     }
@@ -376,7 +376,7 @@ mod tests {
     struct ByName(HashMap<String, String>);
 
     impl SecretStore for ByName {
-        async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+        async fn get(&self, id: &str) -> Result<SecretString, PortError> {
             Ok(SecretString::new(self.0[id].clone()))
         }
     }

@@ -12,14 +12,14 @@ use url::Url;
 use std::net::SocketAddr;
 
 use switchboard_core::network::{self, Access, Blocked, GuardedResolver, NetworkPolicy};
-use switchboard_core::ports::AwsError;
+use switchboard_core::ports::PortError;
 
 /// A credential that could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The secret could not be read.
     #[error(transparent)]
-    Secret(#[from] AwsError),
+    Secret(#[from] PortError),
     /// The secret's value is not in the shape the auth type needs.
     #[error("secret `{secret}` is malformed: {problem}")]
     Malformed {

@@ -14,8 +14,8 @@ use switchboard_core::circuit::CircuitState;
 use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
 use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
 use switchboard_core::ports::{
-    Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim,
-    Outgoing, Queue, RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore,
+    Archive, AttemptLog, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim, Outgoing,
+    PortError, Queue, RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore,
     SecretVersions, Visibility,
 };
 use switchboard_core::review::{ReviewItem, ReviewStatus};
@@ -25,8 +25,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn not_found(operation: &'static str, what: &str) -> AwsError {
-    AwsError {
+fn not_found(operation: &'static str, what: &str) -> PortError {
+    PortError {
         operation,
         message: format!("ResourceNotFoundException: {what} not found"),
     }
@@ -65,7 +65,7 @@ impl MemoryQueue {
 }
 
 impl Queue for MemoryQueue {
-    async fn send(&self, messages: &[Outgoing]) -> Result<(), AwsError> {
+    async fn send(&self, messages: &[Outgoing]) -> Result<(), PortError> {
         lock(&self.sent).extend(messages.iter().map(|m| m.body.clone()));
         lock(&self.groups).extend(messages.iter().map(|m| m.group.clone()));
         Ok(())
@@ -73,14 +73,14 @@ impl Queue for MemoryQueue {
 }
 
 impl Visibility for MemoryQueue {
-    async fn delay(&self, receipt_handle: &str, by: Duration) -> Result<(), AwsError> {
+    async fn delay(&self, receipt_handle: &str, by: Duration) -> Result<(), PortError> {
         lock(&self.delays).push((receipt_handle.to_string(), by));
         Ok(())
     }
 }
 
 impl DeadLetterQueue for MemoryQueue {
-    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), AwsError> {
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), PortError> {
         lock(&self.letters).push(letter.clone());
         Ok(())
     }
@@ -145,7 +145,7 @@ impl MemoryTable {
 }
 
 impl IdempotencyStore for MemoryTable {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, AwsError> {
+    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
         let mut records = lock(&self.records);
         if let Some(existing) = records.get(&claim.key)
             && existing.blocks(claim.now)
@@ -165,7 +165,7 @@ impl IdempotencyStore for MemoryTable {
         Ok(Claim::Acquired)
     }
 
-    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), AwsError> {
+    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), PortError> {
         lock(&self.records).insert(
             key.to_string(),
             Record {
@@ -179,14 +179,14 @@ impl IdempotencyStore for MemoryTable {
         Ok(())
     }
 
-    async fn release(&self, key: &str) -> Result<(), AwsError> {
+    async fn release(&self, key: &str) -> Result<(), PortError> {
         lock(&self.records).remove(key);
         Ok(())
     }
 }
 
 impl ReviewStore for MemoryTable {
-    async fn create_review(&self, item: &ReviewItem) -> Result<bool, AwsError> {
+    async fn create_review(&self, item: &ReviewItem) -> Result<bool, PortError> {
         let mut reviews = lock(&self.reviews);
         if reviews.contains_key(&item.id) {
             return Ok(false);
@@ -195,11 +195,11 @@ impl ReviewStore for MemoryTable {
         Ok(true)
     }
 
-    async fn review(&self, id: &str) -> Result<Option<ReviewItem>, AwsError> {
+    async fn review(&self, id: &str) -> Result<Option<ReviewItem>, PortError> {
         Ok(lock(&self.reviews).get(id).cloned())
     }
 
-    async fn update_review(&self, item: &ReviewItem) -> Result<bool, AwsError> {
+    async fn update_review(&self, item: &ReviewItem) -> Result<bool, PortError> {
         let mut reviews = lock(&self.reviews);
         match reviews.get(&item.id) {
             Some(stored) if stored.version + 1 == item.version => {
@@ -210,7 +210,7 @@ impl ReviewStore for MemoryTable {
         }
     }
 
-    async fn reviews(&self, status: ReviewStatus) -> Result<Vec<ReviewItem>, AwsError> {
+    async fn reviews(&self, status: ReviewStatus) -> Result<Vec<ReviewItem>, PortError> {
         let mut items: Vec<ReviewItem> = lock(&self.reviews)
             .values()
             .filter(|i| i.status == status)
@@ -222,11 +222,11 @@ impl ReviewStore for MemoryTable {
 }
 
 impl CircuitStore for MemoryTable {
-    async fn circuit(&self, destination: &str) -> Result<CircuitState, AwsError> {
+    async fn circuit(&self, destination: &str) -> Result<CircuitState, PortError> {
         Ok(self.circuit_of(destination))
     }
 
-    async fn count_failure(&self, destination: &str) -> Result<u32, AwsError> {
+    async fn count_failure(&self, destination: &str) -> Result<u32, PortError> {
         let mut circuits = lock(&self.circuits);
         let state = circuits.entry(destination.to_string()).or_default();
         state.failures += 1;
@@ -239,7 +239,7 @@ impl CircuitStore for MemoryTable {
         now_ms: i64,
         until_ms: i64,
         probe_failed: bool,
-    ) -> Result<bool, AwsError> {
+    ) -> Result<bool, PortError> {
         let mut circuits = lock(&self.circuits);
         let state = circuits.entry(destination.to_string()).or_default();
         if !probe_failed && state.open_until_ms.is_some_and(|open| open >= now_ms) {
@@ -260,7 +260,7 @@ impl CircuitStore for MemoryTable {
         destination: &str,
         now_ms: i64,
         until_ms: i64,
-    ) -> Result<bool, AwsError> {
+    ) -> Result<bool, PortError> {
         let mut circuits = lock(&self.circuits);
         let Some(state) = circuits.get_mut(destination) else {
             return Ok(false);
@@ -274,7 +274,7 @@ impl CircuitStore for MemoryTable {
         Ok(true)
     }
 
-    async fn mark_slow(&self, destination: &str, until_ms: i64) -> Result<(), AwsError> {
+    async fn mark_slow(&self, destination: &str, until_ms: i64) -> Result<(), PortError> {
         let mut circuits = lock(&self.circuits);
         circuits
             .entry(destination.to_string())
@@ -283,7 +283,7 @@ impl CircuitStore for MemoryTable {
         Ok(())
     }
 
-    async fn close_circuit(&self, destination: &str) -> Result<bool, AwsError> {
+    async fn close_circuit(&self, destination: &str) -> Result<bool, PortError> {
         let mut circuits = lock(&self.circuits);
         let slow_until_ms = circuits.get(destination).and_then(|s| s.slow_until_ms);
         let old = circuits.insert(
@@ -298,7 +298,7 @@ impl CircuitStore for MemoryTable {
 }
 
 impl RateLimiter for MemoryTable {
-    async fn take_rate(&self, destination: &str, second: i64, max: u32) -> Result<bool, AwsError> {
+    async fn take_rate(&self, destination: &str, second: i64, max: u32) -> Result<bool, PortError> {
         let mut rates = lock(&self.rates);
         let n = rates.entry((destination.to_string(), second)).or_default();
         if *n >= max {
@@ -314,7 +314,7 @@ impl RateLimiter for MemoryTable {
         from: i64,
         to: i64,
         max: u32,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(), PortError> {
         let mut rates = lock(&self.rates);
         for second in from..=to {
             rates.insert((destination.to_string(), second), max);
@@ -329,7 +329,7 @@ impl RateLimiter for MemoryTable {
         start: u32,
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> Result<Option<u32>, AwsError> {
+    ) -> Result<Option<u32>, PortError> {
         let mut slots = lock(&self.slots);
         for i in 0..max {
             let slot = ((u64::from(start) + u64::from(i)) % u64::from(max)) as u32;
@@ -342,14 +342,17 @@ impl RateLimiter for MemoryTable {
         Ok(None)
     }
 
-    async fn free_slot(&self, destination: &str, slot: u32) -> Result<(), AwsError> {
+    async fn free_slot(&self, destination: &str, slot: u32) -> Result<(), PortError> {
         lock(&self.slots).remove(&(destination.to_string(), slot));
         Ok(())
     }
 }
 
 impl AttemptLog for MemoryTable {
-    async fn attempts(&self, task: &str) -> Result<(Vec<AttemptRecord>, Option<String>), AwsError> {
+    async fn attempts(
+        &self,
+        task: &str,
+    ) -> Result<(Vec<AttemptRecord>, Option<String>), PortError> {
         Ok(lock(&self.attempts)
             .get(task)
             .map(|(h, d, _)| (h.clone(), d.clone()))
@@ -362,7 +365,7 @@ impl AttemptLog for MemoryTable {
         message_id: &str,
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> Result<LetterClaim, AwsError> {
+    ) -> Result<LetterClaim, PortError> {
         let mut attempts = lock(&self.attempts);
         let (_, sent, claim) = attempts.entry(task.to_string()).or_default();
         if sent.as_deref() == Some(message_id) {
@@ -378,7 +381,7 @@ impl AttemptLog for MemoryTable {
         }
     }
 
-    async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), AwsError> {
+    async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), PortError> {
         lock(&self.attempts).entry(task.to_string()).or_default().1 = Some(message_id.to_string());
         Ok(())
     }
@@ -388,7 +391,7 @@ impl AttemptLog for MemoryTable {
         task: &str,
         attempt: &AttemptRecord,
         _expires_at: i64,
-    ) -> Result<Vec<AttemptRecord>, AwsError> {
+    ) -> Result<Vec<AttemptRecord>, PortError> {
         let mut attempts = lock(&self.attempts);
         let (history, _, _) = attempts.entry(task.to_string()).or_default();
         history.push(attempt.clone());
@@ -464,7 +467,7 @@ impl MemorySecrets {
 }
 
 impl SecretStore for MemorySecrets {
-    async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+    async fn get(&self, id: &str) -> Result<SecretString, PortError> {
         lock(&self.secrets)
             .get(id)
             .and_then(|s| s.with_stage(CURRENT))
@@ -472,7 +475,7 @@ impl SecretStore for MemorySecrets {
             .ok_or_else(|| not_found("GetSecretValue", id))
     }
 
-    async fn get_stages(&self, id: &str) -> Result<SecretStages, AwsError> {
+    async fn get_stages(&self, id: &str) -> Result<SecretStages, PortError> {
         let secrets = lock(&self.secrets);
         let secret = secrets
             .get(id)
@@ -493,7 +496,7 @@ impl SecretStore for MemorySecrets {
 }
 
 impl RotationStore for MemorySecrets {
-    async fn versions(&self, id: &str) -> Result<SecretVersions, AwsError> {
+    async fn versions(&self, id: &str) -> Result<SecretVersions, PortError> {
         let secrets = lock(&self.secrets);
         let secret = secrets
             .get(id)
@@ -513,7 +516,7 @@ impl RotationStore for MemorySecrets {
         id: &str,
         version: Option<&str>,
         stage: &str,
-    ) -> Result<Option<SecretString>, AwsError> {
+    ) -> Result<Option<SecretString>, PortError> {
         let secrets = lock(&self.secrets);
         let secret = secrets
             .get(id)
@@ -533,7 +536,7 @@ impl RotationStore for MemorySecrets {
         id: &str,
         token: &str,
         value: &SecretString,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(), PortError> {
         let mut secrets = lock(&self.secrets);
         let secret = secrets
             .get_mut(id)
@@ -555,7 +558,7 @@ impl RotationStore for MemorySecrets {
         Ok(())
     }
 
-    async fn promote(&self, id: &str, token: &str, from: &str) -> Result<(), AwsError> {
+    async fn promote(&self, id: &str, token: &str, from: &str) -> Result<(), PortError> {
         let mut secrets = lock(&self.secrets);
         let secret = secrets
             .get_mut(id)
@@ -577,7 +580,7 @@ impl RotationStore for MemorySecrets {
         Ok(())
     }
 
-    async fn clear_pending(&self, id: &str, token: &str) -> Result<(), AwsError> {
+    async fn clear_pending(&self, id: &str, token: &str) -> Result<(), PortError> {
         if let Some((_, stages, _)) = lock(&self.secrets)
             .get_mut(id)
             .and_then(|s| s.versions.get_mut(token))
@@ -604,12 +607,12 @@ impl MemoryArchive {
 }
 
 impl Archive for MemoryArchive {
-    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), AwsError> {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), PortError> {
         lock(&self.objects).insert(key.to_string(), body);
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, AwsError> {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, PortError> {
         lock(&self.objects)
             .get(key)
             .cloned()

@@ -540,7 +540,7 @@ async fn under_the_deployed_rules_a_name_resolving_to_loopback_is_dead_lettered_
 async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() {
     use std::sync::{Arc, Mutex};
 
-    use switchboard_core::ports::{AwsError, Visibility};
+    use switchboard_core::ports::{PortError, Visibility};
     use switchboard_shared::aws::{DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
 
     /// The queue, recording every delay asked of it and whether SQS took it.
@@ -549,7 +549,7 @@ async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() 
         delays: Arc<Mutex<Vec<(Duration, bool)>>>,
     }
     impl Visibility for Recording {
-        async fn delay(&self, receipt: &str, by: Duration) -> Result<(), AwsError> {
+        async fn delay(&self, receipt: &str, by: Duration) -> Result<(), PortError> {
             let result = self.inner.delay(receipt, by).await;
             self.delays.lock().unwrap().push((by, result.is_ok()));
             result

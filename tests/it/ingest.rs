@@ -454,39 +454,39 @@ impl<P> Counted<P> {
 }
 
 use switchboard_core::idempotency::{Claim, NewClaim};
-use switchboard_core::ports::{Archive, AwsError, IdempotencyStore, Queue, SecretStore};
+use switchboard_core::ports::{Archive, IdempotencyStore, PortError, Queue, SecretStore};
 
 impl<P: Queue> Queue for Counted<P> {
-    async fn send(&self, messages: &[switchboard_core::ports::Outgoing]) -> Result<(), AwsError> {
+    async fn send(&self, messages: &[switchboard_core::ports::Outgoing]) -> Result<(), PortError> {
         self.note("SendMessage");
         self.inner.send(messages).await
     }
 }
 
 impl<P: IdempotencyStore> IdempotencyStore for Counted<P> {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, AwsError> {
+    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
         self.note("PutItem");
         self.inner.claim(claim).await
     }
-    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), AwsError> {
+    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), PortError> {
         self.note("UpdateItem");
         self.inner.complete(key, data, expires_at).await
     }
-    async fn release(&self, key: &str) -> Result<(), AwsError> {
+    async fn release(&self, key: &str) -> Result<(), PortError> {
         self.note("DeleteItem");
         self.inner.release(key).await
     }
 }
 
 impl<P: SecretStore> SecretStore for Counted<P> {
-    async fn get(&self, id: &str) -> Result<switchboard_core::secret::SecretString, AwsError> {
+    async fn get(&self, id: &str) -> Result<switchboard_core::secret::SecretString, PortError> {
         self.note("GetSecretValue");
         self.inner.get(id).await
     }
     async fn get_stages(
         &self,
         id: &str,
-    ) -> Result<switchboard_core::ports::SecretStages, AwsError> {
+    ) -> Result<switchboard_core::ports::SecretStages, PortError> {
         self.note("ListSecretVersionIds");
         let stages = self.inner.get_stages(id).await?;
         // GetSecretValue by version, for each stage there is.
@@ -500,11 +500,11 @@ impl<P: SecretStore> SecretStore for Counted<P> {
 }
 
 impl<P: Archive> Archive for Counted<P> {
-    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), AwsError> {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), PortError> {
         self.note("PutObject");
         self.inner.put(key, body).await
     }
-    async fn get(&self, key: &str) -> Result<Vec<u8>, AwsError> {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, PortError> {
         self.note("GetObject");
         self.inner.get(key).await
     }
@@ -830,16 +830,16 @@ async fn a_retry_after_the_completion_write_failed_is_the_same_event() {
     /// The idempotency table, whose completion write fails.
     struct FailingComplete(DynamoIdempotencyStore);
     impl IdempotencyStore for FailingComplete {
-        async fn claim(&self, claim: &NewClaim) -> Result<Claim, AwsError> {
+        async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
             self.0.claim(claim).await
         }
-        async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), AwsError> {
-            Err(AwsError {
+        async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), PortError> {
+            Err(PortError {
                 operation: "UpdateItem",
                 message: "injected: the completion write failed".into(),
             })
         }
-        async fn release(&self, key: &str) -> Result<(), AwsError> {
+        async fn release(&self, key: &str) -> Result<(), PortError> {
             self.0.release(key).await
         }
     }

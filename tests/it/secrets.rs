@@ -11,7 +11,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_core::integration::Integrations;
-use switchboard_core::ports::{AwsError, SecretStages, SecretStore};
+use switchboard_core::ports::{PortError, SecretStages, SecretStore};
 use switchboard_core::secret::SecretString;
 use switchboard_core::secrets::{DEFAULT_TTL, SecretsCache};
 use switchboard_shared::aws::{DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
@@ -27,11 +27,11 @@ struct Counting {
 }
 
 impl SecretStore for Counting {
-    async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+    async fn get(&self, id: &str) -> Result<SecretString, PortError> {
         self.requests.fetch_add(1, Ordering::SeqCst);
         self.inner.get(id).await
     }
-    async fn get_stages(&self, id: &str) -> Result<SecretStages, AwsError> {
+    async fn get_stages(&self, id: &str) -> Result<SecretStages, PortError> {
         let stages = self.inner.get_stages(id).await?;
         // ListSecretVersionIds, then GetSecretValue for each stage there is.
         let reads =

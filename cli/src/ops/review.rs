@@ -218,7 +218,7 @@ fn parse_status(text: &str) -> anyhow::Result<ReviewStatus> {
         })
 }
 
-fn reading(stack: &str) -> impl Fn(switchboard_core::ports::AwsError) -> anyhow::Error + '_ {
+fn reading(stack: &str) -> impl Fn(switchboard_core::ports::PortError) -> anyhow::Error + '_ {
     move |e| {
         anyhow::anyhow!(
             "reading {stack}'s review items: {e} (is `--stack {stack}` right, and AWS_REGION / AWS_ENDPOINT_URL?)"

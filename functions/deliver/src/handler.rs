@@ -29,7 +29,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use switchboard_core::circuit::{self, Admit, CircuitState, Effect, Transition};
-use switchboard_core::dead_letter::{AttemptRecord, DeadLetter, send_dead_letter};
+use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
 use switchboard_core::deadline;
 use switchboard_core::delivery_policy::{
     self, Attempted, Class, Held, Outcome, Settlement, Waiting,
@@ -38,8 +38,9 @@ use switchboard_core::envelope::{DeliveryMessage, DeliveryRef, DeliveryV1};
 use switchboard_core::idempotency::{Claim, NewClaim, Status, in_progress_until};
 use switchboard_core::integration::{Integrations, Outbound, OutboundRoute, ResponseCheck};
 use switchboard_core::network::NetworkPolicy;
+use switchboard_core::ports::send_dead_letter;
 use switchboard_core::ports::{
-    Archive, AttemptLog, AwsError, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim,
+    Archive, AttemptLog, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim, PortError,
     RateLimiter, ReviewStore, SecretStore, Visibility,
 };
 use switchboard_core::reason::Reason;

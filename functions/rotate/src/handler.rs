@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use switchboard_core::network::NetworkPolicy;
-use switchboard_core::ports::{AwsError, RotationStore};
+use switchboard_core::ports::{PortError, RotationStore};
 use switchboard_core::secret::{SecretString, TypedSecret, WebhookSecret};
 use switchboard_shared::http::GuardedHttp;
 use switchboard_shared::metrics::Metrics;
@@ -61,7 +61,7 @@ pub enum RotateError {
     },
     /// Secrets Manager failed.
     #[error(transparent)]
-    Aws(#[from] AwsError),
+    Aws(#[from] PortError),
 }
 
 /// The rotate handler.

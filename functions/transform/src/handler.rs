@@ -17,13 +17,14 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_core::archive::{self, ArchivedEvent, MAX_INLINE_MESSAGE_BYTES};
-use switchboard_core::dead_letter::{DeadLetter, send_dead_letter};
+use switchboard_core::dead_letter::DeadLetter;
 use switchboard_core::envelope::{
     DeliveryMessage, DeliveryRef, DeliveryV1, EventMessage, EventV1, message_group,
 };
 use switchboard_core::integration::{Integration, Integrations, Route};
 use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
+use switchboard_core::ports::send_dead_letter;
 use switchboard_core::ports::{
     Archive, DeadLetterQueue, Outgoing, Queue, RateLimiter, SecretStore,
 };

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
-use switchboard_core::ports::{AwsError, IdempotencyStore, RateLimiter, ReviewStore};
+use switchboard_core::ports::{IdempotencyStore, PortError, RateLimiter, ReviewStore};
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 
 use super::aws_error;
@@ -49,7 +49,7 @@ impl DynamoIdempotencyStore {
     pub fn warm(
         &self,
         prefix: &str,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), PortError>> + Send + 'static {
         let call = self
             .client
             .get_item()
@@ -64,7 +64,7 @@ impl DynamoIdempotencyStore {
         }
     }
 
-    async fn read(&self, key: &str) -> Result<Option<Record>, AwsError> {
+    async fn read(&self, key: &str) -> Result<Option<Record>, PortError> {
         let out = self
             .client
             .get_item()
@@ -95,7 +95,7 @@ fn record(item: &HashMap<String, AttributeValue>) -> Option<Record> {
 }
 
 impl IdempotencyStore for DynamoIdempotencyStore {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, AwsError> {
+    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
         let result = self
             .client
             .put_item()
@@ -146,7 +146,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                     match existing {
                         Some(r) => Ok(Claim::Exists(r)),
                         // Gone between the put and the read: the caller's retry will take it.
-                        None => Err(AwsError {
+                        None => Err(PortError {
                             operation: "PutItem",
                             message: "the conflicting idempotency record vanished; retry".into(),
                         }),
@@ -157,7 +157,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         }
     }
 
-    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), AwsError> {
+    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), PortError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -176,7 +176,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         Ok(())
     }
 
-    async fn release(&self, key: &str) -> Result<(), AwsError> {
+    async fn release(&self, key: &str) -> Result<(), PortError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -224,7 +224,7 @@ fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, k: &str)
 fn conditional<T, E, R>(
     operation: &'static str,
     result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
-) -> Result<bool, AwsError>
+) -> Result<bool, PortError>
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -249,7 +249,7 @@ fn later(secs: i64) -> AttributeValue {
 impl DynamoIdempotencyStore {
     /// Whether the work under `key` is done (a COMPLETED record that has not expired): for
     /// `switchboard replay`, which skips routes already delivered.
-    pub async fn is_completed(&self, key: &str) -> Result<bool, AwsError> {
+    pub async fn is_completed(&self, key: &str) -> Result<bool, PortError> {
         let now = chrono::Utc::now().timestamp();
         Ok(self.read(key).await?.is_some_and(|r| {
             r.status == switchboard_core::idempotency::Status::Completed && r.expires_at > now
@@ -258,7 +258,7 @@ impl DynamoIdempotencyStore {
 }
 
 impl RateLimiter for DynamoIdempotencyStore {
-    async fn take_rate(&self, destination: &str, second: i64, max: u32) -> Result<bool, AwsError> {
+    async fn take_rate(&self, destination: &str, second: i64, max: u32) -> Result<bool, PortError> {
         let result = self
             .client
             .update_item()
@@ -282,7 +282,7 @@ impl RateLimiter for DynamoIdempotencyStore {
         from: i64,
         to: i64,
         max: u32,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(), PortError> {
         for second in from..=to {
             self.client
                 .update_item()
@@ -307,7 +307,7 @@ impl RateLimiter for DynamoIdempotencyStore {
         start: u32,
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> Result<Option<u32>, AwsError> {
+    ) -> Result<Option<u32>, PortError> {
         for i in 0..max {
             let slot = ((u64::from(start) + u64::from(i)) % u64::from(max)) as u32;
             let result = self
@@ -330,7 +330,7 @@ impl RateLimiter for DynamoIdempotencyStore {
         Ok(None)
     }
 
-    async fn free_slot(&self, destination: &str, slot: u32) -> Result<(), AwsError> {
+    async fn free_slot(&self, destination: &str, slot: u32) -> Result<(), PortError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -356,15 +356,15 @@ fn review_key(id: &str) -> AttributeValue {
     AttributeValue::S(format!("review#{id}"))
 }
 
-fn review_item(item: &HashMap<String, AttributeValue>) -> Result<ReviewItem, AwsError> {
+fn review_item(item: &HashMap<String, AttributeValue>) -> Result<ReviewItem, PortError> {
     let text = item
         .get(REVIEW_ITEM)
         .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| AwsError {
+        .ok_or_else(|| PortError {
             operation: "GetItem",
             message: "a review record without its item".into(),
         })?;
-    serde_json::from_str(text).map_err(|e| AwsError {
+    serde_json::from_str(text).map_err(|e| PortError {
         operation: "GetItem",
         message: format!("a review record that does not read: {e}"),
     })
@@ -396,7 +396,7 @@ impl DynamoIdempotencyStore {
 }
 
 impl ReviewStore for DynamoIdempotencyStore {
-    async fn create_review(&self, item: &ReviewItem) -> Result<bool, AwsError> {
+    async fn create_review(&self, item: &ReviewItem) -> Result<bool, PortError> {
         let result = self
             .put_review(item)
             .condition_expression("attribute_not_exists(id)")
@@ -405,7 +405,7 @@ impl ReviewStore for DynamoIdempotencyStore {
         conditional("PutItem", result)
     }
 
-    async fn review(&self, id: &str) -> Result<Option<ReviewItem>, AwsError> {
+    async fn review(&self, id: &str) -> Result<Option<ReviewItem>, PortError> {
         let out = self
             .client
             .get_item()
@@ -418,7 +418,7 @@ impl ReviewStore for DynamoIdempotencyStore {
         out.item().map(review_item).transpose()
     }
 
-    async fn update_review(&self, item: &ReviewItem) -> Result<bool, AwsError> {
+    async fn update_review(&self, item: &ReviewItem) -> Result<bool, PortError> {
         let result = self
             .put_review(item)
             .condition_expression("#v = :read")
@@ -429,7 +429,7 @@ impl ReviewStore for DynamoIdempotencyStore {
         conditional("PutItem", result)
     }
 
-    async fn reviews(&self, status: ReviewStatus) -> Result<Vec<ReviewItem>, AwsError> {
+    async fn reviews(&self, status: ReviewStatus) -> Result<Vec<ReviewItem>, PortError> {
         let mut items = Vec::new();
         let mut pages = self
             .client

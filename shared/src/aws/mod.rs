@@ -28,7 +28,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use switchboard_core::ports::AwsError;
+use switchboard_core::ports::PortError;
 
 /// The SDK configuration for a function (region, credentials, and `AWS_ENDPOINT_URL` when it
 /// points at a local emulator).
@@ -73,7 +73,7 @@ pub fn warm_up(calls: Vec<WarmUp>) {
 
 /// One warm-up call (`SqsQueue::warm`, `DynamoIdempotencyStore::warm`, `S3Archive::warm`, or
 /// a handler's secrets prefetch).
-pub type WarmUp = std::pin::Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send>>;
+pub type WarmUp = std::pin::Pin<Box<dyn Future<Output = Result<(), PortError>> + Send>>;
 
 /// The HTTP client every SDK client of a function shares. The smithy client builds, and throws
 /// away, a whole TLS connector (every root certificate parsed) in each `Client::new`, "so that
@@ -129,8 +129,8 @@ fn pem(der: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn aws_error<E: std::error::Error>(operation: &'static str, e: E) -> AwsError {
-    AwsError {
+pub(crate) fn aws_error<E: std::error::Error>(operation: &'static str, e: E) -> PortError {
+    PortError {
         operation,
         message: DisplayErrorContext(&e).to_string(),
     }

@@ -4,7 +4,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::aws_error;
-use switchboard_core::ports::{Archive, AwsError};
+use switchboard_core::ports::{Archive, PortError};
 
 /// One bucket.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ impl S3Archive {
     /// Opens the connection to S3 with one call the archive's writer is allowed anyway, for
     /// [`super::warm_up`]: an empty object at [`WARM_UP_KEY`]. (HeadBucket would need
     /// `s3:ListBucket`, which lets the internet-facing function list every archived event.)
-    pub fn warm(&self) -> impl Future<Output = Result<(), AwsError>> + Send + 'static {
+    pub fn warm(&self) -> impl Future<Output = Result<(), PortError>> + Send + 'static {
         let call = self
             .client
             .put_object()
@@ -46,7 +46,7 @@ impl S3Archive {
 pub const WARM_UP_KEY: &str = "warm-up";
 
 impl Archive for S3Archive {
-    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), AwsError> {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), PortError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -59,7 +59,7 @@ impl Archive for S3Archive {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, AwsError> {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, PortError> {
         let out = self
             .client
             .get_object()

@@ -3,7 +3,9 @@
 use aws_sdk_secretsmanager::Client;
 
 use super::aws_error;
-use switchboard_core::ports::{AwsError, RotationStore, SecretStages, SecretStore, SecretVersions};
+use switchboard_core::ports::{
+    PortError, RotationStore, SecretStages, SecretStore, SecretVersions,
+};
 use switchboard_core::secret::SecretString;
 
 /// Reads secrets' values by version stage.
@@ -20,19 +22,19 @@ impl SecretsManagerStore {
 }
 
 impl SecretStore for SecretsManagerStore {
-    async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+    async fn get(&self, id: &str) -> Result<SecretString, PortError> {
         // The stage is asked for explicitly: it is what AWS does without one, and moto without
         // one keeps answering the version current before the last UpdateSecretVersionStage.
         self.read(id, None, Some("AWSCURRENT"))
             .await?
             .map(|(v, _)| v)
-            .ok_or_else(|| AwsError {
+            .ok_or_else(|| PortError {
                 operation: "GetSecretValue",
                 message: format!("secret `{id}` has no string value"),
             })
     }
 
-    async fn get_stages(&self, id: &str) -> Result<SecretStages, AwsError> {
+    async fn get_stages(&self, id: &str) -> Result<SecretStages, PortError> {
         // One listing names the version behind each stage; each value is then read by version,
         // so the three agree even if a rotation moves the labels meanwhile. The current
         // version's age comes from GetSecretValue: moto dates every listed version "now".
@@ -61,7 +63,7 @@ impl SecretStore for SecretsManagerStore {
             self.get_version(id, version("AWSPREVIOUS")),
             self.get_version(id, version("AWSPENDING")),
         );
-        let (current, current_since) = value?.ok_or_else(|| AwsError {
+        let (current, current_since) = value?.ok_or_else(|| PortError {
             operation: "GetSecretValue",
             message: format!("secret `{id}` has no string value"),
         })?;
@@ -81,7 +83,7 @@ impl SecretsManagerStore {
         &self,
         id: &str,
         version: Option<String>,
-    ) -> Result<Option<(SecretString, Option<i64>)>, AwsError> {
+    ) -> Result<Option<(SecretString, Option<i64>)>, PortError> {
         match version {
             Some(v) => self.read(id, Some(&v), None).await,
             None => Ok(None),
@@ -95,7 +97,7 @@ impl SecretsManagerStore {
         id: &str,
         version: Option<&str>,
         stage: Option<&str>,
-    ) -> Result<Option<(SecretString, Option<i64>)>, AwsError> {
+    ) -> Result<Option<(SecretString, Option<i64>)>, PortError> {
         let out = self
             .client
             .get_secret_value()
@@ -120,7 +122,7 @@ impl SecretsManagerStore {
 }
 
 impl RotationStore for SecretsManagerStore {
-    async fn versions(&self, id: &str) -> Result<SecretVersions, AwsError> {
+    async fn versions(&self, id: &str) -> Result<SecretVersions, PortError> {
         let out = self
             .client
             .describe_secret()
@@ -142,7 +144,7 @@ impl RotationStore for SecretsManagerStore {
         id: &str,
         version: Option<&str>,
         stage: &str,
-    ) -> Result<Option<SecretString>, AwsError> {
+    ) -> Result<Option<SecretString>, PortError> {
         Ok(self.read(id, version, Some(stage)).await?.map(|(v, _)| v))
     }
 
@@ -151,7 +153,7 @@ impl RotationStore for SecretsManagerStore {
         id: &str,
         token: &str,
         value: &SecretString,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(), PortError> {
         self.client
             .put_secret_value()
             .secret_id(id)
@@ -164,7 +166,7 @@ impl RotationStore for SecretsManagerStore {
         Ok(())
     }
 
-    async fn promote(&self, id: &str, token: &str, from: &str) -> Result<(), AwsError> {
+    async fn promote(&self, id: &str, token: &str, from: &str) -> Result<(), PortError> {
         self.client
             .update_secret_version_stage()
             .secret_id(id)
@@ -178,7 +180,7 @@ impl RotationStore for SecretsManagerStore {
         self.clear_pending(id, token).await
     }
 
-    async fn clear_pending(&self, id: &str, token: &str) -> Result<(), AwsError> {
+    async fn clear_pending(&self, id: &str, token: &str) -> Result<(), PortError> {
         self.client
             .update_secret_version_stage()
             .secret_id(id)

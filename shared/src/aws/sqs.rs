@@ -5,7 +5,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::aws_error;
 use switchboard_core::dead_letter::DeadLetter;
-use switchboard_core::ports::{AwsError, DeadLetterQueue, Outgoing, Queue, Visibility};
+use switchboard_core::ports::{DeadLetterQueue, Outgoing, PortError, Queue, Visibility};
 
 /// SQS caps a message (body and attributes) at 256 KiB; a reason needs far less.
 const MAX_REASON_MESSAGE_CHARS: usize = 1024;
@@ -28,7 +28,7 @@ impl SqsQueue {
 
     /// Opens the connection to SQS with one cheap call (GetQueueAttributes: QueueArn), for
     /// [`super::warm_up`].
-    pub fn warm(&self) -> impl Future<Output = Result<(), AwsError>> + Send + 'static {
+    pub fn warm(&self) -> impl Future<Output = Result<(), PortError>> + Send + 'static {
         let call = self
             .client
             .get_queue_attributes()
@@ -44,7 +44,7 @@ impl SqsQueue {
 }
 
 impl Queue for SqsQueue {
-    async fn send(&self, messages: &[Outgoing]) -> Result<(), AwsError> {
+    async fn send(&self, messages: &[Outgoing]) -> Result<(), PortError> {
         if let [message] = messages {
             self.client
                 .send_message()
@@ -82,7 +82,7 @@ impl Queue for SqsQueue {
                 .await
                 .map_err(|e| aws_error("SendMessageBatch", e))?;
             if let Some(failed) = out.failed().first() {
-                return Err(AwsError {
+                return Err(PortError {
                     operation: "SendMessageBatch",
                     message: format!(
                         "{} of {} entries failed, first: {} {}",
@@ -99,7 +99,7 @@ impl Queue for SqsQueue {
 }
 
 impl Visibility for SqsQueue {
-    async fn delay(&self, receipt_handle: &str, by: std::time::Duration) -> Result<(), AwsError> {
+    async fn delay(&self, receipt_handle: &str, by: std::time::Duration) -> Result<(), PortError> {
         let secs = i32::try_from(by.as_secs()).unwrap_or(i32::MAX).min(43_200);
         self.client
             .change_message_visibility()
@@ -114,7 +114,7 @@ impl Visibility for SqsQueue {
 }
 
 impl DeadLetterQueue for SqsQueue {
-    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), AwsError> {
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), PortError> {
         let attribute = |data_type: &str, value: &str| {
             MessageAttributeValue::builder()
                 .data_type(data_type)

@@ -166,7 +166,7 @@ where
         route: &OutboundRoute,
         destination: &str,
         deadline_ms: Option<i64>,
-    ) -> Result<Option<Taken>, AwsError> {
+    ) -> Result<Option<Taken>, PortError> {
         let limits = route.deliver.limits;
         let started = Instant::now();
         let can_wait = |d: Duration| started.elapsed() + d <= MAX_LIMIT_WAIT;

@@ -58,7 +58,7 @@ where
         let settings = route.deliver.circuit;
         let now_ms = Utc::now().timestamp_millis();
         let until = now_ms + settings.cool_down.as_millis() as i64;
-        let result: Result<Option<Transition>, AwsError> = async {
+        let result: Result<Option<Transition>, PortError> = async {
             match circuit::effect(outcome) {
                 Effect::Untouched => Ok(None),
                 Effect::Failure { opens } => {

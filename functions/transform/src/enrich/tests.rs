@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::json;
 use switchboard_core::integration::Auth;
-use switchboard_core::ports::AwsError;
+use switchboard_core::ports::PortError;
 use switchboard_core::secret::SecretString;
 use switchboard_core::url_template::UrlTemplate;
 
@@ -28,14 +28,14 @@ fn no_bindings() -> Bindings {
 struct NoSecrets;
 
 impl SecretStore for NoSecrets {
-    async fn get(&self, id: &str) -> Result<SecretString, AwsError> {
+    async fn get(&self, id: &str) -> Result<SecretString, PortError> {
         panic!("no secret should be read, asked for {id}")
     }
 
     async fn get_stages(
         &self,
         id: &str,
-    ) -> Result<switchboard_core::ports::SecretStages, AwsError> {
+    ) -> Result<switchboard_core::ports::SecretStages, PortError> {
         panic!("no secret should be read, asked for {id}")
     }
 }
@@ -44,7 +44,7 @@ impl SecretStore for NoSecrets {
 struct Token(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
 impl SecretStore for Token {
-    async fn get(&self, _: &str) -> Result<SecretString, AwsError> {
+    async fn get(&self, _: &str) -> Result<SecretString, PortError> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(SecretString::new("t0ken"))
     }

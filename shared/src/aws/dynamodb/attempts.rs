@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use switchboard_core::dead_letter::AttemptRecord;
-use switchboard_core::ports::{AttemptLog, AwsError, LetterClaim};
+use switchboard_core::ports::{AttemptLog, LetterClaim, PortError};
 
 use super::{
     CIRCUIT_TTL_SECS, DEAD_LETTER_CLAIM, DEAD_LETTER_LEASE, DEAD_LETTERED, DynamoIdempotencyStore,
@@ -15,7 +15,7 @@ use super::{
 impl DynamoIdempotencyStore {
     /// Forgets a task's attempt history (`attempts#{event_id}#{route}`), so a redriven task
     /// gets its whole retry schedule again instead of being dead-lettered at once.
-    pub async fn reset_attempts(&self, task: &str) -> Result<(), AwsError> {
+    pub async fn reset_attempts(&self, task: &str) -> Result<(), PortError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -27,7 +27,10 @@ impl DynamoIdempotencyStore {
     }
 
     /// The task's `attempts#` item as stored (empty when there is none), read consistently.
-    async fn attempts_item(&self, task: &str) -> Result<HashMap<String, AttributeValue>, AwsError> {
+    async fn attempts_item(
+        &self,
+        task: &str,
+    ) -> Result<HashMap<String, AttributeValue>, PortError> {
         let out = self
             .client
             .get_item()
@@ -42,7 +45,10 @@ impl DynamoIdempotencyStore {
 }
 
 impl AttemptLog for DynamoIdempotencyStore {
-    async fn attempts(&self, task: &str) -> Result<(Vec<AttemptRecord>, Option<String>), AwsError> {
+    async fn attempts(
+        &self,
+        task: &str,
+    ) -> Result<(Vec<AttemptRecord>, Option<String>), PortError> {
         let item = self.attempts_item(task).await?;
         let from = item.get(DEAD_LETTERED).and_then(|v| v.as_s().ok()).cloned();
         Ok((history(&item), from))
@@ -54,7 +60,7 @@ impl AttemptLog for DynamoIdempotencyStore {
         message_id: &str,
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> Result<LetterClaim, AwsError> {
+    ) -> Result<LetterClaim, PortError> {
         let result = self
             .client
             .update_item()
@@ -93,7 +99,7 @@ impl AttemptLog for DynamoIdempotencyStore {
         })
     }
 
-    async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), AwsError> {
+    async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), PortError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -114,8 +120,8 @@ impl AttemptLog for DynamoIdempotencyStore {
         task: &str,
         attempt: &AttemptRecord,
         expires_at: i64,
-    ) -> Result<Vec<AttemptRecord>, AwsError> {
-        let entry = serde_json::to_string(attempt).map_err(|e| AwsError {
+    ) -> Result<Vec<AttemptRecord>, PortError> {
+        let entry = serde_json::to_string(attempt).map_err(|e| PortError {
             operation: "UpdateItem",
             message: e.to_string(),
         })?;

@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use switchboard_core::circuit::CircuitState;
-use switchboard_core::ports::{AwsError, CircuitStore};
+use switchboard_core::ports::{CircuitStore, PortError};
 
 use super::{
     CIRCUIT_TTL_SECS, DynamoIdempotencyStore, EXPIRATION, FAILURES, KEY, OPEN_UNTIL, OPENED_AT,
@@ -40,7 +40,7 @@ impl DynamoIdempotencyStore {
     pub async fn open_circuits(
         &self,
         now_ms: i64,
-    ) -> Result<(Vec<OpenCircuit>, Vec<SlowRoute>), AwsError> {
+    ) -> Result<(Vec<OpenCircuit>, Vec<SlowRoute>), PortError> {
         let mut open = Vec::new();
         let mut slow = Vec::new();
         let mut start = None;
@@ -91,7 +91,7 @@ impl DynamoIdempotencyStore {
 }
 
 impl CircuitStore for DynamoIdempotencyStore {
-    async fn circuit(&self, destination: &str) -> Result<CircuitState, AwsError> {
+    async fn circuit(&self, destination: &str) -> Result<CircuitState, PortError> {
         let out = self
             .client
             .get_item()
@@ -114,7 +114,7 @@ impl CircuitStore for DynamoIdempotencyStore {
             .unwrap_or_default())
     }
 
-    async fn count_failure(&self, destination: &str) -> Result<u32, AwsError> {
+    async fn count_failure(&self, destination: &str) -> Result<u32, PortError> {
         let out = self
             .client
             .update_item()
@@ -141,7 +141,7 @@ impl CircuitStore for DynamoIdempotencyStore {
         now_ms: i64,
         until_ms: i64,
         probe_failed: bool,
-    ) -> Result<bool, AwsError> {
+    ) -> Result<bool, PortError> {
         let opening = "SET #open = :until, #exp = :exp, #oa = if_not_exists(#oa, :now)";
         let update = if probe_failed {
             format!("{opening}, #pfa = :now ADD #pf :one REMOVE #probe")
@@ -177,7 +177,7 @@ impl CircuitStore for DynamoIdempotencyStore {
         destination: &str,
         now_ms: i64,
         until_ms: i64,
-    ) -> Result<bool, AwsError> {
+    ) -> Result<bool, PortError> {
         let result = self
             .client
             .update_item()
@@ -196,7 +196,7 @@ impl CircuitStore for DynamoIdempotencyStore {
         conditional("UpdateItem", result)
     }
 
-    async fn mark_slow(&self, destination: &str, until_ms: i64) -> Result<(), AwsError> {
+    async fn mark_slow(&self, destination: &str, until_ms: i64) -> Result<(), PortError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -212,7 +212,7 @@ impl CircuitStore for DynamoIdempotencyStore {
         Ok(())
     }
 
-    async fn close_circuit(&self, destination: &str) -> Result<bool, AwsError> {
+    async fn close_circuit(&self, destination: &str) -> Result<bool, PortError> {
         let out = self
             .client
             .update_item()
