@@ -666,6 +666,8 @@ mod review_gate;
 mod share;
 use share::Leases;
 #[cfg(test)]
+mod limit_rules;
+#[cfg(test)]
 mod rules;
 #[cfg(test)]
 mod share_rules;

@@ -157,7 +157,7 @@ impl Harness {
         self.deliver_body(body, 1, message_id).await
     }
 
-    async fn deliver_body(&self, body: &str, receives: u32, message_id: &str) -> bool {
+    pub(super) async fn deliver_body(&self, body: &str, receives: u32, message_id: &str) -> bool {
         let mut m = SqsMessage::default();
         m.message_id = Some(message_id.to_string());
         m.receipt_handle = Some("receipt".into());
