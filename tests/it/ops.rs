@@ -53,11 +53,14 @@ async fn from_the_failures_to_a_redrive_by_reason_without_losing_or_resending_an
             Some(json!({"error": "no such field"})),
         )],
     );
-    // Down for the two events' two attempts each, then back.
+    // Down for the two events' two attempts each, and for the first call after the redrive
+    // (the redrive resets the attempt history: that task gets its schedule again, retries and
+    // is delivered; with the history kept it would be dead-lettered at once), then back.
     let down = StatusCode::SERVICE_UNAVAILABLE;
     receiver.on(
         "/down",
         vec![
+            (down, None),
             (down, None),
             (down, None),
             (down, None),
