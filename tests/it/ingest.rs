@@ -357,7 +357,10 @@ async fn a_body_too_large_for_a_queue_message_travels_through_the_archive() {
     let (status, reply) = stack.post_signed("github", &body).await;
     assert_eq!(status, 202, "{reply}");
     let got = receiver.wait_for(1, WAIT).await;
-    assert_eq!(got[0].body, json!({"n": 1, "count": 13000, "last": "SKU-12999"}));
+    assert_eq!(
+        got[0].body,
+        json!({"n": 1, "count": 13000, "last": "SKU-12999"})
+    );
     stack.dev.shutdown().await;
 }
 

@@ -179,13 +179,16 @@ async fn a_failing_test_step_leaves_awscurrent_untouched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_oauth_token_and_the_signing_secret_under_traffic_fails_no_delivery() {
     let api = Receiver::start().await;
-    api.on(
-        "/token",
-        vec![(
-            StatusCode::OK,
-            Some(json!({"access_token": "rotated-token", "expires_in": 3600})),
-        )],
-    );
+    // Each token the endpoint mints is new; the API takes only the first (deliver's) until
+    // the rotation, then only the one the rotation minted and stored in the secret.
+    let minted = (1..=5)
+        .map(|n| {
+            let token = json!({"access_token": format!("token-{n}"), "expires_in": 3600});
+            (StatusCode::OK, Some(token))
+        })
+        .collect();
+    api.on("/token", minted);
+    api.require_bearer("/hook", &["token-1"]);
     let client_record = json!({
         "type": "oauth2-client-credentials",
         "token_url": format!("{}/token", api.base),
@@ -212,7 +215,7 @@ async fn rotating_the_oauth_token_and_the_signing_secret_under_traffic_fails_no_
     .await;
     let client = Client::new(&stack.dev.sdk);
     let total = 40;
-    let mut rotated = false;
+    let mut rotated = None;
     for n in 0..total {
         let (status, body) = stack
             .post_signed("orders", json!({"n": n}).to_string().as_bytes())
@@ -225,17 +228,24 @@ async fn rotating_the_oauth_token_and_the_signing_secret_under_traffic_fails_no_
                     .await
                     .unwrap();
             }
-            rotated = true;
+            let oauth = format!("{}/oauth", stack.prefix);
+            let record = value(&client, &oauth, "AWSCURRENT").await.unwrap();
+            let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+            let token = record["access_token"].as_str().unwrap().to_string();
+            assert_ne!(token, "token-1", "the rotation minted a token of its own");
+            // The API revokes the old token.
+            api.require_bearer("/hook", &[&token]);
+            rotated = Some(token);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(rotated);
+    let rotated = rotated.unwrap();
     let started = Instant::now();
     let hooks = loop {
         let hooks: Vec<_> = api
             .received()
             .into_iter()
-            .filter(|r| r.path == "/hook")
+            .filter(|r| r.path == "/hook" && r.status == 200)
             .collect();
         if hooks.len() >= total {
             break hooks;
@@ -264,6 +274,25 @@ async fn rotating_the_oauth_token_and_the_signing_secret_under_traffic_fails_no_
         );
     }
     assert_eq!(hooks.len(), total, "each delivered once");
+    // After the old token was revoked, deliver read the rotated secret and sent its token: the
+    // new credential is the one in use.
+    let bearer = |r: &&crate::utils::receiver::Received| {
+        r.headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let refused = api
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/hook" && r.status == 401)
+        .count();
+    assert!(refused > 0, "the old token was refused after the rotation");
+    assert!(
+        hooks
+            .iter()
+            .any(|r| bearer(&r) == Some(format!("Bearer {rotated}"))),
+        "no delivery carried the rotated token"
+    );
     assert_eq!(
         stack.depth(&stack.dev.resources.deliveries_dlq_url).await,
         0

@@ -66,6 +66,8 @@ struct Inner {
     rules: Vec<(String, Option<String>, VecDeque<Answer>)>,
     /// Paths containing a text answer 401 unless a signature verifies with one of the keys.
     keys: Vec<(String, Vec<String>)>,
+    /// Paths containing a text answer 401 unless `Authorization: Bearer` one of the tokens.
+    bearers: Vec<(String, Vec<String>)>,
     received: Vec<Received>,
 }
 
@@ -127,6 +129,16 @@ impl Receiver {
             path.to_string(),
             keys.iter().map(|k| k.to_string()).collect(),
         ));
+    }
+
+    /// From now on, requests whose path contains `path` are refused (401) unless they carry
+    /// `Authorization: Bearer` one of `tokens` (replacing what this path accepted before), as an
+    /// API that revoked every other token does.
+    pub fn require_bearer(&self, path: &str, tokens: &[&str]) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.bearers.retain(|(p, _)| p != path);
+        let tokens = tokens.iter().map(|t| t.to_string()).collect();
+        inner.bearers.push((path.to_string(), tokens));
     }
 
     /// From now on, send `Retry-After: value` with every answer that is not a success.
@@ -197,8 +209,20 @@ async fn answer(
         .iter()
         .find(|(p, _)| received.path.contains(p.as_str()))
         .is_some_and(|(_, keys)| !keys.iter().any(|k| received.verifies_with(k)));
+    let bearer = received
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let revoked = inner
+        .bearers
+        .iter()
+        .find(|(p, _)| received.path.contains(p.as_str()))
+        .is_some_and(|(_, tokens)| !tokens.contains(&bearer));
     let mut response = match scripted {
-        _ if unsigned => StatusCode::UNAUTHORIZED.into_response(),
+        _ if unsigned || revoked => StatusCode::UNAUTHORIZED.into_response(),
         Some((status, Some(json))) => (status, axum::Json(json)).into_response(),
         Some((status, None)) => status.into_response(),
         None => inner.status.unwrap_or(StatusCode::OK).into_response(),
