@@ -384,6 +384,22 @@ async fn a_replay_after_a_mapping_fix_delivers_the_fixed_route_only_once() {
         2,
         "the route that had worked was not sent again"
     );
+    // Not merely suppressed by deliver's record: the replay asked transform for `fix` only
+    // (the restarted stack's metrics start empty: what it queued, it queued for the replay).
+    let queued = |route: &str| {
+        test.dev
+            .metrics
+            .lines()
+            .iter()
+            .filter(|l| l["Transforms"] == 1 && l["Route"] == route && l["Outcome"] == "queued")
+            .count()
+    };
+    assert_eq!(
+        (queued("fix"), queued("ok")),
+        (2, 0),
+        "the replay queued `fix` only"
+    );
+    assert_eq!(test.dev.metrics.count("skipped", "already_delivered"), 0);
     // Everything delivered now: a second replay skips both.
     let again = replay::replay(
         &stack,
