@@ -24,6 +24,7 @@ struct Harness {
     handler: Ingest<MemoryQueue, MemoryTable, MemorySecrets, MemoryArchive>,
     events: MemoryQueue,
     archive: MemoryArchive,
+    table: MemoryTable,
     _dir: DefinitionsDir,
 }
 
@@ -36,11 +37,12 @@ impl Harness {
         .unwrap();
         let integrations = Arc::new(Integrations::load_dir(dir.path()).unwrap());
         let (events, archive) = (MemoryQueue::default(), MemoryArchive::default());
+        let table = MemoryTable::default();
         let handler = Ingest::new(
             integrations,
             Ports {
                 events: events.clone(),
-                idempotency: MemoryTable::default(),
+                idempotency: table.clone(),
                 secrets: SecretsCache::new(
                     MemorySecrets::with(&[("shop/signing", SECRET)]),
                     Duration::from_secs(60),
@@ -53,6 +55,7 @@ impl Harness {
             handler,
             events,
             archive,
+            table,
             _dir: dir,
         }
     }
@@ -116,4 +119,24 @@ async fn a_bad_signature_or_an_unknown_integration_is_refused_and_nothing_is_kep
     assert_eq!(status, 404, "{answer}");
     assert!(h.events.sent().is_empty());
     assert!(h.archive.keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_webhook_another_invocation_is_still_processing_gets_409_duplicate_in_progress() {
+    use switchboard_core::idempotency::{Claim, NewClaim};
+    use switchboard_core::ports::IdempotencyStore;
+    let h = Harness::new();
+    // Another invocation holds the claim of message msg_9 (it has not completed it).
+    let now = chrono::Utc::now();
+    let claim = NewClaim {
+        key: "ingest#shop#msg_9".into(),
+        now,
+        expires_at: now.timestamp() + 3600,
+        in_progress_expires_at_ms: now.timestamp_millis() + 30_000,
+    };
+    assert!(matches!(h.table.claim(&claim).await, Ok(Claim::Acquired)));
+    let (status, answer) = h.post("shop", "msg_9", r#"{"order": 9}"#, SECRET).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.contains("duplicate_in_progress"), "{answer}");
+    assert!(h.events.sent().is_empty(), "nothing queued twice");
 }
