@@ -22,7 +22,8 @@ use switchboard_shared::metrics::Metrics;
 use serde_json::value::RawValue;
 use switchboard_core::integration::Dedupe;
 
-use crate::request::{BodyKind, Json, Rejection, body_kind, decode_body, dedupe_id, dedupe_key};
+use crate::request::{BodyKind, Rejection, body_kind, decode_body};
+use stages::Pending;
 
 /// How long a sender is asked to wait before retrying after a failure on our side.
 const RETRY_AFTER_SECS: u64 = 5;
@@ -83,6 +84,32 @@ impl Outcome {
 
 fn unavailable(message: &str) -> Rejection {
     Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+}
+
+/// What every event of one request shares: where it came in, its body, the headers that
+/// travel with it, when.
+struct Arrival<'a> {
+    integration: &'a Inbound,
+    req: &'a Request,
+    /// The request body, as received.
+    body: &'a [u8],
+    /// The headers that travel with each event (no credential, no signature).
+    headers: BTreeMap<String, String>,
+    now: DateTime<Utc>,
+}
+
+/// Slack's `url_verification` handshake, answered with its challenge (nothing is queued).
+fn slack_handshake(
+    source: &switchboard_core::integration::Source,
+    v: &serde_json::Value,
+) -> Option<Outcome> {
+    (source.scheme == Scheme::Slack && v["type"] == "url_verification").then(|| Outcome {
+        status: StatusCode::OK,
+        body: json!({ "challenge": v["challenge"] }),
+        outcome: "challenge",
+        reason: "none",
+        event_ids: Vec::new(),
+    })
 }
 
 /// One event out of a request, once its fate is known.
@@ -157,7 +184,52 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             .unwrap_or_else(|_| Response::new(Body::Empty))
     }
 
+    /// admit -> verify -> read (and Slack's handshake) -> split -> accept each -> answer.
     async fn process(&self, req: &Request, id: Option<&str>) -> Result<Outcome, Rejection> {
+        let (integration, kind) = self.admit(req, id)?;
+        let source = &integration.source;
+        let body: &[u8] = req.body().as_ref();
+        let now = Utc::now();
+        self.verify(integration, req, body, now).await?;
+        let decoded = decode_body(kind, body)?;
+        // A `Value` is built only when something must look inside the body; otherwise the JSON
+        // received travels on verbatim.
+        let needs_value = source.split.is_some()
+            || kind == BodyKind::Form
+            || source.scheme == Scheme::Slack
+            || matches!(source.dedupe, Dedupe::Expression(_));
+        let value = needs_value.then(|| decoded.value());
+        if let Some(challenge) = value.as_ref().and_then(|v| slack_handshake(source, v)) {
+            return Ok(challenge);
+        }
+        let events = stages::split_events(source, decoded, value)?;
+        let archive_json = source.split.is_some() || kind == BodyKind::Form;
+        let pending = stages::pending(integration, req.headers(), body, events, archive_json);
+        let arrival = Arrival {
+            integration,
+            req,
+            body,
+            headers: carried_headers(req.headers(), source.scheme.credential_header()),
+            now,
+        };
+        // A split request's events go ten at a time, so a batch of 100 fits the timeout.
+        let mut accepted = Vec::with_capacity(pending.len());
+        for chunk in pending.chunks(CONCURRENT_EVENTS) {
+            let results =
+                futures::future::join_all(chunk.iter().map(|p| self.accept(&arrival, p))).await;
+            for result in results {
+                accepted.push(result?);
+            }
+        }
+        Ok(stages::answer(&accepted, source.split.is_some()))
+    }
+
+    /// The integration the path names, a body within its limit, a content type it takes.
+    fn admit<'i>(
+        &'i self,
+        req: &Request,
+        id: Option<&str>,
+    ) -> Result<(&'i Inbound, BodyKind), Rejection> {
         let unknown = |m: String| Rejection::new(StatusCode::NOT_FOUND, "unknown_integration", m);
         let id = id.ok_or_else(|| unknown("post webhooks to /webhooks/{integration}".into()))?;
         let integration = self
@@ -165,14 +237,13 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             .get(id)
             .ok_or_else(|| unknown(format!("no integration is defined with id `{id}`")))?;
         let source = &integration.source;
-        let body: &[u8] = req.body().as_ref();
-        if body.len() > source.max_body_bytes {
+        let length = req.body().as_ref().len();
+        if length > source.max_body_bytes {
             return Err(Rejection::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!(
-                    "the body is {} bytes; this integration accepts at most {}",
-                    body.len(),
+                    "the body is {length} bytes; this integration accepts at most {}",
                     source.max_body_bytes
                 ),
             ));
@@ -181,145 +252,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             .headers()
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        let kind = body_kind(content_type, &source.scheme)?;
-        let now = Utc::now();
-        self.verify(integration, req, body, now).await?;
-        let decoded = decode_body(kind, body)?;
-        let split = source.split.is_some();
-        // A `Value` is built only when something must look inside the body; otherwise the JSON
-        // received travels on verbatim.
-        let needs_value = split
-            || kind == BodyKind::Form
-            || source.scheme == Scheme::Slack
-            || matches!(source.dedupe, Dedupe::Expression(_));
-        let value = needs_value.then(|| decoded.value());
-
-        if let Some(v) = &value
-            && source.scheme == Scheme::Slack
-            && v["type"] == "url_verification"
-        {
-            return Ok(Outcome {
-                status: StatusCode::OK,
-                body: json!({ "challenge": v["challenge"] }),
-                outcome: "challenge",
-                reason: "none",
-                event_ids: Vec::new(),
-            });
-        }
-
-        // Each event: its JSON, and its value when one was built.
-        let events: Vec<(Json<'_>, Option<serde_json::Value>)> = match (&source.split, value) {
-            (Some(m), Some(v)) => match m.evaluate(&v, &[]) {
-                Ok(None) => Vec::new(),
-                Ok(Some(serde_json::Value::Array(items))) if items.len() > source.split_max => {
-                    // Refused whole and at once: a sender's huge batch cannot keep ingest
-                    // working until API Gateway gives up.
-                    return Err(Rejection::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "too_many_events",
-                        format!(
-                            "the body splits into {} events; this integration accepts at most {} per request",
-                            items.len(),
-                            source.split_max
-                        ),
-                    ));
-                }
-                Ok(Some(serde_json::Value::Array(items))) => items
-                    .into_iter()
-                    .map(|item| (Json::from_value(&item), Some(item)))
-                    .collect(),
-                Ok(Some(one)) => vec![(Json::from_value(&one), Some(one))],
-                Err(e) => {
-                    return Err(Rejection::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_payload",
-                        format!("the integration's split expression failed on this body: {e}"),
-                    ));
-                }
-            },
-            (_, value) => vec![(decoded, value)],
-        };
-        if events.is_empty() {
-            return Err(Rejection::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no_events",
-                "the integration's split expression found no events in this body; nothing was accepted",
-            ));
-        }
-        // The archive keeps the event's JSON beside the raw bytes only when it is not simply
-        // those bytes parsed.
-        let archive_json = split || kind == BodyKind::Form;
-
-        let headers = carried_headers(req.headers(), source.scheme.credential_header());
-        // Each event: its dedupe key, then claim, archive, send, complete. A split request's
-        // events go ten at a time, so a batch of 100 fits the function's timeout.
-        let work: Vec<_> = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, (json, value))| {
-                let own_body = if split {
-                    json.raw().get().as_bytes().to_vec()
-                } else {
-                    body.to_vec()
-                };
-                let provider_id = dedupe_id(
-                    &source.dedupe,
-                    req.headers(),
-                    value.as_ref(),
-                    &own_body,
-                    split.then_some(i),
-                );
-                let key = dedupe_key(&integration.id, &provider_id);
-                let archived_json = if archive_json { value } else { None };
-                (key, json, archived_json)
-            })
-            .collect();
-        let mut accepted = Vec::with_capacity(work.len());
-        for chunk in work.chunks(CONCURRENT_EVENTS) {
-            let results = futures::future::join_all(chunk.iter().map(|(key, json, archived)| {
-                self.accept(
-                    integration,
-                    req,
-                    key,
-                    &headers,
-                    body,
-                    json.raw(),
-                    archived.clone(),
-                    now,
-                )
-            }))
-            .await;
-            for result in results {
-                accepted.push(result?);
-            }
-        }
-
-        let event_ids: Vec<EventId> = accepted.iter().map(|a| a.event_id.clone()).collect();
-        let all_duplicates = !accepted.is_empty() && accepted.iter().all(|a| a.duplicate);
-        let (status, outcome) = if all_duplicates {
-            (StatusCode::OK, "duplicate")
-        } else {
-            (StatusCode::ACCEPTED, "accepted")
-        };
-        let body = match (split, accepted.as_slice()) {
-            (false, [one]) if one.duplicate => {
-                json!({ "event_id": one.event_id, "duplicate": true })
-            }
-            (false, [one]) => json!({ "event_id": one.event_id }),
-            _ => json!({
-                "events": accepted
-                    .iter()
-                    .map(|a| json!({ "event_id": a.event_id, "duplicate": a.duplicate }))
-                    .collect::<Vec<_>>()
-            }),
-        };
-        Ok(Outcome {
-            status,
-            body,
-            outcome,
-            reason: "none",
-            event_ids,
-        })
+        Ok((integration, body_kind(content_type, &source.scheme)?))
     }
 
     async fn verify(
@@ -361,24 +294,20 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
     }
 
     /// Dedupes, archives and queues one event.
-    #[allow(clippy::too_many_arguments)]
+    /// One event: claim its dedupe key (a completed one is a duplicate; one in progress, 409),
+    /// archive and queue it, complete the claim.
     async fn accept(
         &self,
-        integration: &Inbound,
-        req: &Request,
-        key: &str,
-        headers: &BTreeMap<String, String>,
-        raw_body: &[u8],
-        event: &RawValue,
-        archived_json: Option<serde_json::Value>,
-        now: DateTime<Utc>,
+        arrival: &Arrival<'_>,
+        event: &Pending<'_>,
     ) -> Result<Accepted, Rejection> {
-        let expires_at = now.timestamp() + integration.source.dedupe_ttl.as_secs() as i64;
+        let (key, now) = (event.key.as_str(), arrival.now);
+        let expires_at = now.timestamp() + arrival.integration.source.dedupe_ttl.as_secs() as i64;
         let claim = NewClaim {
             key: key.to_string(),
             now,
             expires_at,
-            in_progress_expires_at_ms: in_progress_deadline(req, now),
+            in_progress_expires_at_ms: in_progress_deadline(arrival.req, now),
         };
         match self.ports.idempotency.claim(&claim).await {
             Ok(Claim::Acquired) => {}
@@ -405,18 +334,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
 
         // Derived from the key: a sender's retry after a failure below is the same event.
         let event_id = EventId::derived(key);
-        if let Err(e) = self
-            .archive_and_queue(
-                integration,
-                &event_id,
-                headers,
-                raw_body,
-                event,
-                archived_json,
-                now,
-            )
-            .await
-        {
+        if let Err(e) = self.archive_and_queue(arrival, &event_id, event).await {
             tracing::error!(event_id = %event_id, error = %e, "archiving or queueing the event failed");
             // Release the claim so the sender's retry is accepted rather than deduped.
             if let Err(e) = self.ports.idempotency.release(key).await {
@@ -440,25 +358,23 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The event archived (the raw body, the carried headers, its JSON when it is not the
+    /// body parsed), then queued: inline, or as a pointer to the archive when too large.
     async fn archive_and_queue(
         &self,
-        integration: &Inbound,
+        arrival: &Arrival<'_>,
         event_id: &EventId,
-        headers: &BTreeMap<String, String>,
-        raw_body: &[u8],
-        body: &RawValue,
-        archived_json: Option<serde_json::Value>,
-        now: DateTime<Utc>,
+        event: &Pending<'_>,
     ) -> Result<(), String> {
+        let (integration, now) = (arrival.integration, arrival.now);
         let key = archive::key(&integration.id, now, event_id);
         let record = ArchivedEvent::ArchivedEventV1(ArchivedEventV1 {
             event_id: event_id.clone(),
             integration: integration.id.clone(),
             received_at: now,
-            headers: headers.clone(),
-            raw_body: String::from_utf8_lossy(raw_body).into_owned(),
-            body: archived_json,
+            headers: arrival.headers.clone(),
+            raw_body: String::from_utf8_lossy(arrival.body).into_owned(),
+            body: event.archived.clone(),
         });
         let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
         self.ports
@@ -472,7 +388,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             integration: integration.id.clone(),
             received_at: now,
             headers: record.headers,
-            body,
+            body: event.json.raw(),
             body_ref: None,
             routes: None,
         });
@@ -543,3 +459,4 @@ fn carried_headers(headers: &HeaderMap, credential: Option<&str>) -> BTreeMap<St
 
 #[cfg(test)]
 mod rules;
+mod stages;
