@@ -7,23 +7,39 @@ use crate::verify::{Algorithm, DEFAULT_TOLERANCE_SECS, Encoding, HmacScheme, Sch
 
 use super::*;
 
+/// A definition's `source`: how its webhooks are received and verified.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SourceFile {
+    /// The signature scheme (`standard-webhooks`, `stripe`, `github`, `shopify`, `slack`,
+    /// `hubspot-v3`, `zendesk`, `hmac`, `api-key`, `none`). Required.
     pub(super) verify: VerifyKind,
+    /// Secrets Manager id of the signing secret or key. Required, except with `verify: none`.
     pub(super) secret: Option<String>,
+    /// Must be `true` with `verify: none` (logged at start); refused otherwise. Default `false`.
     #[serde(default)]
     pub(super) allow_unsigned: bool,
+    /// How far a signed timestamp may be from now. Default `5m`.
     pub(super) tolerance: Option<DurationText>,
+    /// `verify: api-key` only: the header that carries the key. Required there.
     pub(super) header: Option<String>,
+    /// `verify: hmac` only: the scheme's settings. Required there.
     pub(super) hmac: Option<HmacFile>,
+    /// The provider's event id: `header.<name>`, or JSONata over the event. Default: the
+    /// scheme's own id (`default_dedupe`), else the body's SHA-256.
     pub(super) dedupe: Option<String>,
+    /// How long an id is remembered. Default `7d`.
     pub(super) dedupe_ttl: Option<DurationText>,
+    /// JSONata turning one post into several events (HubSpot's arrays: `$`). Default: none.
     pub(super) split: Option<String>,
+    /// With `split`: the most events one post may split into (more: 413 `too_many_events`);
+    /// at least 1. Default 100.
     pub(super) split_max: Option<usize>,
+    /// The largest body accepted (more: 413). Default 1,048,576.
     pub(super) max_body_bytes: Option<usize>,
 }
 
+/// `source.verify`: the signature scheme's name.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(super) enum VerifyKind {
@@ -39,16 +55,24 @@ pub(super) enum VerifyKind {
     None,
 }
 
+/// `source.hmac`: a generic HMAC scheme's settings (`verify: hmac`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HmacFile {
+    /// The header carrying the signature. Required.
     pub(super) header: String,
+    /// `sha256` or `sha512`. Default `sha256`.
     #[serde(default = "sha256")]
     pub(super) algorithm: AlgorithmFile,
+    /// `hex` (lower-case) or `base64`. Default `hex`.
     #[serde(default = "hex_encoding")]
     pub(super) encoding: EncodingFile,
+    /// Text before the signature in the header (`sha256=`). Default: none.
     pub(super) prefix: Option<String>,
+    /// The header carrying the signed timestamp, then held to `tolerance`. Default: none.
     pub(super) timestamp_header: Option<String>,
+    /// What is signed, a template of `{timestamp}` and `{body}`. Default
+    /// `{timestamp}.{body}` with a `timestamp_header`, else `{body}`.
     pub(super) signed_content: Option<String>,
 }
 
