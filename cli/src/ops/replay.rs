@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
-use switchboard_core::archive::{ArchivedEvent, MAX_INLINE_MESSAGE_BYTES};
+use switchboard_core::archive::{ArchivedEvent, ArchivedEventV1, MAX_INLINE_MESSAGE_BYTES};
 use switchboard_core::envelope::{EventMessage, EventV1};
 use switchboard_core::idempotency::DELIVERY_RECORDS_KEPT;
 use switchboard_core::integration::{Integration, Integrations};
@@ -90,7 +90,8 @@ fn routes(dir: &Path, args: &ReplayArgs) -> anyhow::Result<Vec<String>> {
     }
 }
 
-/// Replays the archived events `args` matches.
+/// Replays the archived events `args` matches: list the archive, read what is in range, plan
+/// the routes each still needs, confirm, send.
 pub async fn replay(
     stack: &Stack,
     sdk: &aws_config::SdkConfig,
@@ -107,8 +108,45 @@ pub async fn replay(
         }
     };
     let events_url = stack.queue_url("events").await?;
+    let keys = archived_keys(&s3, &bucket, args).await?;
+    let events = read_in_range(&s3, &bucket, keys, args).await?;
+    let records_since =
+        chrono::Utc::now() - chrono::Duration::from_std(DELIVERY_RECORDS_KEPT).unwrap_or_default();
+    let mut result = Replayed {
+        matched: events.len(),
+        replayed: 0,
+        skipped_delivered: 0,
+        refused_too_old: 0,
+        records_since,
+    };
+    let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
+    let plan = plan(&store, &routes, events, args, &mut result).await?;
+    if args.dry_run || plan.is_empty() {
+        return Ok(result);
+    }
+    let question = format!(
+        "replay {} event(s) of `{}` through the deployed definitions",
+        plan.len(),
+        args.integration
+    );
+    if !confirm(&question, args.yes)? {
+        anyhow::bail!("replay: not confirmed; nothing was changed");
+    }
+    for planned in plan {
+        send(stack, &store, &events_url, planned).await?;
+        result.replayed += 1;
+    }
+    Ok(result)
+}
+
+/// The archive's keys of the integration's events from the first day asked for (keys are
+/// `{integration}/{yyyy}/{mm}/{dd}/{event_id}`), or of the one event asked for.
+async fn archived_keys(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    args: &ReplayArgs,
+) -> anyhow::Result<Vec<String>> {
     let prefix = format!("{}/", args.integration);
-    // Keys are `{integration}/{yyyy}/{mm}/{dd}/{event_id}`: start at the first day asked for.
     let start_after = args.since.map(|t| {
         format!(
             "{prefix}{}",
@@ -120,7 +158,7 @@ pub async fn replay(
     loop {
         let out = s3
             .list_objects_v2()
-            .bucket(&bucket)
+            .bucket(bucket)
             .prefix(&prefix)
             .set_start_after(start_after.clone())
             .set_continuation_token(token)
@@ -144,12 +182,21 @@ pub async fn replay(
             None => break,
         }
     }
-    // Read each, keep those in the time range.
+    Ok(keys)
+}
+
+/// Each archived event read, kept when it was received in the time range.
+async fn read_in_range(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    keys: Vec<String>,
+    args: &ReplayArgs,
+) -> anyhow::Result<Vec<(String, ArchivedEventV1)>> {
     let mut events = Vec::new();
     for key in keys {
         let object = s3
             .get_object()
-            .bucket(&bucket)
+            .bucket(bucket)
             .key(&key)
             .send()
             .await
@@ -164,25 +211,30 @@ pub async fn replay(
         }
         events.push((key, record));
     }
-    let records_since =
-        chrono::Utc::now() - chrono::Duration::from_std(DELIVERY_RECORDS_KEPT).unwrap_or_default();
-    let mut result = Replayed {
-        matched: events.len(),
-        replayed: 0,
-        skipped_delivered: 0,
-        refused_too_old: 0,
-        records_since,
-    };
-    let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
-    // Which routes each event still needs.
+    Ok(events)
+}
+
+/// An event to replay: its archive key, its record, and the routes it still needs (each with
+/// whether it had been delivered: only with `--force`).
+type Planned = (String, ArchivedEventV1, Vec<(String, bool)>);
+
+/// Which routes each event still needs; an event older than the delivery records is refused
+/// (unless `--force`), one every route delivered is skipped; both counted in `result`.
+async fn plan(
+    store: &DynamoIdempotencyStore,
+    routes: &[String],
+    events: Vec<(String, ArchivedEventV1)>,
+    args: &ReplayArgs,
+    result: &mut Replayed,
+) -> anyhow::Result<Vec<Planned>> {
     let mut plan = Vec::new();
     for (key, record) in events {
-        if record.received_at < records_since && !args.force {
+        if record.received_at < result.records_since && !args.force {
             result.refused_too_old += 1;
             continue;
         }
         let mut needed = Vec::new();
-        for route in &routes {
+        for route in routes {
             let done = store
                 .is_completed(&format!("deliver#{}#{route}", record.event_id))
                 .await
@@ -197,57 +249,53 @@ pub async fn replay(
             plan.push((key, record, needed));
         }
     }
-    if args.dry_run || plan.is_empty() {
-        return Ok(result);
-    }
-    let question = format!(
-        "replay {} event(s) of `{}` through the deployed definitions",
-        plan.len(),
-        args.integration
-    );
-    if !confirm(&question, args.yes)? {
-        anyhow::bail!("replay: not confirmed; nothing was changed");
-    }
-    for (key, record, needed) in plan {
-        for (route, done) in &needed {
-            if *done {
-                // --force: forget the delivery so deliver sends it again.
-                store
-                    .release(&format!("deliver#{}#{route}", record.event_id))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-            }
+    Ok(plan)
+}
+
+/// Sends one planned event to the events queue for its needed routes (a delivered one, with
+/// `--force`, forgotten first so deliver sends it again); as a pointer when too large.
+async fn send(
+    stack: &Stack,
+    store: &DynamoIdempotencyStore,
+    events_url: &str,
+    (key, record, needed): Planned,
+) -> anyhow::Result<()> {
+    for (route, done) in &needed {
+        if *done {
+            store
+                .release(&format!("deliver#{}#{route}", record.event_id))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        let body = record
-            .event_body()
-            .with_context(|| format!("{key}: the body is not JSON"))?;
-        let mut event = EventV1 {
-            event_id: record.event_id.clone(),
-            integration: record.integration.clone(),
-            received_at: record.received_at,
-            headers: record.headers.clone(),
-            body,
-            body_ref: None,
-            routes: Some(needed.into_iter().map(|(r, _)| r).collect()),
-        };
-        let mut text = serde_json::to_string(&EventMessage::EventV1(event.clone()))?;
-        if text.len() > MAX_INLINE_MESSAGE_BYTES {
-            // Too large for a message: transform reads it from the archive, as first time.
-            event.body = serde_json::Value::Null;
-            event.body_ref = Some(key.clone());
-            text = serde_json::to_string(&EventMessage::EventV1(event))?;
-        }
-        stack
-            .sqs
-            .send_message()
-            .queue_url(&events_url)
-            .message_body(text)
-            .send()
-            .await
-            .map_err(failed(format!("sending to {events_url}")))?;
-        result.replayed += 1;
     }
-    Ok(result)
+    let body = record
+        .event_body()
+        .with_context(|| format!("{key}: the body is not JSON"))?;
+    let mut event = EventV1 {
+        event_id: record.event_id.clone(),
+        integration: record.integration.clone(),
+        received_at: record.received_at,
+        headers: record.headers.clone(),
+        body,
+        body_ref: None,
+        routes: Some(needed.into_iter().map(|(r, _)| r).collect()),
+    };
+    let mut text = serde_json::to_string(&EventMessage::EventV1(event.clone()))?;
+    if text.len() > MAX_INLINE_MESSAGE_BYTES {
+        // Too large for a message: transform reads it from the archive, as first time.
+        event.body = serde_json::Value::Null;
+        event.body_ref = Some(key.clone());
+        text = serde_json::to_string(&EventMessage::EventV1(event))?;
+    }
+    stack
+        .sqs
+        .send_message()
+        .queue_url(events_url)
+        .message_body(text)
+        .send()
+        .await
+        .map_err(failed(format!("sending to {events_url}")))?;
+    Ok(())
 }
 
 /// `switchboard replay`.
