@@ -14,8 +14,10 @@ use crate::url_template::UrlTemplate;
 
 use super::*;
 
+mod enrich;
 mod review;
 
+use enrich::enrich_step;
 pub(in crate::integration) use review::review_policy;
 use review::{longest_schedule, review_fits_the_queue};
 
@@ -143,164 +145,6 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
         settings,
         enrich,
         routes,
-    })
-}
-
-/// One enrichment step, validated against the steps before it; `err` places an error at a
-/// field of the step.
-fn enrich_step(
-    file: &Path,
-    step: EnrichFile,
-    before: &[EnrichStep],
-    err: &dyn Fn(&str, String) -> DefinitionError,
-) -> Result<EnrichStep, DefinitionError> {
-    if !valid_id(&step.name) || step.name.contains('-') {
-        return Err(err(
-            "name",
-            format!(
-                "`{}` is not a valid step name: use a-z, 0-9 and '_' (it is read as $enriched.{})",
-                step.name, step.name
-            ),
-        ));
-    }
-    if before.iter().any(|other| other.name == step.name) {
-        return Err(err(
-            "name",
-            format!("step name `{}` is used twice", step.name),
-        ));
-    }
-    let url = UrlTemplate::parse(&step.url).map_err(|m| err("url", m))?;
-    let access = Access {
-        allow_private_network: step.allow_private_network,
-        allow_http: step.allow_http,
-    };
-    network::check_literal(url.fixed(), access).map_err(|b| err("url", b.to_string()))?;
-    step.auth.validate().map_err(|m| err("auth", m))?;
-    let timeout = match step.timeout {
-        Some(t) => t.parse().map_err(|m| err("timeout", m))?,
-        None => DEFAULT_ENRICH_TIMEOUT,
-    };
-    if timeout > MAX_ENRICH_TIMEOUT || timeout.is_zero() {
-        return Err(err(
-            "timeout",
-            format!(
-                "must be more than 0 and at most {}s (transform's function timeout must outlast it)",
-                MAX_ENRICH_TIMEOUT.as_secs()
-            ),
-        ));
-    }
-    let max_response_bytes = match step.max_response_bytes {
-        Some(0) => return Err(err("max_response_bytes", "must be at least 1".into())),
-        Some(n) => n,
-        None => DEFAULT_ENRICH_RESPONSE_BYTES,
-    };
-    let check = response_check(step.success.as_deref(), step.retry_when.as_deref(), "", err)?;
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let expression = |f: &str, text: &str| {
-        Mapping::parse(text, Limits::default())
-            .map_err(|e| err(f, format!("the JSONata expression does not parse: {e}")))
-    };
-    let model = step
-        .model
-        .as_ref()
-        .map(|m| model_step(dir, m, err))
-        .transpose()?;
-    if model.is_some() && (step.body.is_some() || step.result.is_some() || step.method.is_some()) {
-        return Err(err(
-            "model",
-            "a model step POSTs a body built from `model.prompt`, and its record is the model's answer: no `method`, `body` or `result`".into(),
-        ));
-    }
-    let budget = step
-        .budget
-        .as_ref()
-        .map(|b| b.parse().map_err(|m| err("budget", m)))
-        .transpose()?;
-    if let Some(b) = budget
-        && (b > MAX_ENRICH_TIMEOUT || b < timeout)
-    {
-        return Err(err(
-            "budget",
-            format!(
-                "must be at least the step's timeout and at most {}s (transform's function timeout must outlast it)",
-                MAX_ENRICH_TIMEOUT.as_secs()
-            ),
-        ));
-    }
-    let fallback = step
-        .fallback
-        .as_deref()
-        .map(|f| expression("fallback", f))
-        .transpose()?;
-    let method = match step
-        .method
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
-        _ if model.is_some() => EnrichMethod::Post,
-        None | Some("GET") => EnrichMethod::Get,
-        Some("POST") => EnrichMethod::Post,
-        Some("PUT") => EnrichMethod::Put,
-        Some(other) => {
-            return Err(err(
-                "method",
-                format!(
-                    "`{other}` is not GET, POST or PUT (an enrichment step reads, it does not change)"
-                ),
-            ));
-        }
-    };
-    let body = match (&step.body, method) {
-        (None, _) if model.is_some() => None,
-        (Some(_), EnrichMethod::Get) => {
-            return Err(err(
-                "body",
-                "a GET sends no body: set `method: POST`".into(),
-            ));
-        }
-        (None, EnrichMethod::Post | EnrichMethod::Put) => {
-            return Err(err(
-                "body",
-                format!(
-                    "a {} needs a body: a JSONata mapping (inline or a .jsonata file)",
-                    method.as_str()
-                ),
-            ));
-        }
-        (Some(b), _) => {
-            let source = mapping_source(dir, b).map_err(|m| err("body", m))?;
-            Some(expression("body", &source)?)
-        }
-        (None, _) => None,
-    };
-    let when = step
-        .when
-        .as_deref()
-        .map(|w| expression("when", w))
-        .transpose()?;
-    let result = step
-        .result
-        .as_deref()
-        .map(|r| expression("result", r))
-        .transpose()?;
-    Ok(EnrichStep {
-        check,
-        when,
-        method,
-        body,
-        result,
-        model,
-        budget,
-        limits: step.limits,
-        fallback,
-        name: step.name,
-        url,
-        auth: step.auth,
-        timeout,
-        on_missing: step.on_missing,
-        access,
-        max_response_bytes,
     })
 }
 
@@ -476,7 +320,7 @@ pub(super) fn deliver(
 
 /// `success` (a preset's name or JSONata) and `retry_when` of a route's `deliver` or an
 /// enrichment step (fields under `prefix`), compiled.
-fn response_check(
+pub(super) fn response_check(
     success: Option<&str>,
     retry_when: Option<&str>,
     prefix: &str,
@@ -538,54 +382,6 @@ fn schema_json(dir: &Path, def: &ContractFile) -> Result<(serde_json::Value, Str
             Ok((schema, format!("{}: ", full.display())))
         }
     }
-}
-
-/// An enrichment step's `model:` block, validated: the prompt, the schema (compiled, and as
-/// sent), a schema the providers' strict modes take (an object at the top).
-fn model_step(
-    dir: &Path,
-    def: &ModelFile,
-    err: &dyn Fn(&str, String) -> DefinitionError,
-) -> Result<ModelStep, DefinitionError> {
-    let expression = |f: &str, text: &str| {
-        Mapping::parse(text, Limits::default())
-            .map_err(|e| err(f, format!("the JSONata expression does not parse: {e}")))
-    };
-    let prompt_source = mapping_source(dir, &def.prompt).map_err(|m| err("model.prompt", m))?;
-    let prompt = expression("model.prompt", &prompt_source)?;
-    let audit = def
-        .audit
-        .as_deref()
-        .map(|a| expression("model.audit", a))
-        .transpose()?;
-    let (schema_json, from) = schema_json(dir, &def.schema).map_err(|m| err("model.schema", m))?;
-    if schema_json.get("type").and_then(|t| t.as_str()) != Some("object") {
-        return Err(err(
-            "model.schema",
-            "structured output needs an object schema (`type: object` at the top)".into(),
-        ));
-    }
-    let schema =
-        Contract::compile(&schema_json).map_err(|m| err("model.schema", format!("{from}{m}")))?;
-    if def.name.trim().is_empty() {
-        return Err(err(
-            "model.name",
-            "name the model (`claude-sonnet-4-5`, `gpt-4o-mini`)".into(),
-        ));
-    }
-    Ok(ModelStep {
-        call: crate::model::ModelCall {
-            provider: def.provider,
-            model: def.name.clone(),
-            max_tokens: def.max_tokens.unwrap_or(1024),
-            system: def.system.clone(),
-            schema,
-            schema_json,
-        },
-        prompt,
-        audit,
-        audit_prompt: def.audit_prompt,
-    })
 }
 
 /// `map` is inline JSONata, or the path (relative to the definition) of a `.jsonata` file.
