@@ -173,6 +173,7 @@ impl std::fmt::Debug for SignedRequest<'_> {
 }
 
 /// Verifies `req` under `scheme`; any of `secrets` may match (rotation: current and previous).
+/// Each scheme's check is its own function in `verify/schemes.rs`.
 pub fn verify(
     scheme: &Scheme,
     secrets: &[SecretString],
@@ -180,199 +181,22 @@ pub fn verify(
     now_unix: i64,
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
-    let header = |name: &str| {
-        req.headers
-            .header(name)
-            .ok_or_else(|| VerifyError::MissingHeader(name.to_string()))
-    };
-    let in_tolerance = |ts: i64| {
-        // Saturating: a timestamp near the integer limits is far off, not an overflow.
-        let skew_secs = ts.saturating_sub(now_unix);
-        if skew_secs.unsigned_abs() > tolerance_secs.unsigned_abs() {
-            Err(VerifyError::TimestampOutOfTolerance {
-                skew_secs,
-                tolerance_secs,
-            })
-        } else {
-            Ok(())
-        }
+    let c = schemes::Check {
+        req,
+        secrets,
+        now_unix,
+        tolerance_secs,
     };
     match scheme {
-        Scheme::StandardWebhooks => {
-            let id = header("webhook-id")?;
-            let ts_text = header("webhook-timestamp")?;
-            let signatures = header("webhook-signature")?;
-            let ts = parse_ts("webhook-timestamp", ts_text)?;
-            in_tolerance(ts)?;
-            let candidates: Vec<Vec<u8>> = signatures
-                .split_whitespace()
-                .filter_map(|s| s.strip_prefix("v1,"))
-                .filter_map(|b64| STANDARD.decode(b64).ok())
-                .collect();
-            let keys = secrets
-                .iter()
-                .map(|s| {
-                    WebhookSecret::parse(s).map_err(|e| VerifyError::UnusableSecret(e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let ts = ts.to_string();
-            let content = [id.as_bytes(), b".", ts.as_bytes(), b".", req.body];
-            any_match(
-                keys.iter().map(|k| k.key()),
-                &content,
-                Algorithm::Sha256,
-                &candidates,
-                "webhook-signature",
-            )
-        }
-        Scheme::Stripe => {
-            let value = header("stripe-signature")?;
-            let mut ts = None;
-            let mut candidates = Vec::new();
-            for part in value.split(',') {
-                match part.trim().split_once('=') {
-                    Some(("t", t)) => ts = Some(t),
-                    Some(("v1", sig)) => candidates.extend(decode_hex(sig)),
-                    _ => {}
-                }
-            }
-            let ts_text =
-                ts.ok_or_else(|| VerifyError::MalformedTimestamp("stripe-signature".into()))?;
-            let ts = parse_ts("stripe-signature", ts_text)?;
-            in_tolerance(ts)?;
-            let content = [ts_text.as_bytes(), b".", req.body];
-            any_match(
-                raw_keys(secrets),
-                &content,
-                Algorithm::Sha256,
-                &candidates,
-                "stripe-signature",
-            )
-        }
-        Scheme::Github => {
-            let value = header("x-hub-signature-256")?;
-            let candidates: Vec<Vec<u8>> = value
-                .strip_prefix("sha256=")
-                .and_then(decode_hex)
-                .into_iter()
-                .collect();
-            any_match(
-                raw_keys(secrets),
-                &[req.body],
-                Algorithm::Sha256,
-                &candidates,
-                "x-hub-signature-256",
-            )
-        }
-        Scheme::Shopify => {
-            let value = header("x-shopify-hmac-sha256")?;
-            let candidates: Vec<Vec<u8>> = STANDARD.decode(value.trim()).ok().into_iter().collect();
-            any_match(
-                raw_keys(secrets),
-                &[req.body],
-                Algorithm::Sha256,
-                &candidates,
-                "x-shopify-hmac-sha256",
-            )
-        }
-        Scheme::Slack => {
-            let value = header("x-slack-signature")?;
-            let ts_text = header("x-slack-request-timestamp")?;
-            let ts = parse_ts("x-slack-request-timestamp", ts_text)?;
-            in_tolerance(ts)?;
-            let candidates: Vec<Vec<u8>> = value
-                .strip_prefix("v0=")
-                .and_then(decode_hex)
-                .into_iter()
-                .collect();
-            let content = [b"v0:", ts_text.as_bytes(), b":", req.body];
-            any_match(
-                raw_keys(secrets),
-                &content,
-                Algorithm::Sha256,
-                &candidates,
-                "x-slack-signature",
-            )
-        }
-        Scheme::HubspotV3 => {
-            let value = header("x-hubspot-signature-v3")?;
-            let ts_text = header("x-hubspot-request-timestamp")?;
-            let ts_ms = parse_ts("x-hubspot-request-timestamp", ts_text)?;
-            in_tolerance(ts_ms.div_euclid(1000))?;
-            let candidates: Vec<Vec<u8>> = STANDARD.decode(value.trim()).ok().into_iter().collect();
-            let content = [
-                req.method.as_bytes(),
-                req.url.as_bytes(),
-                req.body,
-                ts_text.as_bytes(),
-            ];
-            any_match(
-                raw_keys(secrets),
-                &content,
-                Algorithm::Sha256,
-                &candidates,
-                "x-hubspot-signature-v3",
-            )
-        }
-        Scheme::Zendesk => {
-            let value = header("x-zendesk-webhook-signature")?;
-            let ts_text = header("x-zendesk-webhook-signature-timestamp")?;
-            let ts = chrono::DateTime::parse_from_rfc3339(ts_text.trim())
-                .map_err(|_| {
-                    VerifyError::MalformedTimestamp("x-zendesk-webhook-signature-timestamp".into())
-                })?
-                .timestamp();
-            in_tolerance(ts)?;
-            let candidates: Vec<Vec<u8>> = STANDARD.decode(value.trim()).ok().into_iter().collect();
-            any_match(
-                raw_keys(secrets),
-                &[ts_text.as_bytes(), req.body],
-                Algorithm::Sha256,
-                &candidates,
-                "x-zendesk-webhook-signature",
-            )
-        }
-        Scheme::Hmac(h) => {
-            let value = header(&h.header)?;
-            let value = match &h.prefix {
-                Some(p) => value.strip_prefix(p.as_str()).unwrap_or(""),
-                None => value,
-            };
-            let candidates: Vec<Vec<u8>> = match h.encoding {
-                Encoding::Hex => decode_hex(value.trim()),
-                Encoding::Base64 => STANDARD.decode(value.trim()).ok(),
-            }
-            .into_iter()
-            .collect();
-            let ts_text = match &h.timestamp_header {
-                Some(name) => {
-                    let text = header(name)?;
-                    in_tolerance(parse_ts(name, text)?)?;
-                    Some(text)
-                }
-                None => None,
-            };
-            let content = hmac_content(h, ts_text, req.body);
-            any_match(
-                raw_keys(secrets),
-                &[&content],
-                h.algorithm,
-                &candidates,
-                &h.header,
-            )
-        }
-        Scheme::ApiKey { header: name } => {
-            let given = header(name)?.as_bytes();
-            let mut matched = subtle::Choice::from(0);
-            for s in secrets {
-                matched |= ct_eq_bytes(s.expose().as_bytes(), given);
-            }
-            if bool::from(matched) {
-                Ok(())
-            } else {
-                Err(VerifyError::InvalidSignature(name.clone()))
-            }
-        }
+        Scheme::StandardWebhooks => schemes::standard_webhooks(&c),
+        Scheme::Stripe => schemes::stripe(&c),
+        Scheme::Github => schemes::github(&c),
+        Scheme::Shopify => schemes::shopify(&c),
+        Scheme::Slack => schemes::slack(&c),
+        Scheme::HubspotV3 => schemes::hubspot_v3(&c),
+        Scheme::Zendesk => schemes::zendesk(&c),
+        Scheme::Hmac(h) => schemes::hmac(&c, h),
+        Scheme::ApiKey { header } => schemes::api_key(&c, header),
         Scheme::None => Ok(()),
     }
 }
@@ -601,5 +425,6 @@ fn any_match<'k>(
     }
 }
 
+mod schemes;
 #[cfg(test)]
 mod tests;
