@@ -139,3 +139,37 @@ async fn a_contract_violation_dead_letters_that_route_only_and_a_malformed_messa
     assert!(!h.transform("not an envelope".into()).await);
     assert_eq!(h.dlq.letters()[1].reason, Reason::MalformedMessage);
 }
+
+/// An event whose body travelled in the archive, when the archive cannot give it back: handed
+/// back to SQS (the archive may recover), and on the queue's last receive dead-lettered
+/// `archive_unavailable` with the reason, never dropped.
+#[tokio::test]
+async fn an_archived_body_that_cannot_be_read_is_retried_then_dead_lettered_archive_unavailable() {
+    let h = Harness::new();
+    let mut pointer =
+        serde_json::from_str::<serde_json::Value>(&event(serde_json::json!(null))).unwrap();
+    pointer["body_ref"] = serde_json::json!("shop/2026/12/06/evt_gone");
+    let body = pointer.to_string();
+    let receive = |n: u32| {
+        let mut m = SqsMessage::default();
+        m.message_id = Some("m-archived".into());
+        m.body = Some(body.clone());
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), n.to_string());
+        let mut e = SqsEvent::default();
+        e.records = vec![m];
+        LambdaEvent::new(e, Context::default())
+    };
+    let first = h.handler.handle(receive(1)).await;
+    assert_eq!(first.batch_item_failures.len(), 1, "handed back to SQS");
+    assert!(h.dlq.letters().is_empty());
+    let last = h.handler.handle(receive(5)).await;
+    assert!(
+        last.batch_item_failures.is_empty(),
+        "settled on the last receive"
+    );
+    let letters = h.dlq.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, Reason::ArchiveUnavailable);
+    assert!(h.deliveries.sent().is_empty());
+}
