@@ -50,20 +50,8 @@ routes:
         .unwrap();
         let integrations = Arc::new(Integrations::load_dir(dir.path()).unwrap());
         let (deliveries, dlq) = (MemoryQueue::default(), MemoryQueue::default());
-        let handler = Transform::new(
-            integrations,
-            Ports {
-                deliveries: deliveries.clone(),
-                dead_letters: dlq.clone(),
-                archive: MemoryArchive::default(),
-                secrets: SecretsCache::new(MemorySecrets::default(), Duration::from_secs(60)),
-                metrics: Metrics::Off,
-                network: NetworkPolicy::DEPLOYED,
-                limiter: MemoryTable::default(),
-            },
-            5,
-        )
-        .unwrap();
+        let handler =
+            Transform::new(integrations, ports(deliveries.clone(), dlq.clone()), 5).unwrap();
         Self {
             handler,
             deliveries,
@@ -84,6 +72,22 @@ routes:
             .handle(LambdaEvent::new(e, Context::default()))
             .await;
         !out.batch_item_failures.is_empty()
+    }
+}
+
+/// In-memory ports around `deliveries`, as the deployed network rules allow.
+fn ports<Q>(
+    deliveries: Q,
+    dlq: MemoryQueue,
+) -> Ports<Q, MemoryQueue, MemoryArchive, MemorySecrets, MemoryTable> {
+    Ports {
+        deliveries,
+        dead_letters: dlq,
+        archive: MemoryArchive::default(),
+        secrets: SecretsCache::new(MemorySecrets::default(), Duration::from_secs(60)),
+        metrics: Metrics::Off,
+        network: NetworkPolicy::DEPLOYED,
+        limiter: MemoryTable::default(),
     }
 }
 
@@ -172,4 +176,63 @@ async fn an_archived_body_that_cannot_be_read_is_retried_then_dead_lettered_arch
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].reason, Reason::ArchiveUnavailable);
     assert!(h.deliveries.sent().is_empty());
+}
+
+/// A deliveries queue that refuses every send.
+struct Refusing;
+
+impl switchboard_core::ports::Queue for Refusing {
+    async fn send(
+        &self,
+        _: &[switchboard_core::ports::Outgoing],
+    ) -> Result<(), switchboard_core::ports::PortError> {
+        Err(switchboard_core::ports::PortError {
+            operation: "SendMessageBatch",
+            message: "the service is unavailable".into(),
+        })
+    }
+}
+
+/// The deliveries queue refusing the event's tasks: handed back, then on the queue's last
+/// receive dead-lettered `queue_unavailable`.
+#[tokio::test]
+async fn tasks_the_deliveries_queue_refuses_are_retried_then_dead_lettered_queue_unavailable() {
+    let dir = DefinitionsDir::with(
+        "shop",
+        "source:\n  verify: none\n  allow_unsigned: true\nroutes:\n  - id: r\n    map: $\n    deliver:\n      url: https://api.example.com/orders\n",
+    )
+    .unwrap();
+    let dlq = MemoryQueue::default();
+    let integrations = Arc::new(Integrations::load_dir(dir.path()).unwrap());
+    let handler = Transform::new(integrations, ports(Refusing, dlq.clone()), 5).unwrap();
+    let receive = |n: u32| {
+        let mut m = SqsMessage::default();
+        m.message_id = Some("m-refused".into());
+        m.body = Some(event(serde_json::json!({"sku": "A"})));
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), n.to_string());
+        let mut e = SqsEvent::default();
+        e.records = vec![m];
+        LambdaEvent::new(e, Context::default())
+    };
+    assert_eq!(
+        handler.handle(receive(1)).await.batch_item_failures.len(),
+        1
+    );
+    assert!(dlq.letters().is_empty());
+    assert!(
+        handler
+            .handle(receive(5))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let letters = dlq.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, Reason::QueueUnavailable);
+    assert!(
+        letters[0].message.contains("unavailable"),
+        "{}",
+        letters[0].message
+    );
 }
