@@ -476,3 +476,52 @@ async fn each_calls_latency_is_counted_by_its_destination() {
     );
     test.dev.shutdown().await;
 }
+
+/// A letter no function wrote: SQS's redrive policy moved the message after maxReceiveCount
+/// receives (a function that crashed on it every time), so it carries no reason attributes.
+/// `dlq list` names it `redrive_policy`, with what the task says of itself (event, route) and
+/// its receive count, and `--reason redrive_policy` finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_letter_the_redrive_policy_moved_is_listed_as_redrive_policy_with_its_task() {
+    use switchboard_cli::ops::QueueKind;
+    use switchboard_cli::ops::dlq::{self, Filter};
+    use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
+    use switchboard_core::reason::Reason;
+
+    let receiver = Receiver::start().await;
+    let test = TestStack::start(&receiver.url, FAST).await;
+    let event_id = EventId::new();
+    let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
+        event_id: event_id.clone(),
+        integration: "orders".into(),
+        route: "out".into(),
+        body: json!({"n": 1}),
+        method: None,
+        path: None,
+        headers: Default::default(),
+        received_at: None,
+        review: None,
+        reviewed: None,
+    });
+    // As SQS moves it: the body alone, no message attributes.
+    test.sqs
+        .send_message()
+        .queue_url(&test.dev.resources.deliveries_dlq_url)
+        .message_body(serde_json::to_string(&task).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let stack = Stack::new(&test.dev.sdk, &test.prefix);
+    let filter = Filter {
+        reason: Some(Reason::RedrivePolicy),
+        ..Filter::default()
+    };
+    let letters = dlq::list(&stack, QueueKind::Deliveries, &filter)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].reason, "redrive_policy");
+    assert_eq!(letters[0].event_id, event_id.as_str());
+    assert_eq!(letters[0].route.as_deref(), Some("out"));
+    test.dev.shutdown().await;
+}

@@ -209,14 +209,10 @@ impl DeadLetterRecord {
             .and_then(|ms| ms.parse::<i64>().ok())
             .and_then(chrono::DateTime::from_timestamp_millis)
             .map(|t| t.to_rfc3339());
-        // A letter without attributes: what the body says of itself.
+        // A letter without attributes: what the body says of itself (a message is tagged
+        // internally: `{"type": "DeliveryV1", "event_id": …, "route": …}`).
         let envelope: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let inner = envelope
-            .as_object()
-            .and_then(|o| o.values().next())
-            .cloned()
-            .unwrap_or_default();
-        let from_body = |key: &str| inner[key].as_str().map(str::to_string);
+        let from_body = |key: &str| envelope[key].as_str().map(str::to_string);
         Self {
             message_id: m.message_id().unwrap_or_default().to_string(),
             event_id: attribute("event_id")
