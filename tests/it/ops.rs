@@ -386,16 +386,8 @@ async fn a_replay_after_a_mapping_fix_delivers_the_fixed_route_only_once() {
     );
     // Not merely suppressed by deliver's record: the replay asked transform for `fix` only
     // (the restarted stack's metrics start empty: what it queued, it queued for the replay).
-    let queued = |route: &str| {
-        test.dev
-            .metrics
-            .lines()
-            .iter()
-            .filter(|l| l["Transforms"] == 1 && l["Route"] == route && l["Outcome"] == "queued")
-            .count()
-    };
     assert_eq!(
-        (queued("fix"), queued("ok")),
+        (test.queued("fix"), test.queued("ok")),
         (2, 0),
         "the replay queued `fix` only"
     );

@@ -388,17 +388,8 @@ routes:
         "`good` was not delivered twice"
     );
     // Not merely suppressed by deliver's record: transform did not queue `good` again.
-    let queued = |route: &str| {
-        stack
-            .dev
-            .metrics
-            .lines()
-            .iter()
-            .filter(|l| l["Transforms"] == 1 && l["Route"] == route && l["Outcome"] == "queued")
-            .count()
-    };
     assert_eq!(
-        queued("good"),
+        stack.queued("good"),
         1,
         "`good` was queued once, before the redrive"
     );

@@ -492,7 +492,7 @@ where
         let destination = target.destination;
         let task = work.task;
         let started = Instant::now();
-        let sent = self.send_watched(task, route, target).await;
+        let (sent, marked) = self.send_watched(task, route, target).await;
         let latency = started.elapsed();
         if let Some(slot) = taken.slot
             && let Err(e) = self.store.free_slot(destination, slot).await
@@ -529,7 +529,7 @@ where
             .delivery_latency(&task.integration, &task.route, destination, latency_ms);
         self.update_circuit(route, target, attempt.outcome, probe)
             .await;
-        self.learn(target, attempt.outcome, latency).await;
+        self.learn(target, attempt.outcome, latency, marked).await;
         Ok((attempt, latency))
     }
 

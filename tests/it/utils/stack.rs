@@ -231,6 +231,17 @@ impl TestStack {
         self.post(integration, &headers, body).await
     }
 
+    /// How many tasks transform queued for `route` (its `Transforms` metric, outcome `queued`)
+    /// since this stack started.
+    pub fn queued(&self, route: &str) -> usize {
+        self.dev
+            .metrics
+            .lines()
+            .iter()
+            .filter(|l| l["Transforms"] == 1 && l["Route"] == route && l["Outcome"] == "queued")
+            .count()
+    }
+
     /// Messages in a queue, visible or in flight.
     pub async fn depth(&self, url: &str) -> u64 {
         let out = self

@@ -119,25 +119,33 @@ where
 
     /// Sends the request; a call still running at `share::SLOW_CALL` marks its route's
     /// destination slow at once, so the other containers hold it to its share while it runs.
+    /// Also says whether it ran that long (then it is marked already).
     pub(super) async fn send_watched(
         &self,
         task: &DeliveryV1,
         route: &OutboundRoute,
         target: Target<'_>,
-    ) -> Result<Attempt, AuthError> {
+    ) -> (Result<Attempt, AuthError>, bool) {
         let send = self.send_refreshing(task, route);
         tokio::pin!(send);
         match tokio::time::timeout(share::SLOW_CALL, &mut send).await {
-            Ok(sent) => sent,
+            Ok(sent) => (sent, false),
             // The mark is written while the request goes on.
-            Err(_) => tokio::join!(send, self.mark_slow(target)).0,
+            Err(_) => (tokio::join!(send, self.mark_slow(target)).0, true),
         }
     }
 
     /// What a finished call teaches about its destination: a quick end (an answer or a quick
     /// failure: neither holds an invocation) makes it known fast here; a slow one or a timeout
-    /// makes it unknown again, and marks it slow.
-    pub(super) async fn learn(&self, target: Target<'_>, outcome: Outcome, latency: Duration) {
+    /// makes it unknown again, and marks it slow unless the call was marked while it ran (one
+    /// write, and no second read of the circuit, per slow call).
+    pub(super) async fn learn(
+        &self,
+        target: Target<'_>,
+        outcome: Outcome,
+        latency: Duration,
+        marked: bool,
+    ) {
         let slow = share::is_slow(latency, outcome == Outcome::Timeout);
         {
             let mut fast = self.fast.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,7 +155,7 @@ where
                 fast.insert(target.circuit.to_string(), Instant::now());
             }
         }
-        if slow {
+        if slow && !marked {
             self.mark_slow(target).await;
         }
     }
