@@ -42,7 +42,97 @@ pub enum Scheme {
     None,
 }
 
+/// A provider's own scheme (`stripe`, `slack`, …): everything Switchboard knows of it, declared
+/// beside its check in `verify/schemes.rs`. [`PROVIDERS`] lists them; verification and signing,
+/// the loader (the names `source.verify` takes, the default dedupe), ingest (forms, the
+/// handshake), the tests and the fuzz target all read that list.
+pub struct Provider {
+    /// Its name in `source.verify`.
+    pub name: &'static str,
+    /// The scheme it is.
+    pub scheme: Scheme,
+    /// The headers its signature, signed timestamp and signed id travel in.
+    pub signed_headers: &'static [&'static str],
+    /// The provider's own event id: what a definition dedupes on unless it says otherwise.
+    pub dedupe: DefaultDedupe,
+    /// Whether it posts `application/x-www-form-urlencoded` bodies (Slack's interactions and
+    /// slash commands), read as JSON objects.
+    pub forms: bool,
+    /// Its URL handshake, if it has one: given the post's body, the answer to give instead of
+    /// accepting an event (Slack's `url_verification`).
+    pub handshake: Option<Handshake>,
+    /// A post it sends, shaped as its documentation shows (the tests sign, verify and dedupe
+    /// it).
+    pub example: &'static str,
+    verify: fn(&schemes::Check<'_>) -> Result<(), VerifyError>,
+    sign: fn(&schemes::Signing<'_>) -> Result<SignedHeaders, VerifyError>,
+}
+
+/// Headers a sender sets, by name.
+type SignedHeaders = Vec<(String, String)>;
+
+/// A provider's handshake: given a post's body, the answer to give instead of an event.
+pub type Handshake = fn(&serde_json::Value) -> Option<serde_json::Value>;
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Where a provider puts its own event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultDedupe {
+    /// In this header.
+    Header(&'static str),
+    /// In the body, where this JSONata expression finds it.
+    Field(&'static str),
+}
+
+/// Every provider's own scheme.
+pub const PROVIDERS: &[&Provider] = &[
+    &schemes::STANDARD_WEBHOOKS,
+    &schemes::STRIPE,
+    &schemes::GITHUB,
+    &schemes::SHOPIFY,
+    &schemes::ZENDESK,
+    &schemes::SLACK,
+    &schemes::HUBSPOT_V3,
+];
+
+/// The names `source.verify` takes besides the providers': the schemes a definition configures.
+pub const CONFIGURED: &[&str] = &["hmac", "api-key", "none"];
+
 impl Scheme {
+    /// The provider whose scheme this is (`None` for the schemes a definition configures).
+    pub fn provider(&self) -> Option<&'static Provider> {
+        match self {
+            Scheme::StandardWebhooks => Some(&schemes::STANDARD_WEBHOOKS),
+            Scheme::Stripe => Some(&schemes::STRIPE),
+            Scheme::Github => Some(&schemes::GITHUB),
+            Scheme::Shopify => Some(&schemes::SHOPIFY),
+            Scheme::Slack => Some(&schemes::SLACK),
+            Scheme::HubspotV3 => Some(&schemes::HUBSPOT_V3),
+            Scheme::Zendesk => Some(&schemes::ZENDESK),
+            Scheme::Hmac(_) | Scheme::ApiKey { .. } | Scheme::None => None,
+        }
+    }
+
+    /// A provider's scheme by its name in `source.verify`.
+    pub fn named(name: &str) -> Option<Scheme> {
+        PROVIDERS
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.scheme.clone())
+    }
+
+    /// Whether it posts forms as well as JSON.
+    pub fn takes_forms(&self) -> bool {
+        self.provider().is_some_and(|p| p.forms)
+    }
+
     /// The header the integration chose to carry its credential or signature (`api-key`,
     /// `hmac`), which must not travel on with the event.
     pub fn credential_header(&self) -> Option<&str> {
@@ -188,16 +278,14 @@ pub fn verify(
         tolerance_secs,
     };
     match scheme {
-        Scheme::StandardWebhooks => schemes::standard_webhooks(&c),
-        Scheme::Stripe => schemes::stripe(&c),
-        Scheme::Github => schemes::github(&c),
-        Scheme::Shopify => schemes::shopify(&c),
-        Scheme::Slack => schemes::slack(&c),
-        Scheme::HubspotV3 => schemes::hubspot_v3(&c),
-        Scheme::Zendesk => schemes::zendesk(&c),
         Scheme::Hmac(h) => schemes::hmac(&c, h),
         Scheme::ApiKey { header } => schemes::api_key(&c, header),
         Scheme::None => Ok(()),
+        named => match named.provider() {
+            Some(p) => (p.verify)(&c),
+            // Every named scheme is a provider (`Scheme::provider`); refuse rather than pass.
+            None => Err(VerifyError::InvalidSignature(String::new())),
+        },
     }
 }
 
@@ -241,96 +329,34 @@ pub fn sign(
     id: &str,
     now_unix: i64,
 ) -> Result<Vec<(String, String)>, VerifyError> {
-    let ts = now_unix.to_string();
-    let key = secret.expose().as_bytes();
-    let h = |name: &str, value: String| (name.to_string(), value);
-    Ok(match scheme {
-        Scheme::StandardWebhooks => {
-            let k = WebhookSecret::parse(secret)
-                .map_err(|e| VerifyError::UnusableSecret(e.to_string()))?;
-            let mac = mac(
-                k.key(),
-                &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
-                Algorithm::Sha256,
-            );
-            vec![
-                h("webhook-id", id.to_string()),
-                h("webhook-timestamp", ts),
-                h("webhook-signature", format!("v1,{}", STANDARD.encode(mac))),
-            ]
-        }
-        Scheme::Stripe => {
-            let mac = mac(key, &[ts.as_bytes(), b".", body], Algorithm::Sha256);
-            vec![h(
-                "stripe-signature",
-                format!("t={ts},v1={}", hex::encode(mac)),
-            )]
-        }
-        Scheme::Github => vec![
-            h("x-github-delivery", id.to_string()),
-            h(
-                "x-hub-signature-256",
-                format!(
-                    "sha256={}",
-                    hex::encode(mac(key, &[body], Algorithm::Sha256))
-                ),
-            ),
-        ],
-        Scheme::Shopify => vec![
-            h("x-shopify-webhook-id", id.to_string()),
-            h(
-                "x-shopify-hmac-sha256",
-                STANDARD.encode(mac(key, &[body], Algorithm::Sha256)),
-            ),
-        ],
-        Scheme::Slack => {
-            let mac = mac(key, &[b"v0:", ts.as_bytes(), b":", body], Algorithm::Sha256);
-            vec![
-                h("x-slack-request-timestamp", ts),
-                h("x-slack-signature", format!("v0={}", hex::encode(mac))),
-            ]
-        }
-        Scheme::HubspotV3 => {
-            let ts_ms = (now_unix * 1000).to_string();
-            let mac = mac(
-                key,
-                &[method.as_bytes(), url.as_bytes(), body, ts_ms.as_bytes()],
-                Algorithm::Sha256,
-            );
-            vec![
-                h("x-hubspot-request-timestamp", ts_ms),
-                h("x-hubspot-signature-v3", STANDARD.encode(mac)),
-            ]
-        }
-        Scheme::Zendesk => {
-            let ts = chrono::DateTime::from_timestamp(now_unix, 0)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let mac = mac(key, &[ts.as_bytes(), body], Algorithm::Sha256);
-            vec![
-                h("x-zendesk-webhook-signature-timestamp", ts),
-                h("x-zendesk-webhook-signature", STANDARD.encode(mac)),
-            ]
-        }
-        Scheme::Hmac(s) => {
-            let content = hmac_content(s, s.timestamp_header.as_ref().map(|_| ts.as_str()), body);
-            let mac = mac(key, &[&content], s.algorithm);
-            let encoded = match s.encoding {
-                Encoding::Hex => hex::encode(mac),
-                Encoding::Base64 => STANDARD.encode(mac),
+    let s = schemes::Signing {
+        key: secret.expose().as_bytes(),
+        secret,
+        method,
+        url,
+        body,
+        id,
+        now_unix,
+        ts: now_unix.to_string(),
+    };
+    match scheme {
+        Scheme::Hmac(h) => Ok(schemes::sign_hmac(&s, h)),
+        Scheme::ApiKey { header } => Ok(vec![(header.clone(), secret.expose().to_string())]),
+        Scheme::None => Ok(Vec::new()),
+        named => {
+            let Some(p) = named.provider() else {
+                return Ok(Vec::new());
             };
-            let mut headers = vec![h(
-                &s.header,
-                format!("{}{encoded}", s.prefix.as_deref().unwrap_or("")),
-            )];
-            if let Some(name) = &s.timestamp_header {
-                headers.push(h(name, ts));
+            let mut headers = (p.sign)(&s)?;
+            // The provider's id header travels with every post, as the provider sends it.
+            if let DefaultDedupe::Header(name) = p.dedupe
+                && !headers.iter().any(|(n, _)| n == name)
+            {
+                headers.push((name.to_string(), id.to_string()));
             }
-            headers
+            Ok(headers)
         }
-        Scheme::ApiKey { header } => vec![h(header, secret.expose().to_string())],
-        Scheme::None => Vec::new(),
-    })
+    }
 }
 
 fn hmac_content(h: &HmacScheme, ts: Option<&str>, body: &[u8]) -> Vec<u8> {

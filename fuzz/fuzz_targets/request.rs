@@ -13,28 +13,25 @@ use switchboard_core::integration::Dedupe;
 use switchboard_core::secret::SecretString;
 use switchboard_core::{delivery_policy, model};
 use switchboard_core::verify::{
-    Algorithm, Encoding, HmacScheme, Scheme, SignedRequest, verify,
+    Algorithm, Encoding, HmacScheme, PROVIDERS, Scheme, SignedRequest, verify,
 };
 
+/// Every provider's scheme (`verify::PROVIDERS`), then the configured ones.
 fn schemes() -> Vec<Scheme> {
-    vec![
-        Scheme::StandardWebhooks,
-        Scheme::Stripe,
-        Scheme::Github,
-        Scheme::Shopify,
-        Scheme::Slack,
-        Scheme::HubspotV3,
-        Scheme::Zendesk,
-        Scheme::Hmac(HmacScheme {
-            header: "x-sig".into(),
-            algorithm: Algorithm::Sha512,
-            encoding: Encoding::Base64,
-            prefix: Some("v=".into()),
-            timestamp_header: Some("x-ts".into()),
-            signed_content: Some("{timestamp}{{body}}{body}{".into()),
-        }),
-        Scheme::ApiKey { header: "x-api-key".into() },
-    ]
+    let providers = PROVIDERS.iter().map(|p| p.scheme.clone());
+    providers
+        .chain([
+            Scheme::Hmac(HmacScheme {
+                header: "x-sig".into(),
+                algorithm: Algorithm::Sha512,
+                encoding: Encoding::Base64,
+                prefix: Some("v=".into()),
+                timestamp_header: Some("x-ts".into()),
+                signed_content: Some("{timestamp}{{body}}{body}{".into()),
+            }),
+            Scheme::ApiKey { header: "x-api-key".into() },
+        ])
+        .collect()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -1,9 +1,13 @@
-//! A definition's `source`: the signature scheme, its secret and what each scheme dedupes on by default. A new scheme is its `VerifyKind` and its arm in `source` here, plus `verify`.
+//! A definition's `source`: the signature scheme, its secret, its dedupe and its limits. A
+//! provider's scheme (its name, its default dedupe) is declared once, in `verify/schemes.rs`.
 
 use serde::Deserialize;
 
 use crate::mapping::{Limits, Mapping};
-use crate::verify::{Algorithm, DEFAULT_TOLERANCE_SECS, Encoding, HmacScheme, Scheme};
+use crate::verify::{
+    Algorithm, CONFIGURED, DEFAULT_TOLERANCE_SECS, DefaultDedupe, Encoding, HmacScheme, PROVIDERS,
+    Scheme,
+};
 
 use super::*;
 
@@ -11,9 +15,10 @@ use super::*;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SourceFile {
-    /// The signature scheme (`standard-webhooks`, `stripe`, `github`, `shopify`, `slack`,
-    /// `hubspot-v3`, `zendesk`, `hmac`, `api-key`, `none`). Required.
-    pub(super) verify: VerifyKind,
+    /// The signature scheme: a provider's (`standard-webhooks`, `stripe`, `github`, `shopify`,
+    /// `slack`, `hubspot-v3`, `zendesk`: `verify::PROVIDERS`) or one the definition configures
+    /// (`hmac`, `api-key`, `none`). Required.
+    pub(super) verify: String,
     /// Secrets Manager id of the signing secret or key. Required, except with `verify: none`.
     pub(super) secret: Option<String>,
     /// Must be `true` with `verify: none` (logged at start); refused otherwise. Default `false`.
@@ -37,22 +42,6 @@ pub(super) struct SourceFile {
     pub(super) split_max: Option<usize>,
     /// The largest body accepted (more: 413). Default 1,048,576.
     pub(super) max_body_bytes: Option<usize>,
-}
-
-/// `source.verify`: the signature scheme's name.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) enum VerifyKind {
-    StandardWebhooks,
-    Stripe,
-    Github,
-    Shopify,
-    Zendesk,
-    Slack,
-    HubspotV3,
-    Hmac,
-    ApiKey,
-    None,
 }
 
 /// `source.hmac`: a generic HMAC scheme's settings (`verify: hmac`).
@@ -98,79 +87,17 @@ pub(super) fn hex_encoding() -> EncodingFile {
     EncodingFile::Hex
 }
 
-pub(super) fn source(def: SourceFile) -> Result<Source, (String, String)> {
+/// What a field's mistake is: the field (`source.…`) and the message.
+type Mistake = (String, String);
+
+fn mistake(field: &str, message: &str) -> Mistake {
+    (format!("source.{field}"), message.to_string())
+}
+
+pub(super) fn source(mut def: SourceFile) -> Result<Source, Mistake> {
     let at = |f: &str| format!("source.{f}");
-    let fail = |f: &str, m: &str| Err((at(f), m.to_string()));
-    if def.hmac.is_some() && !matches!(def.verify, VerifyKind::Hmac) {
-        return fail("hmac", "`hmac` only goes with verify: hmac");
-    }
-    if def.header.is_some() && !matches!(def.verify, VerifyKind::ApiKey) {
-        return fail("header", "`header` only goes with verify: api-key");
-    }
-    let scheme = match def.verify {
-        VerifyKind::StandardWebhooks => Scheme::StandardWebhooks,
-        VerifyKind::Stripe => Scheme::Stripe,
-        VerifyKind::Github => Scheme::Github,
-        VerifyKind::Shopify => Scheme::Shopify,
-        VerifyKind::Zendesk => Scheme::Zendesk,
-        VerifyKind::Slack => Scheme::Slack,
-        VerifyKind::HubspotV3 => Scheme::HubspotV3,
-        VerifyKind::Hmac => {
-            let Some(h) = def.hmac else {
-                return fail(
-                    "hmac",
-                    "verify: hmac needs `hmac: { header, algorithm, encoding, prefix, timestamp_header, signed_content }`",
-                );
-            };
-            Scheme::Hmac(HmacScheme {
-                header: h.header,
-                algorithm: match h.algorithm {
-                    AlgorithmFile::Sha256 => Algorithm::Sha256,
-                    AlgorithmFile::Sha512 => Algorithm::Sha512,
-                },
-                encoding: match h.encoding {
-                    EncodingFile::Hex => Encoding::Hex,
-                    EncodingFile::Base64 => Encoding::Base64,
-                },
-                prefix: h.prefix,
-                timestamp_header: h.timestamp_header,
-                signed_content: h.signed_content,
-            })
-        }
-        VerifyKind::ApiKey => match def.header {
-            Some(header) => Scheme::ApiKey { header },
-            None => {
-                return fail(
-                    "header",
-                    "verify: api-key needs `header`: the header that carries the key",
-                );
-            }
-        },
-        VerifyKind::None => Scheme::None,
-    };
-    match (&scheme, &def.secret, def.allow_unsigned) {
-        (Scheme::None, _, false) => {
-            return fail(
-                "allow_unsigned",
-                "verify: none accepts anyone's posts; say so with `allow_unsigned: true`",
-            );
-        }
-        (Scheme::None, Some(_), _) => return fail("secret", "verify: none uses no secret"),
-        (Scheme::None, None, true) => {}
-        (_, None, _) => {
-            return fail(
-                "secret",
-                "the Secrets Manager id of the signing secret is needed",
-            );
-        }
-        (_, Some(_), true) => {
-            return fail(
-                "allow_unsigned",
-                "`allow_unsigned` only goes with verify: none",
-            );
-        }
-        (_, Some(_), false) => {}
-    }
+    let scheme = scheme(&def.verify, def.hmac.take(), def.header.take())?;
+    secret_rule(&scheme, def.secret.is_some(), def.allow_unsigned)?;
     let tolerance_secs = match def.tolerance {
         Some(t) => t.parse().map_err(|m| (at("tolerance"), m))?.as_secs() as i64,
         None => DEFAULT_TOLERANCE_SECS,
@@ -219,20 +146,95 @@ pub(super) fn source(def: SourceFile) -> Result<Source, (String, String)> {
     })
 }
 
-/// Each provider's own event id, where it has one.
+/// `source.verify`, with the settings a configured scheme takes (`hmac`, `header`).
+fn scheme(verify: &str, hmac: Option<HmacFile>, header: Option<String>) -> Result<Scheme, Mistake> {
+    if hmac.is_some() && verify != "hmac" {
+        return Err(mistake("hmac", "`hmac` only goes with verify: hmac"));
+    }
+    if header.is_some() && verify != "api-key" {
+        return Err(mistake("header", "`header` only goes with verify: api-key"));
+    }
+    Ok(match verify {
+        "hmac" => {
+            let Some(h) = hmac else {
+                return Err(mistake(
+                    "hmac",
+                    "verify: hmac needs `hmac: { header, algorithm, encoding, prefix, timestamp_header, signed_content }`",
+                ));
+            };
+            Scheme::Hmac(HmacScheme {
+                header: h.header,
+                algorithm: match h.algorithm {
+                    AlgorithmFile::Sha256 => Algorithm::Sha256,
+                    AlgorithmFile::Sha512 => Algorithm::Sha512,
+                },
+                encoding: match h.encoding {
+                    EncodingFile::Hex => Encoding::Hex,
+                    EncodingFile::Base64 => Encoding::Base64,
+                },
+                prefix: h.prefix,
+                timestamp_header: h.timestamp_header,
+                signed_content: h.signed_content,
+            })
+        }
+        "api-key" => match header {
+            Some(header) => Scheme::ApiKey { header },
+            None => {
+                return Err(mistake(
+                    "header",
+                    "verify: api-key needs `header`: the header that carries the key",
+                ));
+            }
+        },
+        "none" => Scheme::None,
+        name => Scheme::named(name).ok_or_else(|| {
+            let known: Vec<String> = PROVIDERS
+                .iter()
+                .map(|p| p.name)
+                .chain(CONFIGURED.iter().copied())
+                .map(|n| format!("`{n}`"))
+                .collect();
+            mistake(
+                "verify",
+                &format!(
+                    "unknown scheme `{name}`, expected one of {}",
+                    known.join(", ")
+                ),
+            )
+        })?,
+    })
+}
+
+/// A signed scheme needs its secret; `verify: none` none, and says so with `allow_unsigned`.
+fn secret_rule(scheme: &Scheme, secret: bool, allow_unsigned: bool) -> Result<(), Mistake> {
+    let fail = |f: &str, m: &str| Err(mistake(f, m));
+    match (scheme, secret, allow_unsigned) {
+        (Scheme::None, _, false) => fail(
+            "allow_unsigned",
+            "verify: none accepts anyone's posts; say so with `allow_unsigned: true`",
+        ),
+        (Scheme::None, true, _) => fail("secret", "verify: none uses no secret"),
+        (Scheme::None, false, true) => Ok(()),
+        (_, false, _) => fail(
+            "secret",
+            "the Secrets Manager id of the signing secret is needed",
+        ),
+        (_, true, true) => fail(
+            "allow_unsigned",
+            "`allow_unsigned` only goes with verify: none",
+        ),
+        (_, true, false) => Ok(()),
+    }
+}
+
+/// Each provider's own event id, where it has one; otherwise the body's SHA-256.
 pub(super) fn default_dedupe(scheme: &Scheme) -> Dedupe {
-    let expr = |e: &str| match Mapping::parse(e, Limits::default()) {
-        Ok(m) => Dedupe::Expression(m),
-        Err(_) => Dedupe::BodyHash,
-    };
-    match scheme {
-        Scheme::StandardWebhooks => Dedupe::Header("webhook-id".into()),
-        Scheme::Stripe => expr("id"),
-        Scheme::Github => Dedupe::Header("x-github-delivery".into()),
-        Scheme::Shopify => Dedupe::Header("x-shopify-webhook-id".into()),
-        Scheme::Zendesk => Dedupe::Header("x-zendesk-webhook-invocation-id".into()),
-        Scheme::Slack => expr("event_id"),
-        Scheme::HubspotV3 => expr("eventId"),
-        Scheme::Hmac(_) | Scheme::ApiKey { .. } | Scheme::None => Dedupe::BodyHash,
+    match scheme.provider().map(|p| p.dedupe) {
+        Some(DefaultDedupe::Header(name)) => Dedupe::Header(name.into()),
+        Some(DefaultDedupe::Field(expr)) => match Mapping::parse(expr, Limits::default()) {
+            Ok(m) => Dedupe::Expression(m),
+            Err(_) => Dedupe::BodyHash,
+        },
+        None => Dedupe::BodyHash,
     }
 }

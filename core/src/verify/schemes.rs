@@ -1,5 +1,6 @@
-//! Each signature scheme's check, one function per scheme: its headers, its signed content,
-//! its timestamp held to the tolerance, and the signatures compared in constant time.
+//! Each signature scheme in one place: a provider's declaration ([`Provider`]: its name, id,
+//! forms, handshake and an example post) beside its check (its headers, its signed content, its
+//! timestamp held to the tolerance, the signatures compared in constant time) and its signing.
 
 use super::*;
 
@@ -9,6 +10,24 @@ pub(super) struct Check<'a> {
     pub(super) secrets: &'a [SecretString],
     pub(super) now_unix: i64,
     pub(super) tolerance_secs: i64,
+}
+
+/// What a sender signs with: the secret (and its raw bytes), the request's parts, the message
+/// id and the clock.
+pub(super) struct Signing<'a> {
+    pub(super) secret: &'a SecretString,
+    pub(super) key: &'a [u8],
+    pub(super) method: &'a str,
+    pub(super) url: &'a str,
+    pub(super) body: &'a [u8],
+    pub(super) id: &'a str,
+    pub(super) now_unix: i64,
+    /// `now_unix` as text.
+    pub(super) ts: String,
+}
+
+fn header(name: &str, value: String) -> (String, String) {
+    (name.to_string(), value)
 }
 
 impl Check<'_> {
@@ -65,7 +84,23 @@ fn prefixed_hex(value: &str, prefix: &str) -> Vec<Vec<u8>> {
 
 /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` (`v1,<b64>`, several
 /// allowed) over `{id}.{timestamp}.{body}`, keyed by the `whsec_` secret's bytes.
-pub(super) fn standard_webhooks(c: &Check<'_>) -> Result<(), VerifyError> {
+pub(super) const STANDARD_WEBHOOKS: Provider = Provider {
+    name: "standard-webhooks",
+    scheme: Scheme::StandardWebhooks,
+    signed_headers: &["webhook-id", "webhook-timestamp", "webhook-signature"],
+    dedupe: DefaultDedupe::Header("webhook-id"),
+    forms: false,
+    handshake: None,
+    example: r#"{"type":"invoice.paid","timestamp":"2026-12-01T12:00:00Z","data":{"id":"inv_1"}}"#,
+    verify: standard_webhooks,
+    sign: |s| {
+        let k = WebhookSecret::parse(s.secret)
+            .map_err(|e| VerifyError::UnusableSecret(e.to_string()))?;
+        Ok(sign_standard_webhooks(&[k], s.id, s.now_unix, s.body))
+    },
+};
+
+fn standard_webhooks(c: &Check<'_>) -> Result<(), VerifyError> {
     let id = c.header("webhook-id")?;
     let ts_text = c.header("webhook-timestamp")?;
     let signatures = c.header("webhook-signature")?;
@@ -93,7 +128,23 @@ pub(super) fn standard_webhooks(c: &Check<'_>) -> Result<(), VerifyError> {
 }
 
 /// Stripe: `Stripe-Signature: t=…,v1=<hex>` over `{t}.{body}`.
-pub(super) fn stripe(c: &Check<'_>) -> Result<(), VerifyError> {
+pub(super) const STRIPE: Provider = Provider {
+    name: "stripe",
+    scheme: Scheme::Stripe,
+    signed_headers: &["stripe-signature"],
+    dedupe: DefaultDedupe::Field("id"),
+    forms: false,
+    handshake: None,
+    example: r#"{"id":"evt_1NG8Du2eZvKYlo2C","object":"event","type":"charge.succeeded","data":{"object":{"id":"ch_1"}}}"#,
+    verify: stripe,
+    sign: |s| {
+        let mac = mac(s.key, &[s.ts.as_bytes(), b".", s.body], Algorithm::Sha256);
+        let value = format!("t={},v1={}", s.ts, hex::encode(mac));
+        Ok(vec![header("stripe-signature", value)])
+    },
+};
+
+fn stripe(c: &Check<'_>) -> Result<(), VerifyError> {
     let value = c.header("stripe-signature")?;
     let mut ts = None;
     let mut candidates = Vec::new();
@@ -115,19 +166,76 @@ pub(super) fn stripe(c: &Check<'_>) -> Result<(), VerifyError> {
 }
 
 /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body.
-pub(super) fn github(c: &Check<'_>) -> Result<(), VerifyError> {
+pub(super) const GITHUB: Provider = Provider {
+    name: "github",
+    scheme: Scheme::Github,
+    signed_headers: &["x-hub-signature-256"],
+    dedupe: DefaultDedupe::Header("x-github-delivery"),
+    forms: false,
+    handshake: None,
+    example: r#"{"action":"opened","issue":{"number":1347,"title":"Found a bug"}}"#,
+    verify: github,
+    sign: |s| {
+        let mac = hex::encode(mac(s.key, &[s.body], Algorithm::Sha256));
+        Ok(vec![header("x-hub-signature-256", format!("sha256={mac}"))])
+    },
+};
+
+fn github(c: &Check<'_>) -> Result<(), VerifyError> {
     let candidates = prefixed_hex(c.header("x-hub-signature-256")?, "sha256=");
     c.sha256(&[c.req.body], &candidates, "x-hub-signature-256")
 }
 
 /// Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the body.
-pub(super) fn shopify(c: &Check<'_>) -> Result<(), VerifyError> {
+pub(super) const SHOPIFY: Provider = Provider {
+    name: "shopify",
+    scheme: Scheme::Shopify,
+    signed_headers: &["x-shopify-hmac-sha256"],
+    dedupe: DefaultDedupe::Header("x-shopify-webhook-id"),
+    forms: false,
+    handshake: None,
+    example: r#"{"id":820982911946154508,"email":"jon@example.com","updated_at":"2026-12-01T12:00:00-05:00"}"#,
+    verify: shopify,
+    sign: |s| {
+        let mac = STANDARD.encode(mac(s.key, &[s.body], Algorithm::Sha256));
+        Ok(vec![header("x-shopify-hmac-sha256", mac)])
+    },
+};
+
+fn shopify(c: &Check<'_>) -> Result<(), VerifyError> {
     let candidates = base64_candidates(c.header("x-shopify-hmac-sha256")?);
     c.sha256(&[c.req.body], &candidates, "x-shopify-hmac-sha256")
 }
 
-/// Slack: `X-Slack-Signature: v0=<hex>` over `v0:{timestamp}:{body}`.
-pub(super) fn slack(c: &Check<'_>) -> Result<(), VerifyError> {
+/// Slack: `X-Slack-Signature: v0=<hex>` over `v0:{timestamp}:{body}`. Interactions and slash
+/// commands come as forms; a new Events API URL is checked with a `url_verification` post,
+/// answered with its challenge.
+pub(super) const SLACK: Provider = Provider {
+    name: "slack",
+    scheme: Scheme::Slack,
+    signed_headers: &["x-slack-request-timestamp", "x-slack-signature"],
+    dedupe: DefaultDedupe::Field("event_id"),
+    forms: true,
+    handshake: Some(|body| {
+        (body["type"] == "url_verification")
+            .then(|| serde_json::json!({ "challenge": body["challenge"] }))
+    }),
+    example: r#"{"type":"event_callback","team_id":"T0001","event_id":"Ev0PV52K21","event":{"type":"app_mention","text":"hi"}}"#,
+    verify: slack,
+    sign: |s| {
+        let mac = mac(
+            s.key,
+            &[b"v0:", s.ts.as_bytes(), b":", s.body],
+            Algorithm::Sha256,
+        );
+        Ok(vec![
+            header("x-slack-request-timestamp", s.ts.clone()),
+            header("x-slack-signature", format!("v0={}", hex::encode(mac))),
+        ])
+    },
+};
+
+fn slack(c: &Check<'_>) -> Result<(), VerifyError> {
     let value = c.header("x-slack-signature")?;
     let ts_text = c.header("x-slack-request-timestamp")?;
     let ts = parse_ts("x-slack-request-timestamp", ts_text)?;
@@ -138,8 +246,34 @@ pub(super) fn slack(c: &Check<'_>) -> Result<(), VerifyError> {
 }
 
 /// HubSpot v3: `X-HubSpot-Signature-v3` (base64) over method, URI, body and the millisecond
-/// timestamp in `X-HubSpot-Request-Timestamp`.
-pub(super) fn hubspot_v3(c: &Check<'_>) -> Result<(), VerifyError> {
+/// timestamp in `X-HubSpot-Request-Timestamp`. It posts arrays of events (`split: $`), each
+/// with its `eventId`.
+pub(super) const HUBSPOT_V3: Provider = Provider {
+    name: "hubspot-v3",
+    scheme: Scheme::HubspotV3,
+    signed_headers: &["x-hubspot-request-timestamp", "x-hubspot-signature-v3"],
+    dedupe: DefaultDedupe::Field("eventId"),
+    forms: false,
+    handshake: None,
+    example: r#"[{"eventId":1001,"subscriptionType":"contact.propertyChange","objectId":123,"propertyName":"lifecyclestage","propertyValue":"customer","occurredAt":1764590400000}]"#,
+    verify: hubspot_v3,
+    sign: |s| {
+        let ts_ms = (s.now_unix * 1000).to_string();
+        let content = [
+            s.method.as_bytes(),
+            s.url.as_bytes(),
+            s.body,
+            ts_ms.as_bytes(),
+        ];
+        let mac = STANDARD.encode(mac(s.key, &content, Algorithm::Sha256));
+        Ok(vec![
+            header("x-hubspot-request-timestamp", ts_ms),
+            header("x-hubspot-signature-v3", mac),
+        ])
+    },
+};
+
+fn hubspot_v3(c: &Check<'_>) -> Result<(), VerifyError> {
     let value = c.header("x-hubspot-signature-v3")?;
     let ts_text = c.header("x-hubspot-request-timestamp")?;
     let ts_ms = parse_ts("x-hubspot-request-timestamp", ts_text)?;
@@ -159,7 +293,31 @@ pub(super) fn hubspot_v3(c: &Check<'_>) -> Result<(), VerifyError> {
 
 /// Zendesk: `X-Zendesk-Webhook-Signature` (base64) over the RFC 3339 timestamp in
 /// `X-Zendesk-Webhook-Signature-Timestamp` followed by the body.
-pub(super) fn zendesk(c: &Check<'_>) -> Result<(), VerifyError> {
+pub(super) const ZENDESK: Provider = Provider {
+    name: "zendesk",
+    scheme: Scheme::Zendesk,
+    signed_headers: &[
+        "x-zendesk-webhook-signature-timestamp",
+        "x-zendesk-webhook-signature",
+    ],
+    dedupe: DefaultDedupe::Header("x-zendesk-webhook-invocation-id"),
+    forms: false,
+    handshake: None,
+    example: r#"{"type":"zen:event-type:ticket.created","account_id":1,"id":"f2a1","detail":{"id":"35436","subject":"Help"}}"#,
+    verify: zendesk,
+    sign: |s| {
+        let ts = chrono::DateTime::from_timestamp(s.now_unix, 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mac = STANDARD.encode(mac(s.key, &[ts.as_bytes(), s.body], Algorithm::Sha256));
+        Ok(vec![
+            header("x-zendesk-webhook-signature-timestamp", ts),
+            header("x-zendesk-webhook-signature", mac),
+        ])
+    },
+};
+
+fn zendesk(c: &Check<'_>) -> Result<(), VerifyError> {
     let value = c.header("x-zendesk-webhook-signature")?;
     let ts_text = c.header("x-zendesk-webhook-signature-timestamp")?;
     let ts = chrono::DateTime::parse_from_rfc3339(ts_text.trim())
@@ -204,6 +362,26 @@ pub(super) fn hmac(c: &Check<'_>, h: &HmacScheme) -> Result<(), VerifyError> {
         &candidates,
         &h.header,
     )
+}
+
+/// A generic HMAC's headers, as the integration configures it.
+pub(super) fn sign_hmac(s: &Signing<'_>, h: &HmacScheme) -> Vec<(String, String)> {
+    let content = hmac_content(
+        h,
+        h.timestamp_header.as_ref().map(|_| s.ts.as_str()),
+        s.body,
+    );
+    let mac = mac(s.key, &[&content], h.algorithm);
+    let encoded = match h.encoding {
+        Encoding::Hex => hex::encode(mac),
+        Encoding::Base64 => STANDARD.encode(mac),
+    };
+    let prefix = h.prefix.as_deref().unwrap_or("");
+    let mut headers = vec![header(&h.header, format!("{prefix}{encoded}"))];
+    if let Some(name) = &h.timestamp_header {
+        headers.push(header(name, s.ts.clone()));
+    }
+    headers
 }
 
 /// A shared key in a header, compared in constant time with each secret.

@@ -52,13 +52,13 @@ pub fn body_kind(content_type: Option<&str>, scheme: &Scheme) -> Result<BodyKind
     match essence.as_str() {
         "" | "application/json" | "text/json" => Ok(BodyKind::Json),
         e if e.starts_with("application/") && e.ends_with("+json") => Ok(BodyKind::Json),
-        "application/x-www-form-urlencoded" if *scheme == Scheme::Slack => Ok(BodyKind::Form),
+        "application/x-www-form-urlencoded" if scheme.takes_forms() => Ok(BodyKind::Form),
         _ => Err(Rejection::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
                 "content type `{essence}` is not accepted; send application/json{}",
-                if *scheme == Scheme::Slack {
+                if scheme.takes_forms() {
                     " or application/x-www-form-urlencoded"
                 } else {
                     ""
