@@ -525,3 +525,50 @@ async fn a_letter_the_redrive_policy_moved_is_listed_as_redrive_policy_with_its_
     assert_eq!(letters[0].route.as_deref(), Some("out"));
     test.dev.shutdown().await;
 }
+
+/// `dedupe_ttl`: a provider's id is remembered that long and no longer. Within it a retry is
+/// answered as a duplicate (nothing queued again); after it the same id is a new arrival,
+/// accepted and queued (DynamoDB's TTL deletes lazily, so the claim's own expiry decides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_id_is_remembered_for_dedupe_ttl_and_then_forgotten() {
+    let receiver = Receiver::start().await;
+    let definition = format!(
+        "source:\n  verify: standard-webhooks\n  secret: SECRET/signing\n  dedupe: order_id\n  dedupe_ttl: 3s\nroutes:\n  - id: out\n    map: $\n    deliver:\n      url: {}\n",
+        receiver.url
+    );
+    let test = TestStack::with(
+        &[("orders", definition)],
+        &[("signing", SIGNING_SECRET)],
+        FAST,
+    )
+    .await;
+    let body = json!({"order_id": 1001, "status": "paid"}).to_string();
+    let (status, first) = test.post_signed("orders", body.as_bytes()).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = test.post_signed("orders", body.as_bytes()).await;
+    assert_eq!(
+        (status, &again["duplicate"]),
+        (200, &json!(true)),
+        "{again}"
+    );
+    assert_eq!(again["event_id"], first["event_id"]);
+
+    // Kept to the second (expiry times are whole seconds, compared strictly): gone once a
+    // whole second past the TTL has begun.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let (status, later) = test.post_signed("orders", body.as_bytes()).await;
+    assert_eq!(status, 202, "after the TTL the id is new again: {later}");
+    assert_ne!(later["duplicate"], json!(true));
+    // Queued twice in all: the first arrival and the one after the TTL.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while test.queued("out") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} queued",
+            test.queued("out")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(test.queued("out"), 2);
+    test.dev.shutdown().await;
+}

@@ -413,3 +413,86 @@ async fn receivers_with_the_old_key_the_new_key_or_both_refuse_nothing_during_th
     }
     stack.dev.shutdown().await;
 }
+
+/// Rotation's own calls go through the deployed network guard: a mint URL on a loopback
+/// address is refused before any connection (nothing is staged), and a test URL whose name
+/// resolves only to loopback is refused too (nothing is promoted). Nothing reaches the
+/// provider either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mint_and_test_urls_are_held_to_the_network_guard() {
+    let provider = Receiver::start().await;
+    provider.on(
+        "/mint",
+        vec![(StatusCode::OK, Some(json!({"value": "key-2"})))],
+    );
+    let port = provider.base.rsplit(':').next().unwrap().to_string();
+    let minted_at_loopback = json!({
+        "type": "api-key",
+        "value": "key-1",
+        "mint_url": format!("https://127.0.0.1:{port}/mint"),
+    })
+    .to_string();
+    let tested_at_loopback = json!({
+        "type": "api-key",
+        "value": "key-1",
+        "mint_url": format!("{}/mint", provider.base),
+        "test_url": format!("https://localhost:{port}/check"),
+    })
+    .to_string();
+    let stack = TestStack::with(
+        &[("orders", crate::utils::stack::orders(&provider.url))],
+        &[
+            ("signing", SIGNING_SECRET),
+            ("minted", &minted_at_loopback),
+            ("tested", &tested_at_loopback),
+        ],
+        FAST,
+    )
+    .await;
+    let client = Client::new(&stack.dev.sdk);
+    let rotate = |network| {
+        Rotate::new(
+            SecretsManagerStore::new(client.clone()),
+            Metrics::Off,
+            network,
+        )
+    };
+    let deployed = rotate(switchboard_core::network::NetworkPolicy::DEPLOYED);
+
+    let id = format!("{}/minted", stack.prefix);
+    let token = begin(&client, &id).await;
+    let e = deployed
+        .handle(&step(&id, &token, "createSecret"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("loopback"), "{e}");
+    let pending = value(&client, &id, "AWSPENDING").await;
+    assert_eq!(
+        pending,
+        value(&client, &id, "AWSCURRENT").await,
+        "nothing new staged"
+    );
+
+    // Minted where the local rules allow; the test call is still held to the deployed ones.
+    let id = format!("{}/tested", stack.prefix);
+    let token = begin(&client, &id).await;
+    rotate(switchboard_core::network::NetworkPolicy::LOCAL)
+        .handle(&step(&id, &token, "createSecret"))
+        .await
+        .unwrap();
+    let e = deployed
+        .handle(&step(&id, &token, "testSecret"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("refused addresses"), "{e}");
+    let current: serde_json::Value =
+        serde_json::from_str(&value(&client, &id, "AWSCURRENT").await.unwrap()).unwrap();
+    assert_eq!(current["value"], "key-1", "AWSCURRENT untouched");
+    let paths: Vec<String> = provider.received().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        ["/mint"],
+        "only the locally allowed mint reached the provider"
+    );
+    stack.dev.shutdown().await;
+}

@@ -2,7 +2,6 @@
 //! container, never one per event.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -11,35 +10,14 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
 use switchboard_core::integration::Integrations;
-use switchboard_core::ports::{PortError, SecretStages, SecretStore};
-use switchboard_core::secret::SecretString;
+use switchboard_core::ports::SecretStore;
 use switchboard_core::secrets::{DEFAULT_TTL, SecretsCache};
 use switchboard_shared::aws::{DynamoIdempotencyStore, SecretsManagerStore, SqsQueue};
 use switchboard_shared::metrics::Metrics;
 
 use crate::utils::receiver::Receiver;
+use crate::utils::sdk_count::SentRequests;
 use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
-
-/// Secrets Manager, counting the requests that reach it.
-struct Counting {
-    inner: SecretsManagerStore,
-    requests: Arc<AtomicUsize>,
-}
-
-impl SecretStore for Counting {
-    async fn get(&self, id: &str) -> Result<SecretString, PortError> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(id).await
-    }
-    async fn get_stages(&self, id: &str) -> Result<SecretStages, PortError> {
-        let stages = self.inner.get_stages(id).await?;
-        // ListSecretVersionIds, then GetSecretValue for each stage there is.
-        let reads =
-            2 + usize::from(stages.previous.is_some()) + usize::from(stages.pending.is_some());
-        self.requests.fetch_add(reads, Ordering::SeqCst);
-        Ok(stages)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
@@ -59,7 +37,8 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
     )
     .await;
     let sdk = &stack.dev.sdk;
-    let requests = Arc::new(AtomicUsize::new(0));
+    // Counted as they leave the SDK: what AWS would see and bill.
+    let sent = SentRequests::default();
     let handler = Deliver::new(
         Arc::new(Integrations::load_dir(&stack.dir).unwrap()),
         Ports {
@@ -68,10 +47,7 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
                 &stack.dev.resources.table,
             ),
             secrets: SecretsCache::new(
-                Counting {
-                    inner: SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk)),
-                    requests: Arc::clone(&requests),
-                },
+                SecretsManagerStore::new(sent.secrets_manager(sdk)),
                 DEFAULT_TTL,
             ),
             queue: SqsQueue::new(
@@ -121,7 +97,7 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
         assert!(out.batch_item_failures.is_empty());
     }
     receiver.wait_for(events, Duration::from_secs(60)).await;
-    let asked = requests.load(Ordering::SeqCst);
+    let asked = sent.len();
     let per_1000 = asked as f64 * 1000.0 / events as f64;
     println!(
         "Secrets Manager requests: {asked} for {events} deliveries ({per_1000:.1} per 1,000 events) \
@@ -129,6 +105,8 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
     );
     // The token once; the signing key's listing and its current value once: for the whole run.
     assert_eq!(asked, 3, "one read per secret and stage per TTL");
+    assert_eq!(sent.count("ListSecretVersionIds"), 1);
+    assert_eq!(sent.count("GetSecretValue"), 2);
     stack.dev.shutdown().await;
 }
 

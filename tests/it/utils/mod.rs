@@ -2,4 +2,5 @@
 
 pub mod chaos;
 pub mod receiver;
+pub mod sdk_count;
 pub mod stack;
