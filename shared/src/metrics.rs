@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
+use switchboard_core::delivery_policy::Held;
 
 /// Where metric lines go.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +16,63 @@ pub enum Metrics {
     Memory(Arc<Mutex<Vec<serde_json::Value>>>),
     /// Dropped.
     Off,
+}
+
+/// The `Outcome` dimension of every metric: one vocabulary across the functions, so a dashboard
+/// or an alarm reads the same word for the same thing wherever it happened; the `Reason` says
+/// which case it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Ingest took the request: its events are queued.
+    Accepted,
+    /// Ingest had the event already (a provider's retry): answered, nothing queued again.
+    Duplicate,
+    /// Ingest refused the request (4xx): the sender's input is at fault.
+    Rejected,
+    /// Slack's `url_verification` handshake, answered.
+    Challenge,
+    /// Transform queued a route's task.
+    Queued,
+    /// Nothing to do, by rule: a `when` was false, nothing mapped, already delivered, a review
+    /// decided it.
+    Skipped,
+    /// Handed back to be tried again (a failure worth a retry).
+    Retried,
+    /// Handed back without a call: its destination is held (`circuit_open`, `rate_limited`,
+    /// `deadline`, `over_share`).
+    Held(Held),
+    /// Waiting for a person in the review queue.
+    Review,
+    /// The destination took it.
+    Delivered,
+    /// An enrichment step's fallback stood in for its record.
+    Fallback,
+    /// A rotation step went through.
+    Ok,
+    /// It did not go through: dead-lettered with its reason (transform, deliver), refused for
+    /// the sender to retry (ingest's 5xx), a step without its result (enrichment, rotation).
+    Failed,
+}
+
+impl Outcome {
+    /// The dimension's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected => "rejected",
+            Outcome::Challenge => "challenge",
+            Outcome::Queued => "queued",
+            Outcome::Skipped => "skipped",
+            Outcome::Retried => "retried",
+            Outcome::Held(why) => why.as_str(),
+            Outcome::Review => "review",
+            Outcome::Delivered => "delivered",
+            Outcome::Fallback => "fallback",
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+        }
+    }
 }
 
 /// The namespace every Switchboard metric is in.
@@ -40,7 +98,7 @@ impl Metrics {
     pub fn webhook(
         &self,
         integration: &str,
-        outcome: &str,
+        outcome: Outcome,
         reason: impl AsRef<str>,
         latency_ms: f64,
     ) {
@@ -51,7 +109,7 @@ impl Metrics {
                 { "Name": "Latency", "Unit": "Milliseconds" }
             ])),
             "Integration": integration,
-            "Outcome": outcome,
+            "Outcome": outcome.as_str(),
             "Reason": reason,
             "Webhooks": 1,
             "Latency": latency_ms,
@@ -64,7 +122,7 @@ impl Metrics {
         &self,
         integration: &str,
         route: &str,
-        outcome: &str,
+        outcome: Outcome,
         reason: impl AsRef<str>,
     ) {
         let reason = reason.as_ref();
@@ -72,7 +130,7 @@ impl Metrics {
             "_aws": directive(json!([{ "Name": "Transforms", "Unit": "Count" }])),
             "Integration": integration,
             "Route": route,
-            "Outcome": outcome,
+            "Outcome": outcome.as_str(),
             "Reason": reason,
             "Transforms": 1,
         }));
@@ -81,13 +139,19 @@ impl Metrics {
     /// One delivery outcome for a task: delivered, retried, failed (permanently, to the DLQ),
     /// skipped (already delivered), or held without a call (circuit_open, rate_limited,
     /// deadline); counted by integration and outcome, and by outcome and reason.
-    pub fn delivery(&self, integration: &str, route: &str, outcome: &str, reason: impl AsRef<str>) {
+    pub fn delivery(
+        &self,
+        integration: &str,
+        route: &str,
+        outcome: Outcome,
+        reason: impl AsRef<str>,
+    ) {
         let reason = reason.as_ref();
         self.emit(json!({
             "_aws": directive(json!([{ "Name": "Deliveries", "Unit": "Count" }])),
             "Integration": integration,
             "Route": route,
-            "Outcome": outcome,
+            "Outcome": outcome.as_str(),
             "Reason": reason,
             "Deliveries": 1,
         }));
@@ -123,7 +187,7 @@ impl Metrics {
     /// over_share) and how long it has waited since it was queued: by destination and why (the
     /// dashboard's held tasks), by destination, and over every destination (the
     /// DestinationHolding alarm reads the longest wait).
-    pub fn held(&self, destination: &str, why: &str, waited_ms: f64) {
+    pub fn held(&self, destination: &str, why: Held, waited_ms: f64) {
         self.emit(json!({
             "_aws": {
                 "Timestamp": chrono::Utc::now().timestamp_millis(),
@@ -137,7 +201,7 @@ impl Metrics {
                 }]
             },
             "Destination": destination,
-            "Why": why,
+            "Why": why.as_str(),
             "HeldTasks": 1,
             "HeldFor": waited_ms,
         }));
@@ -184,7 +248,7 @@ impl Metrics {
     /// An enrichment step that did not get its record: `fallback` (its fallback stood in) or
     /// `failed`, with the reason (`model_quota`: the ModelQuota alarm). By outcome and reason
     /// alone too: one alarm for every step.
-    pub fn enrichment(&self, step: &str, outcome: &str, reason: &str) {
+    pub fn enrichment(&self, step: &str, outcome: Outcome, reason: &str) {
         self.emit(json!({
             "_aws": {
                 "Timestamp": chrono::Utc::now().timestamp_millis(),
@@ -195,14 +259,14 @@ impl Metrics {
                 }]
             },
             "Step": step,
-            "Outcome": outcome,
+            "Outcome": outcome.as_str(),
             "Reason": reason,
             "Enrichments": 1,
         }));
     }
 
     /// One rotation step (`createSecret`, …) and how it went (`ok`, `failed`).
-    pub fn rotation(&self, step: &str, outcome: &str) {
+    pub fn rotation(&self, step: &str, outcome: Outcome) {
         self.emit(json!({
             "_aws": {
                 "Timestamp": chrono::Utc::now().timestamp_millis(),
@@ -213,7 +277,7 @@ impl Metrics {
                 }]
             },
             "Step": step,
-            "Outcome": outcome,
+            "Outcome": outcome.as_str(),
             "RotationSteps": 1,
         }));
     }
@@ -250,7 +314,7 @@ mod tests {
     #[test]
     fn lines_are_embedded_metric_format() {
         let m = Metrics::Memory(Arc::default());
-        m.webhook("shop", "rejected", "invalid_signature", 1.5);
+        m.webhook("shop", Outcome::Rejected, "invalid_signature", 1.5);
         let line = &m.lines()[0];
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], NAMESPACE);

@@ -50,7 +50,7 @@ use switchboard_shared::batch::{self, HandBack, receive_count};
 use switchboard_shared::config::StartError;
 use switchboard_shared::credentials::Credentials;
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
-use switchboard_shared::metrics::Metrics;
+use switchboard_shared::metrics::{self, Metrics};
 
 /// The ports deliver uses.
 #[derive(Debug)]
@@ -207,6 +207,40 @@ struct Tried {
     answer: Option<String>,
 }
 
+impl Tried {
+    /// What a task's attempt history says (calls only: waits for an open circuit or a rate
+    /// limit are not attempts).
+    fn from_history(history: &[AttemptRecord]) -> Self {
+        let last = history.last();
+        Tried {
+            attempts: u32::try_from(history.len()).unwrap_or(u32::MAX),
+            last_status: last.and_then(|a| a.status),
+            history: switchboard_core::dead_letter::history_json(history),
+            answer: last.and_then(|a| a.response.clone()),
+        }
+    }
+}
+
+/// What the stages decided for a task, with what carrying it out needs: the claim this worker
+/// holds (completed or released by the executor), and what the calls so far say for its letter
+/// (`None`: no history was read; the letter counts the receives).
+#[derive(Debug)]
+struct Decided {
+    fate: Fate,
+    claimed: Option<Claimed>,
+    tried: Option<Tried>,
+}
+
+impl From<Fate> for Decided {
+    fn from(fate: Fate) -> Self {
+        Decided {
+            fate,
+            claimed: None,
+            tried: None,
+        }
+    }
+}
+
 /// The task's key in the attempt log.
 fn task_key(task: &DeliveryV1) -> String {
     format!("{}#{}", task.event_id, task.route)
@@ -334,7 +368,7 @@ where
                         self.count(
                             &pointer.integration,
                             &pointer.route,
-                            "failed",
+                            metrics::Outcome::Failed,
                             Reason::MalformedMessage,
                         );
                         return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
@@ -350,7 +384,7 @@ where
                         self.count(
                             &pointer.integration,
                             &pointer.route,
-                            "failed",
+                            metrics::Outcome::Failed,
                             Reason::ArchiveUnavailable,
                         );
                         return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
@@ -360,7 +394,7 @@ where
             }
             Err(e) => {
                 let letter = DeadLetter::malformed(text, e, receives);
-                self.count("", "", "failed", Reason::MalformedMessage);
+                self.count("", "", metrics::Outcome::Failed, Reason::MalformedMessage);
                 return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
             }
         };
@@ -372,16 +406,8 @@ where
             received,
             leases,
         };
-        let mut claimed = None;
-        let mut tried = Tried {
-            attempts: receives,
-            ..Tried::default()
-        };
-        let fate = self
-            .stages(&work, deadline_ms, &mut claimed, &mut tried)
-            .await
-            .unwrap_or_else(|fate| fate);
-        self.execute(&work, fate, claimed, tried).await
+        let decided = self.stages(&work, deadline_ms).await;
+        self.execute(&work, decided).await
     }
 
     /// A task that travelled in the archive (too large for a message), read whole. Err(Ok)
@@ -412,30 +438,28 @@ where
         }
     }
 
-    /// admit -> claim -> throttle -> send -> settle: each stage either passes the task on or
+    /// route -> review gate -> deliver -> (refused: review): each stage passes the task on or
     /// decides its fate.
-    async fn stages(
-        &self,
-        work: &Work<'_>,
-        deadline_ms: Option<i64>,
-        claimed: &mut Option<Claimed>,
-        tried: &mut Tried,
-    ) -> Result<Fate, Fate> {
+    async fn stages(&self, work: &Work<'_>, deadline_ms: Option<i64>) -> Decided {
         let task = work.task;
-        let route = self
+        let Some(route) = self
             .integrations
             .get(&task.integration)
             .and_then(|i| i.routes.iter().find(|r| r.id == task.route))
-            .ok_or_else(|| {
-                Fate::Settle(Settlement::DeadLetter {
-                    reason: Reason::UnknownRoute,
-                    message: format!(
-                        "route `{}/{}` is not defined here",
-                        task.integration, task.route
-                    ),
-                })
-            })?;
-        let decided = self.review_gate(work, route).await?;
+        else {
+            return Fate::Settle(Settlement::DeadLetter {
+                reason: Reason::UnknownRoute,
+                message: format!(
+                    "route `{}/{}` is not defined here",
+                    task.integration, task.route
+                ),
+            })
+            .into();
+        };
+        let decided = match self.review_gate(work, route).await {
+            Ok(decided) => decided,
+            Err(fate) => return fate.into(),
+        };
         let decided_work;
         let work = match &decided {
             Some(request) => {
@@ -447,22 +471,18 @@ where
             }
             None => work,
         };
-        let fate = self
-            .deliver(work, route, deadline_ms, claimed, tried)
-            .await
-            .unwrap_or_else(|fate| fate);
-        Ok(self.refused_to_review(work, route, fate, tried).await)
+        let decided = self.deliver(work, route, deadline_ms).await;
+        self.refused_to_review(work, route, decided).await
     }
 
-    /// admit -> claim -> (redelivered) -> throttle -> call -> settle.
+    /// admit -> claim -> (redelivered) -> throttle -> call -> settle. Once claimed, whatever
+    /// is decided carries the claim.
     async fn deliver(
         &self,
         work: &Work<'_>,
         route: &OutboundRoute,
         deadline_ms: Option<i64>,
-        claimed: &mut Option<Claimed>,
-        tried: &mut Tried,
-    ) -> Result<Fate, Fate> {
+    ) -> Decided {
         let destination = route.deliver.destination();
         // A circuit per route: another route's failures on the same host never hold this one.
         let circuit = circuit::key(&work.task.integration, &work.task.route, &destination);
@@ -470,14 +490,44 @@ where
             destination: &destination,
             circuit: &circuit,
         };
-        let probe = self.admit(work, route, target, deadline_ms).await?;
-        *claimed = Some(self.claim(work, deadline_ms).await?);
-        self.redelivered(work, tried).await?;
-        let taken = self
-            .throttle(work, route, &destination, deadline_ms)
-            .await?;
-        let (attempt, latency) = self.call(work, route, target, taken, probe).await?;
-        Ok(self.settle(work, route, attempt, latency, tried).await)
+        let probe = match self.admit(work, route, target, deadline_ms).await {
+            Ok(probe) => probe,
+            Err(fate) => return fate.into(),
+        };
+        let claimed = match self.claim(work, deadline_ms).await {
+            Ok(claimed) => claimed,
+            Err(fate) => return fate.into(),
+        };
+        let decided = self.claimed(work, route, target, probe, deadline_ms).await;
+        Decided {
+            claimed: Some(claimed),
+            ..decided
+        }
+    }
+
+    /// The stages a claimed task goes through: (redelivered) -> throttle -> call -> settle.
+    async fn claimed(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        target: Target<'_>,
+        probe: bool,
+        deadline_ms: Option<i64>,
+    ) -> Decided {
+        if let Err(decided) = self.redelivered(work).await {
+            return decided;
+        }
+        let taken = match self
+            .throttle(work, route, target.destination, deadline_ms)
+            .await
+        {
+            Ok(taken) => taken,
+            Err(fate) => return fate.into(),
+        };
+        match self.call(work, route, target, taken, probe).await {
+            Ok((attempt, latency)) => self.settle(work, route, attempt, latency).await,
+            Err(fate) => fate.into(),
+        }
     }
 
     /// The call, its log line and latency, and what it does to the route's circuit.
@@ -543,10 +593,9 @@ where
         route: &OutboundRoute,
         attempt: Attempt,
         latency: Duration,
-        tried: &mut Tried,
-    ) -> Fate {
+    ) -> Decided {
         if delivery_policy::classify(attempt.outcome) == Class::Delivered {
-            return Fate::Settle(Settlement::Delivered);
+            return Fate::Settle(Settlement::Delivered).into();
         }
         let status = attempt.status();
         let what = match (status, &attempt.error) {
@@ -575,24 +624,26 @@ where
                 vec![record]
             }
         };
-        // Calls made so far (waits for an open circuit or a rate limit are not attempts).
-        let attempts = u32::try_from(history.len()).unwrap_or(u32::MAX).max(1);
-        *tried = Tried {
-            attempts,
+        let tried = Tried {
+            attempts: u32::try_from(history.len()).unwrap_or(u32::MAX).max(1),
             last_status: status,
-            history: switchboard_core::dead_letter::history_json(&history),
             answer: attempt.snippet.clone(),
+            ..Tried::from_history(&history)
         };
-        Fate::Settle(delivery_policy::settle(&Attempted {
+        let settlement = delivery_policy::settle(&Attempted {
             outcome: attempt.outcome,
             what: &what,
-            attempts,
+            attempts: tried.attempts,
             receives: work.receives,
             max_receive_count: self.max_receive_count,
             schedule: &route.deliver.retry,
             jitter: jitter(work.text, work.receives),
             retry_after: attempt.retry_after,
-        }))
+        });
+        Decided {
+            tried: Some(tried),
+            ..Fate::Settle(settlement).into()
+        }
     }
 
     /// A hand-back without a call, as the policy settles it; `circuit` as read, when it is
@@ -629,7 +680,7 @@ where
         });
         if let Settlement::Hold { why, .. } = settlement {
             let waited_ms = age.as_secs_f64() * 1000.0;
-            self.metrics.held(&destination, why.as_str(), waited_ms);
+            self.metrics.held(&destination, why, waited_ms);
         }
         Fate::Settle(settlement)
     }

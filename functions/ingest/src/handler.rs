@@ -17,7 +17,7 @@ use switchboard_core::integration::{Inbound, Integrations};
 use switchboard_core::ports::{Archive, IdempotencyStore, Outgoing, Queue, SecretStore};
 use switchboard_core::secrets::SecretsCache;
 use switchboard_core::verify::{Scheme, SignedRequest, VerifyError, verify};
-use switchboard_shared::metrics::Metrics;
+use switchboard_shared::metrics::{Metrics, Outcome};
 
 use serde_json::value::RawValue;
 use switchboard_core::integration::Dedupe;
@@ -54,23 +54,23 @@ pub struct Ingest<Q, S, K, A> {
     ports: Ports<Q, S, K, A>,
 }
 
-/// A request's outcome: the answer, and what the log line and the metric say of it.
-struct Outcome {
+/// A request's answer, and what the log line and the metric say of it.
+struct Answer {
     status: StatusCode,
     body: serde_json::Value,
-    /// `accepted`, `duplicate`, `rejected`, `failed`, `challenge`.
-    outcome: &'static str,
+    /// `accepted`, `duplicate`, `rejected`, `failed` (5xx: the sender retries), `challenge`.
+    outcome: Outcome,
     /// The error code, or `none`.
     reason: &'static str,
     event_ids: Vec<EventId>,
 }
 
-impl Outcome {
+impl Answer {
     fn rejected(r: Rejection) -> Self {
         let outcome = if r.status.is_server_error() {
-            "failed"
+            Outcome::Failed
         } else {
-            "rejected"
+            Outcome::Rejected
         };
         Self {
             status: r.status,
@@ -98,15 +98,17 @@ struct Arrival<'a> {
     now: DateTime<Utc>,
 }
 
-/// Slack's `url_verification` handshake, answered with its challenge (nothing is queued).
-fn slack_handshake(
+/// A provider's URL handshake (Slack's `url_verification`), answered as it asks; nothing is
+/// queued.
+fn handshake(
     source: &switchboard_core::integration::Source,
     v: &serde_json::Value,
-) -> Option<Outcome> {
-    (source.scheme == Scheme::Slack && v["type"] == "url_verification").then(|| Outcome {
+) -> Option<Answer> {
+    let answer = (source.scheme.provider()?.handshake?)(v)?;
+    Some(Answer {
         status: StatusCode::OK,
-        body: json!({ "challenge": v["challenge"] }),
-        outcome: "challenge",
+        body: answer,
+        outcome: Outcome::Challenge,
         reason: "none",
         event_ids: Vec::new(),
     })
@@ -154,7 +156,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         let integration = integration_id(&req);
         let outcome = match self.process(&req, integration.as_deref()).await {
             Ok(o) => o,
-            Err(r) => Outcome::rejected(r),
+            Err(r) => Answer::rejected(r),
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let integration = integration.as_deref().unwrap_or("-");
@@ -162,7 +164,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         tracing::info!(
             integration,
             event_id = ids.join(",").as_str(),
-            outcome = outcome.outcome,
+            outcome = outcome.outcome.as_str(),
             reason = outcome.reason,
             status = outcome.status.as_u16(),
             latency_ms,
@@ -185,7 +187,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
     }
 
     /// admit -> verify -> read (and Slack's handshake) -> split -> accept each -> answer.
-    async fn process(&self, req: &Request, id: Option<&str>) -> Result<Outcome, Rejection> {
+    async fn process(&self, req: &Request, id: Option<&str>) -> Result<Answer, Rejection> {
         let (integration, kind) = self.admit(req, id)?;
         let source = &integration.source;
         let body: &[u8] = req.body().as_ref();
@@ -196,10 +198,13 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         // received travels on verbatim.
         let needs_value = source.split.is_some()
             || kind == BodyKind::Form
-            || source.scheme == Scheme::Slack
+            || source
+                .scheme
+                .provider()
+                .is_some_and(|p| p.handshake.is_some())
             || matches!(source.dedupe, Dedupe::Expression(_));
         let value = needs_value.then(|| decoded.value());
-        if let Some(challenge) = value.as_ref().and_then(|v| slack_handshake(source, v)) {
+        if let Some(challenge) = value.as_ref().and_then(|v| handshake(source, v)) {
             return Ok(challenge);
         }
         let events = stages::split_events(source, decoded, value)?;

@@ -23,7 +23,7 @@ use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::{PortError, RotationStore};
 use switchboard_core::secret::{SecretString, TypedSecret, WebhookSecret};
 use switchboard_shared::http::GuardedHttp;
-use switchboard_shared::metrics::Metrics;
+use switchboard_shared::metrics::{Metrics, Outcome};
 
 /// What Secrets Manager sends.
 #[derive(Debug, Clone, Deserialize)]
@@ -162,8 +162,14 @@ impl<S: RotationStore> Rotate<S> {
                 tracing::error!(secret = %id, step = %step, error = %e, "rotation step failed")
             }
         }
-        self.metrics
-            .rotation(step, if result.is_ok() { "ok" } else { "failed" });
+        self.metrics.rotation(
+            step,
+            if result.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            },
+        );
         result
     }
 
@@ -214,33 +220,7 @@ impl<S: RotationStore> Rotate<S> {
                 }
             }
             TypedSecret::OAuth2(client) => {
-                let mut form = String::from("grant_type=client_credentials");
-                if let Some(scope) = client.scope.as_deref().filter(|s| !s.is_empty()) {
-                    form.push_str("&scope=");
-                    form.push_str(&form_encode(scope));
-                }
-                let (status, body) = self
-                    .call(
-                        reqwest::Method::POST,
-                        &client.token_url,
-                        |r| {
-                            r.basic_auth(&client.client_id, Some(client.client_secret.expose()))
-                                .header("content-type", "application/x-www-form-urlencoded")
-                                .body(form)
-                        },
-                        provider,
-                    )
-                    .await?;
-                if !(200..300).contains(&status) {
-                    return Err(provider(format!("the token endpoint answered {status}")));
-                }
-                #[derive(Deserialize)]
-                struct Answer {
-                    access_token: String,
-                    expires_in: Option<i64>,
-                }
-                let answer: Answer = serde_json::from_slice(&body)
-                    .map_err(|_| provider("the token endpoint's answer has no access_token".into()))?;
+                let answer = self.oauth_token(&client, provider).await?;
                 let mut r = record();
                 r.insert("access_token".into(), answer.access_token.into());
                 match answer.expires_in {
@@ -254,23 +234,7 @@ impl<S: RotationStore> Rotate<S> {
             }
             TypedSecret::ApiKey { value, mint_url, .. } => {
                 let url = mint_url.ok_or_else(|| unrotatable("an api-key needs `mint_url` to rotate".into()))?;
-                let (status, body) = self
-                    .call(
-                        reqwest::Method::POST,
-                        &url,
-                        |r| r.bearer_auth(value.expose()),
-                        provider,
-                    )
-                    .await?;
-                if !(200..300).contains(&status) {
-                    return Err(provider(format!("the mint endpoint answered {status}")));
-                }
-                let answer: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|_| provider("the mint endpoint's answer is not JSON".into()))?;
-                let key = ["value", "key", "api_key"]
-                    .iter()
-                    .find_map(|k| answer[*k].as_str())
-                    .ok_or_else(|| provider("the mint endpoint's answer has no `value`, `key` or `api_key`".into()))?;
+                let key = self.minted_key(&url, &value, provider).await?;
                 let mut r = record();
                 r.insert("value".into(), key.into());
                 Ok(SecretString::new(serde_json::Value::Object(r).to_string()))
@@ -279,6 +243,65 @@ impl<S: RotationStore> Rotate<S> {
                 "a plain value cannot be renewed; give it a `type` (oauth2-client-credentials, signing-secret, api-key)".into(),
             )),
         }
+    }
+
+    /// A new access token from the client's token endpoint (client credentials).
+    async fn oauth_token(
+        &self,
+        client: &switchboard_core::secret::OAuthClient,
+        provider: impl Fn(String) -> RotateError,
+    ) -> Result<TokenAnswer, RotateError> {
+        let mut form = String::from("grant_type=client_credentials");
+        if let Some(scope) = client.scope.as_deref().filter(|s| !s.is_empty()) {
+            form.push_str("&scope=");
+            form.push_str(&form_encode(scope));
+        }
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &client.token_url,
+                |r| {
+                    r.basic_auth(&client.client_id, Some(client.client_secret.expose()))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(form)
+                },
+                &provider,
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(provider(format!("the token endpoint answered {status}")));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|_| provider("the token endpoint's answer has no access_token".into()))
+    }
+
+    /// A new key from the provider's mint endpoint, asked with the current one.
+    async fn minted_key(
+        &self,
+        url: &str,
+        current: &SecretString,
+        provider: impl Fn(String) -> RotateError,
+    ) -> Result<String, RotateError> {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                url,
+                |r| r.bearer_auth(current.expose()),
+                &provider,
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(provider(format!("the mint endpoint answered {status}")));
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| provider("the mint endpoint's answer is not JSON".into()))?;
+        ["value", "key", "api_key"]
+            .iter()
+            .find_map(|k| answer[*k].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                provider("the mint endpoint's answer has no `value`, `key` or `api_key`".into())
+            })
     }
 
     /// Proves the pending value works; AWSCURRENT stays as it is when it does not.
@@ -349,6 +372,13 @@ impl<S: RotationStore> Rotate<S> {
         self.store.promote(id, token, current).await?;
         Ok(())
     }
+}
+
+/// A token endpoint's answer.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: Option<i64>,
 }
 
 /// `application/x-www-form-urlencoded` for one value.

@@ -16,7 +16,7 @@ use switchboard_core::secrets::SecretsCache;
 use switchboard_core::{deadline, delivery_policy};
 use switchboard_shared::credentials::Credentials;
 use switchboard_shared::http::{self, AuthError, GuardedHttp, RequestError};
-use switchboard_shared::metrics::Metrics;
+use switchboard_shared::metrics::{Metrics, Outcome};
 
 /// How enrichment ended, when it did not produce results.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +103,8 @@ pub struct Enricher<K, L> {
     paused: Mutex<HashMap<String, Instant>>,
     /// Model APIs out of quota or over a spend limit: no call until then, and why.
     quota: Mutex<HashMap<String, (Instant, String)>>,
+    /// How long a model API out of quota is held off ([`QUOTA_HOLD`]).
+    quota_hold: Duration,
 }
 
 /// How long a model API that answered with a quota or spend-limit error is not called again
@@ -166,6 +168,7 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
             metrics,
             paused: Mutex::new(HashMap::new()),
             quota: Mutex::new(HashMap::new()),
+            quota_hold: QUOTA_HOLD,
         }
     }
 
@@ -214,8 +217,11 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
                         return Err(e);
                     };
                     tracing::warn!(step = %step.name, reason = failure_reason(step, &e), error = %e, "enrichment failed: its fallback stands in");
-                    self.metrics
-                        .enrichment(&step.name, "fallback", failure_reason(step, &e));
+                    self.metrics.enrichment(
+                        &step.name,
+                        Outcome::Fallback,
+                        failure_reason(step, &e),
+                    );
                     (record, None, Some(failure(step, &e)))
                 }
             };
@@ -281,32 +287,9 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
                 tokio::time::sleep(wait).await;
             }
             if let Some(max) = step.limits.max_per_second {
-                loop {
-                    let now = chrono::Utc::now();
-                    match self
-                        .limiter
-                        .take_rate(&destination, now.timestamp(), max)
-                        .await
-                    {
-                        Ok(true) => break,
-                        Ok(false) => {
-                            let next = Duration::from_millis(
-                                1000 - u64::from(now.timestamp_subsec_millis().min(999)),
-                            );
-                            if !fits(next) {
-                                return Err(unavailable(format!(
-                                    "its {max} calls a second stayed taken through the step's budget"
-                                )));
-                            }
-                            tokio::time::sleep(next).await;
-                        }
-                        // Fail open: the limiter's table in a bad minute must not stop calls.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "the shared rate limit could not be read");
-                            break;
-                        }
-                    }
-                }
+                self.take_rate(&destination, max, &fits)
+                    .await
+                    .map_err(unavailable)?;
             }
             *attempts += 1;
             let mut after = None;
@@ -323,6 +306,42 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
                     tokio::time::sleep(wait).await;
                 }
                 other => return other,
+            }
+        }
+    }
+
+    /// One of the API's `max` calls this second, shared by every function: waits for the next
+    /// second while that `fits` the step's budget. Fails open when the limiter cannot be read.
+    async fn take_rate(
+        &self,
+        destination: &str,
+        max: u32,
+        fits: &impl Fn(Duration) -> bool,
+    ) -> Result<(), String> {
+        loop {
+            let now = chrono::Utc::now();
+            match self
+                .limiter
+                .take_rate(destination, now.timestamp(), max)
+                .await
+            {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    let next = Duration::from_millis(
+                        1000 - u64::from(now.timestamp_subsec_millis().min(999)),
+                    );
+                    if !fits(next) {
+                        return Err(format!(
+                            "its {max} calls a second stayed taken through the step's budget"
+                        ));
+                    }
+                    tokio::time::sleep(next).await;
+                }
+                // Fail open: the limiter's table in a bad minute must not stop calls.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shared rate limit could not be read");
+                    return Ok(());
+                }
             }
         }
     }
@@ -356,7 +375,7 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
     fn stop_calls(&self, destination: &str, why: &str) {
         self.quota.lock().unwrap_or_else(|p| p.into_inner()).insert(
             destination.to_string(),
-            (Instant::now() + QUOTA_HOLD, why.to_string()),
+            (Instant::now() + self.quota_hold, why.to_string()),
         );
     }
 
@@ -442,7 +461,6 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
         destination: &str,
         after: &mut Option<Duration>,
     ) -> Result<(Value, Option<switchboard_core::model::Usage>), EnrichError> {
-        let retryable = |message| EnrichError::retryable(step, message);
         let permanent = |reason, message| EnrichError::permanent(step, reason, message);
         // A 401/403 to a cached credential: read it afresh (and mint a new token) and ask once
         // more, at once; a second refusal stands.
@@ -466,6 +484,28 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
             ));
         }
         let status = response.status().as_u16();
+        *after = self.heed_limits(step, destination, &response).await;
+        if step.model.is_some()
+            && !(200..=299).contains(&status)
+            && !matches!(status, 401 | 403 | 404 | 410)
+        {
+            return Err(self.model_refusal(step, destination, response).await);
+        }
+        if let Some(refused) = refusal(step, status) {
+            return Err(refused);
+        }
+        answer(step, response).await
+    }
+
+    /// What the answer's headers say of the API's limits: when to come back (`Retry-After`, or
+    /// the window's reset when nothing is left in it). A 429/529 or a spent window holds this
+    /// API off here, and with a shared limit in every function.
+    async fn heed_limits(
+        &self,
+        step: &EnrichStep,
+        destination: &str,
+        response: &reqwest::Response,
+    ) -> Option<Duration> {
         let header = |name: &str| {
             response
                 .headers()
@@ -477,116 +517,129 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
         let exhausted = switchboard_core::model::pacing(header, chrono::Utc::now())
             .filter(|p| p.remaining == 0)
             .map(|p| p.reset);
-        *after = switchboard_core::model::retry_after(header).or(exhausted);
-        if matches!(status, 429 | 529) || exhausted.is_some() {
-            self.pace(destination, *after);
-            // With a shared limit, every function holds off too: the seconds until the reset
-            // (as far as a step's budget reaches) are taken.
-            if let (Some(max), Some(wait)) = (step.limits.max_per_second, *after) {
-                let now = chrono::Utc::now();
-                // The seconds that end before the reset (a wait inside this second is this
-                // function's alone: the shared counter counts whole seconds).
-                let until =
-                    now + chrono::Duration::from_std(wait.min(MAX_TIMEOUT)).unwrap_or_default();
-                if let Err(e) = self
-                    .limiter
-                    .exhaust(destination, now.timestamp(), until.timestamp() - 1, max)
-                    .await
-                {
-                    tracing::warn!(error = %e, "sharing the API's wait failed; this function holds off alone");
-                }
-            }
+        let after = switchboard_core::model::retry_after(header).or(exhausted);
+        if !matches!(response.status().as_u16(), 429 | 529) && exhausted.is_none() {
+            return after;
         }
-        if step.model.is_some()
-            && !(200..=299).contains(&status)
-            && !matches!(status, 401 | 403 | 404 | 410)
-        {
-            let answer = http::read_capped(response, 64 * 1024)
+        self.pace(destination, after);
+        // With a shared limit, every function holds off too: the seconds until the reset
+        // (as far as a step's budget reaches) are taken.
+        if let (Some(max), Some(wait)) = (step.limits.max_per_second, after) {
+            let now = chrono::Utc::now();
+            // The seconds that end before the reset (a wait inside this second is this
+            // function's alone: the shared counter counts whole seconds).
+            let until = now + chrono::Duration::from_std(wait.min(MAX_TIMEOUT)).unwrap_or_default();
+            if let Err(e) = self
+                .limiter
+                .exhaust(destination, now.timestamp(), until.timestamp() - 1, max)
                 .await
-                .map(|c| serde_json::from_slice(&c.bytes).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null);
-            return Err(match switchboard_core::model::classify(status, &answer) {
-                switchboard_core::model::ErrorClass::Quota(why) => {
-                    self.stop_calls(destination, &why);
-                    tracing::error!(step = %step.name, destination, why = %why, "model API out of quota: no calls for a while");
-                    self.metrics
-                        .enrichment(&step.name, "failed", Reason::ModelQuota.as_str());
-                    permanent(Reason::ModelQuota, why)
-                }
-                switchboard_core::model::ErrorClass::Retry => {
-                    retryable(format!("the model API answered {status}"))
-                }
-                switchboard_core::model::ErrorClass::Permanent(why) => {
-                    permanent(Reason::EnrichFailed, why)
-                }
-            });
-        }
-        match status {
-            200..=299 => {}
-            404 | 410 => {
-                return Err(match step.on_missing {
-                    OnMissing::Skip => EnrichError::Skip {
-                        step: step.name.clone(),
-                    },
-                    OnMissing::Fail => permanent(
-                        Reason::EnrichNotFound,
-                        format!("the API answered {status}: the record is not there"),
-                    ),
-                });
-            }
-            // Without a credential to refresh: perhaps a gateway in a bad minute; retry later.
-            // No credential to refresh: perhaps a gateway's bad minute; retry through SQS.
-            401 | 403 => {
-                return Err(retryable(format!("the API answered {status}")));
-            }
-            s if delivery_policy::retryable_status(s) => {
-                return Err(retryable(format!("the API answered {status}")));
-            }
-            _ => {
-                return Err(permanent(
-                    Reason::EnrichFailed,
-                    format!("the API answered {status}"),
-                ));
+            {
+                tracing::warn!(error = %e, "sharing the API's wait failed; this function holds off alone");
             }
         }
-        // Only a checked step pays for its answer's headers.
-        let headers = step
-            .check
-            .is_some()
-            .then(|| http::response_headers(&response));
-        let body = http::read_capped(response, step.max_response_bytes)
+        after
+    }
+
+    /// A model API's refusal, read from its error body: out of quota (no calls for a while),
+    /// worth a retry, or permanent.
+    async fn model_refusal(
+        &self,
+        step: &EnrichStep,
+        destination: &str,
+        response: reqwest::Response,
+    ) -> EnrichError {
+        let status = response.status().as_u16();
+        let answer = http::read_capped(response, 64 * 1024)
             .await
-            .map_err(|e| retryable(http::transport_error(&e)))?;
-        if body.truncated {
-            return Err(permanent(
-                Reason::EnrichInvalidResponse,
-                format!(
-                    "the API's answer is longer than {} bytes (the step's max_response_bytes)",
-                    step.max_response_bytes
-                ),
-            ));
+            .map(|c| serde_json::from_slice(&c.bytes).unwrap_or(Value::Null))
+            .unwrap_or(Value::Null);
+        match switchboard_core::model::classify(status, &answer) {
+            switchboard_core::model::ErrorClass::Quota(why) => {
+                self.stop_calls(destination, &why);
+                tracing::error!(step = %step.name, destination, why = %why, "model API out of quota: no calls for a while");
+                self.metrics
+                    .enrichment(&step.name, Outcome::Failed, Reason::ModelQuota.as_str());
+                EnrichError::permanent(step, Reason::ModelQuota, why)
+            }
+            switchboard_core::model::ErrorClass::Retry => {
+                EnrichError::retryable(step, format!("the model API answered {status}"))
+            }
+            switchboard_core::model::ErrorClass::Permanent(why) => {
+                EnrichError::permanent(step, Reason::EnrichFailed, why)
+            }
         }
-        let value: Value = serde_json::from_slice(&body.bytes).map_err(|e| {
-            permanent(
-                Reason::EnrichInvalidResponse,
-                format!("the API's answer is not JSON ({e})"),
-            )
-        })?;
-        match step
-            .check
-            .as_ref()
-            .zip(headers)
-            .and_then(|(c, headers)| c.judge(status, headers, value.clone()))
-        {
-            None => record(step, value),
-            Some(true) => Err(retryable(format!(
-                "the API answered {status}, but its answer fails the step's success check; worth another try"
-            ))),
-            Some(false) => Err(permanent(
-                Reason::EnrichFailed,
-                format!("the API answered {status}, but its answer fails the step's success check"),
-            )),
+    }
+}
+
+/// What an answer that is not a 2xx means for the step (`None` for a 2xx).
+fn refusal(step: &EnrichStep, status: u16) -> Option<EnrichError> {
+    let permanent = |reason, message| EnrichError::permanent(step, reason, message);
+    Some(match status {
+        200..=299 => return None,
+        404 | 410 => match step.on_missing {
+            OnMissing::Skip => EnrichError::Skip {
+                step: step.name.clone(),
+            },
+            OnMissing::Fail => permanent(
+                Reason::EnrichNotFound,
+                format!("the API answered {status}: the record is not there"),
+            ),
+        },
+        // No credential to refresh: perhaps a gateway's bad minute; retry through SQS.
+        401 | 403 => EnrichError::retryable(step, format!("the API answered {status}")),
+        s if delivery_policy::retryable_status(s) => {
+            EnrichError::retryable(step, format!("the API answered {status}"))
         }
+        _ => permanent(Reason::EnrichFailed, format!("the API answered {status}")),
+    })
+}
+
+/// A 2xx answer read (to the step's cap), parsed, held to the step's success check, and made
+/// its record.
+async fn answer(
+    step: &EnrichStep,
+    response: reqwest::Response,
+) -> Result<(Value, Option<switchboard_core::model::Usage>), EnrichError> {
+    let retryable = |message| EnrichError::retryable(step, message);
+    let permanent = |reason, message| EnrichError::permanent(step, reason, message);
+    let status = response.status().as_u16();
+    // Only a checked step pays for its answer's headers.
+    let headers = step
+        .check
+        .is_some()
+        .then(|| http::response_headers(&response));
+    let body = http::read_capped(response, step.max_response_bytes)
+        .await
+        .map_err(|e| retryable(http::transport_error(&e)))?;
+    if body.truncated {
+        return Err(permanent(
+            Reason::EnrichInvalidResponse,
+            format!(
+                "the API's answer is longer than {} bytes (the step's max_response_bytes)",
+                step.max_response_bytes
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_slice(&body.bytes).map_err(|e| {
+        permanent(
+            Reason::EnrichInvalidResponse,
+            format!("the API's answer is not JSON ({e})"),
+        )
+    })?;
+    match step
+        .check
+        .as_ref()
+        .zip(headers)
+        .and_then(|(c, headers)| c.judge(status, headers, value.clone()))
+    {
+        None => record(step, value),
+        Some(true) => Err(retryable(format!(
+            "the API answered {status}, but its answer fails the step's success check; worth another try"
+        ))),
+        Some(false) => Err(permanent(
+            Reason::EnrichFailed,
+            format!("the API answered {status}, but its answer fails the step's success check"),
+        )),
     }
 }
 

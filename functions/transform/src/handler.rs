@@ -32,7 +32,7 @@ use switchboard_core::reason::Reason;
 use switchboard_core::secrets::SecretsCache;
 use switchboard_shared::batch::{self, HandBack, receive_count};
 use switchboard_shared::config::StartError;
-use switchboard_shared::metrics::Metrics;
+use switchboard_shared::metrics::{Metrics, Outcome};
 
 use crate::enrich::{EnrichError, Enricher};
 use crate::pipeline::{RouteOutcome, run_route};
@@ -65,6 +65,22 @@ enum Failure {
     Permanent { reason: Reason, message: String },
     /// An enrichment step found no record and says to skip the event.
     Skip { step: String },
+}
+
+impl From<EnrichError> for Failure {
+    fn from(e: EnrichError) -> Self {
+        match e {
+            EnrichError::Retryable { .. } => Failure::Retry {
+                reason: Reason::EnrichUnavailable,
+                message: e.to_string(),
+            },
+            EnrichError::Permanent { reason, .. } => Failure::Permanent {
+                reason,
+                message: e.to_string(),
+            },
+            EnrichError::Skip { step } => Failure::Skip { step },
+        }
+    }
 }
 
 /// What the routes made of an event.
@@ -155,25 +171,8 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
         match self.run(&event, deadline_ms).await {
             Ok(report) => {
                 for (route, rejection) in report.rejected {
-                    // The event again, for this route only: a redrive re-runs just it.
-                    let mut scoped = event.clone();
-                    scoped.routes = Some(vec![route.clone()]);
-                    #[allow(clippy::expect_used)]
-                    let body = serde_json::to_string(&EventMessage::EventV1(scoped))
-                        .expect("an event always serializes");
-                    self.dead_letter(&letter(
-                        rejection.reason,
-                        rejection.message,
-                        Some(route.clone()),
-                        body,
-                    ))
-                    .await?;
-                    self.metrics.transform(
-                        &event.integration,
-                        &route,
-                        "dead_lettered",
-                        rejection.reason,
-                    );
+                    self.dead_letter_route(&event, &route, rejection, &letter)
+                        .await?;
                 }
                 tracing::info!(
                     event_id = %event.event_id,
@@ -186,15 +185,12 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             }
             Err(Failure::Skip { step }) => {
                 tracing::info!(event_id = %event.event_id, step = %step, "enrichment found no record; event skipped");
-                self.metrics
-                    .transform(&event.integration, "", "skipped", Reason::EnrichNotFound);
-                Ok(())
-            }
-            Err(Failure::Permanent { reason, message }) => {
-                self.dead_letter(&letter(reason, message, None, text.to_string()))
-                    .await?;
-                self.metrics
-                    .transform(&event.integration, "", "dead_lettered", reason);
+                self.metrics.transform(
+                    &event.integration,
+                    "",
+                    Outcome::Skipped,
+                    Reason::EnrichNotFound,
+                );
                 Ok(())
             }
             Err(Failure::Retry { reason, message }) if attempts >= self.max_receive_count => {
@@ -202,22 +198,105 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
                 self.dead_letter(&letter(reason, message, None, text.to_string()))
                     .await?;
                 self.metrics
-                    .transform(&event.integration, "", "dead_lettered", reason);
+                    .transform(&event.integration, "", Outcome::Failed, reason);
+                Ok(())
+            }
+            Err(Failure::Permanent { reason, message }) => {
+                self.dead_letter(&letter(reason, message, None, text.to_string()))
+                    .await?;
+                self.metrics
+                    .transform(&event.integration, "", Outcome::Failed, reason);
                 Ok(())
             }
             Err(Failure::Retry { reason, message }) => {
                 self.metrics
-                    .transform(&event.integration, "", "retried", reason);
+                    .transform(&event.integration, "", Outcome::Retried, reason);
                 Err(HandBack::Unavailable(message))
             }
         }
+    }
+
+    /// A route's rejection dead-lettered with the event again, for that route only: a
+    /// redrive re-runs just it.
+    async fn dead_letter_route(
+        &self,
+        event: &RawEvent,
+        route: &str,
+        rejection: crate::pipeline::Rejection,
+        letter: &impl Fn(Reason, String, Option<String>, String) -> DeadLetter,
+    ) -> Result<(), HandBack> {
+        let mut scoped = event.clone();
+        scoped.routes = Some(vec![route.to_string()]);
+        #[allow(clippy::expect_used)]
+        let body = serde_json::to_string(&EventMessage::EventV1(scoped))
+            .expect("an event always serializes");
+        let (reason, message) = (rejection.reason, rejection.message);
+        self.dead_letter(&letter(reason, message, Some(route.to_string()), body))
+            .await?;
+        self.metrics
+            .transform(&event.integration, route, Outcome::Failed, reason);
+        Ok(())
     }
 
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), HandBack> {
         Ok(send_dead_letter(&self.dead_letters, letter, "event").await?)
     }
 
+    /// integration -> body -> enrich -> each route's outcome -> tasks -> audit -> queue.
     async fn run(&self, event: &RawEvent, deadline_ms: Option<i64>) -> Result<Report, Failure> {
+        let integration = self.integration_of(event)?;
+        let body = self.body(event).await?;
+        let bindings = Bindings::new(
+            serde_json::to_value(&event.headers).unwrap_or_default(),
+            &event.event_id,
+            &event.integration,
+            event.received_at,
+        )
+        .settings(integration.settings.clone());
+        let crate::enrich::Enriched {
+            value: enriched,
+            interactions,
+        } = self
+            .enricher
+            .run(&integration.enrich, &body, &bindings, deadline_ms)
+            .await
+            .map_err(Failure::from)?;
+        let bindings = bindings.enriched(enriched);
+        let outcomes = route_outcomes(
+            integration,
+            event.routes.as_deref(),
+            &body,
+            &bindings.pairs(),
+        )
+        .map_err(|e| Failure::Permanent {
+            reason: Reason::MalformedMessage,
+            message: format!("the event body is not JSON: {e}"),
+        })?;
+        let (tasks, report) = self.tasks(event, integration, outcomes).await?;
+        // The audit of each model interaction, with the decision taken, before anything goes
+        // out: an event whose audit could not be written is retried whole.
+        for interaction in &interactions {
+            self.audit(event, &integration.id, interaction, &report)
+                .await?;
+        }
+        if !tasks.is_empty() {
+            self.deliveries
+                .send(&tasks)
+                .await
+                .map_err(|e| Failure::Retry {
+                    reason: Reason::QueueUnavailable,
+                    message: e.to_string(),
+                })?;
+            for route in &report.queued {
+                self.metrics
+                    .transform(&integration.id, route, Outcome::Queued, "mapped");
+            }
+        }
+        Ok(report)
+    }
+
+    /// The event's integration, and the routes it names (a redrive's), as deployed here.
+    fn integration_of(&self, event: &RawEvent) -> Result<&Integration, Failure> {
         let integration =
             self.integrations
                 .get(&event.integration)
@@ -238,45 +317,17 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
                 ),
             });
         }
-        let body = self.body(event).await?;
-        let bindings = Bindings::new(
-            serde_json::to_value(&event.headers).unwrap_or_default(),
-            &event.event_id,
-            &event.integration,
-            event.received_at,
-        )
-        .settings(integration.settings.clone());
-        let enriched = self
-            .enricher
-            .run(&integration.enrich, &body, &bindings, deadline_ms)
-            .await
-            .map_err(|e| match e {
-                EnrichError::Retryable { .. } => Failure::Retry {
-                    reason: Reason::EnrichUnavailable,
-                    message: e.to_string(),
-                },
-                EnrichError::Permanent { reason, .. } => Failure::Permanent {
-                    reason,
-                    message: e.to_string(),
-                },
-                EnrichError::Skip { step } => Failure::Skip { step },
-            })?;
-        let crate::enrich::Enriched {
-            value: enriched,
-            interactions,
-        } = enriched;
-        let bindings = bindings.enriched(enriched);
-        let outcomes = route_outcomes(
-            integration,
-            event.routes.as_deref(),
-            &body,
-            &bindings.pairs(),
-        )
-        .map_err(|e| Failure::Permanent {
-            reason: Reason::MalformedMessage,
-            message: format!("the event body is not JSON: {e}"),
-        })?;
+        Ok(integration)
+    }
 
+    /// Each route's outcome as a task to queue (held for review or not), a skip counted, or a
+    /// rejection reported.
+    async fn tasks(
+        &self,
+        event: &RawEvent,
+        integration: &Integration,
+        outcomes: Vec<(&Route, RouteOutcome)>,
+    ) -> Result<(Vec<Outgoing>, Report), Failure> {
         let mut report = Report::default();
         let mut tasks = Vec::with_capacity(outcomes.len());
         for (route, outcome) in outcomes {
@@ -289,8 +340,12 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
                 }
                 RouteOutcome::Skipped(skip) => {
                     tracing::info!(event_id = %event.event_id, route = %route.id, reason = skip.reason(), "route skipped");
-                    self.metrics
-                        .transform(&integration.id, &route.id, "skipped", skip.reason());
+                    self.metrics.transform(
+                        &integration.id,
+                        &route.id,
+                        Outcome::Skipped,
+                        skip.reason(),
+                    );
                     continue;
                 }
                 RouteOutcome::Rejected(rejection) => {
@@ -321,40 +376,33 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             });
             report.queued.push(route.id.clone());
         }
-        // The audit of each model interaction, with the decision taken, before anything goes
-        // out: an event whose audit could not be written is retried whole.
-        for interaction in &interactions {
-            let key = switchboard_core::archive::audit_key(
-                &integration.id,
-                event.received_at,
-                &event.event_id,
-                &interaction.step,
-            );
-            let record = audit_record(event, interaction, &report);
-            #[allow(clippy::expect_used)]
-            let bytes = serde_json::to_vec(&record).expect("JSON values always serialize");
-            self.archive
-                .put(&key, bytes)
-                .await
-                .map_err(|e| Failure::Retry {
-                    reason: Reason::ArchiveUnavailable,
-                    message: format!("writing the audit record {key}: {e}"),
-                })?;
-        }
-        if !tasks.is_empty() {
-            self.deliveries
-                .send(&tasks)
-                .await
-                .map_err(|e| Failure::Retry {
-                    reason: Reason::QueueUnavailable,
-                    message: e.to_string(),
-                })?;
-            for route in &report.queued {
-                self.metrics
-                    .transform(&integration.id, route, "queued", "mapped");
-            }
-        }
-        Ok(report)
+        Ok((tasks, report))
+    }
+
+    /// A model interaction's audit record, with what the routes decided, in the archive.
+    async fn audit(
+        &self,
+        event: &RawEvent,
+        integration: &str,
+        interaction: &crate::enrich::Interaction,
+        report: &Report,
+    ) -> Result<(), Failure> {
+        let key = switchboard_core::archive::audit_key(
+            integration,
+            event.received_at,
+            &event.event_id,
+            &interaction.step,
+        );
+        let record = audit_record(event, interaction, report);
+        #[allow(clippy::expect_used)]
+        let bytes = serde_json::to_vec(&record).expect("JSON values always serialize");
+        self.archive
+            .put(&key, bytes)
+            .await
+            .map_err(|e| Failure::Retry {
+                reason: Reason::ArchiveUnavailable,
+                message: format!("writing the audit record {key}: {e}"),
+            })
     }
 
     /// A task's message: the task itself, or when it is too large for one (a large mapped

@@ -96,7 +96,7 @@ where
     /// A redelivery of a task already dead-lettered from this message, or whose destination
     /// already refused it for good (the worker died before dead-lettering it), is not called
     /// again. Only redeliveries read the history, so the first attempt costs nothing extra.
-    pub(super) async fn redelivered(&self, work: &Work<'_>, tried: &mut Tried) -> Result<(), Fate> {
+    pub(super) async fn redelivered(&self, work: &Work<'_>) -> Result<(), Decided> {
         // A request a person decided is sent, though its history says it was refused.
         if work.receives <= 1 || work.task.reviewed.is_some() {
             return Ok(());
@@ -104,26 +104,25 @@ where
         let task = work.task;
         match self.store.attempts(&task_key(task)).await {
             Ok((_, Some(from))) if Some(&from) == work.message.message_id.as_ref() => {
-                Err(Fate::AlreadyDeadLettered)
+                Err(Fate::AlreadyDeadLettered.into())
             }
             Ok((history, _)) => {
-                let last_status = history.last().and_then(|a| a.status);
-                if !delivery_policy::already_refused(last_status) {
+                if !delivery_policy::already_refused(history.last().and_then(|a| a.status)) {
                     return Ok(());
                 }
-                *tried = Tried {
-                    attempts: u32::try_from(history.len()).unwrap_or(u32::MAX),
-                    last_status,
-                    history: switchboard_core::dead_letter::history_json(&history),
-                    answer: history.last().and_then(|a| a.response.clone()),
-                };
-                Err(Fate::Settle(Settlement::DeadLetter {
-                    reason: Reason::PermanentFailure,
-                    message: format!(
-                        "the destination answered {}",
-                        last_status.unwrap_or_default()
-                    ),
-                }))
+                let tried = Tried::from_history(&history);
+                let message = format!(
+                    "the destination answered {}",
+                    tried.last_status.unwrap_or_default()
+                );
+                Err(Decided {
+                    tried: Some(tried),
+                    ..Fate::Settle(Settlement::DeadLetter {
+                        reason: Reason::PermanentFailure,
+                        message,
+                    })
+                    .into()
+                })
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reading the attempt history failed");

@@ -13,29 +13,50 @@ where
 {
     /// Carries out a task's fate, exactly once: completes or releases its claim, sets its
     /// visibility, or dead-letters it, and counts it.
-    pub(super) async fn execute(
-        &self,
-        work: &Work<'_>,
-        fate: Fate,
-        claimed: Option<Claimed>,
-        tried: Tried,
-    ) -> Result<(), HandBack> {
+    pub(super) async fn execute(&self, work: &Work<'_>, decided: Decided) -> Result<(), HandBack> {
+        let Decided {
+            fate,
+            claimed,
+            tried,
+        } = decided;
+        let delivered = matches!(fate, Fate::Settle(Settlement::Delivered));
+        let tried = tried.unwrap_or(Tried {
+            attempts: work.receives,
+            ..Tried::default()
+        });
+        let result = self.carry_out(work, fate, tried).await;
+        match claimed {
+            Some(c) if delivered => self.complete(&c).await,
+            Some(c) => self.release(&c.key).await,
+            None => {}
+        }
+        result
+    }
+
+    /// Delivered: the claim becomes the completion record that suppresses a second send.
+    async fn complete(&self, claimed: &Claimed) {
+        if let Err(e) = self
+            .store
+            .complete(&claimed.key, "delivered", claimed.expires_at)
+            .await
+        {
+            // Delivered: nothing is lost. A redelivery inside the in-progress window
+            // waits; after it, the destination's Idempotency-Key dedupes.
+            tracing::warn!(error = %e, "completing the idempotency record failed");
+        }
+    }
+
+    /// The fate's effect on the message: deleted (Ok), its visibility set, or its letter sent.
+    async fn carry_out(&self, work: &Work<'_>, fate: Fate, tried: Tried) -> Result<(), HandBack> {
         let task = work.task;
         let (integration, route) = (task.integration.as_str(), task.route.as_str());
-        let result = match fate {
+        match fate {
             Fate::Settle(Settlement::Delivered) => {
-                if let Some(c) = &claimed
-                    && let Err(e) = self.store.complete(&c.key, "delivered", c.expires_at).await
-                {
-                    // Delivered: nothing is lost. A redelivery inside the in-progress window
-                    // waits; after it, the destination's Idempotency-Key dedupes.
-                    tracing::warn!(error = %e, "completing the idempotency record failed");
-                }
-                self.count(integration, route, "delivered", "");
-                return Ok(());
+                self.count(integration, route, metrics::Outcome::Delivered, "");
+                Ok(())
             }
             Fate::Settle(Settlement::Retry { wait, reason }) => {
-                self.count(integration, route, "retried", reason);
+                self.count(integration, route, metrics::Outcome::Retried, reason);
                 self.set_visibility(work.message, wait, work.received).await;
                 Err(HandBack::Waiting(format!(
                     "{reason}; next attempt in {}s",
@@ -43,7 +64,12 @@ where
                 )))
             }
             Fate::Settle(Settlement::Hold { why, wait }) => {
-                self.count(integration, route, why.as_str(), why.as_str());
+                self.count(
+                    integration,
+                    route,
+                    metrics::Outcome::Held(why),
+                    why.as_str(),
+                );
                 self.set_visibility(work.message, wait, work.received).await;
                 Err(HandBack::Waiting(format!(
                     "{}; next look in {}s",
@@ -61,7 +87,12 @@ where
             }
             Fate::AlreadyDelivered => {
                 tracing::info!(event_id = %task.event_id, route, "already delivered; not sent again");
-                self.count(integration, route, "skipped", "already_delivered");
+                self.count(
+                    integration,
+                    route,
+                    metrics::Outcome::Skipped,
+                    "already_delivered",
+                );
                 Ok(())
             }
             Fate::AlreadyDeadLettered => {
@@ -69,7 +100,7 @@ where
                 Ok(())
             }
             Fate::InReview { wait, item } => {
-                self.count(integration, route, "review", "waiting");
+                self.count(integration, route, metrics::Outcome::Review, "waiting");
                 self.set_visibility(work.message, wait, work.received).await;
                 Err(HandBack::Waiting(format!(
                     "waiting in review ({item}); next look in {}s",
@@ -81,7 +112,7 @@ where
                 self.count(
                     integration,
                     route,
-                    "skipped",
+                    metrics::Outcome::Skipped,
                     format!("review_{}", status.as_str()),
                 );
                 Ok(())
@@ -92,11 +123,7 @@ where
                 }
                 Err(why)
             }
-        };
-        if let Some(c) = claimed {
-            self.release(&c.key).await;
         }
-        result
     }
 
     /// Hands the message back after `wait`, cut to end within 12 h of its receive (SQS's
@@ -169,7 +196,7 @@ where
                 self.count(
                     &task.integration,
                     &task.route,
-                    "skipped",
+                    metrics::Outcome::Skipped,
                     "already_dead_lettered",
                 );
                 return Ok(());
@@ -181,7 +208,12 @@ where
             Ok(LetterClaim::Won) => {}
             Err(e) => tracing::warn!(error = %e, "claiming the dead letter failed; sending it"),
         }
-        self.count(&task.integration, &task.route, "failed", reason);
+        self.count(
+            &task.integration,
+            &task.route,
+            metrics::Outcome::Failed,
+            reason,
+        );
         send_dead_letter(&self.dead_letters, &letter, "delivery").await?;
         if let Err(e) = self
             .store
@@ -198,7 +230,7 @@ where
         &self,
         integration: &str,
         route: &str,
-        outcome: &str,
+        outcome: metrics::Outcome,
         reason: impl AsRef<str>,
     ) {
         self.metrics.delivery(integration, route, outcome, reason);

@@ -92,38 +92,11 @@ where
         work: &Work<'_>,
         mut item: ReviewItem,
     ) -> Result<Option<DeliveryV1>, Fate> {
-        let task = work.task;
         let now = Utc::now();
         let mut next = item.next(now);
         if next == Next::Expire {
-            let policy = item.on_expiry.as_str();
-            item.decide(
-                ReviewStatus::Expired,
-                "switchboard",
-                now,
-                Some(format!("on_expiry: {policy}")),
-            );
-            item.version += 1;
-            match self.store.update_review(&item).await {
-                Ok(true) => {
-                    tracing::warn!(event_id = %task.event_id, route = %task.route, item = %item.id, on_expiry = policy, "review expired with nobody's decision");
-                    self.metrics
-                        .review(&task.integration, &task.route, "expired");
-                    next = item.next(now);
-                }
-                Ok(false) => {
-                    return Err(Fate::HandBack {
-                        wait: Some(Duration::from_secs(1)),
-                        why: HandBack::Waiting(format!("{} changed; looking again", item.id)),
-                    });
-                }
-                Err(e) => {
-                    return Err(Fate::unavailable(format!(
-                        "expiring {} failed: {e}",
-                        item.id
-                    )));
-                }
-            }
+            self.expire(work, &mut item).await?;
+            next = item.next(now);
         }
         match next {
             Next::Send(request) => Ok(Some(*request)),
@@ -150,13 +123,7 @@ where
             }
             Next::Wait { sleep, overdue } => {
                 if overdue {
-                    item.alerted = true;
-                    item.version += 1;
-                    if let Ok(true) = self.store.update_review(&item).await {
-                        tracing::warn!(event_id = %task.event_id, route = %task.route, item = %item.id, since = %item.created_at.to_rfc3339(), "review overdue");
-                        self.metrics
-                            .review(&task.integration, &task.route, "overdue");
-                    }
+                    self.note_overdue(work, &mut item).await;
                 }
                 Err(Fate::InReview {
                     wait: sleep,
@@ -170,6 +137,47 @@ where
         }
     }
 
+    /// Applies the item's expiry: it is decided `expired` (its `on_expiry` says what follows).
+    async fn expire(&self, work: &Work<'_>, item: &mut ReviewItem) -> Result<(), Fate> {
+        let task = work.task;
+        let policy = item.on_expiry.as_str();
+        item.decide(
+            ReviewStatus::Expired,
+            "switchboard",
+            Utc::now(),
+            Some(format!("on_expiry: {policy}")),
+        );
+        item.version += 1;
+        match self.store.update_review(item).await {
+            Ok(true) => {
+                tracing::warn!(event_id = %task.event_id, route = %task.route, item = %item.id, on_expiry = policy, "review expired with nobody's decision");
+                self.metrics
+                    .review(&task.integration, &task.route, "expired");
+                Ok(())
+            }
+            Ok(false) => Err(Fate::HandBack {
+                wait: Some(Duration::from_secs(1)),
+                why: HandBack::Waiting(format!("{} changed; looking again", item.id)),
+            }),
+            Err(e) => Err(Fate::unavailable(format!(
+                "expiring {} failed: {e}",
+                item.id
+            ))),
+        }
+    }
+
+    /// Notes once that the item is overdue (the ReviewOverdue alarm counts it).
+    async fn note_overdue(&self, work: &Work<'_>, item: &mut ReviewItem) {
+        let task = work.task;
+        item.alerted = true;
+        item.version += 1;
+        if let Ok(true) = self.store.update_review(item).await {
+            tracing::warn!(event_id = %task.event_id, route = %task.route, item = %item.id, since = %item.created_at.to_rfc3339(), "review overdue");
+            self.metrics
+                .review(&task.integration, &task.route, "overdue");
+        }
+    }
+
     /// `on_rejected: review`: a permanent refusal by the destination waits for a person
     /// instead of going to the DLQ (once: a request a person decided goes to the DLQ if it is
     /// refused again).
@@ -177,31 +185,32 @@ where
         &self,
         work: &Work<'_>,
         route: &OutboundRoute,
-        fate: Fate,
-        tried: &Tried,
-    ) -> Fate {
-        let Fate::Settle(Settlement::DeadLetter { reason, message }) = &fate else {
-            return fate;
+        decided: Decided,
+    ) -> Decided {
+        let Fate::Settle(Settlement::DeadLetter { reason, message }) = &decided.fate else {
+            return decided;
         };
         let refused = matches!(
             reason,
             Reason::RejectedByDestination | Reason::PermanentFailure
         );
         if !refused || !route.review.on_rejected || work.task.reviewed.is_some() {
-            return fate;
+            return decided;
         }
         let why = Why {
             reason: reason.as_str().into(),
             message: message.clone(),
-            answer: tried.answer.clone(),
+            answer: decided.tried.as_ref().and_then(|t| t.answer.clone()),
         };
-        match self.open_review(work, route, why).await {
+        let fate = match self.open_review(work, route, why).await {
             Ok(item) => match self.wake(work, item).await {
                 Err(held @ Fate::InReview { .. }) => held,
                 // Decided before (the same event and route is one item): as the policy says.
-                _ => fate,
+                _ => return decided,
             },
             Err(unavailable) => unavailable,
-        }
+        };
+        // The claim is released with it: the item is looked at again on the next receive.
+        Decided { fate, ..decided }
     }
 }

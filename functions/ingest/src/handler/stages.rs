@@ -7,7 +7,7 @@ use serde_json::json;
 use switchboard_core::ids::EventId;
 use switchboard_core::integration::Inbound;
 
-use super::{Accepted, Outcome};
+use super::{Accepted, Answer, Outcome};
 use crate::request::{Json, Rejection, dedupe_id, dedupe_key};
 
 /// One event of a request, before it is accepted.
@@ -104,13 +104,13 @@ pub(super) fn pending<'a>(
 
 /// The answer for what was accepted: 202 (200 when every event was a duplicate), one event's
 /// id, or with `split` every event's.
-pub(super) fn answer(accepted: &[Accepted], split: bool) -> Outcome {
+pub(super) fn answer(accepted: &[Accepted], split: bool) -> Answer {
     let event_ids: Vec<EventId> = accepted.iter().map(|a| a.event_id.clone()).collect();
     let all_duplicates = !accepted.is_empty() && accepted.iter().all(|a| a.duplicate);
     let (status, outcome) = if all_duplicates {
-        (StatusCode::OK, "duplicate")
+        (StatusCode::OK, Outcome::Duplicate)
     } else {
-        (StatusCode::ACCEPTED, "accepted")
+        (StatusCode::ACCEPTED, Outcome::Accepted)
     };
     let body = match (split, accepted) {
         (false, [one]) if one.duplicate => {
@@ -124,7 +124,7 @@ pub(super) fn answer(accepted: &[Accepted], split: bool) -> Outcome {
                 .collect::<Vec<_>>()
         }),
     };
-    Outcome {
+    Answer {
         status,
         body,
         outcome,

@@ -513,3 +513,21 @@ async fn a_graphql_answer_with_errors_is_not_the_record() {
         .unwrap_err();
     assert!(matches!(e, EnrichError::Retryable { .. }), "{e}");
 }
+
+/// A model API that said it is out of quota is not called for the hold, then is again: the
+/// hold ends by itself, without a deploy.
+#[tokio::test]
+async fn a_model_api_out_of_quota_is_held_off_for_the_hold_and_then_asked_again() {
+    let mut enricher = enricher_for(
+        SecretsCache::new(NoSecrets, Duration::from_secs(60)),
+        NetworkPolicy::LOCAL,
+    );
+    enricher.quota_hold = Duration::from_millis(300);
+    let api = "https://api.openai.com";
+    enricher.stop_calls(api, "insufficient_quota");
+    let held = enricher.out_of_quota(api).expect("held off");
+    assert!(held.contains("insufficient_quota"), "{held}");
+    assert_eq!(enricher.out_of_quota("https://api.anthropic.com"), None);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(enricher.out_of_quota(api), None, "the hold has ended");
+}

@@ -85,7 +85,7 @@ fn ports<Q>(
         dead_letters: dlq,
         archive: MemoryArchive::default(),
         secrets: SecretsCache::new(MemorySecrets::default(), Duration::from_secs(60)),
-        metrics: Metrics::Off,
+        metrics: Metrics::Memory(Arc::default()),
         network: NetworkPolicy::DEPLOYED,
         limiter: MemoryTable::default(),
     }
@@ -139,6 +139,11 @@ async fn a_contract_violation_dead_letters_that_route_only_and_a_malformed_messa
     let sent = h.deliveries.sent();
     assert_eq!(sent.len(), 1);
     assert!(sent[0].contains("big-only"), "{sent:?}");
+    // Counted in the vocabulary every function shares: a dead letter is `failed` (as in
+    // deliver, whose failure-rate alarm reads it), the route's task `queued`.
+    let metrics = &h.handler.metrics;
+    assert_eq!(metrics.count("failed", "contract_violation"), 1);
+    assert_eq!(metrics.count("queued", "mapped"), 1);
 
     assert!(!h.transform("not an envelope".into()).await);
     assert_eq!(h.dlq.letters()[1].reason, Reason::MalformedMessage);
