@@ -135,67 +135,111 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
         routes: Vec::new(),
         problems: Vec::new(),
     };
-    let input = match read_json(&dir.join("input.json")) {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            case.problems
-                .push("input.json is missing: it holds the event body".into());
-            return case;
-        }
-        Err(e) => {
-            case.problems.push(e);
-            return case;
-        }
+    let Some(fixture) = Fixture::read(dir, integration, &mut case.problems) else {
+        return case;
     };
-    let optional_object = |name: &str, problems: &mut Vec<String>| match read_json(&dir.join(name))
-    {
-        Ok(Some(v @ Value::Object(_))) => v,
-        Ok(None) => json!({}),
-        Ok(Some(_)) => {
-            problems.push(format!("{name} must hold a JSON object"));
-            json!({})
-        }
-        Err(e) => {
-            problems.push(e);
-            json!({})
-        }
-    };
-    let headers = optional_object("headers.json", &mut case.problems);
-    let answers = match answers(&dir.join("answers"), integration) {
-        Ok(a) => a,
-        Err(mut problems) => {
-            case.problems.append(&mut problems);
-            return case;
-        }
-    };
-    let enriched = optional_object("enriched.json", &mut case.problems);
-    let expectations = match expectations(&dir.join("expected"), integration) {
-        Ok(e) => e,
-        Err(mut problems) => {
-            case.problems.append(&mut problems);
-            return case;
-        }
-    };
-
-    // Enrichment as the API answered it: a null is a 404, and the step's on_missing decides;
-    // a step's `result` (or a model step's schema) reads the record out of its answer, and a
-    // step that fails takes its fallback, as transform does.
-    use transform::enrich::EnrichError;
     let bindings = Bindings::new(
-        headers,
+        fixture.headers.clone(),
         "evt_01FIXTURE0000000000000000",
         &integration.id,
         "2026-01-01T00:00:00Z",
     )
     .settings(integration.settings.clone());
-    let given = enriched;
+    let (records, stopped) =
+        enrich_as_answered(integration, &fixture, &bindings, &mut case.problems);
+    let bindings = bindings.enriched(Value::Object(records));
+    let scope = Scope::new(&fixture.input, &bindings.pairs());
+    for route in &integration.routes {
+        let outcome = match &stopped {
+            Some(e) => stopped_by(e),
+            None => route_actual(route, &scope, &fixture.answers),
+        };
+        case.routes.push((route.id.clone(), outcome.summary()));
+        let expected = &fixture.expectations[&route.id];
+        if let Some(problem) = compare(&route.id, expected, &outcome) {
+            case.problems.push(problem);
+        }
+    }
+    case
+}
+
+/// What a fixture's directory holds: the event body, its headers, the APIs' answers, the
+/// enrichment steps' answers, and what each route must do.
+struct Fixture {
+    input: Value,
+    headers: Value,
+    answers: BTreeMap<String, Value>,
+    enriched: Value,
+    expectations: BTreeMap<String, Expected>,
+}
+
+impl Fixture {
+    /// The fixture in `dir`, or `None` (with the problems) when it cannot be run.
+    fn read(dir: &Path, integration: &Integration, problems: &mut Vec<String>) -> Option<Self> {
+        let input = match read_json(&dir.join("input.json")) {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                problems.push("input.json is missing: it holds the event body".into());
+                return None;
+            }
+            Err(e) => {
+                problems.push(e);
+                return None;
+            }
+        };
+        let optional_object =
+            |name: &str, problems: &mut Vec<String>| match read_json(&dir.join(name)) {
+                Ok(Some(v @ Value::Object(_))) => v,
+                Ok(None) => json!({}),
+                Ok(Some(_)) => {
+                    problems.push(format!("{name} must hold a JSON object"));
+                    json!({})
+                }
+                Err(e) => {
+                    problems.push(e);
+                    json!({})
+                }
+            };
+        let headers = optional_object("headers.json", problems);
+        let answers = answers(&dir.join("answers"), integration)
+            .map_err(|mut p| problems.append(&mut p))
+            .ok()?;
+        let enriched = optional_object("enriched.json", problems);
+        let expectations = expectations(&dir.join("expected"), integration)
+            .map_err(|mut p| problems.append(&mut p))
+            .ok()?;
+        Some(Fixture {
+            input,
+            headers,
+            answers,
+            enriched,
+            expectations,
+        })
+    }
+}
+
+/// Enrichment as the API answered it: a null is a 404, and the step's on_missing decides; a
+/// step's `result` (or a model step's schema) reads the record out of its answer, and a step
+/// that fails takes its fallback, as transform does. The records, and the failure that
+/// stopped the steps, if one did.
+fn enrich_as_answered(
+    integration: &Integration,
+    fixture: &Fixture,
+    bindings: &Bindings,
+    problems: &mut Vec<String>,
+) -> (
+    serde_json::Map<String, Value>,
+    Option<transform::enrich::EnrichError>,
+) {
+    use transform::enrich::EnrichError;
+    let given = &fixture.enriched;
     let mut records = serde_json::Map::new();
-    let mut stopped: Option<EnrichError> = None;
+    let mut stopped = None;
     for step in &integration.enrich {
         let answer = match given.get(&step.name) {
             None if step.when.is_some() => continue,
             None => {
-                case.problems.push(format!(
+                problems.push(format!(
                     "enriched.json has no `{}`: give the API's answer for enrich step `{}` (null for a 404)",
                     step.name, step.name
                 ));
@@ -219,7 +263,7 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
         };
         let made = made.or_else(|e| {
             let so_far = Value::Object(records.clone());
-            let scope = Scope::new(&input, &bindings.pairs_with(&so_far));
+            let scope = Scope::new(&fixture.input, &bindings.pairs_with(&so_far));
             transform::enrich::fall_back(step, &e, &scope).unwrap_or(Err(e))
         });
         match made {
@@ -232,49 +276,51 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
             }
         }
     }
-    if let Value::Object(given) = &given {
+    if let Value::Object(given) = given {
         for name in given.keys() {
             if !integration.enrich.iter().any(|s| &s.name == name) {
-                case.problems.push(format!(
+                problems.push(format!(
                     "enriched.json has `{name}`, which is not an enrich step of `{}`",
                     integration.id
                 ));
             }
         }
     }
-    let bindings = bindings.enriched(Value::Object(records));
-    let scope = Scope::new(&input, &bindings.pairs());
-    for route in &integration.routes {
-        let outcome = match &stopped {
-            Some(EnrichError::Skip { .. }) => Actual::Skipped("enrich_not_found".into()),
-            Some(e @ EnrichError::Permanent { reason, .. }) => {
-                Actual::Rejected(reason.as_str().into(), e.to_string())
-            }
-            Some(e @ EnrichError::Retryable { .. }) => Actual::Retried(e.to_string()),
-            None => match run_route(route, &scope) {
-                RouteOutcome::Deliver(request) => match answers.get(&route.id) {
-                    Some(answer) => match answered(route, answer) {
-                        // The route's `on_rejected: review` holds a refused request for a person.
-                        Some(Actual::Rejected(_, said)) if route.review.on_rejected => {
-                            Actual::Review(said)
-                        }
-                        Some(other) => other,
-                        None => Actual::Request(request.to_fixture(route.map_request)),
-                    },
-                    None => Actual::Request(request.to_fixture(route.map_request)),
-                },
-                RouteOutcome::Review(_, why) => Actual::Review(why),
-                RouteOutcome::Skipped(skip) => Actual::Skipped(skip.reason().into()),
-                RouteOutcome::Rejected(r) => Actual::Rejected(r.reason.as_str().into(), r.message),
-            },
-        };
-        case.routes.push((route.id.clone(), outcome.summary()));
-        let expected = &expectations[&route.id];
-        if let Some(problem) = compare(&route.id, expected, &outcome) {
-            case.problems.push(problem);
+    (records, stopped)
+}
+
+/// What every route does when enrichment stopped the event.
+fn stopped_by(e: &transform::enrich::EnrichError) -> Actual {
+    use transform::enrich::EnrichError;
+    match e {
+        EnrichError::Skip { .. } => Actual::Skipped("enrich_not_found".into()),
+        EnrichError::Permanent { reason, .. } => {
+            Actual::Rejected(reason.as_str().into(), e.to_string())
         }
+        EnrichError::Retryable { .. } => Actual::Retried(e.to_string()),
     }
-    case
+}
+
+/// What a route does with the event, and with the destination's answer when the fixture
+/// gives one.
+fn route_actual(
+    route: &switchboard_core::integration::Route,
+    scope: &Scope,
+    answers: &BTreeMap<String, Value>,
+) -> Actual {
+    match run_route(route, scope) {
+        RouteOutcome::Deliver(request) => {
+            match answers.get(&route.id).and_then(|a| answered(route, a)) {
+                // The route's `on_rejected: review` holds a refused request for a person.
+                Some(Actual::Rejected(_, said)) if route.review.on_rejected => Actual::Review(said),
+                Some(other) => other,
+                None => Actual::Request(request.to_fixture(route.map_request)),
+            }
+        }
+        RouteOutcome::Review(_, why) => Actual::Review(why),
+        RouteOutcome::Skipped(skip) => Actual::Skipped(skip.reason().into()),
+        RouteOutcome::Rejected(r) => Actual::Rejected(r.reason.as_str().into(), r.message),
+    }
 }
 
 /// What a route did with the fixture.

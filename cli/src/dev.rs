@@ -96,6 +96,10 @@ impl Default for DevOptions {
 /// The ingest handler as the local stack wires it.
 pub type LocalIngest = Ingest<SqsQueue, DynamoIdempotencyStore, SecretsManagerStore, S3Archive>;
 
+/// The transform handler as the local stack wires it.
+type LocalTransform =
+    Transform<SqsQueue, SqsQueue, S3Archive, SecretsManagerStore, DynamoIdempotencyStore>;
+
 /// A running local stack.
 #[derive(Debug)]
 pub struct DevStack {
@@ -245,6 +249,77 @@ fn load<D: Definition>(dir: &std::path::Path) -> anyhow::Result<Arc<Integrations
     ))
 }
 
+/// Ingest behind `POST /webhooks/{integration}` on 127.0.0.1:`port` (0: any free port), until
+/// `stopped`.
+async fn serve(
+    port: u16,
+    ingest: Arc<LocalIngest>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/webhooks/{integration}", post(webhook))
+        // API Gateway takes bodies up to 10 MB: larger ones are its to refuse, smaller ones
+        // ingest's (413 `payload_too_large` beyond the integration's limit).
+        .layer(axum::extract::DefaultBodyLimit::max(API_GATEWAY_MAX_BODY))
+        .fallback(not_found)
+        .with_state(ingest);
+    let mut server_stop = stopped;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        })
+        .await;
+    });
+    Ok((addr, server))
+}
+
+/// Transform on the events queue, as its event source mapping runs it (batches of 10).
+fn poll_events(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    arn: String,
+    transform: Arc<LocalTransform>,
+    stopped: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let mapping = EventSourceMapping {
+        sqs: sqs.clone(),
+        queue_url: url.to_string(),
+        queue_arn: arn,
+        function: "transform",
+        batch_size: 10,
+        fair: None,
+    };
+    tokio::spawn(mapping.run(
+        move |e| {
+            let t = Arc::clone(&transform);
+            async move { t.handle(e).await }
+        },
+        stopped,
+    ))
+}
+
+/// The AWS side: the emulator (started, or the one already on its port), the template's
+/// resources for the stack, and the secrets file's values.
+async fn aws_side(options: &DevOptions) -> anyhow::Result<(Emulator, SdkConfig, Resources)> {
+    let emulator_port = options.emulator_port;
+    let emulator = tokio::task::spawn_blocking(move || Emulator::ensure(emulator_port)).await??;
+    let sdk = emulator_sdk(emulator.endpoint()).await;
+    let resources = resources::create(&sdk, &options.stack, options.queues).await?;
+    if let Some(file) = &options.secrets {
+        let secrets = resources::read_secrets_file(file)?;
+        resources::put_secrets(&sdk, &secrets).await?;
+    }
+    Ok((emulator, sdk, resources))
+}
+
 impl DevStack {
     /// Starts everything; returns once webhooks can be posted.
     pub async fn start(options: DevOptions) -> anyhow::Result<Self> {
@@ -254,16 +329,8 @@ impl DevStack {
         let outbound: Arc<Integrations<Outbound>> = load(&options.integrations)?;
         // Before anything starts: a definition the guard refuses stops the stack here.
         integrations.check_network(options.network())?;
-        let emulator_port = options.emulator_port;
-        let emulator =
-            tokio::task::spawn_blocking(move || Emulator::ensure(emulator_port)).await??;
+        let (emulator, sdk, resources) = aws_side(&options).await?;
         let endpoint = emulator.endpoint().to_string();
-        let sdk = emulator_sdk(&endpoint).await;
-        let resources = resources::create(&sdk, &options.stack, options.queues).await?;
-        if let Some(file) = &options.secrets {
-            let secrets = resources::read_secrets_file(file)?;
-            resources::put_secrets(&sdk, &secrets).await?;
-        }
 
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let metrics = Metrics::Memory(Arc::default());
@@ -275,26 +342,11 @@ impl DevStack {
         };
         let ingest = Arc::new(Ingest::new(
             inbound,
-            ingest::wiring::AwsPorts::from_sdk(
-                &wiring,
-                ingest::wiring::Names {
-                    events: &resources.events_url,
-                    table: &resources.table,
-                    bucket: &resources.bucket,
-                },
-            ),
+            ingest::wiring::AwsPorts::from_sdk(&wiring, resources.ingest_names()),
         ));
         let transform = Arc::new(Transform::new(
             Arc::clone(&integrations),
-            transform::wiring::AwsPorts::from_sdk(
-                &wiring,
-                transform::wiring::Names {
-                    deliveries: &resources.deliveries_url,
-                    events_dlq: &resources.events_dlq_url,
-                    bucket: &resources.bucket,
-                    table: &resources.table,
-                },
-            ),
+            transform::wiring::AwsPorts::from_sdk(&wiring, resources.transform_names()),
             options.queues.max_receive_count,
         )?);
         let (stop, stopped) = watch::channel(false);
@@ -304,25 +356,14 @@ impl DevStack {
             None => None,
         };
 
-        let mapping = |url: &str, arn: String, function| EventSourceMapping {
-            sqs: sqs.clone(),
-            queue_url: url.to_string(),
-            queue_arn: arn,
-            function,
-            batch_size: 10,
-            fair: None,
-        };
         let events_arn = resources::queue_arn(&sqs, &resources.events_url).await?;
         let deliveries_arn = resources::queue_arn(&sqs, &resources.deliveries_url).await?;
-        let t = Arc::clone(&transform);
-        tasks.push(tokio::spawn(
-            mapping(&resources.events_url, events_arn, "transform").run(
-                move |e| {
-                    let t = Arc::clone(&t);
-                    async move { t.handle(e).await }
-                },
-                stopped.clone(),
-            ),
+        tasks.push(poll_events(
+            &sqs,
+            &resources.events_url,
+            events_arn,
+            Arc::clone(&transform),
+            stopped.clone(),
         ));
         let deliver = DeliverWorker {
             sdk: sdk.clone(),
@@ -338,28 +379,8 @@ impl DevStack {
         };
         let deliver_task = Some(deliver.spawn()?);
 
-        let listener = TcpListener::bind(("127.0.0.1", options.port))
-            .await
-            .with_context(|| format!("listening on 127.0.0.1:{}", options.port))?;
-        let addr = listener.local_addr()?;
-        let app = Router::new()
-            .route("/webhooks/{integration}", post(webhook))
-            // API Gateway takes bodies up to 10 MB: larger ones are its to refuse, smaller ones
-            // ingest's (413 `payload_too_large` beyond the integration's limit).
-            .layer(axum::extract::DefaultBodyLimit::max(API_GATEWAY_MAX_BODY))
-            .fallback(not_found)
-            .with_state(Arc::clone(&ingest));
-        let mut server_stop = stopped.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await;
-        }));
+        let (addr, server) = serve(options.port, Arc::clone(&ingest), stopped.clone()).await?;
+        tasks.push(server);
 
         Ok(Self {
             addr,

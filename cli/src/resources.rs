@@ -48,6 +48,27 @@ pub struct Resources {
     pub bucket: String,
 }
 
+impl Resources {
+    /// What ingest is wired to (its Lambda's environment, deployed).
+    pub fn ingest_names(&self) -> ingest::wiring::Names<'_> {
+        ingest::wiring::Names {
+            events: &self.events_url,
+            table: &self.table,
+            bucket: &self.bucket,
+        }
+    }
+
+    /// What transform is wired to.
+    pub fn transform_names(&self) -> transform::wiring::Names<'_> {
+        transform::wiring::Names {
+            deliveries: &self.deliveries_url,
+            events_dlq: &self.events_dlq_url,
+            bucket: &self.bucket,
+            table: &self.table,
+        }
+    }
+}
+
 /// The archive bucket's name for a stack (the template lets CloudFormation name it).
 pub fn bucket_name(stack: &str) -> String {
     format!("{stack}-archive")

@@ -200,6 +200,30 @@ impl<K: SecretStore> Credentials<K> {
                 return Ok(token.clone());
             }
         }
+        let answer = self.mint(secret, &client).await?;
+        let lifetime = answer
+            .expires_in
+            .map(Duration::from_secs)
+            .unwrap_or(TOKEN_DEFAULT_LIFETIME)
+            .min(TOKEN_MAX_LIFETIME);
+        // Renew a minute early, or at half-life for short-lived tokens.
+        let keep = lifetime
+            .checked_sub(TOKEN_EARLY)
+            .filter(|k| *k >= lifetime / 2)
+            .unwrap_or(lifetime / 2);
+        let token = SecretString::new(answer.access_token);
+        self.cached_tokens()
+            .insert(secret.to_string(), (Instant::now() + keep, token.clone()));
+        Ok(token)
+    }
+
+    /// A new token from the client's token endpoint (client credentials, as HTTP Basic: RFC
+    /// 6749 §2.3.1 has every server accept it), through the network guard.
+    async fn mint(
+        &self,
+        secret: &str,
+        client: &switchboard_core::secret::OAuthClient,
+    ) -> Result<TokenAnswer, AuthError> {
         let form = {
             // Not Send: finished before any await.
             let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -217,7 +241,6 @@ impl<K: SecretStore> Credentials<K> {
             secret: secret.to_string(),
             blocked,
         };
-        // RFC 6749 §2.3.1: every server must accept the client's credentials as HTTP Basic.
         let response = self
             .http
             .request_str(reqwest::Method::POST, &client.token_url)
@@ -257,22 +280,8 @@ impl<K: SecretStore> Credentials<K> {
                 "the token endpoint's answer is longer than {TOKEN_ANSWER_CAP} bytes"
             )));
         }
-        let answer: TokenAnswer = serde_json::from_slice(&answer.bytes)
-            .map_err(|_| token_error("the token endpoint's answer has no access_token".into()))?;
-        let lifetime = answer
-            .expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(TOKEN_DEFAULT_LIFETIME)
-            .min(TOKEN_MAX_LIFETIME);
-        // Renew a minute early, or at half-life for short-lived tokens.
-        let keep = lifetime
-            .checked_sub(TOKEN_EARLY)
-            .filter(|k| *k >= lifetime / 2)
-            .unwrap_or(lifetime / 2);
-        let token = SecretString::new(answer.access_token);
-        self.cached_tokens()
-            .insert(secret.to_string(), (Instant::now() + keep, token.clone()));
-        Ok(token)
+        serde_json::from_slice(&answer.bytes)
+            .map_err(|_| token_error("the token endpoint's answer has no access_token".into()))
     }
 
     fn cached_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, SecretString)>> {

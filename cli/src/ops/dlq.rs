@@ -329,20 +329,7 @@ pub async fn act(
     };
     let mut moved = Moved::default();
     if !run.dry_run {
-        let depth = super::status::queue_depth(stack, &dlq).await?;
-        let question = format!(
-            "{verb} the dead letters of {}-{}-dlq that match{} (it holds about {depth})",
-            stack.name,
-            kind.as_str(),
-            if filter.is_empty() {
-                " (all of them)"
-            } else {
-                " the filter"
-            },
-        );
-        if !confirm(&question, run.yes)? {
-            anyhow::bail!("{verb}: not confirmed; nothing was changed");
-        }
+        confirmed(stack, kind, &dlq, filter, verb, run.yes).await?;
     }
     let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
     let pause = run
@@ -407,6 +394,32 @@ pub async fn act(
         }
     }
     Ok(moved)
+}
+
+/// Asks before a redrive or purge changes anything, saying how many letters the DLQ holds.
+async fn confirmed(
+    stack: &Stack,
+    kind: QueueKind,
+    dlq: &str,
+    filter: &Filter,
+    verb: &str,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let depth = super::status::queue_depth(stack, dlq).await?;
+    let question = format!(
+        "{verb} the dead letters of {}-{}-dlq that match{} (it holds about {depth})",
+        stack.name,
+        kind.as_str(),
+        if filter.is_empty() {
+            " (all of them)"
+        } else {
+            " the filter"
+        },
+    );
+    if !confirm(&question, yes)? {
+        anyhow::bail!("{verb}: not confirmed; nothing was changed");
+    }
+    Ok(())
 }
 
 /// Deletes up to 10 letters in one request.

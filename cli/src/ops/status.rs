@@ -187,68 +187,74 @@ pub fn render(s: &Status) -> String {
             out.push_str(&format!("  {reason:<24} {n}\n"));
         }
     }
-    if s.circuits.is_empty() {
-        out.push_str(&format!("\n{}\n", paint("no circuit open", 32)));
-    } else {
-        out.push_str(&format!(
-            "\n{}\n",
-            paint(&format!("{} circuit(s) open", s.circuits.len()), 31)
-        ));
-        let rows: Vec<Vec<String>> = s
-            .circuits
-            .iter()
-            .map(|c| {
-                let open_for = c
-                    .opened_at_ms
-                    .map(|at| format!("{}s", (now_ms - at).max(0) / 1000))
-                    .unwrap_or_default();
-                vec![
-                    c.circuit.clone(),
-                    c.failures.to_string(),
-                    open_for,
-                    c.probes_failed.to_string(),
-                    chrono::DateTime::from_timestamp_millis(c.open_until_ms)
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_default(),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &[
-                "open circuit (integration/route@destination)",
-                "failures",
-                "open for",
-                "probes failed",
-                "until",
-            ],
-            &rows,
-        ));
-    }
+    out.push_str(&circuits(&s.circuits, now_ms));
     if !s.slow.is_empty() {
-        let rows: Vec<Vec<String>> = s
-            .slow
-            .iter()
-            .map(|r| {
-                let left = (r.slow_until_ms - now_ms).max(0) / 1000;
-                vec![r.circuit.clone(), format!("{left}s")]
-            })
-            .collect();
-        out.push_str(&format!(
-            "\n{}\n",
-            paint(
-                &format!(
-                    "{} route(s) slow: held to their share of deliver",
-                    s.slow.len()
-                ),
-                33
-            )
-        ));
-        out.push_str(&table(
-            &["slow route (integration/route@destination)", "marked for"],
-            &rows,
-        ));
+        out.push_str(&slow_routes(&s.slow, now_ms));
     }
     out
+}
+
+/// The open circuits, or a line saying there is none.
+fn circuits(circuits: &[OpenCircuit], now_ms: i64) -> String {
+    if circuits.is_empty() {
+        return format!("\n{}\n", paint("no circuit open", 32));
+    }
+    let mut out = format!(
+        "\n{}\n",
+        paint(&format!("{} circuit(s) open", circuits.len()), 31)
+    );
+    let rows: Vec<Vec<String>> = circuits
+        .iter()
+        .map(|c| {
+            let open_for = c
+                .opened_at_ms
+                .map(|at| format!("{}s", (now_ms - at).max(0) / 1000))
+                .unwrap_or_default();
+            vec![
+                c.circuit.clone(),
+                c.failures.to_string(),
+                open_for,
+                c.probes_failed.to_string(),
+                chrono::DateTime::from_timestamp_millis(c.open_until_ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "open circuit (integration/route@destination)",
+            "failures",
+            "open for",
+            "probes failed",
+            "until",
+        ],
+        &rows,
+    ));
+    out
+}
+
+/// The routes marked slow, held to their share of deliver, and for how much longer.
+fn slow_routes(slow: &[SlowRoute], now_ms: i64) -> String {
+    let rows: Vec<Vec<String>> = slow
+        .iter()
+        .map(|r| {
+            let left = (r.slow_until_ms - now_ms).max(0) / 1000;
+            vec![r.circuit.clone(), format!("{left}s")]
+        })
+        .collect();
+    let heading = format!(
+        "{} route(s) slow: held to their share of deliver",
+        slow.len()
+    );
+    format!(
+        "\n{}\n{}",
+        paint(&heading, 33),
+        table(
+            &["slow route (integration/route@destination)", "marked for"],
+            &rows,
+        )
+    )
 }
 
 /// `switchboard status`.

@@ -197,28 +197,79 @@ fn route(file: &Path, i: usize, r: RouteFile) -> Result<Route, DefinitionError> 
     })
 }
 
-/// A route's `deliver`, validated; `route_err` places an error at a field of the route.
-pub(super) fn deliver(
-    def: &DeliverFile,
+/// A duration longer than zero, or `default` when it is not given.
+fn positive(
+    d: &Option<DurationText>,
+    field: &str,
+    default: std::time::Duration,
     route_err: &dyn Fn(&str, String) -> DefinitionError,
-) -> Result<Deliver, DefinitionError> {
-    let url = Url::parse(&def.url)
-        .map_err(|e| route_err("deliver.url", format!("`{}` is not a URL: {e}", def.url)))?;
+) -> Result<std::time::Duration, DefinitionError> {
+    let d = match d {
+        Some(d) => d.parse().map_err(|m| route_err(field, m))?,
+        None => default,
+    };
+    if d.is_zero() {
+        return Err(route_err(field, "must be longer than zero".into()));
+    }
+    Ok(d)
+}
+
+/// `deliver.circuit`: at least one failure to open it, a cool-down longer than zero.
+fn circuit_settings(
+    c: Option<&CircuitFile>,
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<CircuitSettings, DefinitionError> {
+    let defaults = CircuitSettings::default();
+    let Some(c) = c else {
+        return Ok(defaults);
+    };
+    Ok(CircuitSettings {
+        failures: match c.failures {
+            Some(0) => {
+                return Err(route_err(
+                    "deliver.circuit.failures",
+                    "must be at least 1".into(),
+                ));
+            }
+            Some(n) => n,
+            None => defaults.failures,
+        },
+        cool_down: positive(
+            &c.cool_down,
+            "deliver.circuit.cool_down",
+            defaults.cool_down,
+            route_err,
+        )?,
+    })
+}
+
+/// `deliver.url`: an http(s) URL with a host that the network guard's literal check passes
+/// (a name is checked again when it resolves, at the call).
+fn destination_url(
+    text: &str,
+    access: Access,
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<Url, DefinitionError> {
+    let url = Url::parse(text)
+        .map_err(|e| route_err("deliver.url", format!("`{text}` is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(route_err(
             "deliver.url",
             "the URL must be http or https, with a host".into(),
         ));
     }
-    let access = Access {
-        allow_private_network: def.allow_private_network,
-        allow_http: def.allow_http,
-    };
     network::check_literal(&url, access).map_err(|b| route_err("deliver.url", b.to_string()))?;
-    def.auth
-        .validate()
-        .map_err(|m| route_err("deliver.auth", m))?;
-    let retry = match &def.retry {
+    Ok(url)
+}
+
+/// `deliver.retry`: each delay at most 12 h, and the whole schedule inside the deliveries
+/// queue's retention (a retry waits in the queue: a schedule outliving it would lose the task
+/// to SQS's expiry instead of the DLQ). Default `DEFAULT_SCHEDULE`.
+fn retry_schedule(
+    delays: Option<&[DurationText]>,
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<Vec<std::time::Duration>, DefinitionError> {
+    let retry = match delays {
         None => crate::delivery_policy::DEFAULT_SCHEDULE.to_vec(),
         Some(delays) => delays
             .iter()
@@ -234,8 +285,6 @@ pub(super) fn deliver(
             .collect::<Result<Vec<_>, String>>()
             .map_err(|m| route_err("deliver.retry", m))?,
     };
-    // Every retry waits in the deliveries queue: a schedule that could outlive the queue's
-    // retention would lose the task to SQS's expiry instead of the DLQ.
     let longest = longest_schedule(&retry);
     if longest >= QUEUE_RETENTION {
         return Err(route_err(
@@ -247,57 +296,50 @@ pub(super) fn deliver(
             ),
         ));
     }
-    let duration = |d: &Option<DurationText>, field: &str, default| {
-        let d = match d {
-            Some(d) => d.parse().map_err(|m| route_err(field, m))?,
-            None => default,
-        };
-        if d.is_zero() {
-            return Err(route_err(field, "must be longer than zero".into()));
-        }
-        Ok(d)
+    Ok(retry)
+}
+
+/// A route's `deliver`, validated; `route_err` places an error at a field of the route.
+pub(super) fn deliver(
+    def: &DeliverFile,
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<Deliver, DefinitionError> {
+    let access = Access {
+        allow_private_network: def.allow_private_network,
+        allow_http: def.allow_http,
     };
+    let url = destination_url(&def.url, access, route_err)?;
+    def.auth
+        .validate()
+        .map_err(|m| route_err("deliver.auth", m))?;
+    let retry = retry_schedule(def.retry.as_deref(), route_err)?;
+    let duration =
+        |d: &Option<DurationText>, field: &str, default| positive(d, field, default, route_err);
     let timeout = duration(&def.timeout, "deliver.timeout", DEFAULT_DELIVERY_TIMEOUT)?;
     let connect_timeout = duration(&def.connect_timeout, "deliver.connect_timeout", timeout)?;
-    let defaults = CircuitSettings::default();
-    let circuit = match &def.circuit {
-        None => defaults,
-        Some(c) => CircuitSettings {
-            failures: match c.failures {
-                Some(0) => {
-                    return Err(route_err(
-                        "deliver.circuit.failures",
-                        "must be at least 1".into(),
-                    ));
-                }
-                Some(n) => n,
-                None => defaults.failures,
-            },
-            cool_down: duration(
-                &c.cool_down,
-                "deliver.circuit.cool_down",
-                defaults.cool_down,
-            )?,
-        },
-    };
+    let circuit = circuit_settings(def.circuit.as_ref(), route_err)?;
     if def.limits.max_per_second == Some(0) || def.limits.max_concurrency == Some(0) {
         return Err(route_err(
             "deliver.limits",
             "a limit must be at least 1 (leave it out for none)".into(),
         ));
     }
-    let sign = match &def.sign {
-        None => None,
-        Some(s) => Some(Signing {
-            secret: s.secret.clone(),
-            previous_grace: match &s.previous_grace {
+    let sign = def
+        .sign
+        .as_ref()
+        .map(|s| {
+            let previous_grace = match &s.previous_grace {
                 None => crate::secrets::PREVIOUS_GRACE,
                 Some(g) => g
                     .parse()
                     .map_err(|m| route_err("deliver.sign.previous_grace", m))?,
-            },
-        }),
-    };
+            };
+            Ok(Signing {
+                secret: s.secret.clone(),
+                previous_grace,
+            })
+        })
+        .transpose()?;
     let check = response_check(
         def.success.as_deref(),
         def.retry_when.as_deref(),

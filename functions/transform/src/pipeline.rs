@@ -188,6 +188,76 @@ pub fn run_route(route: &Route, scope: &Scope) -> RouteOutcome {
     }
 }
 
+/// A `map_request` method: one of `METHODS`, upper-cased.
+fn request_method(value: Value) -> Result<String, String> {
+    let Value::String(m) = value else {
+        return Err(format!(
+            "method must be a string, not a {}",
+            type_name(&value)
+        ));
+    };
+    let upper = m.to_ascii_uppercase();
+    if !METHODS.contains(&upper.as_str()) {
+        return Err(format!("method `{m}` is not one of {}", METHODS.join(", ")));
+    }
+    Ok(upper)
+}
+
+/// A `map_request` path: the rule deliver applies to every task, said here in its two parts.
+fn request_path(value: Value) -> Result<String, String> {
+    use switchboard_core::url_template::{path_climbs, path_is_safe};
+    let Value::String(p) = value else {
+        return Err(format!(
+            "path must be a string, not a {}",
+            type_name(&value)
+        ));
+    };
+    if path_is_safe(&p) {
+        Ok(p)
+    } else if path_climbs(&p) {
+        Err("path must hold no `.` or `..` segment (a URL resolves them: `/a/../b` is `/b`)".into())
+    } else {
+        Err("path must start with a single `/` and hold no `\\`, `#` or control characters (the host comes from the definition)".into())
+    }
+}
+
+/// `map_request` headers: valid names and values, none Switchboard or the definition sets.
+fn request_headers(value: Value) -> Result<BTreeMap<String, String>, String> {
+    let Value::Object(h) = value else {
+        return Err(format!(
+            "headers must be an object, not a {}",
+            type_name(&value)
+        ));
+    };
+    let mut headers = BTreeMap::new();
+    for (name, value) in h {
+        let lower = name.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            return Err(format!("`{name}` is not a valid header name"));
+        }
+        if reserved_header(&lower) {
+            return Err(format!(
+                "header `{name}` is set by Switchboard or the definition, not by a mapping"
+            ));
+        }
+        let value = match value {
+            Value::String(s) => s,
+            v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
+            other => {
+                return Err(format!(
+                    "header `{name}` must be a string, not a {}",
+                    type_name(&other)
+                ));
+            }
+        };
+        if http::HeaderValue::from_str(&value).is_err() {
+            return Err(format!("header `{name}` has a value HTTP cannot carry"));
+        }
+        headers.insert(lower, value);
+    }
+    Ok(headers)
+}
+
 /// Reads a `map_request` result: `{"body": .., "headers": {..}, "method": .., "path": ..}`.
 pub fn request_from(mapped: Value) -> Result<Request, String> {
     let Value::Object(mut o) = mapped else {
@@ -204,81 +274,13 @@ pub fn request_from(mapped: Value) -> Result<Request, String> {
             "unknown request key `{key}`: expected body, headers, method, path"
         ));
     }
-    let method = match o.remove("method") {
-        None => None,
-        Some(Value::String(m)) => {
-            let upper = m.to_ascii_uppercase();
-            if !METHODS.contains(&upper.as_str()) {
-                return Err(format!("method `{m}` is not one of {}", METHODS.join(", ")));
-            }
-            Some(upper)
-        }
-        Some(other) => {
-            return Err(format!(
-                "method must be a string, not a {}",
-                type_name(&other)
-            ));
-        }
-    };
-    let path = match o.remove("path") {
-        None => None,
-        Some(Value::String(p)) => {
-            // The rule deliver applies to every task; said here in its two parts.
-            use switchboard_core::url_template::{path_climbs, path_is_safe};
-            if path_is_safe(&p) {
-                Some(p)
-            } else if path_climbs(&p) {
-                return Err("path must hold no `.` or `..` segment (a URL resolves them: `/a/../b` is `/b`)".into());
-            } else {
-                return Err(
-                    "path must start with a single `/` and hold no `\\`, `#` or control characters (the host comes from the definition)".into(),
-                );
-            }
-        }
-        Some(other) => {
-            return Err(format!(
-                "path must be a string, not a {}",
-                type_name(&other)
-            ));
-        }
-    };
-    let mut headers = BTreeMap::new();
-    match o.remove("headers") {
-        None => {}
-        Some(Value::Object(h)) => {
-            for (name, value) in h {
-                let lower = name.to_ascii_lowercase();
-                if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-                    return Err(format!("`{name}` is not a valid header name"));
-                }
-                if reserved_header(&lower) {
-                    return Err(format!(
-                        "header `{name}` is set by Switchboard or the definition, not by a mapping"
-                    ));
-                }
-                let value = match value {
-                    Value::String(s) => s,
-                    v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
-                    other => {
-                        return Err(format!(
-                            "header `{name}` must be a string, not a {}",
-                            type_name(&other)
-                        ));
-                    }
-                };
-                if http::HeaderValue::from_str(&value).is_err() {
-                    return Err(format!("header `{name}` has a value HTTP cannot carry"));
-                }
-                headers.insert(lower, value);
-            }
-        }
-        Some(other) => {
-            return Err(format!(
-                "headers must be an object, not a {}",
-                type_name(&other)
-            ));
-        }
-    }
+    let method = o.remove("method").map(request_method).transpose()?;
+    let path = o.remove("path").map(request_path).transpose()?;
+    let headers = o
+        .remove("headers")
+        .map(request_headers)
+        .transpose()?
+        .unwrap_or_default();
     let body = o.remove("body").unwrap_or(Value::Null);
     Ok(Request {
         body,
