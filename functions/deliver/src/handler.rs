@@ -72,19 +72,48 @@ pub struct Ports<K, V, D, S, A> {
     pub archive: A,
 }
 
+/// The types of the ports deliver runs on, named once: every part of the handler is written
+/// over one `P: DeliverPorts` (a [`Ports`] of fitting ports is one).
+pub trait DeliverPorts {
+    /// Where destination credentials are read.
+    type Secrets: SecretStore;
+    /// The deliveries queue (its visibility timeout is the retry timer).
+    type Queue: Visibility;
+    /// The deliveries DLQ.
+    type DeadLetters: DeadLetterQueue;
+    /// The table: claims, circuits, limits, attempt histories and review items.
+    type Store: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore;
+    /// Where tasks too large for a message wait.
+    type Archive: Archive;
+}
+
+impl<K, V, D, S, A> DeliverPorts for Ports<K, V, D, S, A>
+where
+    K: SecretStore,
+    V: Visibility,
+    D: DeadLetterQueue,
+    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
+    A: Archive,
+{
+    type Secrets = K;
+    type Queue = V;
+    type DeadLetters = D;
+    type Store = S;
+    type Archive = A;
+}
+
 /// The deliver handler.
-#[derive(Debug)]
-pub struct Deliver<K, V, D, S, A> {
+pub struct Deliver<P: DeliverPorts> {
     integrations: Arc<Integrations<Outbound>>,
     /// Every request goes through the network guard; one client per connect timeout in use,
     /// each pooling its connections across events (one TLS handshake per destination per
     /// container).
     http: GuardedHttp,
-    credentials: Credentials<K>,
-    store: S,
-    queue: V,
-    dead_letters: D,
-    archive: A,
+    credentials: Credentials<P::Secrets>,
+    store: P::Store,
+    queue: P::Queue,
+    dead_letters: P::DeadLetters,
+    archive: P::Archive,
     metrics: Metrics,
     /// Circuits as last read, by key (`circuit::key`: one per route).
     circuits: Mutex<HashMap<String, (Instant, CircuitState)>>,
@@ -94,6 +123,15 @@ pub struct Deliver<K, V, D, S, A> {
     share: Option<u32>,
     /// When each route (its circuit key) last had a fast answer here (`share::Known::Fast`).
     fast: Mutex<HashMap<String, Instant>>,
+}
+
+impl<P: DeliverPorts> std::fmt::Debug for Deliver<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliver")
+            .field("max_receive_count", &self.max_receive_count)
+            .field("share", &self.share)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a delivered task is remembered (and its attempt history kept).
@@ -121,143 +159,11 @@ const SNIPPET_BYTES: usize = 1024;
 /// How much of a successful answer is read, so its connection can be reused.
 const SUCCESS_READ_BYTES: usize = 64 * 1024;
 
-/// One attempt's result, as the policy and the log see it.
-#[derive(Debug)]
-struct Attempt {
-    outcome: Outcome,
-    /// What went wrong, for the log and the DLQ (no body, no credential).
-    error: Option<String>,
-    /// The destination's `Retry-After`, if it sent one.
-    retry_after: Option<Duration>,
-    /// The first 1 KB of an error answer.
-    snippet: Option<String>,
-}
-
-impl Attempt {
-    /// An attempt that got no answer.
-    fn failed(outcome: Outcome, error: String) -> Self {
-        Self {
-            outcome,
-            error: Some(error),
-            retry_after: None,
-            snippet: None,
-        }
-    }
-
-    /// The status the destination answered, if it answered.
-    fn status(&self) -> Option<u16> {
-        match self.outcome {
-            Outcome::Status(s) | Outcome::Rejected { status: s, .. } => Some(s),
-            _ => None,
-        }
-    }
-}
-
-/// A task's fate, carried out once by [`Deliver::execute`].
-#[derive(Debug)]
-enum Fate {
-    /// The delivery policy's decision.
-    Settle(Settlement),
-    /// Delivered before: nothing is sent again.
-    AlreadyDelivered,
-    /// Dead-lettered before from this very message (its delete was lost).
-    AlreadyDeadLettered,
-    /// Waiting in the review queue: its item is looked at again after `wait`.
-    InReview { wait: Duration, item: String },
-    /// Its review item expired with `on_expiry: dead_letter`: the letter holds the kept request
-    /// as decided, so a redrive delivers it.
-    ReviewExpired {
-        message: String,
-        request: Box<DeliveryV1>,
-    },
-    /// Its review item was decided (rejected, or expired and dropped): nothing is sent.
-    Reviewed { item: String, status: ReviewStatus },
-    /// Handed back as it is (after `wait`, when set): another worker holds it, or the table
-    /// could not be read.
-    HandBack {
-        wait: Option<Duration>,
-        why: HandBack,
-    },
-}
-
-impl Fate {
-    /// Back to the queue at its own visibility timeout: a dependency failed.
-    fn unavailable(why: String) -> Self {
-        Fate::HandBack {
-            wait: None,
-            why: HandBack::Unavailable(why),
-        }
-    }
-}
-
-/// The claim this worker holds on a task.
-#[derive(Debug)]
-struct Claimed {
-    key: String,
-    expires_at: i64,
-}
-
-/// What the task's dead letter says about the attempts made.
-#[derive(Debug, Default)]
-struct Tried {
-    attempts: u32,
-    last_status: Option<u16>,
-    history: Option<String>,
-    /// The first 1 KB of the last answer, when the destination refused the request.
-    answer: Option<String>,
-}
-
-impl Tried {
-    /// What a task's attempt history says (calls only: waits for an open circuit or a rate
-    /// limit are not attempts).
-    fn from_history(history: &[AttemptRecord]) -> Self {
-        let last = history.last();
-        Tried {
-            attempts: u32::try_from(history.len()).unwrap_or(u32::MAX),
-            last_status: last.and_then(|a| a.status),
-            history: switchboard_core::dead_letter::history_json(history),
-            answer: last.and_then(|a| a.response.clone()),
-        }
-    }
-}
-
-/// What the stages decided for a task, with what carrying it out needs: the claim this worker
-/// holds (completed or released by the executor), and what the calls so far say for its letter
-/// (`None`: no history was read; the letter counts the receives).
-#[derive(Debug)]
-struct Decided {
-    fate: Fate,
-    claimed: Option<Claimed>,
-    tried: Option<Tried>,
-}
-
-impl From<Fate> for Decided {
-    fn from(fate: Fate) -> Self {
-        Decided {
-            fate,
-            claimed: None,
-            tried: None,
-        }
-    }
-}
-
-/// The task's key in the attempt log.
-fn task_key(task: &DeliveryV1) -> String {
-    format!("{}#{}", task.event_id, task.route)
-}
-
-/// Rate-limit slots taken for one call, given back after it.
-struct Taken {
-    slot: Option<u32>,
-}
-
-impl<K, V, D, S, A> Deliver<K, V, D, S, A>
+impl<K, V, D, S, A> Deliver<Ports<K, V, D, S, A>>
 where
     K: SecretStore,
-    V: Visibility,
-    D: DeadLetterQueue,
-    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
-    A: Archive,
+    Ports<K, V, D, S, A>:
+        DeliverPorts<Secrets = K, Queue = V, DeadLetters = D, Store = S, Archive = A>,
 {
     /// A handler over these integrations and ports. `max_receive_count` is the deliveries
     /// queue's: a task handed back on that receive is dead-lettered with its reason instead.
@@ -295,7 +201,9 @@ where
             fast: Mutex::new(HashMap::new()),
         })
     }
+}
 
+impl<P: DeliverPorts> Deliver<P> {
     /// Holds each slow or unknown destination to `share` invocations at once
     /// (`share::of(concurrency, percent)`; the default is the template's).
     pub fn with_share(mut self, share: u32) -> Self {
@@ -365,13 +273,7 @@ where
                     Ok(task) => task,
                     Err(Ok(e)) => {
                         let letter = DeadLetter::malformed(text, e, receives);
-                        self.count(
-                            &pointer.integration,
-                            &pointer.route,
-                            metrics::Outcome::Failed,
-                            Reason::MalformedMessage,
-                        );
-                        return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
+                        return self.unreadable(letter, &pointer).await;
                     }
                     // On the queue's last receive, a letter with the pointer and why, rather
                     // than SQS's move with no reason (a redrive tries again).
@@ -381,20 +283,14 @@ where
                         letter.event_id = pointer.event_id.to_string();
                         letter.integration = pointer.integration.clone();
                         letter.route = Some(pointer.route.clone());
-                        self.count(
-                            &pointer.integration,
-                            &pointer.route,
-                            metrics::Outcome::Failed,
-                            Reason::ArchiveUnavailable,
-                        );
-                        return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
+                        return self.unreadable(letter, &pointer).await;
                     }
                     Err(Err(unavailable)) => return Err(unavailable),
                 }
             }
             Err(e) => {
                 let letter = DeadLetter::malformed(text, e, receives);
-                self.count("", "", metrics::Outcome::Failed, Reason::MalformedMessage);
+                self.count("", "", metrics::Outcome::Failed, letter.reason);
                 return Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?);
             }
         };
@@ -408,6 +304,13 @@ where
         };
         let decided = self.stages(&work, deadline_ms).await;
         self.execute(&work, decided).await
+    }
+
+    /// A message whose task cannot be read: its letter, counted against the route it names.
+    async fn unreadable(&self, letter: DeadLetter, pointer: &DeliveryRef) -> Result<(), HandBack> {
+        let (integration, route) = (&pointer.integration, &pointer.route);
+        self.count(integration, route, metrics::Outcome::Failed, letter.reason);
+        Ok(send_dead_letter(&self.dead_letters, &letter, "delivery").await?)
     }
 
     /// A task that travelled in the archive (too large for a message), read whole. Err(Ok)
@@ -708,6 +611,9 @@ fn jitter(message: &str, attempt: u32) -> f64 {
 }
 
 mod admission;
+mod fate;
+
+use fate::{Attempt, Claimed, Decided, Fate, Taken, Tried, task_key};
 mod circuit_state;
 mod executor;
 mod request;

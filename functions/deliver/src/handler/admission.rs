@@ -4,14 +4,7 @@
 
 use super::*;
 
-impl<K, V, D, S, A> Deliver<K, V, D, S, A>
-where
-    K: SecretStore,
-    V: Visibility,
-    D: DeadLetterQueue,
-    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
-    A: Archive,
-{
+impl<P: DeliverPorts> Deliver<P> {
     /// The route's circuit (while it is open nothing is called; after its cool-down one caller
     /// probes), the deadline (never start what cannot finish before it) and the destination's
     /// share, in that order: the probe is taken last, so a task held for another cause never

@@ -3,14 +3,7 @@
 
 use super::*;
 
-impl<K, V, D, S, A> Deliver<K, V, D, S, A>
-where
-    K: SecretStore,
-    V: Visibility,
-    D: DeadLetterQueue,
-    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
-    A: Archive,
-{
+impl<P: DeliverPorts> Deliver<P> {
     /// The circuit as this container last read it, read again once a second.
     pub(super) async fn circuit(&self, destination: &str) -> CircuitState {
         let cached = self

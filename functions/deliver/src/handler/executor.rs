@@ -3,14 +3,7 @@
 
 use super::*;
 
-impl<K, V, D, S, A> Deliver<K, V, D, S, A>
-where
-    K: SecretStore,
-    V: Visibility,
-    D: DeadLetterQueue,
-    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
-    A: Archive,
-{
+impl<P: DeliverPorts> Deliver<P> {
     /// Carries out a task's fate, exactly once: completes or releases its claim, sets its
     /// visibility, or dead-letters it, and counts it.
     pub(super) async fn execute(&self, work: &Work<'_>, decided: Decided) -> Result<(), HandBack> {

@@ -3,14 +3,7 @@
 
 use super::*;
 
-impl<K, V, D, S, A> Deliver<K, V, D, S, A>
-where
-    K: SecretStore,
-    V: Visibility,
-    D: DeadLetterQueue,
-    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
-    A: Archive,
-{
+impl<P: DeliverPorts> Deliver<P> {
     /// Sends, refreshing a refused credential once ([`Credentials::sending_refreshed_once`]).
     pub(super) async fn send_refreshing(
         &self,

@@ -4,14 +4,7 @@
 
 use super::*;
 
-impl<K, V, D, S, A> Deliver<K, V, D, S, A>
-where
-    K: SecretStore,
-    V: Visibility,
-    D: DeadLetterQueue,
-    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
-    A: Archive,
-{
+impl<P: DeliverPorts> Deliver<P> {
     /// The review queue. A task its route holds for a person (transform's `review_when`, or a
     /// refusal kept by `on_rejected: review`) waits here, on its visibility, until its item is
     /// decided or expires. Ok(None) passes the task on as it is; Ok(Some) sends the decided

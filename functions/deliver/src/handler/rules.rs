@@ -75,7 +75,7 @@ impl Destination {
 
 pub(super) struct Harness {
     pub(super) handler:
-        Deliver<MemorySecrets, MemoryQueue, MemoryQueue, MemoryTable, MemoryArchive>,
+        Deliver<Ports<MemorySecrets, MemoryQueue, MemoryQueue, MemoryTable, MemoryArchive>>,
     pub(super) integrations: Arc<Integrations<Outbound>>,
     pub(super) table: MemoryTable,
     pub(super) queue: MemoryQueue,

@@ -31,14 +31,7 @@ impl Leases {
     }
 }
 
-impl<K, V, D, S, A> Deliver<K, V, D, S, A>
-where
-    K: SecretStore,
-    V: Visibility,
-    D: DeadLetterQueue,
-    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
-    A: Archive,
-{
+impl<P: DeliverPorts> Deliver<P> {
     /// What this container knows of the route's destination: slow when its circuit says so,
     /// fast when the route had a fast answer here lately (by route, as circuits are: another
     /// route's slow calls to the same host never pull this one into the share).
