@@ -148,8 +148,9 @@ pub trait RateLimiter: Send + Sync {
         max: u32,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// Takes a free one of `max` concurrency slots (trying from `start`), leased until
-    /// `lease_until_ms` so a crashed caller's slot frees itself; None if all are taken.
+    /// Takes a free one of `max` concurrency slots (trying them in [`slot_order`] from
+    /// `start`), leased until `lease_until_ms` so a crashed caller's slot frees itself; None if
+    /// all are taken.
     fn take_slot(
         &self,
         destination: &str,
@@ -365,6 +366,11 @@ pub struct NotDeadLettered {
     pub reason: Reason,
     /// What the DLQ said.
     pub error: PortError,
+}
+
+/// The order a `take_slot` tries a destination's `max` slots: from `start`, around.
+pub fn slot_order(start: u32, max: u32) -> impl Iterator<Item = u32> {
+    (0..max).map(move |i| ((u64::from(start) + u64::from(i)) % u64::from(max)) as u32)
 }
 
 /// Logs why `letter` is dead-lettered (never its body) and sends it. `what` names the message

@@ -16,7 +16,7 @@ use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
 use switchboard_core::ports::{
     Archive, AttemptLog, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim, Outgoing,
     PortError, Queue, RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore,
-    SecretVersions, Visibility,
+    SecretVersions, Visibility, slot_order,
 };
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_core::secret::SecretString;
@@ -331,8 +331,7 @@ impl RateLimiter for MemoryTable {
         lease_until_ms: i64,
     ) -> Result<Option<u32>, PortError> {
         let mut slots = lock(&self.slots);
-        for i in 0..max {
-            let slot = ((u64::from(start) + u64::from(i)) % u64::from(max)) as u32;
+        for slot in slot_order(start, max) {
             let key = (destination.to_string(), slot);
             if slots.get(&key).is_none_or(|lease| *lease < now_ms) {
                 slots.insert(key, lease_until_ms);

@@ -78,18 +78,30 @@ impl Outcome {
 /// The namespace every Switchboard metric is in.
 pub const NAMESPACE: &str = "Switchboard";
 
-/// The EMF directive for `metrics`, counted by integration and outcome, by outcome and reason,
-/// and by outcome alone (what the alarms read; every line carries `Integration`, `Outcome` and
-/// `Reason`).
-fn directive(metrics: serde_json::Value) -> serde_json::Value {
+/// The EMF directive: `metrics`, in Switchboard's namespace, by each set of `dimensions`.
+fn aws(dimensions: serde_json::Value, metrics: serde_json::Value) -> serde_json::Value {
     json!({
         "Timestamp": chrono::Utc::now().timestamp_millis(),
         "CloudWatchMetrics": [{
             "Namespace": NAMESPACE,
-            "Dimensions": [["Integration", "Outcome"], ["Outcome", "Reason"], ["Outcome"]],
+            "Dimensions": dimensions,
             "Metrics": metrics
         }]
     })
+}
+
+/// The EMF directive for `metrics`, counted by integration and outcome, by outcome and reason,
+/// and by outcome alone (what the alarms read; every line carries `Integration`, `Outcome` and
+/// `Reason`).
+fn directive(metrics: serde_json::Value) -> serde_json::Value {
+    aws(
+        json!([
+            ["Integration", "Outcome"],
+            ["Outcome", "Reason"],
+            ["Outcome"]
+        ]),
+        metrics,
+    )
 }
 
 impl Metrics {
@@ -125,15 +137,7 @@ impl Metrics {
         outcome: Outcome,
         reason: impl AsRef<str>,
     ) {
-        let reason = reason.as_ref();
-        self.emit(json!({
-            "_aws": directive(json!([{ "Name": "Transforms", "Unit": "Count" }])),
-            "Integration": integration,
-            "Route": route,
-            "Outcome": outcome.as_str(),
-            "Reason": reason,
-            "Transforms": 1,
-        }));
+        self.route_count("Transforms", integration, route, outcome, reason.as_ref());
     }
 
     /// One delivery outcome for a task: delivered, retried, failed (permanently, to the DLQ),
@@ -146,15 +150,27 @@ impl Metrics {
         outcome: Outcome,
         reason: impl AsRef<str>,
     ) {
-        let reason = reason.as_ref();
-        self.emit(json!({
-            "_aws": directive(json!([{ "Name": "Deliveries", "Unit": "Count" }])),
+        self.route_count("Deliveries", integration, route, outcome, reason.as_ref());
+    }
+
+    /// One of `metric` for a route, with its outcome and reason.
+    fn route_count(
+        &self,
+        metric: &str,
+        integration: &str,
+        route: &str,
+        outcome: Outcome,
+        reason: &str,
+    ) {
+        let mut line = json!({
+            "_aws": directive(json!([{ "Name": metric, "Unit": "Count" }])),
             "Integration": integration,
             "Route": route,
             "Outcome": outcome.as_str(),
             "Reason": reason,
-            "Deliveries": 1,
-        }));
+        });
+        line[metric] = json!(1);
+        self.emit(line);
     }
 
     /// How long one call to a destination took: by integration and route, by destination
@@ -168,14 +184,10 @@ impl Metrics {
         latency_ms: f64,
     ) {
         self.emit(json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Integration", "Route"], ["Destination"], []],
-                    "Metrics": [{ "Name": "DeliveryLatency", "Unit": "Milliseconds" }]
-                }]
-            },
+            "_aws": aws(
+                json!([["Integration", "Route"], ["Destination"], []]),
+                json!([{ "Name": "DeliveryLatency", "Unit": "Milliseconds" }]),
+            ),
             "Integration": integration,
             "Route": route,
             "Destination": destination,
@@ -189,17 +201,13 @@ impl Metrics {
     /// DestinationHolding alarm reads the longest wait).
     pub fn held(&self, destination: &str, why: Held, waited_ms: f64) {
         self.emit(json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Destination", "Why"], ["Destination"], []],
-                    "Metrics": [
-                        { "Name": "HeldTasks", "Unit": "Count" },
-                        { "Name": "HeldFor", "Unit": "Milliseconds" }
-                    ]
-                }]
-            },
+            "_aws": aws(
+                json!([["Destination", "Why"], ["Destination"], []]),
+                json!([
+                    { "Name": "HeldTasks", "Unit": "Count" },
+                    { "Name": "HeldFor", "Unit": "Milliseconds" }
+                ]),
+            ),
             "Destination": destination,
             "Why": why.as_str(),
             "HeldTasks": 1,
@@ -210,15 +218,11 @@ impl Metrics {
     /// A destination's circuit changed state (opened, reopened, closed).
     pub fn circuit(&self, destination: &str, transition: &str) {
         self.emit(json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    // By transition alone too: one alarm for every destination's circuit.
-                    "Dimensions": [["Destination", "Transition"], ["Transition"]],
-                    "Metrics": [{ "Name": "CircuitTransitions", "Unit": "Count" }]
-                }]
-            },
+            // By transition alone too: one alarm for every destination's circuit.
+            "_aws": aws(
+                json!([["Destination", "Transition"], ["Transition"]]),
+                json!([{ "Name": "CircuitTransitions", "Unit": "Count" }]),
+            ),
             "Destination": destination,
             "Transition": transition,
             "CircuitTransitions": 1,
@@ -230,14 +234,10 @@ impl Metrics {
     /// alarm for every integration.
     pub fn review(&self, integration: &str, route: &str, event: &str) {
         self.emit(json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Integration", "Event"], ["Event"]],
-                    "Metrics": [{ "Name": "Reviews", "Unit": "Count" }]
-                }]
-            },
+            "_aws": aws(
+                json!([["Integration", "Event"], ["Event"]]),
+                json!([{ "Name": "Reviews", "Unit": "Count" }]),
+            ),
             "Integration": integration,
             "Route": route,
             "Event": event,
@@ -250,14 +250,10 @@ impl Metrics {
     /// alone too: one alarm for every step.
     pub fn enrichment(&self, step: &str, outcome: Outcome, reason: &str) {
         self.emit(json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Step", "Outcome"], ["Outcome", "Reason"]],
-                    "Metrics": [{ "Name": "Enrichments", "Unit": "Count" }]
-                }]
-            },
+            "_aws": aws(
+                json!([["Step", "Outcome"], ["Outcome", "Reason"]]),
+                json!([{ "Name": "Enrichments", "Unit": "Count" }]),
+            ),
             "Step": step,
             "Outcome": outcome.as_str(),
             "Reason": reason,
@@ -268,14 +264,10 @@ impl Metrics {
     /// One rotation step (`createSecret`, …) and how it went (`ok`, `failed`).
     pub fn rotation(&self, step: &str, outcome: Outcome) {
         self.emit(json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Step", "Outcome"]],
-                    "Metrics": [{ "Name": "RotationSteps", "Unit": "Count" }]
-                }]
-            },
+            "_aws": aws(
+                json!([["Step", "Outcome"]]),
+                json!([{ "Name": "RotationSteps", "Unit": "Count" }]),
+            ),
             "Step": step,
             "Outcome": outcome.as_str(),
             "RotationSteps": 1,

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
-use switchboard_core::ports::{IdempotencyStore, PortError, RateLimiter, ReviewStore};
+use switchboard_core::ports::{IdempotencyStore, PortError, RateLimiter, ReviewStore, slot_order};
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 
 use super::aws_error;
@@ -308,8 +308,7 @@ impl RateLimiter for DynamoIdempotencyStore {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<Option<u32>, PortError> {
-        for i in 0..max {
-            let slot = ((u64::from(start) + u64::from(i)) % u64::from(max)) as u32;
+        for slot in slot_order(start, max) {
             let result = self
                 .client
                 .put_item()
