@@ -1,5 +1,7 @@
 //! What the bench binaries share.
 
+pub mod prices;
+
 /// Peak resident set of process `pid` (`self` for this one) since it started or its last
 /// reset, in KiB (`VmHWM` in `/proc/<pid>/status`; 0 where there is no such file).
 pub fn peak_rss_kib(pid: &str) -> u64 {

@@ -72,6 +72,12 @@ impl Emulator {
             .arg("-c")
             .arg(LAUNCHER)
             .arg(port.to_string())
+            // Its request recorder (`/moto-api/recorder/*`, the cost bench's count) writes here,
+            // not into the working directory.
+            .env(
+                "MOTO_RECORDER_FILEPATH",
+                std::env::temp_dir().join(format!("moto-recording-{port}")),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
