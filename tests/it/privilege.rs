@@ -438,3 +438,68 @@ fn every_alarm_notifies_names_its_cause_and_links_a_runbook_section_that_exists(
     );
     assert!(!t["Resources"]["Dashboard"]["Properties"]["DashboardBody"].is_null());
 }
+
+/// `IngestEndpoint: function-url` opens ingest alone to the internet, and only through its URL:
+/// the URL, and both permissions a function URL needs since October 2025, exist only with that
+/// choice, target ingest, and the invoke permission holds only for calls through the URL.
+/// `WebhookUrl` names the URL then; the API's otherwise.
+#[test]
+fn the_function_url_option_opens_only_ingest_and_only_through_its_url() {
+    let t = template();
+    let public: Vec<(&Value, &Value)> = resources(&t)
+        .iter()
+        .filter(|(_, r)| match r["Type"].as_str() {
+            Some("AWS::Lambda::Url") => true,
+            // Anyone's: the others name their service (Secrets Manager for rotate).
+            Some("AWS::Lambda::Permission") => r["Properties"]["Principal"].as_str() == Some("*"),
+            _ => false,
+        })
+        .collect();
+    assert_eq!(
+        public.len(),
+        3,
+        "the URL and its two permissions, nothing else public"
+    );
+    for (name, r) in &public {
+        let name = name.as_str().unwrap();
+        assert_eq!(r["Condition"].as_str(), Some("UseFunctionUrl"), "{name}");
+        let props = &r["Properties"];
+        let target = text(&props["TargetFunctionArn"]).or_else(|| text(&props["FunctionName"]));
+        assert!(
+            target.is_some_and(|t| t.starts_with("IngestFunction")),
+            "{name} is ingest's"
+        );
+        match props["Action"].as_str() {
+            None => assert_eq!(props["AuthType"].as_str(), Some("NONE"), "{name}"),
+            Some("lambda:InvokeFunctionUrl") => {
+                assert_eq!(
+                    props["FunctionUrlAuthType"].as_str(),
+                    Some("NONE"),
+                    "{name}"
+                )
+            }
+            Some("lambda:InvokeFunction") => {
+                assert_eq!(
+                    props["InvokedViaFunctionUrl"].as_bool(),
+                    Some(true),
+                    "{name}"
+                )
+            }
+            Some(other) => panic!("{name} allows {other}"),
+        }
+    }
+    let condition = format!("{:?}", t["Conditions"]["UseFunctionUrl"]);
+    assert!(
+        condition.contains("IngestEndpoint") && condition.contains("\"function-url\""),
+        "{condition}"
+    );
+    let url = format!("{:?}", t["Outputs"]["WebhookUrl"]["Value"]);
+    assert!(
+        url.contains("UseFunctionUrl") && url.contains("IngestFunctionUrl.FunctionUrl"),
+        "{url}"
+    );
+    assert!(
+        url.contains("execute-api"),
+        "the API's URL otherwise: {url}"
+    );
+}

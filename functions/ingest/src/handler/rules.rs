@@ -140,3 +140,47 @@ async fn a_webhook_another_invocation_is_still_processing_gets_409_duplicate_in_
     assert!(answer.contains("duplicate_in_progress"), "{answer}");
     assert!(h.events.sent().is_empty(), "nothing queued twice");
 }
+
+/// `IngestEndpoint: function-url`: a function URL's event has no route and no path parameters
+/// (its route key is `$default`, its domain the URL's); the integration comes from the path, and
+/// the webhook is verified, queued and answered as behind the API. A forged one is refused.
+#[tokio::test]
+async fn a_webhook_through_a_function_url_is_verified_and_queued_as_behind_the_api() {
+    let h = Harness::new();
+    let body = r#"{"order": 7}"#;
+    let keys = [WebhookSecret::parse(&SecretString::new(SECRET)).unwrap()];
+    let now = chrono::Utc::now().timestamp();
+    let event = |headers: serde_json::Value| {
+        let event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": "/webhooks/shop",
+            "rawQueryString": "",
+            "headers": headers,
+            "requestContext": {
+                "accountId": "anonymous", "apiId": "abcdefgh",
+                "domainName": "abcdefgh.lambda-url.us-east-1.on.aws", "domainPrefix": "abcdefgh",
+                "http": {"method": "POST", "path": "/webhooks/shop", "protocol": "HTTP/1.1",
+                         "sourceIp": "203.0.113.9", "userAgent": "shop"},
+                "requestId": "r", "routeKey": "$default", "stage": "$default",
+                "time": "07/Dec/2026:00:00:00 +0000", "timeEpoch": 0
+            },
+            "body": body,
+            "isBase64Encoded": false
+        });
+        crate::apigw::into_request(serde_json::from_value(event).unwrap())
+    };
+    let mut headers = serde_json::json!({"content-type": "application/json"});
+    for (name, value) in sign_standard_webhooks(&keys, "msg_fu_1", now, body.as_bytes()) {
+        headers[name] = value.into();
+    }
+    let response = h.handler.handle(event(headers.clone())).await;
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(h.events.sent().len(), 1);
+
+    headers["webhook-signature"] = "v1,Zm9yZ2Vk".into();
+    headers["webhook-id"] = "msg_fu_2".into();
+    let response = h.handler.handle(event(headers)).await;
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(h.events.sent().len(), 1, "nothing queued for a forged post");
+}
