@@ -503,3 +503,33 @@ fn the_function_url_option_opens_only_ingest_and_only_through_its_url() {
         "the API's URL otherwise: {url}"
     );
 }
+
+/// Both SQS triggers gather full batches under load (`BatchingWindowSeconds`, a small default
+/// that a lone event waits at most): one invocation, one receive and one delete per ten events.
+#[test]
+fn both_queue_triggers_gather_full_batches_within_a_small_window() {
+    let t = template();
+    let window = &t["Parameters"]["BatchingWindowSeconds"];
+    let default = window["Default"].as_u64().unwrap();
+    assert!((1..=5).contains(&default), "default {default} s");
+    let triggers: Vec<&Value> = resources(&t)
+        .values()
+        .flat_map(|r| {
+            r["Properties"]["Events"]
+                .as_mapping()
+                .map(|m| m.values().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .filter(|e| e["Type"].as_str() == Some("SQS"))
+        .collect();
+    assert_eq!(triggers.len(), 2, "transform's and deliver's");
+    for trigger in triggers {
+        let props = &trigger["Properties"];
+        assert_eq!(props["BatchSize"].as_u64(), Some(10));
+        assert_eq!(
+            text(&props["MaximumBatchingWindowInSeconds"]).as_deref(),
+            Some("BatchingWindowSeconds"),
+            "{props:?}"
+        );
+    }
+}
