@@ -104,6 +104,25 @@ pub struct DeliveryV1 {
     pub reviewed: Option<String>,
 }
 
+impl DeliveryV1 {
+    /// A task of `route` carrying `body` alone: the route's own method and path, no mapped
+    /// headers, not held for review (what a plain `map` makes; tests and benches build these).
+    pub fn of(event_id: EventId, integration: &str, route: &str, body: serde_json::Value) -> Self {
+        Self {
+            event_id,
+            integration: integration.into(),
+            route: route.into(),
+            body,
+            method: None,
+            path: None,
+            headers: BTreeMap::new(),
+            received_at: None,
+            review: None,
+            reviewed: None,
+        }
+    }
+}
+
 /// A message body that is not a known, well-formed message.
 #[derive(Debug, thiserror::Error)]
 #[error("not a Switchboard {kind} message: {source}")]

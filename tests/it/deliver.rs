@@ -585,18 +585,12 @@ async fn a_retry_after_of_a_day_waits_as_long_as_sqs_allows_since_the_receive() 
         .unwrap()
         .to_string();
     let task = switchboard_core::envelope::DeliveryMessage::DeliveryV1(
-        switchboard_core::envelope::DeliveryV1 {
-            event_id: switchboard_core::ids::EventId::new(),
-            integration: "orders".into(),
-            route: "echo".into(),
-            body: json!({"n": 1}),
-            method: None,
-            path: None,
-            headers: Default::default(),
-            received_at: None,
-            review: None,
-            reviewed: None,
-        },
+        switchboard_core::envelope::DeliveryV1::of(
+            switchboard_core::ids::EventId::new(),
+            "orders",
+            "echo",
+            json!({"n": 1}),
+        ),
     );
     stack
         .sqs

@@ -491,18 +491,12 @@ async fn a_letter_the_redrive_policy_moved_is_listed_as_redrive_policy_with_its_
     let receiver = Receiver::start().await;
     let test = TestStack::start(&receiver.url, FAST).await;
     let event_id = EventId::new();
-    let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
-        event_id: event_id.clone(),
-        integration: "orders".into(),
-        route: "out".into(),
-        body: json!({"n": 1}),
-        method: None,
-        path: None,
-        headers: Default::default(),
-        received_at: None,
-        review: None,
-        reviewed: None,
-    });
+    let task = DeliveryMessage::DeliveryV1(DeliveryV1::of(
+        event_id.clone(),
+        "orders",
+        "out",
+        json!({"n": 1}),
+    ));
     // As SQS moves it: the body alone, no message attributes.
     test.sqs
         .send_message()

@@ -13,6 +13,7 @@ mod isolation;
 mod ops;
 mod package;
 mod privilege;
+mod requests;
 mod review;
 mod rotation;
 mod secrets;

@@ -73,18 +73,12 @@ async fn secrets_manager_is_asked_once_per_secret_per_ttl_not_per_event() {
         let mut event = SqsEvent::default();
         event.records = (0..10)
             .map(|i| {
-                let task = DeliveryMessage::DeliveryV1(DeliveryV1 {
-                    event_id: switchboard_core::ids::EventId::new(),
-                    integration: "orders".into(),
-                    route: "out".into(),
-                    body: json!({"n": batch * 10 + i}),
-                    method: None,
-                    path: None,
-                    headers: Default::default(),
-                    received_at: None,
-                    review: None,
-                    reviewed: None,
-                });
+                let task = DeliveryMessage::DeliveryV1(DeliveryV1::of(
+                    switchboard_core::ids::EventId::new(),
+                    "orders",
+                    "out",
+                    json!({"n": batch * 10 + i}),
+                ));
                 let mut m = SqsMessage::default();
                 m.message_id = Some(ulid::Ulid::new().to_string());
                 m.body = Some(serde_json::to_string(&task).unwrap());

@@ -1,6 +1,7 @@
 //! Requests counted where they leave the AWS SDK: an interceptor that notes each HTTP request's
-//! operation (`X-Amz-Target`, as Secrets Manager's JSON protocol names it) just before it is
-//! sent, retries included. What a test counts this way is what AWS would bill.
+//! operation just before it is sent, retries included (`X-Amz-Target` for the JSON protocols:
+//! SQS, DynamoDB, Secrets Manager; the method for S3's REST). What a test counts this way is
+//! what AWS would bill.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +24,30 @@ impl SentRequests {
     /// The operations sent since the last take.
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    /// An SQS client whose every request is noted here.
+    pub fn sqs(&self, sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::config::Builder::from(sdk)
+            .interceptor(self.clone())
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+
+    /// A DynamoDB client whose every request is noted here.
+    pub fn dynamodb(&self, sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .interceptor(self.clone())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    /// An S3 client whose every request is noted here.
+    pub fn s3(&self, sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .interceptor(self.clone())
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
     }
 
     /// How many requests were sent.

@@ -1,0 +1,157 @@
+//! AWS requests per event, pinned for each function, counted where they leave the SDK: a change
+//! that adds a request per event fails here (ingest's are pinned in `ingest.rs`). BENCHMARKS.md's
+//! cost table prices these counts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::json;
+use switchboard_core::envelope::{DeliveryMessage, DeliveryV1, EventMessage, EventV1};
+use switchboard_core::ids::EventId;
+use switchboard_core::integration::Integrations;
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::secrets::SecretsCache;
+use switchboard_shared::aws::{DynamoIdempotencyStore, S3Archive, SecretsManagerStore, SqsQueue};
+use switchboard_shared::metrics::Metrics;
+
+use crate::utils::receiver::Receiver;
+use crate::utils::sdk_count::SentRequests;
+use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
+
+/// One batch of messages with these bodies, as the event source mapping hands it over.
+fn batch(bodies: Vec<String>) -> LambdaEvent<SqsEvent> {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .into_iter()
+        .map(|body| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(ulid::Ulid::new().to_string());
+            m.body = Some(body);
+            m
+        })
+        .collect();
+    LambdaEvent::new(event, Context::default())
+}
+
+async fn stack(receiver: &Receiver) -> TestStack {
+    TestStack::with(
+        &[("orders", crate::utils::stack::orders(&receiver.url))],
+        &[("signing", SIGNING_SECRET), ("token", "t0ken")],
+        FAST,
+    )
+    .await
+}
+
+/// Transform: one SendMessage per event (its one route's task), nothing else: no archive
+/// read for a body that travelled in the message, no limiter for a route without limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transform_sends_one_message_per_event_and_asks_nothing_else() {
+    let receiver = Receiver::start().await;
+    let stack = stack(&receiver).await;
+    let (sdk, res) = (&stack.dev.sdk, &stack.dev.resources);
+    let sent = SentRequests::default();
+    let handler = transform::handler::Transform::new(
+        Arc::new(Integrations::load_dir(&stack.dir).unwrap()),
+        transform::handler::Ports {
+            deliveries: SqsQueue::new(sent.sqs(sdk), &res.deliveries_url),
+            dead_letters: SqsQueue::new(sent.sqs(sdk), &res.events_dlq_url),
+            archive: S3Archive::new(sent.s3(sdk), &res.bucket),
+            secrets: SecretsCache::new(
+                SecretsManagerStore::new(sent.secrets_manager(sdk)),
+                Duration::from_secs(300),
+            ),
+            metrics: Metrics::Off,
+            network: NetworkPolicy::LOCAL,
+            limiter: DynamoIdempotencyStore::new(sent.dynamodb(sdk), &res.table),
+        },
+        5,
+    )
+    .unwrap();
+    let event = |n: u32| {
+        serde_json::to_string(&EventMessage::EventV1(EventV1 {
+            event_id: EventId::new(),
+            integration: "orders".into(),
+            received_at: chrono::Utc::now(),
+            headers: Default::default(),
+            body: json!({"name": format!("order {n}"), "items": [{"price": 3}]}),
+            body_ref: None,
+            routes: None,
+        }))
+        .unwrap()
+    };
+    let out = handler.handle(batch(vec![event(1)])).await;
+    assert!(out.batch_item_failures.is_empty());
+    assert_eq!(sent.take(), ["SendMessage"]);
+    let out = handler.handle(batch((2..5).map(event).collect())).await;
+    assert!(out.batch_item_failures.is_empty());
+    assert_eq!(
+        sent.take(),
+        ["SendMessage"; 3],
+        "one per event of the batch"
+    );
+    stack.dev.shutdown().await;
+}
+
+/// Deliver: in steady state a task is claimed and completed (PutItem, UpdateItem) around its
+/// call and nothing else; a container's first task also reads its route's circuit and its
+/// credential, and takes a share slot for a destination it has not seen answer yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_claims_and_completes_each_task_and_reads_nothing_more_in_steady_state() {
+    let receiver = Receiver::start().await;
+    let stack = stack(&receiver).await;
+    let (sdk, res) = (&stack.dev.sdk, &stack.dev.resources);
+    let sent = SentRequests::default();
+    let handler = deliver::handler::Deliver::new(
+        Arc::new(Integrations::load_dir(&stack.dir).unwrap()),
+        deliver::handler::Ports {
+            idempotency: DynamoIdempotencyStore::new(sent.dynamodb(sdk), &res.table),
+            secrets: SecretsCache::new(
+                SecretsManagerStore::new(sent.secrets_manager(sdk)),
+                Duration::from_secs(300),
+            ),
+            queue: SqsQueue::new(sent.sqs(sdk), &res.deliveries_url),
+            dead_letters: SqsQueue::new(sent.sqs(sdk), &res.deliveries_dlq_url),
+            metrics: Metrics::Off,
+            network: NetworkPolicy::LOCAL,
+            archive: S3Archive::new(sent.s3(sdk), &res.bucket),
+        },
+        50,
+    )
+    .unwrap();
+    let task = |n: u32| {
+        serde_json::to_string(&DeliveryMessage::DeliveryV1(DeliveryV1::of(
+            EventId::new(),
+            "orders",
+            "echo",
+            json!({"n": n}),
+        )))
+        .unwrap()
+    };
+    let out = handler.handle(batch(vec![task(1)])).await;
+    assert!(out.batch_item_failures.is_empty());
+    // A container's first task: its route's circuit read, a share slot for a destination not
+    // yet seen answering (taken before the claim, freed when the batch ends), the claim, the
+    // bearer token, the completion.
+    assert_eq!(
+        sent.take(),
+        [
+            "GetItem",
+            "PutItem",
+            "PutItem",
+            "GetSecretValue",
+            "UpdateItem",
+            "DeleteItem"
+        ]
+    );
+    let out = handler.handle(batch(vec![task(2), task(3)])).await;
+    assert!(out.batch_item_failures.is_empty());
+    let mut steady = sent.take();
+    steady.sort();
+    // The circuit is read at most once a second a container: none, or one, here.
+    steady.retain(|o| o != "GetItem");
+    assert_eq!(steady, ["PutItem", "PutItem", "UpdateItem", "UpdateItem"]);
+    receiver.wait_for(3, Duration::from_secs(10)).await;
+    stack.dev.shutdown().await;
+}
