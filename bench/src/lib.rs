@@ -71,3 +71,28 @@ pub async fn post_signed(
     anyhow::ensure!(status.as_u16() == 202, "ingest answered {status}");
     Ok(())
 }
+
+/// Keys a destination has been sent (distinct `Idempotency-Key`s: one per task, however often
+/// it is sent).
+pub type Delivered = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
+/// A destination on 127.0.0.1 answering 200 at once, noting each request's `Idempotency-Key`.
+pub async fn counting_destination() -> anyhow::Result<(std::net::SocketAddr, Delivered)> {
+    let delivered = Delivered::default();
+    let keys = std::sync::Arc::clone(&delivered);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let keys = std::sync::Arc::clone(&keys);
+        async move {
+            if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+                keys.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.to_string());
+            }
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((addr, delivered))
+}

@@ -47,6 +47,17 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
+/// The body of a client-credentials grant (RFC 6749 §4.4): its type and the client's scope,
+/// form-encoded. Deliver's and enrichment's tokens and rotation's new ones are asked alike.
+pub fn client_credentials_form(client: &switchboard_core::secret::OAuthClient) -> String {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials");
+    if let Some(scope) = client.scope.as_deref().filter(|s| !s.is_empty()) {
+        form.append_pair("scope", scope);
+    }
+    form.finish()
+}
+
 impl<K: SecretStore> Credentials<K> {
     /// Credentials read through `secrets`; token requests go through `http` and time out
     /// after `timeout`.
@@ -224,15 +235,7 @@ impl<K: SecretStore> Credentials<K> {
         secret: &str,
         client: &switchboard_core::secret::OAuthClient,
     ) -> Result<TokenAnswer, AuthError> {
-        let form = {
-            // Not Send: finished before any await.
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "client_credentials");
-            if let Some(scope) = client.scope.as_deref().filter(|s| !s.is_empty()) {
-                form.append_pair("scope", scope);
-            }
-            form.finish()
-        };
+        let form = client_credentials_form(client);
         let token_error = |message: String| AuthError::Token {
             secret: secret.to_string(),
             message,
@@ -323,6 +326,18 @@ mod tests {
     use switchboard_core::ports::PortError;
 
     use super::*;
+
+    #[test]
+    fn form_values_are_encoded() {
+        let client: switchboard_core::secret::OAuthClient = serde_json::from_value(
+            serde_json::json!({"token_url": "https://t", "client_id": "c", "client_secret": "s", "scope": "crm.write a/b"}),
+        )
+        .unwrap();
+        assert_eq!(
+            client_credentials_form(&client),
+            "grant_type=client_credentials&scope=crm.write+a%2Fb"
+        );
+    }
 
     struct Fixed(String);
 

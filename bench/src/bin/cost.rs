@@ -18,12 +18,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::http::HeaderMap;
 use serde_json::Value;
 use switchboard_bench::prices;
 use switchboard_core::secret::SecretString;
-use tokio::net::TcpListener;
 
 const SIGNING: &str = "whsec_c3dpdGNoYm9hcmQtYmVuY2gtc2lnbmluZy1rZXk=";
 /// The functions' memory (the template's `MemorySize`).
@@ -56,8 +53,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(300);
     let logs = log_bytes::install();
-    let delivered = Arc::new(Mutex::new(HashSet::new()));
-    let sink = destination(Arc::clone(&delivered)).await?;
+    let (sink, delivered) = switchboard_bench::counting_destination().await?;
 
     let id = ulid::Ulid::new().to_string().to_lowercase();
     let dir = std::env::temp_dir().join(format!("sb-cost-{id}"));
@@ -105,25 +101,6 @@ async fn main() -> anyhow::Result<()> {
     report.print();
     stack.shutdown().await;
     Ok(())
-}
-
-/// The destination: 200 at once, counting distinct Idempotency-Keys.
-async fn destination(
-    delivered: Arc<Mutex<HashSet<String>>>,
-) -> anyhow::Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = Router::new().fallback(move |headers: HeaderMap| {
-        let delivered = Arc::clone(&delivered);
-        async move {
-            if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-                lock(&delivered).insert(key.to_string());
-            }
-            "ok"
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(addr)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

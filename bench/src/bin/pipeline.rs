@@ -7,14 +7,10 @@
 //! `cargo run --release -p switchboard-bench --bin pipeline [-- EVENTS [IN_FLIGHT]]`
 //! (default 500 events, 16 in flight). Needs moto (`make venv`).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::http::HeaderMap;
 use switchboard_core::secret::SecretString;
-use tokio::net::TcpListener;
 
 const SIGNING: &str = "whsec_c3dpdGNoYm9hcmQtYmVuY2gtc2lnbmluZy1rZXk=";
 
@@ -25,22 +21,7 @@ async fn main() -> anyhow::Result<()> {
     let in_flight: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
 
     // The destination: counts distinct Idempotency-Keys.
-    let keys = Arc::new(Mutex::new(HashSet::new()));
-    let k = Arc::clone(&keys);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = Router::new().fallback(move |headers: HeaderMap| {
-        let k = Arc::clone(&k);
-        async move {
-            if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-                k.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key.to_string());
-            }
-            "ok"
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (addr, keys) = switchboard_bench::counting_destination().await?;
 
     let id = ulid::Ulid::new().to_string().to_lowercase();
     let dir = std::env::temp_dir().join(format!("sb-pipeline-{id}"));

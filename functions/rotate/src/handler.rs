@@ -251,11 +251,7 @@ impl<S: RotationStore> Rotate<S> {
         client: &switchboard_core::secret::OAuthClient,
         provider: impl Fn(String) -> RotateError,
     ) -> Result<TokenAnswer, RotateError> {
-        let mut form = String::from("grant_type=client_credentials");
-        if let Some(scope) = client.scope.as_deref().filter(|s| !s.is_empty()) {
-            form.push_str("&scope=");
-            form.push_str(&form_encode(scope));
-        }
+        let form = switchboard_shared::credentials::client_credentials_form(client);
         let (status, body) = self
             .call(
                 reqwest::Method::POST,
@@ -379,28 +375,4 @@ impl<S: RotationStore> Rotate<S> {
 struct TokenAnswer {
     access_token: String,
     expires_in: Option<i64>,
-}
-
-/// `application/x-www-form-urlencoded` for one value.
-fn form_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_values_are_encoded() {
-        assert_eq!(form_encode("crm.write a/b"), "crm.write+a%2Fb");
-    }
 }
