@@ -253,6 +253,7 @@ fn bench(c: &mut Criterion) {
             received_at: None,
             review: None,
             reviewed: None,
+            archived: None,
         });
         let mut m = SqsMessage::default();
         m.message_id = Some(ulid::Ulid::new().to_string());

@@ -38,6 +38,10 @@ pub struct EventV1<B = serde_json::Value> {
     /// failed and not the ones already delivered); every route when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routes: Option<Vec<String>>,
+    /// The archive object holding the event's line (`archive::batch_key`), once transform
+    /// has archived it: where `dlq show` and `review show` point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
 }
 
 /// What transform puts on the deliveries queue: one per route.
@@ -66,6 +70,10 @@ pub struct DeliveryRef {
     pub received_at: Option<DateTime<Utc>>,
     /// The archive key of the whole `DeliveryMessage` (`archive::task_key`).
     pub key: String,
+    /// The archive object holding the event's line (`archive::batch_key`), once transform
+    /// has archived it: where `dlq show` and `review show` point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
 }
 
 /// One mapped request for one route.
@@ -102,6 +110,10 @@ pub struct DeliveryV1 {
     /// again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reviewed: Option<String>,
+    /// The archive object holding the event's line (`archive::batch_key`), once transform
+    /// has archived it: where `dlq show` and `review show` point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
 }
 
 impl DeliveryV1 {
@@ -119,6 +131,7 @@ impl DeliveryV1 {
             received_at: None,
             review: None,
             reviewed: None,
+            archived: None,
         }
     }
 }
@@ -162,6 +175,8 @@ impl EventMessage<Box<serde_json::value::RawValue>> {
             body_ref: Option<String>,
             #[serde(default)]
             routes: Option<Vec<String>>,
+            #[serde(default)]
+            archived: Option<String>,
         }
         let fail = |source| DecodeError {
             kind: "event",
@@ -182,6 +197,7 @@ impl EventMessage<Box<serde_json::value::RawValue>> {
             body: m.body,
             body_ref: m.body_ref,
             routes: m.routes,
+            archived: m.archived,
         }))
     }
 }
@@ -266,6 +282,7 @@ mod tests {
             body: serde_json::json!({"a": 1}),
             body_ref: None,
             routes: None,
+            archived: None,
         });
         let text = serde_json::to_string(&msg).unwrap();
         assert!(text.starts_with(r#"{"type":"EventV1""#), "{text}");
@@ -284,6 +301,7 @@ mod tests {
             body: raw,
             body_ref: None,
             routes: None,
+            archived: None,
         });
         let text = serde_json::to_string(&msg).unwrap();
         assert!(

@@ -25,6 +25,27 @@ pub struct PortError {
 pub trait Queue: Send + Sync {
     /// Sends every message, in as few requests as the service allows; all or an error.
     fn send(&self, messages: &[Outgoing]) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Sends every message, in as few requests as the service allows, and says which were not
+    /// sent (a batch request's entries fail one by one). By default: all or none.
+    fn send_each(&self, messages: &[Outgoing]) -> impl Future<Output = Result<(), Unsent>> + Send {
+        async move {
+            self.send(messages).await.map_err(|error| Unsent {
+                error,
+                failed: (0..messages.len()).collect(),
+            })
+        }
+    }
+}
+
+/// What a [`Queue::send_each`] could not send: the messages' indexes, and the first error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} message(s) not sent: {error}", failed.len())]
+pub struct Unsent {
+    /// The first error.
+    pub error: PortError,
+    /// The indexes of the messages not sent, ascending.
+    pub failed: Vec<usize>,
 }
 
 /// A message to send, and the group it is fair within (SQS's `MessageGroupId`: on a standard

@@ -330,6 +330,7 @@ mod tests {
             received_at: None,
             review: Some("address rejected".into()),
             reviewed: None,
+            archived: None,
         }
     }
 

@@ -64,10 +64,22 @@ pub async fn settle_each<'a, Fut>(
 where
     Fut: Future<Output = Result<(), HandBack>>,
 {
-    let results = futures::future::join_all(records.iter().map(|m| {
+    settle_indexed(what, records, |_, m| process(m)).await
+}
+
+/// [`settle_each`], with each message's index in the batch.
+pub async fn settle_indexed<'a, Fut>(
+    what: &'static str,
+    records: &'a [SqsMessage],
+    process: impl Fn(usize, &'a SqsMessage) -> Fut,
+) -> SqsBatchResponse
+where
+    Fut: Future<Output = Result<(), HandBack>>,
+{
+    let results = futures::future::join_all(records.iter().enumerate().map(|(i, m)| {
         let id = m.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("message", what, message_id = %id);
-        let done = process(m);
+        let done = process(i, m);
         async move {
             let result = done.await;
             match &result {

@@ -355,6 +355,7 @@ async fn a_task_queued_twice_and_refused_twice_leaves_one_letter() {
         received_at: Some(chrono::Utc::now()),
         review: None,
         reviewed: None,
+        archived: None,
     });
     for _ in 0..2 {
         test.sqs

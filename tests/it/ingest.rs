@@ -101,14 +101,19 @@ async fn every_scheme_accepts_a_valid_post_and_it_is_delivered() {
     // HubSpot posts arrays; each element is its own event.
     let hubspot = got.iter().find(|r| r.body["via"] == "hubspot").unwrap();
     assert_eq!(hubspot.body["body"]["eventId"], 1);
-    // Every accepted event is archived under its integration and day.
-    let archived = stack.archived().await;
+    // Every accepted event is archived, once, under its integration and day, with what
+    // transform decided for it.
+    let archived = stack.archived_events().await;
     assert_eq!(archived.len(), names.len(), "{archived:?}");
     for name in &names {
-        assert!(
-            archived.iter().any(|k| k.starts_with(&format!("{name}/"))),
-            "{name}: {archived:?}"
-        );
+        let (key, line) = archived
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("{name}/")))
+            .unwrap_or_else(|| panic!("{name}: {archived:?}"));
+        let day = line.received_at().format("%Y/%m/%d").to_string();
+        assert!(key.starts_with(&format!("{name}/{day}/")), "{key}");
+        let decision = line.decision().expect("transform's line");
+        assert_eq!(decision.routes.len(), 1, "{decision:?}");
     }
     assert_eq!(stack.dev.metrics.count("accepted", "none"), names.len());
     stack.dev.shutdown().await;
@@ -361,6 +366,25 @@ async fn a_body_too_large_for_a_queue_message_travels_through_the_archive() {
         got[0].body,
         json!({"n": 1, "count": 13000, "last": "SKU-12999"})
     );
+    // Kept twice in the archive: alone, as received (ingest's claim check), and as a line of
+    // transform's batch that points to it instead of repeating 1.3 MB.
+    use switchboard_core::archive::ArchivedEvent;
+    let archived = stack.archived_events().await;
+    let (alone, whole) = archived
+        .iter()
+        .find_map(|(k, e)| match e {
+            ArchivedEvent::ArchivedEventV1(e) => Some((k, e)),
+            _ => None,
+        })
+        .expect("the event alone");
+    assert_eq!(whole.raw_body.len(), body.len());
+    let line = archived.iter().find_map(|(_, e)| match e {
+        ArchivedEvent::ArchivedEventV2(l) => Some(l),
+        _ => None,
+    });
+    let line = line.expect("its line");
+    assert_eq!(line.body_ref.as_ref(), Some(alone));
+    assert!(line.body.is_none());
     stack.dev.shutdown().await;
 }
 
@@ -563,22 +587,19 @@ async fn aws_requests_per_accepted_event() {
             "ListSecretVersionIds",
             "GetSecretValue",
             "PutItem",
-            "PutObject",
             "SendMessage",
             "UpdateItem"
         ]
     );
-    // Steady state: dedupe claim, archive, send, dedupe completion.
-    assert_eq!(
-        per_event[1],
-        ["PutItem", "PutObject", "SendMessage", "UpdateItem"]
-    );
+    // Steady state: dedupe claim, send, dedupe completion (transform archives the event with
+    // its batch).
+    assert_eq!(per_event[1], ["PutItem", "SendMessage", "UpdateItem"]);
     assert_eq!(per_event[2], per_event[1]);
     stack.dev.shutdown().await;
 }
 
 /// The cold-start warm-up: its calls are valid against the services, and after the secrets
-/// prefetch the first webhook reads no secret (it only claims, archives, sends, completes).
+/// prefetch the first webhook reads no secret (it only claims, sends, completes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
     use switchboard_shared::aws::{
@@ -599,7 +620,8 @@ async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
         .warm("ingest#")
         .await
         .expect("GetItem of a key no record has");
-    archive.warm().await.expect("HeadBucket");
+    // Transform's warm-up (the archive is its, batch by batch).
+    archive.warm().await.expect("PutObject warm-up");
 
     let handler = ingest::handler::Ingest::new(
         std::sync::Arc::new(
@@ -629,7 +651,7 @@ async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
     assert_eq!(sent.take(), Vec::<String>::new(), "no secret read");
     assert_eq!(
         *calls.lock().unwrap(),
-        ["PutItem", "PutObject", "SendMessage", "UpdateItem"]
+        ["PutItem", "SendMessage", "UpdateItem"]
     );
     stack.dev.shutdown().await;
 }

@@ -113,17 +113,26 @@ async fn from_the_failures_to_a_redrive_by_reason_without_losing_or_resending_an
     );
     assert!(s.queues["deliveries-dlq"].oldest_age_secs.is_some());
     // `dlq show` names where the event is archived, for a dead event and a dead delivery:
-    // an object that exists.
+    // an object holding the event's line, which says what transform decided.
     for kind in [QueueKind::Events, QueueKind::Deliveries] {
         let letters = dlq::list(&stack, kind, &Filter::default()).await.unwrap();
         let key = dlq::archive_key(&letters[0]);
-        aws_sdk_s3::Client::new(&test.dev.sdk)
-            .head_object()
-            .bucket(&res.bucket)
-            .key(&key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{key} is not in the archive: {e:?}"));
+        assert!(key.ends_with(".jsonl.gz"), "{key}");
+        let lines = test.archive_object(&key).await;
+        let line = lines
+            .iter()
+            .find(|l| l.event_id().as_str() == letters[0].event_id)
+            .unwrap_or_else(|| panic!("{key} has no line of {}", letters[0].event_id));
+        let routes = &line.decision().expect("transform's line").routes;
+        let expected = match kind {
+            QueueKind::Events => switchboard_core::archive::RouteOutcome::Failed,
+            _ => switchboard_core::archive::RouteOutcome::Queued,
+        };
+        assert!(routes.iter().any(|r| r.outcome == expected), "{routes:?}");
+        assert!(
+            dlq::render_show(&letters[..1]).contains(&key),
+            "dlq show prints it"
+        );
     }
     // The source queues' age is CloudWatch's metric; moto publishes no SQS metrics (AWS does
     // every minute), so here it is unknown rather than made up.

@@ -153,6 +153,20 @@ fn no_role_allows_any_action_or_resource_and_sam_adds_no_managed_policy() {
     }
 }
 
+/// Whether `text` matches an IAM resource pattern: `*` any run of characters (`/` too), `?`
+/// any one.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+        (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
+        _ => false,
+    }
+}
+
 /// Whether a role's statements let it call `action` on the archive bucket's `key` (`None`:
 /// the bucket itself): an Allow matches and no Deny does.
 fn may_on_archive(role: &Value, action: &str, key: Option<&str>) -> bool {
@@ -172,10 +186,7 @@ fn may_on_archive(role: &Value, action: &str, key: Option<&str>) -> bool {
     let matches = |s: &&Value| {
         list(&s["Resource"]).iter().any(|r| {
             let r = text(r).unwrap();
-            match r.strip_suffix('*') {
-                Some(prefix) => arn.starts_with(prefix),
-                None => r == arn,
-            }
+            glob(r.as_bytes(), arn.as_bytes())
         })
     };
     let effect = |e: &str| {
@@ -199,7 +210,8 @@ fn the_internet_facing_function_writes_the_archive_and_can_neither_list_it_nor_w
         "s3:PutObject",
         Some("shop/2026/12/06/evt_1")
     ));
-    assert!(may_on_archive(ingest, "s3:PutObject", Some("warm-up")));
+    assert!(may_on_archive(transform, "s3:PutObject", Some("warm-up")));
+    assert!(!may_on_archive(ingest, "s3:PutObject", Some("warm-up")));
     assert!(!may_on_archive(
         ingest,
         "s3:PutObject",
@@ -220,6 +232,10 @@ fn the_internet_facing_function_writes_the_archive_and_can_neither_list_it_nor_w
     assert!(may_on_archive(transform, "s3:PutObject", task));
     let event = Some("shop/2026/12/06/evt_1");
     assert!(!may_on_archive(transform, "s3:PutObject", event));
+    // The batch objects are transform's alone: ingest cannot write an archive line.
+    let batch = Some("shop/2026/12/06/01KBXQ3J9Z8W4M5N6P7R8S9T0V.jsonl.gz");
+    assert!(may_on_archive(transform, "s3:PutObject", batch));
+    assert!(!may_on_archive(ingest, "s3:PutObject", batch));
     let deliver = &t["Resources"][roles["DeliverFunction"].as_str()];
     assert!(may_on_archive(deliver, "s3:GetObject", task));
     assert!(!may_on_archive(deliver, "s3:GetObject", event));

@@ -44,10 +44,11 @@ async fn stack(receiver: &Receiver) -> TestStack {
     .await
 }
 
-/// Transform: one SendMessage per event (its one route's task), nothing else: no archive
-/// read for a body that travelled in the message, no limiter for a route without limits.
+/// Transform: per batch, one archive object (a line per event) and the tasks of every event
+/// sent ten to a request; nothing else: no archive read for a body that travelled in the
+/// message, no limiter for a route without limits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transform_sends_one_message_per_event_and_asks_nothing_else() {
+async fn transform_archives_a_batch_in_one_object_and_sends_its_tasks_together() {
     let receiver = Receiver::start().await;
     let stack = stack(&receiver).await;
     let (sdk, res) = (&stack.dev.sdk, &stack.dev.resources);
@@ -78,19 +79,33 @@ async fn transform_sends_one_message_per_event_and_asks_nothing_else() {
             body: json!({"name": format!("order {n}"), "items": [{"price": 3}]}),
             body_ref: None,
             routes: None,
+            archived: None,
         }))
         .unwrap()
     };
     let out = handler.handle(batch(vec![event(1)])).await;
     assert!(out.batch_item_failures.is_empty());
-    assert_eq!(sent.take(), ["SendMessage"]);
-    let out = handler.handle(batch((2..5).map(event).collect())).await;
+    assert_eq!(sent.take(), ["PutObject", "SendMessage"]);
+    let out = handler.handle(batch((2..12).map(event).collect())).await;
     assert!(out.batch_item_failures.is_empty());
     assert_eq!(
         sent.take(),
-        ["SendMessage"; 3],
-        "one per event of the batch"
+        ["PutObject", "SendMessageBatch"],
+        "a full batch of ten: one object, one send"
     );
+    // The object holds each event's line, the order its batch came in.
+    let objects: Vec<String> = stack
+        .archived()
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(".jsonl.gz"))
+        .collect();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    let mut lines = 0;
+    for key in objects {
+        lines += stack.archive_object(&key).await.len();
+    }
+    assert_eq!(lines, 11);
     stack.dev.shutdown().await;
 }
 

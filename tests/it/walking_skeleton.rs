@@ -235,6 +235,7 @@ async fn a_delivery_received_again_after_its_success_is_not_sent_again() {
             received_at: None,
             review: None,
             reviewed: None,
+            archived: None,
         },
     ))
     .unwrap();

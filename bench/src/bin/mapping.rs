@@ -173,6 +173,7 @@ fn main() -> anyhow::Result<()> {
         body: input.clone(),
         body_ref: None,
         routes: None,
+        archived: None,
     }))?;
     EventMessage::decode_raw(&message)?;
     let decode = median(sample(samples, sample_ms, || {
@@ -212,6 +213,7 @@ fn main() -> anyhow::Result<()> {
             received_at: None,
             review: None,
             reviewed: None,
+            archived: None,
         });
         std::hint::black_box(serde_json::to_string(&task)).ok();
     }));

@@ -218,8 +218,9 @@ pub fn render_show(letters: &[DeadLetterRecord]) -> String {
             }
         }
         out.push_str(&format!(
-            "  archived as {} in the archive bucket\n",
-            archive_key(l)
+            "  archived in {} (the archive bucket; its line is {})\n",
+            archive_key(l),
+            l.event_id
         ));
         if let Some(audit) = audit_prefix(l) {
             out.push_str(&format!(
@@ -231,15 +232,26 @@ pub fn render_show(letters: &[DeadLetterRecord]) -> String {
     out
 }
 
-/// Where the letter's event is archived: exact for an event and for a delivery task (both say
-/// when the event was received), by day prefix for a task written before tasks said so.
+/// Where the letter's event is archived: the batch object holding its line, as transform
+/// wrote it on the event and its tasks; for a letter written before the batches, where the
+/// event was kept alone (exact when the letter says when it was received, else by day prefix).
 pub fn archive_key(l: &DeadLetterRecord) -> String {
     use switchboard_core::archive::key;
     use switchboard_core::envelope::{DeliveryMessage, EventMessage};
     if let Ok(EventMessage::EventV1(e)) = EventMessage::decode(&l.body) {
-        return key(&e.integration, e.received_at, &e.event_id);
+        return e
+            .archived
+            .unwrap_or_else(|| key(&e.integration, e.received_at, &e.event_id));
     }
     match DeliveryMessage::decode(&l.body) {
+        Ok(DeliveryMessage::DeliveryV1(DeliveryV1 {
+            archived: Some(archived),
+            ..
+        }))
+        | Ok(DeliveryMessage::DeliveryRefV1(DeliveryRef {
+            archived: Some(archived),
+            ..
+        })) => archived,
         Ok(DeliveryMessage::DeliveryV1(DeliveryV1 {
             received_at: Some(at),
             event_id,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
-use switchboard_core::archive::{ArchivedEvent, ArchivedEventV1, MAX_INLINE_MESSAGE_BYTES};
+use switchboard_core::archive::{self, ArchivedEvent, ArchivedEventV1, MAX_INLINE_MESSAGE_BYTES};
 use switchboard_core::envelope::{EventMessage, EventV1};
 use switchboard_core::idempotency::DELIVERY_RECORDS_KEPT;
 use switchboard_core::integration::{Integration, Integrations};
@@ -133,14 +133,15 @@ pub async fn replay(
         anyhow::bail!("replay: not confirmed; nothing was changed");
     }
     for planned in plan {
-        send(stack, &store, &events_url, planned).await?;
+        send(stack, (&s3, &bucket), &store, &events_url, planned).await?;
         result.replayed += 1;
     }
     Ok(result)
 }
 
-/// The archive's keys of the integration's events from the first day asked for (keys are
-/// `{integration}/{yyyy}/{mm}/{dd}/{event_id}`), or of the one event asked for.
+/// The archive's objects of the integration's events from the first day asked for: batch
+/// objects (`{integration}/{yyyy}/{mm}/{dd}/{ulid}.jsonl.gz`) and events kept alone
+/// (`.../{event_id}`; with `--event-id`, only that one's).
 async fn archived_keys(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -172,9 +173,11 @@ async fn archived_keys(
                 .iter()
                 .filter_map(|o| o.key().map(str::to_string))
                 .filter(|k| {
-                    args.event_id
-                        .as_ref()
-                        .is_none_or(|e| k.rsplit('/').next() == Some(e.as_str()))
+                    k.ends_with(archive::BATCH_SUFFIX)
+                        || args
+                            .event_id
+                            .as_ref()
+                            .is_none_or(|e| k.rsplit('/').next() == Some(e.as_str()))
                 }),
         );
         match out.next_continuation_token() {
@@ -185,14 +188,18 @@ async fn archived_keys(
     Ok(keys)
 }
 
-/// Each archived event read, kept when it was received in the time range.
+/// Each archived event read, kept when it was received in the time range (and is the one
+/// asked for), once: an event may have more than one line (transform retried it, or it was
+/// replayed) and, when it was too large for a message, an object of its own; the one kept
+/// holds its body (the object of its own first).
 async fn read_in_range(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     keys: Vec<String>,
     args: &ReplayArgs,
-) -> anyhow::Result<Vec<(String, ArchivedEventV1)>> {
-    let mut events = Vec::new();
+) -> anyhow::Result<Vec<(String, ArchivedEvent)>> {
+    let mut events: Vec<(String, ArchivedEvent)> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
     for key in keys {
         let object = s3
             .get_object()
@@ -202,41 +209,64 @@ async fn read_in_range(
             .await
             .map_err(failed(format!("reading {key}")))?;
         let bytes = object.body.collect().await?.into_bytes();
-        let ArchivedEvent::ArchivedEventV1(record) = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{key} is not an archived event"))?;
-        if args.since.is_some_and(|s| record.received_at < s)
-            || args.until.is_some_and(|u| record.received_at >= u)
-        {
-            continue;
+        for record in archive::read_object(&key, &bytes).map_err(anyhow::Error::msg)? {
+            let at = record.received_at();
+            if args.since.is_some_and(|s| at < s)
+                || args.until.is_some_and(|u| at >= u)
+                || args
+                    .event_id
+                    .as_ref()
+                    .is_some_and(|e| record.event_id().as_str() != e)
+            {
+                continue;
+            }
+            match seen.get(record.event_id()) {
+                None => {
+                    seen.insert(record.event_id().clone(), events.len());
+                    events.push((key.clone(), record));
+                }
+                Some(&i) if better(&record, &events[i].1) => events[i] = (key.clone(), record),
+                Some(_) => {}
+            }
         }
-        events.push((key, record));
     }
     Ok(events)
 }
 
-/// An event to replay: its archive key, its record, and the routes it still needs (each with
-/// whether it had been delivered: only with `--force`).
-type Planned = (String, ArchivedEventV1, Vec<(String, bool)>);
+/// Which of two records of one event a replay sends from: the event alone (its raw body),
+/// then a line holding the body, then a line pointing to it.
+fn better(new: &ArchivedEvent, old: &ArchivedEvent) -> bool {
+    let rank = |r: &ArchivedEvent| match r {
+        ArchivedEvent::ArchivedEventV1(_) => 2,
+        ArchivedEvent::ArchivedEventV2(l) if l.body.is_some() => 1,
+        ArchivedEvent::ArchivedEventV2(_) => 0,
+    };
+    rank(new) > rank(old)
+}
+
+/// An event to replay: the archive object it was read from, its record, and the routes it
+/// still needs (each with whether it had been delivered: only with `--force`).
+type Planned = (String, ArchivedEvent, Vec<(String, bool)>);
 
 /// Which routes each event still needs; an event older than the delivery records is refused
 /// (unless `--force`), one every route delivered is skipped; both counted in `result`.
 async fn plan(
     store: &DynamoIdempotencyStore,
     routes: &[String],
-    events: Vec<(String, ArchivedEventV1)>,
+    events: Vec<(String, ArchivedEvent)>,
     args: &ReplayArgs,
     result: &mut Replayed,
 ) -> anyhow::Result<Vec<Planned>> {
     let mut plan = Vec::new();
     for (key, record) in events {
-        if record.received_at < result.records_since && !args.force {
+        if record.received_at() < result.records_since && !args.force {
             result.refused_too_old += 1;
             continue;
         }
         let mut needed = Vec::new();
         for route in routes {
             let done = store
-                .is_completed(&format!("deliver#{}#{route}", record.event_id))
+                .is_completed(&format!("deliver#{}#{route}", record.event_id()))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if !done || args.force {
@@ -256,6 +286,7 @@ async fn plan(
 /// `--force`, forgotten first so deliver sends it again); as a pointer when too large.
 async fn send(
     stack: &Stack,
+    (s3, bucket): (&aws_sdk_s3::Client, &str),
     store: &DynamoIdempotencyStore,
     events_url: &str,
     (key, record, needed): Planned,
@@ -263,28 +294,23 @@ async fn send(
     for (route, done) in &needed {
         if *done {
             store
-                .release(&format!("deliver#{}#{route}", record.event_id))
+                .release(&format!("deliver#{}#{route}", record.event_id()))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
     }
-    let body = record
-        .event_body()
-        .with_context(|| format!("{key}: the body is not JSON"))?;
-    let mut event = EventV1 {
-        event_id: record.event_id.clone(),
-        integration: record.integration.clone(),
-        received_at: record.received_at,
-        headers: record.headers.clone(),
-        body,
-        body_ref: None,
-        routes: Some(needed.into_iter().map(|(r, _)| r).collect()),
-    };
+    let routes = Some(needed.into_iter().map(|(r, _)| r).collect());
+    let (mut event, alone) = message(&key, record, routes)?;
     let mut text = serde_json::to_string(&EventMessage::EventV1(event.clone()))?;
     if text.len() > MAX_INLINE_MESSAGE_BYTES {
-        // Too large for a message: transform reads it from the archive, as first time.
+        // Too large for a message: transform reads it from the archive, as first time; a line
+        // is written alone first, as ingest would have.
+        let pointer = match alone {
+            Some(pointer) => pointer,
+            None => keep_alone(s3, bucket, &event).await?,
+        };
         event.body = serde_json::Value::Null;
-        event.body_ref = Some(key.clone());
+        event.body_ref = Some(pointer);
         text = serde_json::to_string(&EventMessage::EventV1(event))?;
     }
     stack
@@ -296,6 +322,76 @@ async fn send(
         .await
         .map_err(failed(format!("sending to {events_url}")))?;
     Ok(())
+}
+
+/// The event message a record replays as, and the archive key of the event alone when there
+/// is one (a pointer a message too large can carry).
+fn message(
+    key: &str,
+    record: ArchivedEvent,
+    routes: Option<Vec<String>>,
+) -> anyhow::Result<(EventV1, Option<String>)> {
+    let not_json = || format!("{key}: the body is not JSON");
+    let (event_id, integration, received_at, headers, body, alone) = match record {
+        ArchivedEvent::ArchivedEventV1(r) => {
+            let body = r.event_body().with_context(not_json)?;
+            (
+                r.event_id,
+                r.integration,
+                r.received_at,
+                r.headers,
+                body,
+                Some(key.to_string()),
+            )
+        }
+        ArchivedEvent::ArchivedEventV2(l) => {
+            let body = match &l.body {
+                Some(b) => serde_json::from_str(b.get()).with_context(not_json)?,
+                None => serde_json::Value::Null,
+            };
+            (
+                l.event_id,
+                l.integration,
+                l.received_at,
+                l.headers,
+                body,
+                l.body_ref,
+            )
+        }
+    };
+    let body_ref = body.is_null().then(|| alone.clone()).flatten();
+    let event = EventV1 {
+        event_id,
+        integration,
+        received_at,
+        headers,
+        body,
+        body_ref,
+        routes,
+        archived: None,
+    };
+    Ok((event, alone))
+}
+
+/// Writes an event alone to the archive (its claim-check object) and answers its key.
+async fn keep_alone(s3: &aws_sdk_s3::Client, bucket: &str, e: &EventV1) -> anyhow::Result<String> {
+    let key = archive::key(&e.integration, e.received_at, &e.event_id);
+    let record = ArchivedEvent::ArchivedEventV1(ArchivedEventV1 {
+        event_id: e.event_id.clone(),
+        integration: e.integration.clone(),
+        received_at: e.received_at,
+        headers: e.headers.clone(),
+        raw_body: e.body.to_string(),
+        body: None,
+    });
+    s3.put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(serde_json::to_vec(&record)?.into())
+        .send()
+        .await
+        .map_err(failed(format!("writing {key}")))?;
+    Ok(key)
 }
 
 /// `switchboard replay`.

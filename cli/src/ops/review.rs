@@ -415,10 +415,14 @@ async fn queue(
     Ok(())
 }
 
+/// The batch object holding the event's line (an item of a task written before the batches:
+/// where its event was kept alone).
 fn archive_key(item: &ReviewItem) -> Option<String> {
     let r = &item.request;
-    r.received_at
-        .map(|at| switchboard_core::archive::key(&r.integration, at, &r.event_id))
+    r.archived.clone().or_else(|| {
+        r.received_at
+            .map(|at| switchboard_core::archive::key(&r.integration, at, &r.event_id))
+    })
 }
 
 /// A duration as people say it, to the minute (`3h 20m`, `45s`).

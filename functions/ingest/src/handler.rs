@@ -363,8 +363,9 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         })
     }
 
-    /// The event archived (the raw body, the carried headers, its JSON when it is not the
-    /// body parsed), then queued: inline, or as a pointer to the archive when too large.
+    /// The event queued. Transform archives it with the rest of its batch; only an event too
+    /// large for a message is archived here, alone (the raw body, the carried headers, its JSON
+    /// when it is not the body parsed), and travels as a pointer to it (claim check).
     async fn archive_and_queue(
         &self,
         arrival: &Arrival<'_>,
@@ -372,35 +373,34 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         event: &Pending<'_>,
     ) -> Result<(), String> {
         let (integration, now) = (arrival.integration, arrival.now);
-        let key = archive::key(&integration.id, now, event_id);
-        let record = ArchivedEvent::ArchivedEventV1(ArchivedEventV1 {
-            event_id: event_id.clone(),
-            integration: integration.id.clone(),
-            received_at: now,
-            headers: arrival.headers.clone(),
-            raw_body: String::from_utf8_lossy(arrival.body).into_owned(),
-            body: event.archived.clone(),
-        });
-        let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-        self.ports
-            .archive
-            .put(&key, bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        let ArchivedEvent::ArchivedEventV1(record) = record;
         let message = EventMessage::EventV1(EventV1 {
             event_id: event_id.clone(),
             integration: integration.id.clone(),
             received_at: now,
-            headers: record.headers,
+            headers: arrival.headers.clone(),
             body: event.json.raw(),
             body_ref: None,
             routes: None,
+            archived: None,
         });
         let mut text = serde_json::to_string(&message).map_err(|e| e.to_string())?;
         if text.len() > MAX_INLINE_MESSAGE_BYTES {
-            // Claim check: the body travels in the archive.
             let EventMessage::EventV1(mut message) = message;
+            let key = archive::key(&integration.id, now, event_id);
+            let record = ArchivedEvent::ArchivedEventV1(ArchivedEventV1 {
+                event_id: event_id.clone(),
+                integration: integration.id.clone(),
+                received_at: now,
+                headers: message.headers.clone(),
+                raw_body: String::from_utf8_lossy(arrival.body).into_owned(),
+                body: event.archived.clone(),
+            });
+            let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+            self.ports
+                .archive
+                .put(&key, bytes)
+                .await
+                .map_err(|e| e.to_string())?;
             message.body = null();
             message.body_ref = Some(key);
             text = serde_json::to_string(&EventMessage::EventV1(message))

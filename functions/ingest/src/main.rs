@@ -25,7 +25,6 @@ async fn main() -> Result<(), Error> {
     let mut warm = vec![
         Box::pin(ports.events.warm()) as aws::WarmUp,
         Box::pin(ports.idempotency.warm("ingest#")),
-        Box::pin(ports.archive.warm()),
     ];
     let handler = Arc::new(Ingest::new(integrations, ports));
     let prefetch = Arc::clone(&handler);

@@ -34,6 +34,8 @@ use switchboard_shared::batch::{self, HandBack, receive_count};
 use switchboard_shared::config::StartError;
 use switchboard_shared::metrics::{Metrics, Outcome};
 
+use tracing::Instrument as _;
+
 use crate::enrich::{EnrichError, Enricher};
 use crate::pipeline::{RouteOutcome, run_route};
 
@@ -86,10 +88,15 @@ impl From<EnrichError> for Failure {
 /// What the routes made of an event.
 #[derive(Debug, Default)]
 struct Report {
+    /// The routes whose tasks are queued (held for review among them).
     queued: Vec<String>,
-    /// Of those, the routes held for review.
-    held: Vec<String>,
+    /// Of those, the routes held for review, and why.
+    held: Vec<(String, String)>,
+    /// The routes with nothing to deliver, and why.
+    skipped: Vec<(String, &'static str)>,
     rejected: Vec<(String, crate::pipeline::Rejection)>,
+    /// The tasks, in `queued`'s order.
+    tasks: Vec<Outgoing>,
 }
 
 /// The transform handler.
@@ -131,58 +138,94 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
         })
     }
 
-    /// Processes a batch, its events concurrently (a slow enrichment API holds up one event,
-    /// not the batch); the response lists the messages to retry.
+    /// Processes a batch: its events decided concurrently (a slow enrichment API holds up one
+    /// event's decision, not the others'); then the batch archived, one object per integration
+    /// and day, a line per decided event; then every task of the archived events queued
+    /// together; then each event settled. The response lists the messages to retry.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let deadline_ms = batch::deadline_ms(event.context.deadline);
-        batch::settle_each("event", &event.payload.records, |message| {
-            self.process(message, deadline_ms)
+        let records = &event.payload.records;
+        let batch_id = archive::batch_id();
+        let mut decided = futures::future::join_all(records.iter().map(|m| {
+            let id = m.message_id.as_deref().unwrap_or_default();
+            self.decide(m, deadline_ms, &batch_id)
+                .instrument(tracing::info_span!("message", what = "event", message_id = %id))
+        }))
+        .await;
+        let archived = self.archive_batch(&mut decided).await;
+        let queued = self.queue_batch(&mut decided, &archived).await;
+        batch::settle_indexed("event", records, |i, _| {
+            self.settle(&decided[i], archived.of(&decided[i]), queued[i].clone())
         })
         .await
     }
 
-    /// Ok when the message is done with (transformed, skipped or dead-lettered); Err when SQS
-    /// should hand it back.
-    async fn process(
+    /// One message read and decided: its event run through enrichment and the routes (nothing
+    /// queued yet), or its letter when it is not an event.
+    async fn decide(
         &self,
         message: &SqsMessage,
         deadline_ms: Option<i64>,
-    ) -> Result<(), HandBack> {
+        batch_id: &str,
+    ) -> Decided {
         let text = message.body.as_deref().unwrap_or_default();
         let attempts = receive_count(&message.attributes);
         let event = match EventMessage::decode_raw(text) {
             Ok(EventMessage::EventV1(event)) => event,
             Err(e) => {
-                let letter = DeadLetter::malformed(text, e, attempts);
-                return self.dead_letter(&letter).await;
+                return Decided {
+                    attempts,
+                    event: Err(DeadLetter::malformed(text, e, attempts)),
+                };
             }
         };
-        let letter = |reason, message: String, route: Option<String>, body: String| DeadLetter {
-            body,
-            reason,
-            message,
-            integration: event.integration.clone(),
-            route,
-            event_id: event.event_id.to_string(),
+        let key = archive::batch_key(&event.integration, event.received_at, batch_id);
+        let result = self.run(&event, deadline_ms, &key).await;
+        Decided {
             attempts,
-            last_status: None,
-            history: None,
+            event: Ok(Event {
+                event,
+                key,
+                result,
+                decided_at: chrono::Utc::now(),
+                has_line: false,
+            }),
+        }
+    }
+
+    /// Ok when the message is done with (transformed, skipped or dead-lettered); Err when SQS
+    /// should hand it back. `archived`: whether its line was written (None: it has none);
+    /// `queued`: whether its tasks were.
+    async fn settle(
+        &self,
+        decided: &Decided,
+        archived: Option<Result<(), String>>,
+        queued: Result<(), String>,
+    ) -> Result<(), HandBack> {
+        let Decided { attempts, .. } = *decided;
+        let e = match &decided.event {
+            Ok(e) => e,
+            Err(letter) => return self.dead_letter(letter).await,
         };
-        match self.run(&event, deadline_ms).await {
-            Ok(report) => {
-                for (route, rejection) in report.rejected {
-                    self.dead_letter_route(&event, &route, rejection, &letter)
-                        .await?;
-                }
-                tracing::info!(
-                    event_id = %event.event_id,
-                    integration = %event.integration,
-                    deliveries = report.queued.len(),
-                    routes = ?report.queued,
-                    "transformed"
-                );
-                Ok(())
+        let event = &e.event;
+        let last = attempts >= self.max_receive_count;
+        let failed = match (&e.result, archived) {
+            (_, Some(Err(error))) => Some((Reason::ArchiveUnavailable, error)),
+            (Ok(_), _) => queued.err().map(|q| (Reason::QueueUnavailable, q)),
+            (Err(Failure::Retry { reason, message }), _) => Some((*reason, message.clone())),
+            _ => None,
+        };
+        if let Some((reason, message)) = failed {
+            if !last {
+                self.metrics
+                    .transform(&event.integration, "", Outcome::Retried, reason);
+                return Err(HandBack::Unavailable(message));
             }
+            let message = format!("{message} (gave up after {attempts} attempts)");
+            return self.dead_letter_event(decided, e, reason, message).await;
+        }
+        match &e.result {
+            Ok(report) => self.transformed(decided, e, report).await,
             Err(Failure::Skip { step }) => {
                 tracing::info!(event_id = %event.event_id, step = %step, "enrichment found no record; event skipped");
                 self.metrics.transform(
@@ -193,48 +236,66 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
                 );
                 Ok(())
             }
-            Err(Failure::Retry { reason, message }) if attempts >= self.max_receive_count => {
-                let message = format!("{message} (gave up after {attempts} attempts)");
-                self.dead_letter(&letter(reason, message, None, text.to_string()))
-                    .await?;
-                self.metrics
-                    .transform(&event.integration, "", Outcome::Failed, reason);
-                Ok(())
-            }
             Err(Failure::Permanent { reason, message }) => {
-                self.dead_letter(&letter(reason, message, None, text.to_string()))
-                    .await?;
-                self.metrics
-                    .transform(&event.integration, "", Outcome::Failed, reason);
-                Ok(())
+                self.dead_letter_event(decided, e, *reason, message.clone())
+                    .await
             }
-            Err(Failure::Retry { reason, message }) => {
-                self.metrics
-                    .transform(&event.integration, "", Outcome::Retried, reason);
-                Err(HandBack::Unavailable(message))
-            }
+            Err(Failure::Retry { .. }) => Ok(()), // settled above
         }
     }
 
-    /// A route's rejection dead-lettered with the event again, for that route only: a
-    /// redrive re-runs just it.
-    async fn dead_letter_route(
+    /// A transformed event's tasks are queued: counted, its rejected routes dead-lettered.
+    async fn transformed(
         &self,
-        event: &RawEvent,
-        route: &str,
-        rejection: crate::pipeline::Rejection,
-        letter: &impl Fn(Reason, String, Option<String>, String) -> DeadLetter,
+        decided: &Decided,
+        e: &Event,
+        report: &Report,
     ) -> Result<(), HandBack> {
-        let mut scoped = event.clone();
-        scoped.routes = Some(vec![route.to_string()]);
+        let event = &e.event;
+        for route in &report.queued {
+            self.metrics
+                .transform(&event.integration, route, Outcome::Queued, "mapped");
+        }
+        for (route, rejection) in &report.rejected {
+            let mut scoped = event.clone();
+            scoped.routes = Some(vec![route.to_string()]);
+            scoped.archived = Some(e.key.clone());
+            #[allow(clippy::expect_used)]
+            let body = serde_json::to_string(&EventMessage::EventV1(scoped))
+                .expect("an event always serializes");
+            let reason = rejection.reason;
+            let letter = decided.letter(reason, rejection.message.clone(), Some(route), body);
+            self.dead_letter(&letter).await?;
+            self.metrics
+                .transform(&event.integration, route, Outcome::Failed, reason);
+        }
+        tracing::info!(
+            event_id = %event.event_id,
+            integration = %event.integration,
+            deliveries = report.queued.len(),
+            routes = ?report.queued,
+            "transformed"
+        );
+        Ok(())
+    }
+
+    /// The whole event dead-lettered with `reason`; the letter says where it is archived.
+    async fn dead_letter_event(
+        &self,
+        decided: &Decided,
+        e: &Event,
+        reason: Reason,
+        message: String,
+    ) -> Result<(), HandBack> {
+        let mut event = e.event.clone();
+        event.archived = Some(e.key.clone());
         #[allow(clippy::expect_used)]
-        let body = serde_json::to_string(&EventMessage::EventV1(scoped))
+        let body = serde_json::to_string(&EventMessage::EventV1(event))
             .expect("an event always serializes");
-        let (reason, message) = (rejection.reason, rejection.message);
-        self.dead_letter(&letter(reason, message, Some(route.to_string()), body))
+        self.dead_letter(&decided.letter(reason, message, None, body))
             .await?;
         self.metrics
-            .transform(&event.integration, route, Outcome::Failed, reason);
+            .transform(&e.event.integration, "", Outcome::Failed, reason);
         Ok(())
     }
 
@@ -242,8 +303,14 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
         Ok(send_dead_letter(&self.dead_letters, letter, "event").await?)
     }
 
-    /// integration -> body -> enrich -> each route's outcome -> tasks -> audit -> queue.
-    async fn run(&self, event: &RawEvent, deadline_ms: Option<i64>) -> Result<Report, Failure> {
+    /// integration -> body -> enrich -> each route's outcome -> tasks -> audit. The tasks
+    /// name `archived`, the batch object the event's line goes to.
+    async fn run(
+        &self,
+        event: &RawEvent,
+        deadline_ms: Option<i64>,
+        archived: &str,
+    ) -> Result<Report, Failure> {
         let integration = self.integration_of(event)?;
         let body = self.body(event).await?;
         let bindings = Bindings::new(
@@ -272,25 +339,12 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             reason: Reason::MalformedMessage,
             message: format!("the event body is not JSON: {e}"),
         })?;
-        let (tasks, report) = self.tasks(event, integration, outcomes).await?;
+        let report = self.tasks(event, integration, outcomes, archived).await?;
         // The audit of each model interaction, with the decision taken, before anything goes
         // out: an event whose audit could not be written is retried whole.
         for interaction in &interactions {
             self.audit(event, &integration.id, interaction, &report)
                 .await?;
-        }
-        if !tasks.is_empty() {
-            self.deliveries
-                .send(&tasks)
-                .await
-                .map_err(|e| Failure::Retry {
-                    reason: Reason::QueueUnavailable,
-                    message: e.to_string(),
-                })?;
-            for route in &report.queued {
-                self.metrics
-                    .transform(&integration.id, route, Outcome::Queued, "mapped");
-            }
         }
         Ok(report)
     }
@@ -327,19 +381,20 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
         event: &RawEvent,
         integration: &Integration,
         outcomes: Vec<(&Route, RouteOutcome)>,
-    ) -> Result<(Vec<Outgoing>, Report), Failure> {
+        archived: &str,
+    ) -> Result<Report, Failure> {
         let mut report = Report::default();
-        let mut tasks = Vec::with_capacity(outcomes.len());
         for (route, outcome) in outcomes {
             let (request, review) = match outcome {
                 RouteOutcome::Deliver(request) => (request, None),
                 RouteOutcome::Review(request, why) => {
                     tracing::info!(event_id = %event.event_id, route = %route.id, why = %why, "held for review");
-                    report.held.push(route.id.clone());
+                    report.held.push((route.id.clone(), why.clone()));
                     (request, Some(why))
                 }
                 RouteOutcome::Skipped(skip) => {
                     tracing::info!(event_id = %event.event_id, route = %route.id, reason = skip.reason(), "route skipped");
+                    report.skipped.push((route.id.clone(), skip.reason()));
                     self.metrics.transform(
                         &integration.id,
                         &route.id,
@@ -364,19 +419,20 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
                 received_at: Some(event.received_at),
                 review,
                 reviewed: None,
+                archived: Some(archived.to_string()),
             });
             #[allow(clippy::expect_used)]
             let text = serde_json::to_string(&task).expect("JSON values always serialize");
             // Fair within its destination: another destination's backlog does not delay it.
-            tasks.push(Outgoing {
+            report.tasks.push(Outgoing {
                 body: self
-                    .claim_check(event, &integration.id, &route.id, text)
+                    .claim_check(event, &integration.id, &route.id, text, archived)
                     .await?,
                 group: Some(message_group(&route.deliver.destination())),
             });
             report.queued.push(route.id.clone());
         }
-        Ok((tasks, report))
+        Ok(report)
     }
 
     /// A model interaction's audit record, with what the routes decided, in the archive.
@@ -413,6 +469,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
         integration: &str,
         route: &str,
         text: String,
+        archived: &str,
     ) -> Result<String, Failure> {
         if text.len() <= MAX_INLINE_MESSAGE_BYTES {
             return Ok(text);
@@ -433,6 +490,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             route: route.to_string(),
             received_at: Some(event.received_at),
             key,
+            archived: Some(archived.to_string()),
         });
         #[allow(clippy::expect_used)]
         Ok(serde_json::to_string(&pointer).expect("JSON values always serialize"))
@@ -447,13 +505,16 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             reason: Reason::ArchiveUnavailable,
             message: e.to_string(),
         })?;
-        let unreadable = |e: serde_json::Error| Failure::Permanent {
+        let unreadable = |e: String| Failure::Permanent {
             reason: Reason::ArchiveUnreadable,
             message: format!("archive record `{key}` is unreadable: {e}"),
         };
-        let ArchivedEvent::ArchivedEventV1(record) =
-            serde_json::from_slice(&bytes).map_err(unreadable)?;
-        let body = record.event_body().map_err(unreadable)?;
+        // Ingest's claim check: one event alone (a batch object is never a body's pointer).
+        let record = match archive::read_object(key, &bytes).map_err(unreadable)?.pop() {
+            Some(ArchivedEvent::ArchivedEventV1(record)) => record,
+            _ => return Err(unreadable("not one event as ingest keeps it".into())),
+        };
+        let body = record.event_body().map_err(|e| unreadable(e.to_string()))?;
         Ok(Cow::Owned(body.to_string()))
     }
 }
@@ -485,8 +546,8 @@ fn audit_record(
         "attempts": interaction.attempts,
         "latency_ms": interaction.latency_ms,
         "decision": {
-            "delivered": report.queued.iter().filter(|r| !report.held.contains(r)).collect::<Vec<_>>(),
-            "review": report.held,
+            "delivered": report.queued.iter().filter(|r| !report.held.iter().any(|(h, _)| h == *r)).collect::<Vec<_>>(),
+            "review": report.held.iter().map(|(r, _)| r).collect::<Vec<_>>(),
             "rejected": rejected,
         },
     })
@@ -511,6 +572,9 @@ fn route_outcomes<'i>(
         .map(|r| (r, run_route(r, &scope)))
         .collect())
 }
+
+mod archiving;
+use archiving::{Decided, Event};
 
 #[cfg(test)]
 mod rules;

@@ -31,7 +31,10 @@ async fn main() -> Result<(), Error> {
         table: &config.table,
     };
     let ports = AwsPorts::from_sdk(&Wiring::deployed(&sdk, config.secrets_ttl), names);
-    aws::warm_up(vec![Box::pin(ports.deliveries.warm())]);
+    aws::warm_up(vec![
+        Box::pin(ports.deliveries.warm()),
+        Box::pin(ports.archive.warm()),
+    ]);
     let handler = Arc::new(Transform::new(
         integrations,
         ports,

@@ -5,7 +5,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::aws_error;
 use switchboard_core::dead_letter::DeadLetter;
-use switchboard_core::ports::{DeadLetterQueue, Outgoing, PortError, Queue, Visibility};
+use switchboard_core::ports::{DeadLetterQueue, Outgoing, PortError, Queue, Unsent, Visibility};
 
 /// SQS caps a message (body and attributes) at 256 KiB; a reason needs far less.
 const MAX_REASON_MESSAGE_CHARS: usize = 1024;
@@ -45,6 +45,12 @@ impl SqsQueue {
 
 impl Queue for SqsQueue {
     async fn send(&self, messages: &[Outgoing]) -> Result<(), PortError> {
+        self.send_each(messages)
+            .await
+            .map_err(|unsent| unsent.error)
+    }
+
+    async fn send_each(&self, messages: &[Outgoing]) -> Result<(), Unsent> {
         if let [message] = messages {
             self.client
                 .send_message()
@@ -53,48 +59,78 @@ impl Queue for SqsQueue {
                 .set_message_group_id(message.group.clone())
                 .send()
                 .await
-                .map_err(|e| aws_error("SendMessage", e))?;
+                .map_err(|e| Unsent {
+                    error: aws_error("SendMessage", e),
+                    failed: vec![0],
+                })?;
             return Ok(());
         }
-        // Ten bodies and 1 MiB in all per request.
+        // Ten bodies and 1 MiB in all per request; a request's failure, or an entry's, is
+        // that message's alone.
+        let (mut failed, mut first) = (Vec::new(), None);
         for group in switchboard_core::batching::by_size(
             &messages.iter().map(|m| m.body.len()).collect::<Vec<_>>(),
         ) {
-            let chunk = &messages[group];
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, message)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(&message.body)
-                        .set_message_group_id(message.group.clone())
-                        .build()
-                        .map_err(|e| aws_error("SendMessageBatch", e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| aws_error("SendMessageBatch", e))?;
-            if let Some(failed) = out.failed().first() {
-                return Err(PortError {
-                    operation: "SendMessageBatch",
-                    message: format!(
-                        "{} of {} entries failed, first: {} {}",
-                        out.failed().len(),
-                        chunk.len(),
-                        failed.code(),
-                        failed.message().unwrap_or_default()
-                    ),
-                });
+            let offset = group.start;
+            if let Err((error, entries)) = self.send_batch(&messages[group]).await {
+                failed.extend(entries.into_iter().map(|i| offset + i));
+                first.get_or_insert(error);
             }
         }
-        Ok(())
+        match first {
+            None => Ok(()),
+            Some(error) => Err(Unsent { error, failed }),
+        }
+    }
+}
+
+impl SqsQueue {
+    /// One SendMessageBatch; on failure, the error and the chunk's indexes not sent.
+    async fn send_batch(&self, chunk: &[Outgoing]) -> Result<(), (PortError, Vec<usize>)> {
+        let all = || (0..chunk.len()).collect::<Vec<_>>();
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, message)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&message.body)
+                    .set_message_group_id(message.group.clone())
+                    .build()
+                    .map_err(|e| (aws_error("SendMessageBatch", e), all()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| (aws_error("SendMessageBatch", e), all()))?;
+        let Some(first) = out.failed().first() else {
+            return Ok(());
+        };
+        let error = PortError {
+            operation: "SendMessageBatch",
+            message: format!(
+                "{} of {} entries failed, first: {} {}",
+                out.failed().len(),
+                chunk.len(),
+                first.code(),
+                first.message().unwrap_or_default()
+            ),
+        };
+        let mut failed: Vec<usize> = out
+            .failed()
+            .iter()
+            .map(|f| f.id().parse().unwrap_or(usize::MAX))
+            .collect();
+        if failed.contains(&usize::MAX) {
+            failed = all(); // an id we did not give: count the whole chunk as unsent
+        }
+        failed.sort_unstable();
+        Err((error, failed))
     }
 }
 

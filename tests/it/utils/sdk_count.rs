@@ -1,7 +1,7 @@
 //! Requests counted where they leave the AWS SDK: an interceptor that notes each HTTP request's
-//! operation just before it is sent, retries included (`X-Amz-Target` for the JSON protocols:
-//! SQS, DynamoDB, Secrets Manager; the method for S3's REST). What a test counts this way is
-//! what AWS would bill.
+//! operation just before it is sent, retries included (the SDK's operation metadata; else
+//! `X-Amz-Target`, which the JSON protocols carry). What a test counts this way is what AWS
+//! would bill.
 
 use std::sync::{Arc, Mutex};
 
@@ -75,8 +75,13 @@ impl Intercept for SentRequests {
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // The operation the SDK is running (S3's REST calls carry no `x-amz-target`).
+        if let Some(m) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            self.0.lock().unwrap().push(m.name().to_string());
+            return Ok(());
+        }
         let target = context
             .request()
             .headers()

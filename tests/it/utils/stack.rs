@@ -278,6 +278,33 @@ impl TestStack {
             .collect()
     }
 
+    /// The events an archive object holds (a batch object's lines, or one event alone).
+    pub async fn archive_object(&self, key: &str) -> Vec<switchboard_core::archive::ArchivedEvent> {
+        let object = aws_sdk_s3::Client::new(&self.dev.sdk)
+            .get_object()
+            .bucket(&self.dev.resources.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key} is not in the archive: {e:?}"));
+        let bytes = object.body.collect().await.unwrap().into_bytes();
+        switchboard_core::archive::read_object(key, &bytes).unwrap()
+    }
+
+    /// Every archived event (each line of each object), with the object's key.
+    pub async fn archived_events(&self) -> Vec<(String, switchboard_core::archive::ArchivedEvent)> {
+        let mut all = Vec::new();
+        for key in self.archived().await {
+            if key == "warm-up" || key.starts_with("audit/") || key.starts_with("tasks/") {
+                continue;
+            }
+            for e in self.archive_object(&key).await {
+                all.push((key.clone(), e));
+            }
+        }
+        all
+    }
+
     /// Receives one message from `url` with its message attributes, waiting up to `timeout`.
     pub async fn receive_with_attributes(
         &self,

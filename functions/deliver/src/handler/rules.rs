@@ -187,6 +187,7 @@ pub(super) fn shop_task(event_id: &EventId, review: Option<&str>) -> DeliveryV1 
         received_at: None,
         review: review.map(str::to_string),
         reviewed: None,
+        archived: None,
     }
 }
 
@@ -326,6 +327,7 @@ async fn a_task_in_the_archive_is_read_there_and_a_pointer_to_another_is_refused
             route: "r".into(),
             received_at: None,
             key: "tasks/shop/t.json".into(),
+            archived: None,
         });
         serde_json::to_string(&r).unwrap()
     };

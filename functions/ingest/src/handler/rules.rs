@@ -83,7 +83,7 @@ impl Harness {
 }
 
 #[tokio::test]
-async fn a_signed_webhook_is_archived_queued_once_and_its_retry_gets_the_same_event_id() {
+async fn a_signed_webhook_is_queued_once_and_its_retry_gets_the_same_event_id() {
     let h = Harness::new();
     let (status, answer) = h.post("shop", "msg_1", r#"{"order": 1}"#, SECRET).await;
     assert_eq!(status, 202, "{answer}");
@@ -96,8 +96,8 @@ async fn a_signed_webhook_is_archived_queued_once_and_its_retry_gets_the_same_ev
     let EventMessage::EventV1(event) = EventMessage::decode(&sent[0]).unwrap();
     assert_eq!(event.event_id.as_str(), event_id);
     assert_eq!(event.body, serde_json::json!({"order": 1}));
-    assert_eq!(h.archive.keys().len(), 1);
-    assert!(h.archive.keys()[0].ends_with(&event_id));
+    // Small enough for a message: transform archives it with its batch, not ingest.
+    assert!(h.archive.keys().is_empty(), "{:?}", h.archive.keys());
 
     // The vendor retries the same message: 200, the same event, a duplicate, not queued again.
     let (status, again) = h.post("shop", "msg_1", r#"{"order": 1}"#, SECRET).await;

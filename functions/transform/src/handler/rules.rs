@@ -100,6 +100,7 @@ fn event(body: serde_json::Value) -> String {
         body,
         body_ref: None,
         routes: None,
+        archived: None,
     }))
     .unwrap()
 }
