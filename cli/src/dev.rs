@@ -119,6 +119,7 @@ pub struct DevStack {
     /// HTTP API v2).
     pub ingest: Arc<LocalIngest>,
     stop: watch::Sender<bool>,
+    hold: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     deliver: DeliverWorker,
     deliver_task: Option<JoinHandle<()>>,
@@ -137,6 +138,7 @@ struct DeliverWorker {
     metrics: Metrics,
     arn: String,
     stopped: watch::Receiver<bool>,
+    held: watch::Receiver<bool>,
     isolation: bool,
 }
 
@@ -187,6 +189,7 @@ impl DeliverWorker {
                 function: "deliver",
                 batch_size: 10,
                 fair: fair.clone(),
+                held: Some(self.held.clone()),
             };
             let deliver = Arc::clone(&deliver);
             tokio::spawn(mapping.run(
@@ -287,7 +290,7 @@ fn poll_events(
     url: &str,
     arn: String,
     transform: Arc<LocalTransform>,
-    stopped: watch::Receiver<bool>,
+    (stopped, held): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) -> tokio::task::JoinHandle<()> {
     let mapping = EventSourceMapping {
         sqs: sqs.clone(),
@@ -296,6 +299,7 @@ fn poll_events(
         function: "transform",
         batch_size: 10,
         fair: None,
+        held: Some(held),
     };
     tokio::spawn(mapping.run(
         move |e| {
@@ -350,6 +354,7 @@ impl DevStack {
             options.queues.max_receive_count,
         )?);
         let (stop, stopped) = watch::channel(false);
+        let (hold, held) = watch::channel(false);
         let mut tasks = Vec::new();
         let sink = match options.sink_port {
             Some(port) => Some(crate::sink::start(port, stopped.clone()).await?),
@@ -363,7 +368,7 @@ impl DevStack {
             &resources.events_url,
             events_arn,
             Arc::clone(&transform),
-            stopped.clone(),
+            (stopped.clone(), held.clone()),
         ));
         let deliver = DeliverWorker {
             sdk: sdk.clone(),
@@ -375,6 +380,7 @@ impl DevStack {
             metrics: metrics.clone(),
             arn: deliveries_arn,
             stopped: stopped.clone(),
+            held: held.clone(),
             isolation: options.isolation,
         };
         let deliver_task = Some(deliver.spawn()?);
@@ -391,6 +397,7 @@ impl DevStack {
             metrics,
             ingest,
             stop,
+            hold,
             tasks,
             deliver,
             deliver_task,
@@ -405,6 +412,12 @@ impl DevStack {
         if let Some(task) = self.deliver_task.take() {
             task.abort();
         }
+    }
+
+    /// Holds transform's and deliver's pollers (true) or lets them go (false): what is queued
+    /// meanwhile waits, so they then take full batches, as Lambda's do under load.
+    pub fn hold_pollers(&self, held: bool) {
+        self.hold.send_replace(held);
     }
 
     /// Starts a fresh deliver worker (a new container: empty caches, new connections).
@@ -515,6 +528,10 @@ pub struct DevArgs {
 
 /// Runs the command.
 pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
+    // Locally every success is logged (at INFO: `RUST_LOG=info` shows them), unless asked.
+    if std::env::var_os("LOG_SAMPLE_RATE").is_none() {
+        switchboard_shared::telemetry::set_sample_rate(1.0);
+    }
     let DevArgs {
         port,
         integrations,

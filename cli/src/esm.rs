@@ -35,6 +35,9 @@ pub struct EventSourceMapping {
     pub batch_size: i32,
     /// The fair look-ahead the queue's pollers share (`fair`), or none: batches as received.
     pub fair: Option<Arc<Fair>>,
+    /// While true, nothing is received (`DevStack::hold_pollers`: a backlog builds up, so the
+    /// pollers then hand over full batches), or none: never held.
+    pub held: Option<watch::Receiver<bool>>,
 }
 
 impl EventSourceMapping {
@@ -44,7 +47,15 @@ impl EventSourceMapping {
         H: Fn(LambdaEvent<SqsEvent>) -> F,
         F: Future<Output = SqsBatchResponse>,
     {
+        let mut held = self.held.clone();
         while !*stop.borrow() {
+            if let Some(held) = held.as_mut().filter(|h| *h.borrow()) {
+                tokio::select! {
+                    _ = held.changed() => {}
+                    _ = stop.changed() => break,
+                }
+                continue;
+            }
             let messages = tokio::select! {
                 m = self.next_batch() => m,
                 _ = stop.changed() => break,

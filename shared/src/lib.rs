@@ -15,3 +15,4 @@ pub mod credentials;
 pub mod http;
 pub mod memory;
 pub mod metrics;
+pub mod telemetry;

@@ -1,5 +1,9 @@
-//! Metrics in CloudWatch Embedded Metric Format: one JSON line per request on stdout, which
-//! CloudWatch turns into metrics without an API call.
+//! Metrics in CloudWatch Embedded Metric Format: JSON lines on stdout, which CloudWatch turns
+//! into metrics without an API call. Inside an invocation ([`Metrics::invocation`]) the values
+//! of one document (the same metrics and dimension values) are gathered into one line, each
+//! metric's values as an array (EMF takes up to 100; each is a sample, so counts, sums and
+//! percentiles are those of one line per value): a batch of ten like events is one line, not
+//! ten.
 
 use std::sync::{Arc, Mutex};
 
@@ -274,7 +278,36 @@ impl Metrics {
         }));
     }
 
+    /// Runs `work` as one invocation: the documents it emits are gathered, and written when it
+    /// ends. (Handlers pass their work boxed: a whole batch's future nested in the scope's is
+    /// deeper than the compiler lays out by default.)
+    pub async fn invocation<F: std::future::Future>(&self, work: F) -> F::Output {
+        GATHERED
+            .scope(std::cell::RefCell::new(Vec::new()), async {
+                let out = work.await;
+                let lines = GATHERED.with(|g| std::mem::take(&mut *g.borrow_mut()));
+                for line in lines {
+                    self.write(line);
+                }
+                out
+            })
+            .await
+    }
+
     fn emit(&self, line: serde_json::Value) {
+        if matches!(self, Metrics::Off) {
+            return;
+        }
+        // Outside an invocation: written now.
+        if GATHERED.try_with(|_| ()).is_err() {
+            return self.write(line);
+        }
+        if let Ok(Some(full)) = GATHERED.try_with(|g| gather(&mut g.borrow_mut(), line)) {
+            self.write(full);
+        }
+    }
+
+    fn write(&self, line: serde_json::Value) {
         match self {
             Metrics::Stdout => println!("{line}"),
             Metrics::Memory(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
@@ -290,13 +323,90 @@ impl Metrics {
         }
     }
 
-    /// How many lines were counted with this outcome and reason (`Memory` only).
+    /// Every sample of `metric` in the lines `matches` keeps (`Memory` only): a gathered
+    /// line's values one by one.
+    pub fn samples(
+        &self,
+        metric: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let mut samples = Vec::new();
+        for line in self.lines().iter().filter(|l| matches(l)) {
+            match &line[metric] {
+                serde_json::Value::Array(values) => samples.extend(values.iter().cloned()),
+                serde_json::Value::Null => {}
+                value => samples.push(value.clone()),
+            }
+        }
+        samples
+    }
+
+    /// How many were counted with this outcome and reason (`Memory` only): the values of each
+    /// line's first metric.
     pub fn count(&self, outcome: &str, reason: &str) -> usize {
         self.lines()
             .iter()
             .filter(|l| l["Outcome"] == outcome && l["Reason"] == reason)
-            .count()
+            .map(|l| {
+                let first = &l["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"];
+                match &l[first.as_str().unwrap_or_default()] {
+                    serde_json::Value::Array(values) => values.len(),
+                    _ => 1,
+                }
+            })
+            .sum()
     }
+}
+
+tokio::task_local! {
+    /// The documents of the invocation running on this task, values gathered.
+    static GATHERED: std::cell::RefCell<Vec<serde_json::Value>>;
+}
+
+/// EMF's limit of values per metric in one document.
+const MAX_VALUES: usize = 100;
+
+/// Adds `line`'s values to the gathered document with the same metrics and dimension values,
+/// or gathers it as a new one; answers a document that is full, to be written now.
+fn gather(
+    gathered: &mut Vec<serde_json::Value>,
+    line: serde_json::Value,
+) -> Option<serde_json::Value> {
+    let names: Vec<String> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["Name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let same = |g: &serde_json::Value| {
+        g["_aws"]["CloudWatchMetrics"] == line["_aws"]["CloudWatchMetrics"]
+            && line.as_object().is_some_and(|l| {
+                l.iter()
+                    .filter(|(k, _)| *k != "_aws" && !names.contains(k))
+                    .all(|(k, v)| &g[k] == v)
+            })
+    };
+    let at = match gathered.iter().position(same) {
+        Some(at) => at,
+        None => {
+            let mut new = line.clone();
+            for name in &names {
+                new[name] = serde_json::Value::Array(Vec::new());
+            }
+            gathered.push(new);
+            gathered.len() - 1
+        }
+    };
+    let mut full = false;
+    for name in &names {
+        if let Some(values) = gathered[at][name].as_array_mut() {
+            values.push(line[name].clone());
+            full |= values.len() >= MAX_VALUES;
+        }
+    }
+    full.then(|| gathered.remove(at))
 }
 
 #[cfg(test)]
@@ -320,5 +430,44 @@ mod tests {
             assert!(line[metric["Name"].as_str().unwrap()].is_number());
         }
         assert_eq!(m.count("rejected", "invalid_signature"), 1);
+    }
+
+    #[tokio::test]
+    async fn an_invocation_writes_one_line_per_document_with_each_value_a_sample() {
+        let m = Metrics::Memory(Arc::default());
+        m.invocation(async {
+            for _ in 0..10 {
+                m.delivery("shop", "wms", Outcome::Delivered, "ok");
+            }
+            m.delivery("shop", "wms", Outcome::Retried, "server_error");
+            m.delivery_latency("shop", "wms", "https://wms", 12.0);
+            m.delivery_latency("shop", "wms", "https://wms", 30.0);
+            assert!(m.lines().is_empty(), "written when the invocation ends");
+        })
+        .await;
+        let lines = m.lines();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(m.count("delivered", "ok"), 10);
+        assert_eq!(m.count("retried", "server_error"), 1);
+        let latency = lines
+            .iter()
+            .find(|l| l["DeliveryLatency"].is_array())
+            .unwrap();
+        assert_eq!(latency["DeliveryLatency"], serde_json::json!([12.0, 30.0]));
+        assert_eq!(latency["Route"], "wms");
+        // A hundred values fill a document: it is written, the next starts another.
+        m.invocation(async {
+            for _ in 0..150 {
+                m.transform("shop", "wms", Outcome::Queued, "mapped");
+            }
+        })
+        .await;
+        let queued: Vec<usize> = m
+            .lines()
+            .iter()
+            .filter(|l| l["Outcome"] == "queued")
+            .map(|l| l["Transforms"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(queued, [100, 50]);
     }
 }

@@ -231,10 +231,8 @@ async fn a_failing_destination_opens_its_circuit_and_a_probe_closes_it() {
     let metrics = &stack.dev.metrics;
     let transitions = |t: &str| {
         metrics
-            .lines()
-            .iter()
-            .filter(|l| l["Transition"] == t)
-            .count()
+            .samples("CircuitTransitions", |l| l["Transition"] == t)
+            .len()
     };
     assert!(transitions("opened") >= 1);
     assert!(

@@ -292,6 +292,7 @@ async fn the_emulator_keeps_no_fairness_between_groups_and_dev_pollers_do() {
         function: "deliver",
         batch_size: 10,
         fair: Some(Arc::new(Fair::new(Duration::from_secs(180)))),
+        held: None,
     };
     let seen = batches.clone();
     let poller = tokio::spawn(mapping.run(

@@ -243,6 +243,11 @@ impl<P: DeliverPorts> Deliver<P> {
     /// Processes a batch, its tasks concurrently; the response lists the messages SQS should
     /// hand back.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
+        switchboard_shared::telemetry::sample_invocation();
+        self.metrics.invocation(Box::pin(self.batch(event))).await
+    }
+
+    async fn batch(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let deadline_ms = batch::deadline_ms(event.context.deadline);
         let received = Instant::now();
         let leases = Leases::default();
@@ -468,13 +473,16 @@ impl<P: DeliverPorts> Deliver<P> {
             Err(e) => Attempt::failed(Outcome::Connect, e.to_string()),
         };
         let latency_ms = latency.as_secs_f64() * 1000.0;
-        tracing::info!(
+        let class = delivery_policy::classify(attempt.outcome);
+        // A failed attempt always; a delivered one as a success (sampled).
+        switchboard_shared::outcome!(
+            matches!(class, delivery_policy::Class::Delivered),
             event_id = %task.event_id,
             route = %task.route,
             attempt = work.receives,
             status = attempt.status(),
             error = attempt.error.as_deref(),
-            class = ?delivery_policy::classify(attempt.outcome),
+            class = ?class,
             latency_ms,
             "delivery attempt"
         );

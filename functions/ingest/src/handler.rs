@@ -152,6 +152,14 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
 
     /// Answers one webhook request. Never fails: every outcome is an HTTP answer.
     pub async fn handle(&self, req: Request) -> Response<Body> {
+        switchboard_shared::telemetry::sample_invocation();
+        self.ports
+            .metrics
+            .invocation(Box::pin(self.answer(req)))
+            .await
+    }
+
+    async fn answer(&self, req: Request) -> Response<Body> {
         let started = Instant::now();
         let integration = integration_id(&req);
         let outcome = match self.process(&req, integration.as_deref()).await {
@@ -161,7 +169,9 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let integration = integration.as_deref().unwrap_or("-");
         let ids: Vec<&str> = outcome.event_ids.iter().map(EventId::as_str).collect();
-        tracing::info!(
+        // A rejection or a failure always; an accepted webhook as a success (sampled).
+        switchboard_shared::outcome!(
+            outcome.status.is_success(),
             integration,
             event_id = ids.join(",").as_str(),
             outcome = outcome.outcome.as_str(),

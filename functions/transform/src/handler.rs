@@ -143,6 +143,11 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
     /// and day, a line per decided event; then every task of the archived events queued
     /// together; then each event settled. The response lists the messages to retry.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
+        switchboard_shared::telemetry::sample_invocation();
+        self.metrics.invocation(Box::pin(self.batch(event))).await
+    }
+
+    async fn batch(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let deadline_ms = batch::deadline_ms(event.context.deadline);
         let records = &event.payload.records;
         let batch_id = archive::batch_id();
@@ -269,7 +274,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             self.metrics
                 .transform(&event.integration, route, Outcome::Failed, reason);
         }
-        tracing::info!(
+        switchboard_shared::success!(
             event_id = %event.event_id,
             integration = %event.integration,
             deliveries = report.queued.len(),
@@ -393,7 +398,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
                     (request, Some(why))
                 }
                 RouteOutcome::Skipped(skip) => {
-                    tracing::info!(event_id = %event.event_id, route = %route.id, reason = skip.reason(), "route skipped");
+                    switchboard_shared::success!(event_id = %event.event_id, route = %route.id, reason = skip.reason(), "route skipped");
                     report.skipped.push((route.id.clone(), skip.reason()));
                     self.metrics.transform(
                         &integration.id,

@@ -236,10 +236,10 @@ impl TestStack {
     pub fn queued(&self, route: &str) -> usize {
         self.dev
             .metrics
-            .lines()
-            .iter()
-            .filter(|l| l["Transforms"] == 1 && l["Route"] == route && l["Outcome"] == "queued")
-            .count()
+            .samples("Transforms", |l| {
+                l["Route"] == route && l["Outcome"] == "queued"
+            })
+            .len()
     }
 
     /// Messages in a queue, visible or in flight.
