@@ -43,6 +43,21 @@ impl IdempotencyStore for Stub {
     async fn release(&self, _: &str) -> Result<(), PortError> {
         Ok(())
     }
+    async fn lookup(
+        &self,
+        _: &str,
+    ) -> Result<Option<switchboard_core::idempotency::Record>, PortError> {
+        Ok(None)
+    }
+    async fn record_completed(
+        &self,
+        _: &str,
+        _: &str,
+        _: chrono::DateTime<chrono::Utc>,
+        _: i64,
+    ) -> Result<bool, PortError> {
+        Ok(true)
+    }
 }
 
 impl SecretStore for Stub {

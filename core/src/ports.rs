@@ -5,7 +5,7 @@ use std::future::Future;
 
 use crate::circuit::CircuitState;
 use crate::dead_letter::{AttemptRecord, DeadLetter};
-use crate::idempotency::{Claim, NewClaim};
+use crate::idempotency::{Claim, NewClaim, Record};
 use crate::reason::Reason;
 use crate::review::{ReviewItem, ReviewStatus};
 use crate::secret::SecretString;
@@ -100,6 +100,20 @@ pub trait IdempotencyStore: Send + Sync {
 
     /// Deletes the key so a retry can take it.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The key's record, read eventually consistently (half a read unit: a write of the last
+    /// second may not be seen yet).
+    fn lookup(&self, key: &str) -> impl Future<Output = Result<Option<Record>, PortError>> + Send;
+
+    /// Records the key COMPLETED with `data` unless a live COMPLETED record holds it (one
+    /// conditional put); answers whether this call recorded it.
+    fn record_completed(
+        &self,
+        key: &str,
+        data: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 }
 
 /// Routes' circuit breakers, shared by every concurrent deliver function. Keys are

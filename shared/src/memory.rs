@@ -183,6 +183,37 @@ impl IdempotencyStore for MemoryTable {
         lock(&self.records).remove(key);
         Ok(())
     }
+
+    async fn lookup(&self, key: &str) -> Result<Option<Record>, PortError> {
+        Ok(lock(&self.records).get(key).cloned())
+    }
+
+    async fn record_completed(
+        &self,
+        key: &str,
+        data: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        expires_at: i64,
+    ) -> Result<bool, PortError> {
+        let mut records = lock(&self.records);
+        if records
+            .get(key)
+            .is_some_and(|r| r.status == Status::Completed && r.expires_at >= now.timestamp())
+        {
+            return Ok(false);
+        }
+        records.insert(
+            key.to_string(),
+            Record {
+                key: key.to_string(),
+                status: Status::Completed,
+                expires_at,
+                in_progress_expires_at_ms: None,
+                data: Some(data.to_string()),
+            },
+        );
+        Ok(true)
+    }
 }
 
 impl ReviewStore for MemoryTable {

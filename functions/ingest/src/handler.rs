@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
@@ -11,10 +11,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use switchboard_core::archive::{self, ArchivedEvent, ArchivedEventV1, MAX_INLINE_MESSAGE_BYTES};
 use switchboard_core::envelope::{EventMessage, EventV1, is_sensitive_header};
-use switchboard_core::idempotency::{Claim, NewClaim, Status, in_progress_until};
+use switchboard_core::idempotency::Status;
 use switchboard_core::ids::EventId;
 use switchboard_core::integration::{Inbound, Integrations};
-use switchboard_core::ports::{Archive, IdempotencyStore, Outgoing, Queue, SecretStore};
+use switchboard_core::ports::{Archive, IdempotencyStore, Outgoing, PortError, Queue, SecretStore};
 use switchboard_core::secrets::SecretsCache;
 use switchboard_core::verify::{Scheme, SignedRequest, VerifyError, verify};
 use switchboard_shared::metrics::{Metrics, Outcome};
@@ -29,8 +29,6 @@ use stages::Pending;
 const RETRY_AFTER_SECS: u64 = 5;
 /// How many events of a split request are accepted at once.
 const CONCURRENT_EVENTS: usize = 10;
-/// The in-progress expiry used when there is no Lambda deadline (local runs).
-const DEFAULT_IN_PROGRESS: Duration = Duration::from_secs(30);
 
 /// The ports ingest uses.
 #[derive(Debug)]
@@ -90,7 +88,6 @@ fn unavailable(message: &str) -> Rejection {
 /// travel with it, when.
 struct Arrival<'a> {
     integration: &'a Inbound,
-    req: &'a Request,
     /// The request body, as received.
     body: &'a [u8],
     /// The headers that travel with each event (no credential, no signature).
@@ -186,9 +183,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         let mut response = Response::builder()
             .status(outcome.status)
             .header(http::header::CONTENT_TYPE, "application/json");
-        if outcome.status == StatusCode::SERVICE_UNAVAILABLE
-            || outcome.status == StatusCode::CONFLICT
-        {
+        if outcome.status == StatusCode::SERVICE_UNAVAILABLE {
             response = response.header(http::header::RETRY_AFTER, RETRY_AFTER_SECS);
         }
         response
@@ -222,7 +217,6 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         let pending = stages::pending(integration, req.headers(), body, events, archive_json);
         let arrival = Arrival {
             integration,
-            req,
             body,
             headers: carried_headers(req.headers(), source.scheme.credential_header()),
             now,
@@ -308,9 +302,10 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         })
     }
 
-    /// Dedupes, archives and queues one event.
-    /// One event: claim its dedupe key (a completed one is a duplicate; one in progress, 409),
-    /// archive and queue it, complete the claim.
+    /// One event: a provider's retry of one already accepted (its record read, eventually
+    /// consistently) is a duplicate; otherwise it is queued, then recorded with one
+    /// conditional write. Two copies racing (both read nothing) are both queued: the one whose
+    /// write loses is answered as a duplicate, and deliver's record sends its routes once.
     async fn accept(
         &self,
         arrival: &Arrival<'_>,
@@ -318,58 +313,47 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
     ) -> Result<Accepted, Rejection> {
         let (key, now) = (event.key.as_str(), arrival.now);
         let expires_at = now.timestamp() + arrival.integration.source.dedupe_ttl.as_secs() as i64;
-        let claim = NewClaim {
-            key: key.to_string(),
-            now,
-            expires_at,
-            in_progress_expires_at_ms: in_progress_deadline(arrival.req, now),
+        let store_down = |e: PortError| {
+            tracing::error!(error = %e, "the idempotency store failed");
+            unavailable("the idempotency store is unavailable; retry later")
         };
-        match self.ports.idempotency.claim(&claim).await {
-            Ok(Claim::Acquired) => {}
-            Ok(Claim::Exists(record)) => {
-                return match (record.status, record.data.map(EventId::try_from)) {
-                    (Status::Completed, Some(Ok(event_id))) => Ok(Accepted {
-                        event_id,
-                        duplicate: true,
-                    }),
-                    _ => Err(Rejection::new(
-                        StatusCode::CONFLICT,
-                        "duplicate_in_progress",
-                        "this webhook is being processed right now; retry later",
-                    )),
-                };
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "idempotency claim failed");
-                return Err(unavailable(
-                    "the idempotency store is unavailable; retry later",
-                ));
-            }
+        let seen = self
+            .ports
+            .idempotency
+            .lookup(key)
+            .await
+            .map_err(store_down)?;
+        if let Some(record) = seen.filter(|r| r.status == Status::Completed && r.blocks(now))
+            && let Some(Ok(event_id)) = record.data.map(EventId::try_from)
+        {
+            return Ok(Accepted {
+                event_id,
+                duplicate: true,
+            });
         }
-
         // Derived from the key: a sender's retry after a failure below is the same event.
         let event_id = EventId::derived(key);
         if let Err(e) = self.archive_and_queue(arrival, &event_id, event).await {
-            tracing::error!(event_id = %event_id, error = %e, "archiving or queueing the event failed");
-            // Release the claim so the sender's retry is accepted rather than deduped.
-            if let Err(e) = self.ports.idempotency.release(key).await {
-                tracing::error!(error = %e, "releasing the idempotency record failed");
-            }
+            tracing::error!(event_id = %event_id, error = %e, "queueing the event failed");
             return Err(unavailable("the event could not be queued; retry later"));
         }
-        if let Err(e) = self
+        let recorded = self
             .ports
             .idempotency
-            .complete(key, event_id.as_str(), expires_at)
-            .await
-        {
-            // The event is queued: nothing is lost. A retry inside the in-progress window is
-            // answered 409; after it the record lapses and a retry is accepted again.
-            tracing::warn!(error = %e, "completing the idempotency record failed");
-        }
+            .record_completed(key, event_id.as_str(), now, expires_at)
+            .await;
+        let duplicate = match recorded {
+            Ok(won) => !won,
+            Err(e) => {
+                // The event is queued: nothing is lost. A retry is queued again, as the same
+                // event, and deliver sends each route once.
+                tracing::warn!(error = %e, "recording the accepted event failed");
+                false
+            }
+        };
         Ok(Accepted {
             event_id,
-            duplicate: false,
+            duplicate,
         })
     }
 
@@ -448,15 +432,6 @@ fn integration_id(req: &Request) -> Option<String> {
         .strip_prefix("/webhooks/")
         .filter(|rest| !rest.is_empty() && !rest.contains('/'))
         .map(str::to_string)
-}
-
-/// When an INPROGRESS claim lapses: the Lambda deadline, or a default when run locally.
-fn in_progress_deadline(req: &Request, now: DateTime<Utc>) -> i64 {
-    in_progress_until(
-        req.lambda_context_ref().map(|c| c.deadline as i64),
-        now,
-        DEFAULT_IN_PROGRESS,
-    )
 }
 
 /// The headers that travel with the event: none that carries a credential or a signature,

@@ -186,6 +186,48 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .map_err(|e| aws_error("DeleteItem", e))?;
         Ok(())
     }
+
+    async fn lookup(&self, key: &str) -> Result<Option<Record>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+            .consistent_read(false)
+            .send()
+            .await
+            .map_err(|e| aws_error("GetItem", e))?;
+        Ok(out.item().and_then(record))
+    }
+
+    async fn record_completed(
+        &self,
+        key: &str,
+        data: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        expires_at: i64,
+    ) -> Result<bool, PortError> {
+        let completed = || AttributeValue::S(Status::Completed.as_str().into());
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, AttributeValue::S(key.to_string()))
+            .item(STATUS, completed())
+            .item(DATA, AttributeValue::S(data.to_string()))
+            .item(EXPIRATION, AttributeValue::N(expires_at.to_string()))
+            .condition_expression(
+                "attribute_not_exists(#id) OR #expiry < :now OR #status <> :completed",
+            )
+            .expression_attribute_names("#id", KEY)
+            .expression_attribute_names("#expiry", EXPIRATION)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .expression_attribute_values(":completed", completed())
+            .send()
+            .await;
+        conditional("PutItem", result)
+    }
 }
 
 /// Destination state shares the idempotency table (key `id`, TTL attribute `expiration`):
