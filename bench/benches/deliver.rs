@@ -57,6 +57,7 @@ impl IdempotencyStore for Stub {
     async fn lookup(
         &self,
         _: &str,
+        _: bool,
     ) -> Result<Option<switchboard_core::idempotency::Record>, PortError> {
         Ok(None)
     }

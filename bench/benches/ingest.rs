@@ -46,6 +46,7 @@ impl IdempotencyStore for Stub {
     async fn lookup(
         &self,
         _: &str,
+        _: bool,
     ) -> Result<Option<switchboard_core::idempotency::Record>, PortError> {
         Ok(None)
     }

@@ -284,7 +284,8 @@ async fn serve(
     Ok((addr, server))
 }
 
-/// Transform on the events queue, as its event source mapping runs it (batches of 10).
+/// Transform on the events queue, as its event source mapping runs it (batches of up to 100,
+/// the template's).
 fn poll_events(
     sqs: &aws_sdk_sqs::Client,
     url: &str,
@@ -297,7 +298,7 @@ fn poll_events(
         queue_url: url.to_string(),
         queue_arn: arn,
         function: "transform",
-        batch_size: 10,
+        batch_size: 100,
         fair: None,
         held: Some(held),
     };

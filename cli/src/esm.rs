@@ -31,7 +31,8 @@ pub struct EventSourceMapping {
     pub queue_arn: String,
     /// A name for progress lines (`transform`, `deliver`).
     pub function: &'static str,
-    /// Messages per batch (1-10).
+    /// Messages per batch (up to ten a receive; more are received ten at a time while the
+    /// queue has them, as Lambda's pollers gather a batch within its window).
     pub batch_size: i32,
     /// The fair look-ahead the queue's pollers share (`fair`), or none: batches as received.
     pub fair: Option<Arc<Fair>>,
@@ -73,7 +74,17 @@ impl EventSourceMapping {
     /// The next batch: as received, or through the fair look-ahead.
     async fn next_batch(&self) -> Vec<Message> {
         let Some(fair) = &self.fair else {
-            return self.receive(self.batch_size, 1).await;
+            let mut batch = self.receive(self.batch_size.min(10), 1).await;
+            while !batch.is_empty() && batch.len() < self.batch_size as usize {
+                let ask = (self.batch_size as usize - batch.len()).min(10);
+                let more = self.receive(ask as i32, 0).await;
+                let full = more.len() == ask;
+                batch.extend(more);
+                if !full {
+                    break;
+                }
+            }
+            return batch;
         };
         // Receive ahead while the queue has more; long-poll only when there is nothing to do.
         let mut wait = if fair.is_empty() { 1 } else { 0 };

@@ -101,9 +101,13 @@ pub trait IdempotencyStore: Send + Sync {
     /// Deletes the key so a retry can take it.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// The key's record, read eventually consistently (half a read unit: a write of the last
-    /// second may not be seen yet).
-    fn lookup(&self, key: &str) -> impl Future<Output = Result<Option<Record>, PortError>> + Send;
+    /// The key's record: read strongly consistently (one read unit), or eventually (half: a
+    /// write of the last second may not be seen yet).
+    fn lookup(
+        &self,
+        key: &str,
+        consistent: bool,
+    ) -> impl Future<Output = Result<Option<Record>, PortError>> + Send;
 
     /// Records the key COMPLETED with `data` unless a live COMPLETED record holds it (one
     /// conditional put); answers whether this call recorded it.

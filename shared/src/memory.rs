@@ -184,7 +184,7 @@ impl IdempotencyStore for MemoryTable {
         Ok(())
     }
 
-    async fn lookup(&self, key: &str) -> Result<Option<Record>, PortError> {
+    async fn lookup(&self, key: &str, _consistent: bool) -> Result<Option<Record>, PortError> {
         Ok(lock(&self.records).get(key).cloned())
     }
 

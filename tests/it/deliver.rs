@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::utils::chaos::Chaos;
 use crate::utils::receiver::Receiver;
 use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
+use switchboard_cli::resources::QueueSettings;
 
 const ORDER: &[u8] = br#"{"name": "Ada", "items": [{"price": 120.5}, {"price": 9.5}]}"#;
 const WAIT: Duration = Duration::from_secs(30);
@@ -270,6 +271,10 @@ fn delivered(receiver: &Receiver) -> usize {
         .len()
 }
 
+/// Six tasks for a destination taking two a second, one at a time: each waits its turn (in
+/// process up to `MAX_LIMIT_WAIT`, then on its visibility) and is sent once. The queue's
+/// visibility timeout outlasts an invocation, as deployed (180 s against 30 s): a task is
+/// never received twice at once, which is what deliver's record read before a call relies on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_destination_is_paced_not_failed() {
     let receiver = Receiver::start().await;
@@ -277,7 +282,15 @@ async fn a_rate_limited_destination_is_paced_not_failed() {
         "  - id: echo\n    map: '{{\"name\": name}}'\n    deliver:\n      url: {}\n      limits: {{ max_per_second: 2, max_concurrency: 1 }}\n",
         receiver.url
     );
-    let stack = signed_orders(&routes).await;
+    let stack = TestStack::with(
+        &[("orders", definition(&routes))],
+        &[("signing", SIGNING_SECRET)],
+        QueueSettings {
+            visibility_timeout_secs: 5,
+            ..FAST
+        },
+    )
+    .await;
     for i in 0..6 {
         let (status, body) = stack
             .post_signed("orders", format!(r#"{{"name": "n{i}"}}"#).as_bytes())

@@ -512,9 +512,10 @@ impl<P: IdempotencyStore> IdempotencyStore for Counted<P> {
     async fn lookup(
         &self,
         key: &str,
+        consistent: bool,
     ) -> Result<Option<switchboard_core::idempotency::Record>, PortError> {
         self.note("GetItem");
-        self.inner.lookup(key).await
+        self.inner.lookup(key, consistent).await
     }
     async fn record_completed(
         &self,
@@ -873,8 +874,9 @@ async fn a_retry_after_the_completion_write_failed_is_the_same_event() {
         async fn lookup(
             &self,
             key: &str,
+            consistent: bool,
         ) -> Result<Option<switchboard_core::idempotency::Record>, PortError> {
-            self.0.lookup(key).await
+            self.0.lookup(key, consistent).await
         }
         async fn record_completed(
             &self,

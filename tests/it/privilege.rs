@@ -521,13 +521,15 @@ fn the_function_url_option_opens_only_ingest_and_only_through_its_url() {
 }
 
 /// Both SQS triggers gather full batches under load (`BatchingWindowSeconds`, a small default
-/// that a lone event waits at most): one invocation, one receive and one delete per ten events.
+/// that a lone event waits at most, and at least a second: more than ten messages need one):
+/// transform a hundred events an invocation (one archive object), deliver ten.
 #[test]
 fn both_queue_triggers_gather_full_batches_within_a_small_window() {
     let t = template();
     let window = &t["Parameters"]["BatchingWindowSeconds"];
     let default = window["Default"].as_u64().unwrap();
     assert!((1..=5).contains(&default), "default {default} s");
+    assert_eq!(window["MinValue"].as_u64(), Some(1));
     let triggers: Vec<&Value> = resources(&t)
         .values()
         .flat_map(|r| {
@@ -539,9 +541,14 @@ fn both_queue_triggers_gather_full_batches_within_a_small_window() {
         .filter(|e| e["Type"].as_str() == Some("SQS"))
         .collect();
     assert_eq!(triggers.len(), 2, "transform's and deliver's");
+    let mut sizes: Vec<u64> = triggers
+        .iter()
+        .map(|t| t["Properties"]["BatchSize"].as_u64().unwrap())
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [10, 100], "deliver's, transform's");
     for trigger in triggers {
         let props = &trigger["Properties"];
-        assert_eq!(props["BatchSize"].as_u64(), Some(10));
         assert_eq!(
             text(&props["MaximumBatchingWindowInSeconds"]).as_deref(),
             Some("BatchingWindowSeconds"),

@@ -25,7 +25,9 @@ use switchboard_core::secret::SecretString;
 const SIGNING: &str = "whsec_c3dpdGNoYm9hcmQtYmVuY2gtc2lnbmluZy1rZXk=";
 /// The functions' memory (the template's `MemorySize`).
 const MEMORY_GB: f64 = 256.0 / 1024.0;
-/// Events per invocation of transform and deliver at full batches (the template's `BatchSize`).
+/// Events per invocation of transform at full batches (the template's `BatchSize`).
+const TRANSFORM_BATCH: f64 = 100.0;
+/// Events per invocation of deliver at full batches (the template's `BatchSize`).
 const BATCH: f64 = 10.0;
 /// What Lambda writes per invocation beside the function's lines, in its JSON log format.
 const PLATFORM_LINES: [&str; 2] = [
@@ -406,7 +408,7 @@ impl Report {
         let mut total = 0.0;
         for (function, invocations_per_event) in [
             ("ingest", 1.0),
-            ("transform", 1.0 / BATCH),
+            ("transform", 1.0 / TRANSFORM_BATCH),
             ("deliver", 1.0 / BATCH),
         ] {
             let waiting: f64 = self
@@ -447,7 +449,7 @@ impl Report {
             println!("  logs: {function:<10} {b:>6.0} B an event ({lines} lines)");
             bytes_per_event += b;
         }
-        let platform = platform_bytes() * (1.0 + 2.0 / BATCH);
+        let platform = platform_bytes() * (1.0 + 1.0 / TRANSFORM_BATCH + 1.0 / BATCH);
         println!(
             "  logs: Lambda's own lines {platform:.0} B an event (the template's SystemLogLevel)"
         );

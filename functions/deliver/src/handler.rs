@@ -35,7 +35,7 @@ use switchboard_core::delivery_policy::{
     self, Attempted, Class, Held, Outcome, Settlement, Waiting,
 };
 use switchboard_core::envelope::{DeliveryMessage, DeliveryRef, DeliveryV1};
-use switchboard_core::idempotency::{Claim, NewClaim, Status, in_progress_until};
+use switchboard_core::idempotency::Status;
 use switchboard_core::integration::{Integrations, Outbound, OutboundRoute, ResponseCheck};
 use switchboard_core::network::NetworkPolicy;
 use switchboard_core::ports::send_dead_letter;
@@ -402,7 +402,7 @@ impl<P: DeliverPorts> Deliver<P> {
             Ok(probe) => probe,
             Err(fate) => return fate.into(),
         };
-        let claimed = match self.claim(work, deadline_ms).await {
+        let claimed = match self.claim(work).await {
             Ok(claimed) => claimed,
             Err(fate) => return fate.into(),
         };

@@ -320,7 +320,7 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
         let seen = self
             .ports
             .idempotency
-            .lookup(key)
+            .lookup(key, false)
             .await
             .map_err(store_down)?;
         if let Some(record) = seen.filter(|r| r.status == Status::Completed && r.blocks(now))

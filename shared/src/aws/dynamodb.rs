@@ -187,13 +187,13 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         Ok(())
     }
 
-    async fn lookup(&self, key: &str) -> Result<Option<Record>, PortError> {
+    async fn lookup(&self, key: &str, consistent: bool) -> Result<Option<Record>, PortError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key(KEY, AttributeValue::S(key.to_string()))
-            .consistent_read(false)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(|e| aws_error("GetItem", e))?;

@@ -50,39 +50,22 @@ impl<P: DeliverPorts> Deliver<P> {
         Ok(probe)
     }
 
-    /// Idempotent sends: the `deliver#{event_id}#{route}` claim. A redelivery after a success
-    /// does not send again; one while another worker holds the claim comes back when that
-    /// claim lapses (the worker may have died mid-call), not on every visibility timeout.
-    pub(super) async fn claim(
-        &self,
-        work: &Work<'_>,
-        deadline_ms: Option<i64>,
-    ) -> Result<Claimed, Fate> {
+    /// Idempotent sends: the `deliver#{event_id}#{route}` record, read strongly consistently.
+    /// A redelivery after a success does not send again; the record is written when the
+    /// destination took the task (one conditional put). Two copies of a task in flight at once
+    /// (an SQS duplicate; two copies of a webhook racing through ingest) may both be sent: the
+    /// destination dedupes them by their `Idempotency-Key`.
+    pub(super) async fn claim(&self, work: &Work<'_>) -> Result<Claimed, Fate> {
         let task = work.task;
         let key = format!("deliver#{}#{}", task.event_id, task.route);
         let now = Utc::now();
         let expires_at = now.timestamp() + DELIVERED_TTL.as_secs() as i64;
-        let claim = NewClaim {
-            key: key.clone(),
-            now,
-            expires_at,
-            in_progress_expires_at_ms: in_progress_until(deadline_ms, now, DEFAULT_IN_PROGRESS),
-        };
-        match self.store.claim(&claim).await {
-            Ok(Claim::Acquired) => Ok(Claimed { key, expires_at }),
-            Ok(Claim::Exists(record)) if record.status == Status::Completed => {
+        match self.store.lookup(&key, true).await {
+            Ok(Some(record)) if record.status == Status::Completed && record.blocks(now) => {
                 Err(Fate::AlreadyDelivered)
             }
-            Ok(Claim::Exists(record)) => {
-                let left = record.in_progress_expires_at_ms.unwrap_or(0) - now.timestamp_millis();
-                Err(Fate::HandBack {
-                    wait: Some(Duration::from_millis(
-                        u64::try_from(left).unwrap_or(0) + 500,
-                    )),
-                    why: HandBack::Waiting("being delivered by another worker".into()),
-                })
-            }
-            Err(e) => Err(Fate::unavailable(format!("idempotency claim failed: {e}"))),
+            Ok(_) => Ok(Claimed { key, expires_at }),
+            Err(e) => Err(Fate::unavailable(format!("idempotency read failed: {e}"))),
         }
     }
 

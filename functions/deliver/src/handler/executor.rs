@@ -18,24 +18,23 @@ impl<P: DeliverPorts> Deliver<P> {
             ..Tried::default()
         });
         let result = self.carry_out(work, fate, tried).await;
-        match claimed {
-            Some(c) if delivered => self.complete(&c).await,
-            Some(c) => self.release(&c.key).await,
-            None => {}
+        if let Some(c) = claimed.filter(|_| delivered) {
+            self.complete(&c).await;
         }
         result
     }
 
-    /// Delivered: the claim becomes the completion record that suppresses a second send.
+    /// Delivered: the record that suppresses a second send.
     async fn complete(&self, claimed: &Claimed) {
+        let now = Utc::now();
         if let Err(e) = self
             .store
-            .complete(&claimed.key, "delivered", claimed.expires_at)
+            .record_completed(&claimed.key, "delivered", now, claimed.expires_at)
             .await
         {
-            // Delivered: nothing is lost. A redelivery inside the in-progress window
-            // waits; after it, the destination's Idempotency-Key dedupes.
-            tracing::warn!(error = %e, "completing the idempotency record failed");
+            // Delivered: nothing is lost. A redelivery is sent again; the destination's
+            // Idempotency-Key dedupes it.
+            tracing::warn!(error = %e, "recording the delivery failed");
         }
     }
 
@@ -133,14 +132,6 @@ impl<P: DeliverPorts> Deliver<P> {
         {
             // The queue's own visibility timeout applies instead.
             tracing::warn!(error = %e, "could not set the retry delay");
-        }
-    }
-
-    /// Deletes the claim so the next attempt can take it.
-    pub(super) async fn release(&self, key: &str) {
-        if let Err(e) = self.store.release(key).await {
-            // The claim lapses at its in-progress expiry instead.
-            tracing::warn!(error = %e, "releasing the idempotency record failed");
         }
     }
 
