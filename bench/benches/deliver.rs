@@ -59,6 +59,7 @@ impl IdempotencyStore for Stub {
         _: &str,
         _: bool,
     ) -> Result<Option<switchboard_core::idempotency::Record>, PortError> {
+        self.call();
         Ok(None)
     }
     async fn record_completed(
@@ -68,6 +69,7 @@ impl IdempotencyStore for Stub {
         _: chrono::DateTime<chrono::Utc>,
         _: i64,
     ) -> Result<bool, PortError> {
+        self.call();
         Ok(true)
     }
 }

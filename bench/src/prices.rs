@@ -50,6 +50,7 @@ pub const LOGS_INGESTED_GB: f64 = 0.50;
 pub fn request(service: &str, action: &str) -> f64 {
     match (service, action) {
         ("sqs", _) => SQS_REQUEST,
+        ("dynamodb", "GetItem (eventually consistent)") => DYNAMODB_READ_UNIT / 2.0,
         ("dynamodb", "GetItem" | "Query" | "Scan" | "BatchGetItem") => DYNAMODB_READ_UNIT,
         ("dynamodb", _) => DYNAMODB_WRITE_UNIT,
         ("s3", "PutObject" | "CopyObject" | "ListObjectsV2" | "ListObjects" | "PostObject") => {

@@ -144,6 +144,17 @@ impl MemoryTable {
     }
 }
 
+/// A COMPLETED record of `key` holding `data`.
+fn completed(key: &str, data: &str, expires_at: i64) -> Record {
+    Record {
+        key: key.to_string(),
+        status: Status::Completed,
+        expires_at,
+        in_progress_expires_at_ms: None,
+        data: Some(data.to_string()),
+    }
+}
+
 impl IdempotencyStore for MemoryTable {
     async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
         let mut records = lock(&self.records);
@@ -166,16 +177,7 @@ impl IdempotencyStore for MemoryTable {
     }
 
     async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), PortError> {
-        lock(&self.records).insert(
-            key.to_string(),
-            Record {
-                key: key.to_string(),
-                status: Status::Completed,
-                expires_at,
-                in_progress_expires_at_ms: None,
-                data: Some(data.to_string()),
-            },
-        );
+        lock(&self.records).insert(key.to_string(), completed(key, data, expires_at));
         Ok(())
     }
 
@@ -202,16 +204,7 @@ impl IdempotencyStore for MemoryTable {
         {
             return Ok(false);
         }
-        records.insert(
-            key.to_string(),
-            Record {
-                key: key.to_string(),
-                status: Status::Completed,
-                expires_at,
-                in_progress_expires_at_ms: None,
-                data: Some(data.to_string()),
-            },
-        );
+        records.insert(key.to_string(), completed(key, data, expires_at));
         Ok(true)
     }
 }

@@ -261,6 +261,13 @@ fn call(entry: &Value) -> Call {
     };
     let body = body_text(entry);
     let by = caller(&service, &action, &body, url);
+    // A read that does not ask for consistency is eventually consistent: half a read unit.
+    let action = match action.as_str() {
+        "GetItem" if !body.replace(' ', "").contains("\"ConsistentRead\":true") => {
+            "GetItem (eventually consistent)".to_string()
+        }
+        _ => action,
+    };
     Call {
         by,
         service,
@@ -367,7 +374,7 @@ impl Report {
             prices::READ_ON
         );
         println!(
-            "\n{:<22} {:<15} {:<24} {:>10} {:>12}",
+            "\n{:<22} {:<15} {:<32} {:>10} {:>12}",
             "by", "service", "action", "per event", "$ / million"
         );
         let mut aws = 0.0;
@@ -376,7 +383,7 @@ impl Report {
             let dollars = per_event * prices::request(&c.service, &c.action) * 1e6;
             aws += dollars;
             println!(
-                "{:<22} {:<15} {:<24} {:>10.2} {:>12.3}",
+                "{:<22} {:<15} {:<32} {:>10.2} {:>12.3}",
                 c.by, c.service, c.action, per_event, dollars
             );
         }

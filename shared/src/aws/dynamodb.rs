@@ -65,16 +65,7 @@ impl DynamoIdempotencyStore {
     }
 
     async fn read(&self, key: &str) -> Result<Option<Record>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws_error("GetItem", e))?;
-        Ok(out.item().and_then(record))
+        self.lookup(key, true).await
     }
 }
 
