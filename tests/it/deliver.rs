@@ -8,8 +8,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::utils::receiver::Receiver;
-use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
-use switchboard_cli::resources::QueueSettings;
+use crate::utils::stack::{FAST, FAST_OUTLASTING, SIGNING_SECRET, TestStack};
 
 const ORDER: &[u8] = br#"{"name": "Ada", "items": [{"price": 120.5}, {"price": 9.5}]}"#;
 const WAIT: Duration = Duration::from_secs(30);
@@ -271,9 +270,8 @@ fn delivered(receiver: &Receiver) -> usize {
 }
 
 /// Six tasks for a destination taking two a second, one at a time: each waits its turn (in
-/// process up to `MAX_LIMIT_WAIT`, then on its visibility) and is sent once. The queue's
-/// visibility timeout outlasts an invocation, as deployed (180 s against 30 s): a task is
-/// never received twice at once, which is what deliver's record read before a call relies on.
+/// process up to `MAX_LIMIT_WAIT`, then on its visibility) and is sent once (the visibility
+/// outlasts that wait: `FAST_OUTLASTING`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_destination_is_paced_not_failed() {
     let receiver = Receiver::start().await;
@@ -284,10 +282,7 @@ async fn a_rate_limited_destination_is_paced_not_failed() {
     let stack = TestStack::with(
         &[("orders", definition(&routes))],
         &[("signing", SIGNING_SECRET)],
-        QueueSettings {
-            visibility_timeout_secs: 5,
-            ..FAST
-        },
+        FAST_OUTLASTING,
     )
     .await;
     for i in 0..6 {

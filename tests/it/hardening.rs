@@ -12,7 +12,7 @@ use switchboard_core::archive::{self, ArchivedEvent, ArchivedEventV1};
 use switchboard_core::ids::EventId;
 
 use crate::utils::receiver::Receiver;
-use crate::utils::stack::{FAST, SIGNING_SECRET, TestStack};
+use crate::utils::stack::{FAST, FAST_OUTLASTING, SIGNING_SECRET, TestStack};
 
 /// An event 30 days old is in the archive (kept 90 days) but its delivery records (kept 7) are
 /// gone: a replay cannot tell whether it was delivered, so it refuses it and says so; with
@@ -439,7 +439,8 @@ async fn each_calls_latency_is_counted_by_its_destination() {
     let test = TestStack::with(
         &[("orders", definition)],
         &[("signing", SIGNING_SECRET)],
-        FAST,
+        // Calls of 1.2 s: a visibility that outlasts them, as deployed.
+        FAST_OUTLASTING,
     )
     .await;
     post_numbered(&test, 3).await;
