@@ -203,12 +203,20 @@ pub fn batch_id() -> String {
 /// What a batch object's key ends with.
 pub const BATCH_SUFFIX: &str = ".jsonl.gz";
 
-/// A batch object's bytes: one JSON line per event, gzipped.
+/// A batch object's bytes: one JSON line per event, gzipped. A body kept verbatim may hold
+/// line breaks between its tokens (a pretty-printed webhook): they become spaces, so each event
+/// stays one line (a line break inside a JSON string is always escaped, so none is there).
 pub fn write_batch(lines: &[ArchivedEvent]) -> Vec<u8> {
     let mut text = Vec::with_capacity(lines.len() * 1024);
     for line in lines {
+        let start = text.len();
         #[allow(clippy::expect_used)]
         serde_json::to_writer(&mut text, line).expect("an archive line always serializes");
+        for byte in &mut text[start..] {
+            if matches!(*byte, b'\n' | b'\r') {
+                *byte = b' ';
+            }
+        }
         text.push(b'\n');
     }
     let mut gz = flate2::write::GzEncoder::new(
@@ -330,11 +338,16 @@ mod tests {
 
     #[test]
     fn a_batch_object_gives_back_each_line_with_its_body_verbatim_and_decision() {
-        let lines = [line("evt_1", r#"{"b": 1,  "a":[2]}"#), line("evt_2", "[]")];
+        let pretty = "{\n  \"name\": \"Ada\\nLovelace\",\r\n  \"items\": [\n    1\n  ]\n}";
+        let lines = [
+            line("evt_1", r#"{"b": 1,  "a":[2]}"#),
+            line("evt_2", "[]"),
+            line("evt_3", pretty),
+        ];
         let bytes = write_batch(&lines);
         assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip");
         let read = read_object("shop/2026/03/07/01KB.jsonl.gz", &bytes).unwrap();
-        assert_eq!(read.len(), 2);
+        assert_eq!(read.len(), 3, "a pretty-printed body is still one line");
         let ArchivedEvent::ArchivedEventV2(first) = &read[0] else {
             panic!("{read:?}")
         };
@@ -342,6 +355,16 @@ mod tests {
         assert_eq!(first.body.as_ref().unwrap().get(), r#"{"b": 1,  "a":[2]}"#);
         assert_eq!(first.decision.routes[0].outcome, RouteOutcome::Skipped);
         assert_eq!(read[1].event_id().as_str(), "evt_2");
+        let ArchivedEvent::ArchivedEventV2(third) = &read[2] else {
+            panic!("{read:?}")
+        };
+        let body: serde_json::Value =
+            serde_json::from_str(third.body.as_ref().unwrap().get()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "Ada\nLovelace", "items": [1]}),
+            "the same JSON, its string's escaped line break kept"
+        );
     }
 
     #[test]
