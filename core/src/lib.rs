@@ -29,6 +29,7 @@ pub mod mapping;
 pub mod model;
 pub mod network;
 pub mod ports;
+pub mod principal;
 pub mod reason;
 pub mod review;
 pub mod secret;

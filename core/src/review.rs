@@ -13,6 +13,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use crate::principal::Principal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -40,7 +42,8 @@ pub struct ReviewPolicy {
     pub expires: Duration,
     /// What happens to an item nobody decided in time.
     pub on_expiry: OnExpiry,
-    /// Who may decide (an IAM user or role name, an ARN, or a `--by` name); anyone with
+    /// Who may decide, exactly (`principal::Principal::is`): an IAM user or role ARN, a role
+    /// name in the stack's account, or a Slack user or group id (`slack:U…`); anyone with
     /// access to the table when empty.
     pub deciders: Vec<String>,
     /// An item waiting this long raises the `ReviewOverdue` alarm.
@@ -125,7 +128,8 @@ impl ReviewStatus {
 pub struct Decision {
     /// `approve`, `edit`, `reject`, `expire`.
     pub action: String,
-    /// The AWS caller identity, the `--by` name, or `switchboard` for an expiry.
+    /// The verified principal (`principal::Principal`'s form: an IAM ARN, `slack:U…`,
+    /// `local:NAME` under the emulator), or `switchboard` for an expiry.
     pub by: String,
     /// When.
     pub at: DateTime<Utc>,
@@ -249,15 +253,9 @@ impl ReviewItem {
         self.expires_at.timestamp() + KEPT_AFTER_EXPIRY.as_secs() as i64
     }
 
-    /// Whether `who` (an ARN, a user or role name, a `--by` name) may decide.
-    pub fn may_decide(&self, who: &str) -> bool {
-        self.deciders.is_empty()
-            || self.deciders.iter().any(|d| {
-                d == who
-                    || who
-                        .rsplit_once('/')
-                        .is_some_and(|(_, name)| name == d || who.contains(&format!("/{d}/")))
-            })
+    /// Whether the verified principal `who` may decide, the stack being in `stack_account`.
+    pub fn may_decide(&self, who: &Principal, stack_account: &str) -> bool {
+        self.deciders.is_empty() || self.deciders.iter().any(|d| who.is(d, stack_account))
     }
 
     /// Records a decision on a pending item: its new status, who, when, a note.
@@ -451,14 +449,25 @@ mod tests {
     }
 
     #[test]
-    fn deciders_are_matched_by_arn_name_or_given_name() {
+    fn deciders_are_exact_principals_never_a_session_name() {
+        let arn = |a: &str| Principal::from_arn(a).unwrap();
+        let account = "123456789012";
         let mut it = item(&ReviewPolicy::default());
-        assert!(it.may_decide("anyone"));
+        assert!(it.may_decide(&Principal::Local("anyone".into()), account));
         it.deciders = vec!["support-lead".into(), "ops".into()];
-        assert!(it.may_decide("ops"));
-        assert!(it.may_decide("arn:aws:iam::123456789012:user/support-lead"));
-        assert!(it.may_decide("arn:aws:sts::123456789012:assumed-role/ops/alice"));
-        assert!(!it.may_decide("arn:aws:iam::123456789012:user/intern"));
-        assert!(!it.may_decide("mallory"));
+        assert!(it.may_decide(
+            &arn("arn:aws:sts::123456789012:assumed-role/ops/alice"),
+            account
+        ));
+        // A user called like a decider role, a session named like one, another account's
+        // role of that name: none of them.
+        for who in [
+            "arn:aws:iam::123456789012:user/support-lead",
+            "arn:aws:sts::123456789012:assumed-role/intern/support-lead",
+            "arn:aws:sts::999999999999:assumed-role/ops/alice",
+        ] {
+            assert!(!it.may_decide(&arn(who), account), "{who}");
+        }
+        assert!(!it.may_decide(&Principal::Local("mallory".into()), account));
     }
 }

@@ -556,3 +556,59 @@ fn both_queue_triggers_gather_full_batches_within_a_small_window() {
         );
     }
 }
+
+/// The reviewers' policy reads the review index, reads and decides review items, forgets a
+/// decided task's attempts and queues it: nothing else, and only by those keys.
+#[test]
+fn a_reviewer_may_read_and_decide_review_items_and_queue_them_and_nothing_more() {
+    let t = template();
+    let mut granted: Vec<(String, String, Vec<String>)> = allows(&t["Resources"]["ReviewerRole"])
+        .into_iter()
+        .flat_map(|s| {
+            assert_eq!(s["Effect"].as_str(), Some("Allow"));
+            let resource = text(&s["Resource"]).unwrap();
+            let keys: Vec<String> =
+                list(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+                    .into_iter()
+                    .map(|k| k.as_str().unwrap().to_string())
+                    .collect();
+            list(&s["Action"])
+                .into_iter()
+                .map(move |a| {
+                    (
+                        a.as_str().unwrap().to_string(),
+                        resource.clone(),
+                        keys.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    granted.sort();
+    let expect = |a: &str, r: &str, k: &[&str]| {
+        (
+            a.to_string(),
+            r.to_string(),
+            k.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    assert_eq!(
+        granted,
+        [
+            expect(
+                "dynamodb:DeleteItem",
+                "IdempotencyTable.Arn",
+                &["attempts#*"]
+            ),
+            expect("dynamodb:GetItem", "IdempotencyTable.Arn", &["review#*"]),
+            expect("dynamodb:PutItem", "IdempotencyTable.Arn", &["review#*"]),
+            expect(
+                "dynamodb:Query",
+                "${IdempotencyTable.Arn}/index/reviews",
+                &["pending", "approved", "edited", "rejected", "expired"]
+            ),
+            expect("sqs:GetQueueUrl", "DeliveriesQueue.Arn", &[]),
+            expect("sqs:SendMessage", "DeliveriesQueue.Arn", &[]),
+        ]
+    );
+}

@@ -1,6 +1,7 @@
 //! `switchboard review list|show|approve|edit|reject`: the human review queue. Items are read
 //! from the stack's table (the sparse `reviews` index); a decision is recorded on the item
-//! with who and when (the AWS caller identity, or `--by`), and an approved or edited request is
+//! with who and when (the verified AWS caller identity: `--by` is only a note, except against
+//! the local emulator), and an approved or edited request is
 //! queued on the deliveries queue at once, so it goes through the normal deliver path (auth,
 //! retries, idempotency). Should that send fail, the decision still holds: the item's timer
 //! sends it at its next wake.
@@ -13,6 +14,7 @@ use clap::{Args, Subcommand};
 use switchboard_core::envelope::DeliveryMessage;
 use switchboard_core::integration::{Integration, Integrations};
 use switchboard_core::ports::ReviewStore as _;
+use switchboard_core::principal::{self, Principal};
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_shared::aws::DynamoIdempotencyStore;
 
@@ -71,7 +73,8 @@ pub enum ReviewCommand {
 /// What every decision takes.
 #[derive(Debug, Clone, Args)]
 pub struct Decide {
-    /// Who decides (default: the AWS caller identity).
+    /// A note of whom the decision is for; the decider is always the verified AWS caller
+    /// identity (against `switchboard dev`'s emulator only, this name is the identity).
     #[arg(long)]
     pub by: Option<String>,
     /// Do not ask (a rejection asks first).
@@ -236,10 +239,17 @@ async fn find(store: &DynamoIdempotencyStore, id: &str, stack: &str) -> anyhow::
         })
 }
 
-/// Who is deciding: `--by`, else the AWS caller identity.
-async fn who(sdk: &aws_config::SdkConfig, by: Option<&str>) -> anyhow::Result<String> {
-    if let Some(by) = by {
-        return Ok(by.to_string());
+/// Who is deciding, verified: the AWS caller identity as STS answers it (an assumed role is
+/// its role; the session name, which the caller chose, is kept as a note). `--by` is a note
+/// too, except against the local emulator (`switchboard dev`), where it is the identity.
+/// Answers the principal and the note to record with the decision.
+async fn who(
+    sdk: &aws_config::SdkConfig,
+    by: Option<&str>,
+) -> anyhow::Result<(Principal, Option<String>)> {
+    let local = sdk.endpoint_url().is_some_and(is_loopback);
+    if let (true, Some(by)) = (local, by) {
+        return Ok((Principal::Local(by.to_string()), None));
     }
     let identity = aws_sdk_sts::Client::new(sdk)
         .get_caller_identity()
@@ -247,14 +257,54 @@ async fn who(sdk: &aws_config::SdkConfig, by: Option<&str>) -> anyhow::Result<St
         .await
         .map_err(|e| {
             anyhow::anyhow!(
-                "who is deciding? The AWS caller identity could not be read ({}): pass --by NAME",
+                "who is deciding? The AWS caller identity could not be read ({}); a decision records the verified caller",
                 aws_sdk_sts::error::DisplayErrorContext(&e)
             )
         })?;
-    identity
-        .arn()
-        .map(str::to_string)
-        .context("the caller identity has no ARN: pass --by NAME")
+    let arn = identity.arn().context("the caller identity has no ARN")?;
+    caller(arn, by, local)
+}
+
+/// The principal STS's `arn` names and the note a decision keeps (the session name, `--by`).
+pub fn caller(
+    arn: &str,
+    by: Option<&str>,
+    local: bool,
+) -> anyhow::Result<(Principal, Option<String>)> {
+    let principal = match Principal::from_arn(arn) {
+        Some(p) => p,
+        // moto answers `arn:aws:sts::123456789012:user/moto`, which AWS never does.
+        None if local => Principal::Local(arn.to_string()),
+        None => anyhow::bail!("the caller `{arn}` is not an IAM user or role: it cannot decide"),
+    };
+    let mut notes = Vec::new();
+    if let Some(session) = principal::session(arn) {
+        notes.push(format!("session {session}"));
+    }
+    if let Some(by) = by {
+        notes.push(format!("for {by}"));
+    }
+    Ok((principal, (!notes.is_empty()).then(|| notes.join("; "))))
+}
+
+/// Whether an endpoint URL is the local emulator's (loopback).
+fn is_loopback(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    })
+}
+
+/// The account the stack is deployed in: its deliveries queue's URL names it.
+async fn stack_account(stack: &Stack) -> anyhow::Result<String> {
+    let url = stack.queue_url("deliveries").await?;
+    url::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.path_segments()?.next().map(str::to_string))
+        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+        .with_context(|| format!("no account in the deliveries queue's URL {url}"))
 }
 
 /// Records a decision on a pending item, by `by` (or the AWS caller identity), and for an
@@ -278,13 +328,15 @@ pub async fn decide(
             item.status.as_str()
         );
     }
-    let by = who(sdk, by).await?;
-    if !item.may_decide(&by) {
+    let (principal, identity_note) = who(sdk, by).await?;
+    let account = stack_account(stack).await?;
+    if !item.may_decide(&principal, &account) {
         anyhow::bail!(
-            "{by} may not decide {id}: its route names {} as deciders",
+            "{principal} may not decide {id}: its route names {} as deciders (exact principals: an IAM user or role ARN, a role name in account {account}, a Slack id)",
             item.deciders.join(", ")
         );
     }
+    let by = principal.to_string();
     let (status, note) = match decision {
         Decision::Approve => (ReviewStatus::Approved, None),
         Decision::Edit {
@@ -300,6 +352,10 @@ pub async fn decide(
             )
         }
         Decision::Reject { reason } => (ReviewStatus::Rejected, Some(reason)),
+    };
+    let note = match (note, identity_note) {
+        (Some(n), Some(i)) => Some(format!("{n} ({i})")),
+        (n, i) => n.or(i),
     };
     item.decide(status, &by, chrono::Utc::now(), note);
     item.version += 1;
@@ -544,4 +600,39 @@ fn indent(text: &str) -> String {
         .map(|l| format!("  {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against AWS `--by` names nobody: the decider is the caller, an assumed role its role,
+    /// whatever its session is called; both names are kept as a note.
+    #[test]
+    fn against_aws_the_caller_decides_and_by_and_the_session_are_notes() {
+        let forged = "arn:aws:sts::123456789012:assumed-role/intern/support-lead";
+        let (who, note) = caller(forged, Some("support-lead"), false).unwrap();
+        assert_eq!(who.to_string(), "arn:aws:iam::123456789012:role/intern");
+        assert_eq!(
+            note.as_deref(),
+            Some("session support-lead; for support-lead")
+        );
+        assert!(!who.is("support-lead", "123456789012"));
+        assert!(caller("arn:aws:sts::123456789012:user/moto", None, false).is_err());
+        // Only the emulator's answer is kept as a local name.
+        let (local, _) = caller("arn:aws:sts::123456789012:user/moto", None, true).unwrap();
+        assert_eq!(
+            local.to_string(),
+            "local:arn:aws:sts::123456789012:user/moto"
+        );
+    }
+
+    #[test]
+    fn only_a_loopback_endpoint_is_the_local_emulator() {
+        assert!(is_loopback("http://127.0.0.1:4566"));
+        assert!(is_loopback("http://localhost:4566/"));
+        assert!(is_loopback("http://[::1]:4566"));
+        assert!(!is_loopback("https://sqs.us-east-1.amazonaws.com"));
+        assert!(!is_loopback("http://127.0.0.1.example.com"));
+    }
 }
