@@ -12,7 +12,8 @@ use switchboard_core::reason::Reason;
 use switchboard_shared::aws::{DeadLetterRecord, DynamoIdempotencyStore};
 
 use super::{
-    DlqReader, Held, QueueKind, Stack, StackArgs, confirm, failed, paint, progress, tinted_table,
+    DlqReader, Held, QueueKind, Stack, StackArgs, confirm, failed, paint, progress, shown,
+    tinted_table,
 };
 
 /// Which dead letters a command works on (all of them when nothing is given).
@@ -181,20 +182,22 @@ pub fn render_list(letters: &[DeadLetterRecord]) -> String {
     out
 }
 
-/// Everything about one event's dead letters: attributes, the attempt history.
+/// Everything about one event's dead letters: attributes, the attempt history. Every text
+/// from the letter is shown escaped (`shown`): a destination's answer or a reason cannot
+/// drive the terminal.
 pub fn render_show(letters: &[DeadLetterRecord]) -> String {
     let mut out = String::new();
     for l in letters {
         out.push_str(&format!(
             "event {}  integration {}  route {}\nreason {}  last status {}  attempts {}  failed at {}\n{}\n",
-            l.event_id,
-            l.integration,
-            l.route.as_deref().unwrap_or("-"),
-            l.reason,
+            shown(&l.event_id),
+            shown(&l.integration),
+            shown(l.route.as_deref().unwrap_or("-")),
+            shown(&l.reason),
             l.last_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             l.attempts,
-            l.failed_at,
-            l.message,
+            shown(&l.failed_at),
+            shown(&l.message),
         ));
         if let Some(history) = &l.history {
             let attempts: Vec<serde_json::Value> =
@@ -203,28 +206,29 @@ pub fn render_show(letters: &[DeadLetterRecord]) -> String {
                 out.push_str(&format!(
                     "  attempt {} at {}: {} in {} ms{}\n",
                     a["receive"],
-                    a["at"].as_str().unwrap_or_default(),
+                    shown(a["at"].as_str().unwrap_or_default()),
                     a["status"]
                         .as_u64()
                         .map(|s| s.to_string())
-                        .or_else(|| a["error"].as_str().map(str::to_string))
+                        .or_else(|| a["error"].as_str().map(|e| shown(e).into_owned()))
                         .unwrap_or_default(),
                     a["latency_ms"],
                     a["response"]
                         .as_str()
-                        .map(|r| format!("\n    {r}"))
+                        .map(|r| format!("\n    {}", shown(r)))
                         .unwrap_or_default(),
                 ));
             }
         }
         out.push_str(&format!(
             "  archived in {} (the archive bucket; its line is {})\n",
-            archive_key(l),
-            l.event_id
+            shown(&archive_key(l)),
+            shown(&l.event_id)
         ));
         if let Some(audit) = audit_prefix(l) {
             out.push_str(&format!(
-                "  model interactions (steps with `model:`) audited under {audit}\n"
+                "  model interactions (steps with `model:`) audited under {}\n",
+                shown(&audit)
             ));
         }
         out.push('\n');
@@ -645,3 +649,6 @@ fn report(moved: &Moved, json: bool, verb: &str, dry_run: bool) -> anyhow::Resul
         Ok(ExitCode::FAILURE)
     }
 }
+
+#[cfg(test)]
+mod tests;

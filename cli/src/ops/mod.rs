@@ -347,6 +347,12 @@ pub fn tinted_table(
     rows: &[Vec<String>],
     tint: impl Fn(usize, &str) -> Option<u8>,
 ) -> String {
+    // Cells hold text from outside (reasons, ids, answers): shown, never obeyed.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| shown(c).into_owned()).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -384,4 +390,68 @@ pub fn tinted_table(
         out.push('\n');
     }
     out
+}
+
+/// Text from outside (a destination's answer, a reason, a note, a header, a body) as a
+/// terminal shows it without obeying it: control characters (C0, DEL, C1: escape sequences,
+/// carriage returns, line breaks) and the bidirectional marks, embeddings, overrides and
+/// isolates (which reorder what follows) are written as `\u{…}` escapes.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    escaped(text, false)
+}
+
+/// [`shown`], line breaks kept: for a block Switchboard laid out itself (pretty-printed JSON,
+/// whose strings cannot hold a raw line break).
+pub fn shown_block(text: &str) -> std::borrow::Cow<'_, str> {
+    escaped(text, true)
+}
+
+fn escaped(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(keep_newlines && c == '\n'))
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    #[test]
+    fn what_a_sender_writes_is_shown_not_obeyed() {
+        assert_eq!(shown("plain text, é"), "plain text, é");
+        assert_eq!(
+            shown("ok\u{1b}[2J\rdone\nfake line"),
+            "ok\\u{1b}[2J\\u{d}done\\u{a}fake line"
+        );
+        // A right-to-left override would show `exe.txt` as `txt.exe`.
+        assert_eq!(shown("a\u{202e}txt.exe"), "a\\u{202e}txt.exe");
+        assert_eq!(shown("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(
+            shown_block("{\n  \"a\": \"\u{2066}x\"\n}"),
+            "{\n  \"a\": \"\\u{2066}x\"\n}"
+        );
+    }
+
+    #[test]
+    fn a_table_shows_its_cells_escaped() {
+        let table = tinted_table(&["a"], &[vec!["x\u{1b}]0;pwned\u{7}".into()]], |_, _| None);
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{7}'),
+            "{table:?}"
+        );
+        assert!(table.contains("\\u{1b}]0;pwned\\u{7}"), "{table}");
+    }
 }

@@ -18,7 +18,7 @@ use switchboard_core::principal::{self, Principal};
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_shared::aws::DynamoIdempotencyStore;
 
-use super::{Stack, StackArgs, confirm, paint, tinted_table};
+use super::{Stack, StackArgs, confirm, paint, shown, shown_block, tinted_table};
 
 /// The review commands.
 #[derive(Debug, Subcommand)]
@@ -525,21 +525,29 @@ fn render_list(items: &[ReviewItem], now: chrono::DateTime<chrono::Utc>) -> Stri
     )
 }
 
+/// One item for a person. Text from outside (why, the destination's answer, the request, its
+/// headers, notes) is shown escaped (`shown`): it cannot drive the terminal.
 fn render_show(item: &ReviewItem) -> String {
     use std::fmt::Write as _;
     let r = &item.request;
     let mut out = String::new();
-    let _ = writeln!(out, "item:        {}", item.id);
+    let _ = writeln!(out, "item:        {}", shown(&item.id));
     let _ = writeln!(out, "status:      {}", paint(item.status.as_str(), 1));
-    let _ = writeln!(out, "route:       {}/{}", r.integration, r.route);
+    let _ = writeln!(
+        out,
+        "route:       {}/{}",
+        shown(&r.integration),
+        shown(&r.route)
+    );
     let _ = writeln!(out, "event:       {}", r.event_id);
     let _ = writeln!(
         out,
         "why:         {} ({})",
-        item.why.message, item.why.reason
+        shown(&item.why.message),
+        shown(&item.why.reason)
     );
     if let Some(answer) = &item.why.answer {
-        let _ = writeln!(out, "answer:      {answer}");
+        let _ = writeln!(out, "answer:      {}", shown(answer));
     }
     let _ = writeln!(out, "waiting:     since {}", item.created_at.to_rfc3339());
     let _ = writeln!(
@@ -553,9 +561,9 @@ fn render_show(item: &ReviewItem) -> String {
     } else {
         item.deciders.join(", ")
     };
-    let _ = writeln!(out, "deciders:    {deciders}");
+    let _ = writeln!(out, "deciders:    {}", shown(&deciders));
     if let Some(key) = archive_key(item) {
-        let _ = writeln!(out, "archive:     {key}");
+        let _ = writeln!(out, "archive:     {}", shown(&key));
     }
     if let Some(at) = r.received_at {
         let audit = switchboard_core::archive::audit_prefix(&r.integration, at, &r.event_id);
@@ -563,11 +571,13 @@ fn render_show(item: &ReviewItem) -> String {
     }
     let method = r.method.as_deref().unwrap_or("POST");
     let path = r.path.as_deref().unwrap_or("(the route's URL)");
-    let _ = writeln!(out, "request:     {method} {path}");
+    let _ = writeln!(out, "request:     {} {}", shown(method), shown(path));
     for (name, value) in &r.headers {
-        let _ = writeln!(out, "  {name}: {value}");
+        let _ = writeln!(out, "  {}: {}", shown(name), shown(value));
     }
-    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let pretty = |v: &serde_json::Value| {
+        shown_block(&serde_json::to_string_pretty(v).unwrap_or_default()).into_owned()
+    };
     let _ = writeln!(out, "{}", indent(&pretty(&r.body)));
     if let Some(edited) = &item.edited {
         let _ = writeln!(out, "edited body:");
@@ -581,14 +591,14 @@ fn render_show(item: &ReviewItem) -> String {
             let note = d
                 .note
                 .as_deref()
-                .map(|n| format!(": {n}"))
+                .map(|n| format!(": {}", shown(n)))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "  {} {} by {}{note}",
                 d.at.to_rfc3339(),
-                d.action,
-                d.by
+                shown(&d.action),
+                shown(&d.by)
             );
         }
     }
@@ -603,36 +613,4 @@ fn indent(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Against AWS `--by` names nobody: the decider is the caller, an assumed role its role,
-    /// whatever its session is called; both names are kept as a note.
-    #[test]
-    fn against_aws_the_caller_decides_and_by_and_the_session_are_notes() {
-        let forged = "arn:aws:sts::123456789012:assumed-role/intern/support-lead";
-        let (who, note) = caller(forged, Some("support-lead"), false).unwrap();
-        assert_eq!(who.to_string(), "arn:aws:iam::123456789012:role/intern");
-        assert_eq!(
-            note.as_deref(),
-            Some("session support-lead; for support-lead")
-        );
-        assert!(!who.is("support-lead", "123456789012"));
-        assert!(caller("arn:aws:sts::123456789012:user/moto", None, false).is_err());
-        // Only the emulator's answer is kept as a local name.
-        let (local, _) = caller("arn:aws:sts::123456789012:user/moto", None, true).unwrap();
-        assert_eq!(
-            local.to_string(),
-            "local:arn:aws:sts::123456789012:user/moto"
-        );
-    }
-
-    #[test]
-    fn only_a_loopback_endpoint_is_the_local_emulator() {
-        assert!(is_loopback("http://127.0.0.1:4566"));
-        assert!(is_loopback("http://localhost:4566/"));
-        assert!(is_loopback("http://[::1]:4566"));
-        assert!(!is_loopback("https://sqs.us-east-1.amazonaws.com"));
-        assert!(!is_loopback("http://127.0.0.1.example.com"));
-    }
-}
+mod tests;
