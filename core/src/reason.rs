@@ -60,6 +60,9 @@ pub enum Reason {
     /// The route held it for review and nobody decided before it expired (`on_expiry:
     /// dead_letter`).
     ReviewExpired,
+    /// A task marked as decided by a person whose review item does not exist, was not
+    /// approved or edited, or decided another request: not sent.
+    ReviewMismatch,
     /// A model step's model declined to answer.
     ModelRefused,
     /// A model step's answer is not the record asked for (not JSON, cut off, against the
@@ -73,7 +76,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 29] = [
         Reason::ContractViolation,
         Reason::MappingError,
         Reason::WhenError,
@@ -98,6 +101,7 @@ impl Reason {
         Reason::RedrivePolicy,
         Reason::RejectedByDestination,
         Reason::ReviewExpired,
+        Reason::ReviewMismatch,
         Reason::ModelRefused,
         Reason::ModelInvalidAnswer,
         Reason::ModelQuota,
@@ -131,6 +135,7 @@ impl Reason {
             Reason::RedrivePolicy => "redrive_policy",
             Reason::RejectedByDestination => "rejected_by_destination",
             Reason::ReviewExpired => "review_expired",
+            Reason::ReviewMismatch => "review_mismatch",
             Reason::ModelRefused => "model_refused",
             Reason::ModelInvalidAnswer => "model_invalid_answer",
             Reason::ModelQuota => "model_quota",

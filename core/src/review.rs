@@ -136,6 +136,26 @@ pub struct Decision {
     /// The rejection's reason, the edit's file, the expiry's policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The hash ([`request_hash`]) of the request this decision lets deliver send (an
+    /// approval, an edit, an expiry): deliver sends a task marked `reviewed` only when its
+    /// request has this hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
+}
+
+/// The hash of a mapped request as a review item keeps it: its event, integration, route,
+/// method, path, headers and body (not where it is archived, nor its review marks).
+pub fn request_hash(task: &DeliveryV1) -> String {
+    let canonical = serde_json::json!([
+        task.event_id,
+        task.integration,
+        task.route,
+        task.method,
+        task.path,
+        task.headers,
+        task.body,
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// Why an item waits.
@@ -208,10 +228,49 @@ pub enum Next {
 }
 
 impl ReviewItem {
-    /// The item id of an event's route.
-    pub fn id_for(event_id: &str, route: &str) -> String {
-        let digest = Sha256::digest(format!("{event_id}#{route}").as_bytes());
+    /// The item id of a task: its event, route and request ([`request_hash`]), so the same
+    /// request of an event's route is one item, and a different one (a changed mapping, a
+    /// replay after a fix) a new review.
+    pub fn id_of(task: &DeliveryV1) -> String {
+        let digest = Sha256::digest(
+            format!("{}#{}#{}", task.event_id, task.route, request_hash(task)).as_bytes(),
+        );
         format!("rv_{}", &hex::encode(digest)[..20])
+    }
+
+    /// Whether this item lets deliver send `task`, marked as reviewed by it: it was approved,
+    /// edited, or expired to be delivered, and the decision recorded this very request.
+    pub fn authorizes(&self, task: &DeliveryV1) -> bool {
+        let sends = match self.status {
+            ReviewStatus::Approved | ReviewStatus::Edited => true,
+            ReviewStatus::Expired => self.on_expiry == OnExpiry::Deliver,
+            ReviewStatus::Pending | ReviewStatus::Rejected => false,
+        };
+        let recorded = self
+            .decisions
+            .last()
+            .and_then(|d| d.request_hash.as_deref());
+        sends
+            && task.reviewed.as_deref() == Some(self.id.as_str())
+            && recorded == Some(request_hash(task).as_str())
+    }
+
+    /// Opens an expired item again for the route's span (its letter redriven: a person decides
+    /// now; it is never sent by the redrive itself).
+    pub fn reopen(&mut self, policy: &ReviewPolicy, now: DateTime<Utc>) {
+        let after = |d: Duration| now + chrono::Duration::from_std(d).unwrap_or_default();
+        self.status = ReviewStatus::Pending;
+        self.created_at = now;
+        self.expires_at = after(policy.expires);
+        self.alert_at = after(policy.alert_after.min(policy.expires));
+        self.alerted = false;
+        self.decisions.push(Decision {
+            action: "reopen".into(),
+            by: "switchboard".into(),
+            at: now,
+            note: Some("its letter was redriven".into()),
+            request_hash: None,
+        });
     }
 
     /// A new pending item for a task.
@@ -220,7 +279,7 @@ impl ReviewItem {
         let mut request = task.clone();
         request.review = None;
         Self {
-            id: Self::id_for(&task.event_id.to_string(), &task.route),
+            id: Self::id_of(task),
             version: 1,
             status: ReviewStatus::Pending,
             why,
@@ -274,11 +333,17 @@ impl ReviewItem {
             ReviewStatus::Expired => "expire",
         };
         self.status = status;
+        let sends = matches!(
+            status,
+            ReviewStatus::Approved | ReviewStatus::Edited | ReviewStatus::Expired
+        );
+        let request_hash = sends.then(|| request_hash(&self.decided_request()));
         self.decisions.push(Decision {
             action: action.into(),
             by: by.into(),
             at: now,
             note,
+            request_hash,
         });
     }
 
@@ -346,13 +411,54 @@ mod tests {
     }
 
     #[test]
-    fn one_event_and_route_is_one_item_id() {
-        let a = ReviewItem::id_for("evt_1", "r");
-        assert_eq!(a, ReviewItem::id_for("evt_1", "r"));
-        assert_ne!(a, ReviewItem::id_for("evt_1", "s"));
-        assert_ne!(a, ReviewItem::id_for("evt_2", "r"));
+    fn one_request_of_an_event_and_route_is_one_item_id() {
+        let a = ReviewItem::id_of(&task());
+        let mut again = task();
+        again.review = None;
+        again.archived = Some("elsewhere".into());
+        assert_eq!(
+            a,
+            ReviewItem::id_of(&again),
+            "marks and archive do not count"
+        );
+        let mut other_route = task();
+        other_route.route = "s".into();
+        let mut other_body = task();
+        other_body.body = serde_json::json!({"a": 2});
+        assert_ne!(a, ReviewItem::id_of(&other_route));
+        assert_ne!(
+            a,
+            ReviewItem::id_of(&other_body),
+            "a different request is a new review"
+        );
         assert_eq!(a.len(), 23);
         assert!(a.starts_with("rv_"));
+    }
+
+    #[test]
+    fn only_the_decided_request_of_an_approved_item_is_authorized() {
+        let mut it = item(&ReviewPolicy::default());
+        let approved = |it: &ReviewItem| it.decided_request();
+        assert!(!it.authorizes(&approved(&it)), "pending");
+        it.decide(ReviewStatus::Approved, "local:ops", at(1), None);
+        let sent = approved(&it);
+        assert!(it.authorizes(&sent));
+        let mut forged = sent.clone();
+        forged.body = serde_json::json!({"a": "something else"});
+        assert!(!it.authorizes(&forged), "another body");
+        let mut elsewhere = sent.clone();
+        elsewhere.reviewed = Some("rv_00000000000000000000".into());
+        assert!(!it.authorizes(&elsewhere), "another item");
+        let mut rejected = item(&ReviewPolicy::default());
+        rejected.decide(ReviewStatus::Rejected, "local:ops", at(1), None);
+        assert!(!rejected.authorizes(&approved(&rejected)));
+        // An edit authorizes the edited body, not the kept one.
+        let mut edited = item(&ReviewPolicy::default());
+        let kept = approved(&edited);
+        edited.edited = Some(serde_json::json!({"a": 9}));
+        edited.decide(ReviewStatus::Edited, "local:ops", at(1), None);
+        assert!(edited.authorizes(&approved(&edited)));
+        assert!(!edited.authorizes(&kept));
     }
 
     #[test]

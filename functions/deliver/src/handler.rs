@@ -633,6 +633,8 @@ use share::Leases;
 #[cfg(test)]
 mod limit_rules;
 #[cfg(test)]
+mod review_rules;
+#[cfg(test)]
 mod rules;
 #[cfg(test)]
 mod share_rules;

@@ -16,11 +16,16 @@ impl<P: DeliverPorts> Deliver<P> {
         route: &OutboundRoute,
     ) -> Result<Option<DeliveryV1>, Fate> {
         let task = work.task;
-        let looks = task.review.is_some() || (route.review.on_rejected && work.receives > 1);
-        if task.reviewed.is_some() || !looks {
+        if let Some(id) = &task.reviewed {
+            return self.check_reviewed(task, id).await;
+        }
+        // An on_rejected route honours an item on every receive (a replay or a redrive of a
+        // task a person already decided is not sent again as it was).
+        let looks = task.review.is_some() || route.review.on_rejected;
+        if !looks {
             return Ok(None);
         }
-        let id = ReviewItem::id_for(&task.event_id.to_string(), &task.route);
+        let id = ReviewItem::id_of(task);
         let item = match self.store.review(&id).await {
             Ok(Some(item)) => item,
             Ok(None) => match &task.review {
@@ -36,7 +41,7 @@ impl<P: DeliverPorts> Deliver<P> {
             },
             Err(e) => return Err(Fate::unavailable(format!("reading {id} failed: {e}"))),
         };
-        self.wake(work, item).await
+        self.wake(work, route, item).await
     }
 
     /// Creates the task's review item (once: a second look finds the first's).
@@ -78,13 +83,50 @@ impl<P: DeliverPorts> Deliver<P> {
         }
     }
 
+    /// A task marked as decided by a person is sent only when its item exists, was approved
+    /// or edited (or expired to be delivered) and recorded this very request; anything else
+    /// (forged, changed, another item's, a decision never made) is dead-lettered
+    /// `review_mismatch` without a call.
+    async fn check_reviewed(
+        &self,
+        task: &DeliveryV1,
+        id: &str,
+    ) -> Result<Option<DeliveryV1>, Fate> {
+        let item = match self.store.review(id).await {
+            Ok(item) => item,
+            Err(e) => return Err(Fate::unavailable(format!("reading {id} failed: {e}"))),
+        };
+        if item.as_ref().is_some_and(|i| i.authorizes(task)) {
+            return Ok(None);
+        }
+        let why = match item {
+            None => format!("no review item {id}"),
+            Some(i) => format!(
+                "review item {id} is {} and did not decide this request",
+                i.status.as_str()
+            ),
+        };
+        Err(Fate::Settle(Settlement::DeadLetter {
+            reason: Reason::ReviewMismatch,
+            message: format!("the task says a person decided it, but {why}: not sent"),
+        }))
+    }
+
     /// What the item's timer does at this wake: sleep again (noting once that it is overdue),
-    /// apply its expiry policy, or carry out its decision.
+    /// apply its expiry policy, or carry out its decision. An item expired to the DLQ earlier
+    /// is opened again first, for the route's review span: its letter was redriven, and a
+    /// person decides now.
     pub(super) async fn wake(
         &self,
         work: &Work<'_>,
+        route: &OutboundRoute,
         mut item: ReviewItem,
     ) -> Result<Option<DeliveryV1>, Fate> {
+        if item.status == ReviewStatus::Expired
+            && item.on_expiry == switchboard_core::review::OnExpiry::DeadLetter
+        {
+            self.reopen(work, route, &mut item).await?;
+        }
         let now = Utc::now();
         let mut next = item.next(now);
         if next == Next::Expire {
@@ -97,13 +139,14 @@ impl<P: DeliverPorts> Deliver<P> {
                 item: item.id,
                 status: item.status,
             }),
+            // The letter holds the task as it came, undecided: a redrive opens the review again.
             Next::DeadLetter => Err(Fate::ReviewExpired {
                 message: format!(
-                    "review item {} expired at {} with nobody's decision (on_expiry: dead_letter); a redrive delivers the kept request",
+                    "review item {} expired at {} with nobody's decision (on_expiry: dead_letter); a redrive opens it again for a person to decide",
                     item.id,
                     item.expires_at.to_rfc3339()
                 ),
-                request: Box::new(item.decided_request()),
+                request: Box::new(work.task.clone()),
             }),
             Next::Wait { .. } | Next::Expire if work.receives >= self.max_receive_count => {
                 Err(Fate::Settle(Settlement::DeadLetter {
@@ -127,6 +170,34 @@ impl<P: DeliverPorts> Deliver<P> {
                 wait: Some(Duration::from_secs(1)),
                 why: HandBack::Waiting(format!("{} is expiring", item.id)),
             }),
+        }
+    }
+
+    /// Opens an expired item again (`ReviewItem::reopen`).
+    async fn reopen(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        item: &mut ReviewItem,
+    ) -> Result<(), Fate> {
+        let task = work.task;
+        item.reopen(&route.review, Utc::now());
+        item.version += 1;
+        match self.store.update_review(item).await {
+            Ok(true) => {
+                tracing::warn!(event_id = %task.event_id, route = %task.route, item = %item.id, "review opened again: its letter was redriven");
+                self.metrics
+                    .review(&task.integration, &task.route, "created");
+                Ok(())
+            }
+            Ok(false) => Err(Fate::HandBack {
+                wait: Some(Duration::from_secs(1)),
+                why: HandBack::Waiting(format!("{} changed; looking again", item.id)),
+            }),
+            Err(e) => Err(Fate::unavailable(format!(
+                "reopening {} failed: {e}",
+                item.id
+            ))),
         }
     }
 
@@ -196,7 +267,7 @@ impl<P: DeliverPorts> Deliver<P> {
             answer: decided.tried.as_ref().and_then(|t| t.answer.clone()),
         };
         let fate = match self.open_review(work, route, why).await {
-            Ok(item) => match self.wake(work, item).await {
+            Ok(item) => match self.wake(work, route, item).await {
                 Err(held @ Fate::InReview { .. }) => held,
                 // Decided before (the same event and route is one item): as the policy says.
                 _ => return decided,

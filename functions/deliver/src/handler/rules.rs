@@ -140,7 +140,7 @@ impl Harness {
     }
 
     /// [`Harness::deliver`] of a task as given.
-    async fn deliver_task(&self, task: DeliveryV1, receives: u32) -> bool {
+    pub(super) async fn deliver_task(&self, task: DeliveryV1, receives: u32) -> bool {
         let message_id = format!("m-{}", task.event_id);
         self.deliver_message(task, receives, &message_id).await
     }
@@ -510,17 +510,17 @@ async fn graphql_user_errors_are_a_failure_and_data_alone_is_delivered() {
     assert_eq!(h.dlq.letters().len(), 2);
 }
 
-/// The review item of an event's route `r`, as stored.
-async fn item(h: &Harness, id: &EventId) -> ReviewItem {
+/// The review item of an event's route `r` (its request as `shop_task` maps it), as stored.
+pub(super) async fn item(h: &Harness, id: &EventId) -> ReviewItem {
     h.table
-        .review(&ReviewItem::id_for(&id.to_string(), "r"))
+        .review(&ReviewItem::id_of(&shop_task(id, None)))
         .await
         .unwrap()
         .expect("a review item")
 }
 
 /// Writes a change to a stored item, as the CLI does (the version it read, plus one).
-async fn change(h: &Harness, mut it: ReviewItem, f: impl FnOnce(&mut ReviewItem)) {
+pub(super) async fn change(h: &Harness, mut it: ReviewItem, f: impl FnOnce(&mut ReviewItem)) {
     f(&mut it);
     it.version += 1;
     assert!(h.table.update_review(&it).await.unwrap());
