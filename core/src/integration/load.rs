@@ -123,9 +123,14 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
         enrich.push(step);
     }
     let mut routes: Vec<Route> = Vec::with_capacity(def.routes.len());
+    let mut public = Vec::new();
     for (i, r) in def.routes.into_iter().enumerate() {
         route_id(file, i, &r.id, routes.iter().map(|o| o.id.as_str()))?;
-        routes.push(route(file, i, r)?);
+        let (route, names_public_replies) = route(file, i, r)?;
+        if names_public_replies && route.review_when.is_none() {
+            public.push(route.id.clone());
+        }
+        routes.push(route);
     }
     let settings = match def.settings {
         None => serde_json::json!({}),
@@ -138,6 +143,17 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
             ));
         }
     };
+    if settings["public_replies"] == serde_json::Value::Bool(true)
+        && let Some(route) = public.first()
+    {
+        return Err(error(
+            file,
+            "settings.public_replies",
+            format!(
+                "public replies reach customers as written: route `{route}` maps `$settings.public_replies` and has no `review_when`, so nobody would see a reply before the customer does; give it one, or keep public_replies false"
+            ),
+        ));
+    }
     Ok(Integration {
         id,
         file: file.to_path_buf(),
@@ -149,8 +165,8 @@ pub fn load_file(file: &Path) -> Result<Integration, DefinitionError> {
 }
 
 /// Route `i`: its `when`, mapping (inline or a `.jsonata` file beside the definition),
-/// contract and `deliver`.
-fn route(file: &Path, i: usize, r: RouteFile) -> Result<Route, DefinitionError> {
+/// contract and `deliver`; and whether its mapping reads `$settings.public_replies`.
+fn route(file: &Path, i: usize, r: RouteFile) -> Result<(Route, bool), DefinitionError> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let route_err = |f: &str, m: String| route_error(file, i, &r.id, f, m);
     let expression = |f: &str, text: &str| {
@@ -185,7 +201,8 @@ fn route(file: &Path, i: usize, r: RouteFile) -> Result<Route, DefinitionError> 
     if review_when.is_some() || review.on_rejected {
         review_fits_the_queue(&review, &deliver.retry, &route_err)?;
     }
-    Ok(Route {
+    let names_public_replies = source.contains("$settings.public_replies");
+    let route = Route {
         id: r.id,
         when,
         mapping,
@@ -194,7 +211,8 @@ fn route(file: &Path, i: usize, r: RouteFile) -> Result<Route, DefinitionError> 
         review_when,
         review,
         deliver,
-    })
+    };
+    Ok((route, names_public_replies))
 }
 
 /// A duration longer than zero, or `default` when it is not given.

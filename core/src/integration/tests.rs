@@ -573,3 +573,25 @@ fn review_settings_load_in_both_views_and_their_mistakes_name_the_field() {
         assert!(e.message.contains(says), "{extra}: {e}");
     }
 }
+
+/// `public_replies: true` sends what a model wrote to customers: refused while a route that
+/// maps it has no `review_when` (a person sees each reply first).
+#[test]
+fn public_replies_are_refused_without_a_review_of_each_reply() {
+    let dir = tempdir("public");
+    let route = |review: &str| {
+        format!(
+            "settings: {{ public_replies: true }}\nsource:\n  verify: none\n  allow_unsigned: true\nroutes:\n  - id: reply\n    map: '{{\"public\": $settings.public_replies, \"body\": draft}}'\n{review}    deliver:\n      url: https://api.example.com/reply\n"
+        )
+    };
+    let e = load_file(&write(&dir, "support.yaml", &route(""))).unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("settings.public_replies") && e.contains("`reply`"),
+        "{e}"
+    );
+    let reviewed = route("    review_when: \"'a reply to a customer'\"\n");
+    assert!(load_file(&write(&dir, "support.yaml", &reviewed)).is_ok());
+    let off = route("").replace("public_replies: true", "public_replies: false");
+    assert!(load_file(&write(&dir, "support.yaml", &off)).is_ok());
+}
