@@ -485,3 +485,58 @@ async fn a_429_is_waited_out_a_529_storm_escalates_within_the_budget_and_a_quota
     );
     s.test.dev.shutdown().await;
 }
+
+/// One model answer per event and step: a ticket replayed (with `--force`, so its routes are
+/// sent again) is decided from the answer its audit record holds. The model is asked once,
+/// and the audit record stays the decision first delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_ticket_reuses_its_model_answer() {
+    use switchboard_cli::ops::{Stack, replay};
+    let model = ModelApi::start(Mode::Answer, 20).await;
+    let s = support(&model, false, &[]).await;
+    let (status, body) = s.test.post_signed("support-tickets", &ticket(7)).await;
+    assert_eq!(status, 202, "{body}");
+    until("the ticket drafted", || updates(&s.zendesk).len() == 1).await;
+    let audits = || async {
+        s.test
+            .archived()
+            .await
+            .into_iter()
+            .filter(|k| k.starts_with("audit/support-tickets/"))
+            .collect::<Vec<_>>()
+    };
+    let first = audits().await;
+    assert_eq!(first.len(), 1);
+    let before = s.test.archive_object_bytes(&first[0]).await;
+
+    let stack = Stack::new(&s.test.dev.sdk, &s.test.prefix);
+    let args = replay::ReplayArgs {
+        integration: "support-tickets".into(),
+        route: None,
+        event_id: None,
+        since: Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+        until: None,
+        force: true,
+        dry_run: false,
+        yes: true,
+        bucket: Some(s.test.dev.resources.bucket.clone()),
+        integrations: s.test.dir.clone(),
+    };
+    let replayed = replay::replay(&stack, &s.test.dev.sdk, &args)
+        .await
+        .unwrap();
+    assert_eq!(replayed.replayed, 1);
+    until("the ticket drafted again", || {
+        updates(&s.zendesk).len() == 2
+    })
+    .await;
+    let answered = model.calls().iter().filter(|c| c.1 == 200).count();
+    assert_eq!(answered, 1, "the model was asked once");
+    assert_eq!(audits().await, first, "one audit record");
+    assert_eq!(
+        s.test.archive_object_bytes(&first[0]).await,
+        before,
+        "the decision first delivered"
+    );
+    s.test.dev.shutdown().await;
+}

@@ -169,9 +169,29 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
         bindings: &Bindings,
         deadline_ms: Option<i64>,
     ) -> Result<Enriched, EnrichError> {
+        self.run_recorded(steps, body, bindings, deadline_ms, &HashMap::new())
+            .await
+    }
+
+    /// [`Enricher::run`], a model step whose answer for this event is `recorded` (its audit
+    /// record: the event retried, redriven or replayed) taking that answer without a call: one
+    /// model answer per event and step, the one delivered.
+    pub async fn run_recorded(
+        &self,
+        steps: &[EnrichStep],
+        body: &str,
+        bindings: &Bindings,
+        deadline_ms: Option<i64>,
+        recorded: &HashMap<String, Value>,
+    ) -> Result<Enriched, EnrichError> {
         let mut enriched = serde_json::Map::new();
         let mut interactions = Vec::new();
         for step in steps {
+            if let Some(answer) = recorded.get(&step.name).filter(|_| step.model.is_some()) {
+                tracing::info!(step = %step.name, "the model's recorded answer for this event stands: not asked again");
+                enriched.insert(step.name.clone(), answer.clone());
+                continue;
+            }
             let so_far = Value::Object(enriched.clone());
             // The scope is not Send: fill the URL and the body, and drop it before calling.
             let prepared = match Scope::from_json(body, &bindings.pairs_with(&so_far)) {

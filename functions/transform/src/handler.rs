@@ -325,12 +325,19 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             event.received_at,
         )
         .settings(integration.settings.clone());
+        let recorded = self.recorded_answers(event, integration).await;
         let crate::enrich::Enriched {
             value: enriched,
             interactions,
         } = self
             .enricher
-            .run(&integration.enrich, &body, &bindings, deadline_ms)
+            .run_recorded(
+                &integration.enrich,
+                &body,
+                &bindings,
+                deadline_ms,
+                &recorded,
+            )
             .await
             .map_err(Failure::from)?;
         let bindings = bindings.enriched(enriched);
@@ -438,6 +445,36 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             report.queued.push(route.id.clone());
         }
         Ok(report)
+    }
+
+    /// The model answers already recorded for this event (its audit records: it was retried,
+    /// redriven or replayed), by step. One read per model step; nothing recorded, or a record
+    /// that cannot be read, asks the model.
+    async fn recorded_answers(
+        &self,
+        event: &RawEvent,
+        integration: &Integration,
+    ) -> std::collections::HashMap<String, Value> {
+        let mut recorded = std::collections::HashMap::new();
+        for step in integration.enrich.iter().filter(|s| s.model.is_some()) {
+            let key = archive::audit_key(
+                &integration.id,
+                event.received_at,
+                &event.event_id,
+                &step.name,
+            );
+            let Ok(bytes) = self.archive.get(&key).await else {
+                continue;
+            };
+            if let Some(answer) = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|mut audit| audit.get_mut("record").map(Value::take))
+                .filter(|answer| !answer.is_null())
+            {
+                recorded.insert(step.name.clone(), answer);
+            }
+        }
+        recorded
     }
 
     /// A model interaction's audit record, with what the routes decided, in the archive.

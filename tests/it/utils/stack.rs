@@ -291,6 +291,18 @@ impl TestStack {
         switchboard_core::archive::read_object(key, &bytes).unwrap()
     }
 
+    /// An archive object's bytes, as stored.
+    pub async fn archive_object_bytes(&self, key: &str) -> Vec<u8> {
+        let object = aws_sdk_s3::Client::new(&self.dev.sdk)
+            .get_object()
+            .bucket(&self.dev.resources.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key} is not in the archive: {e:?}"));
+        object.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
     /// Every archived event (each line of each object), with the object's key.
     pub async fn archived_events(&self) -> Vec<(String, switchboard_core::archive::ArchivedEvent)> {
         let mut all = Vec::new();
