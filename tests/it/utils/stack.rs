@@ -280,14 +280,7 @@ impl TestStack {
 
     /// The events an archive object holds (a batch object's lines, or one event alone).
     pub async fn archive_object(&self, key: &str) -> Vec<switchboard_core::archive::ArchivedEvent> {
-        let object = aws_sdk_s3::Client::new(&self.dev.sdk)
-            .get_object()
-            .bucket(&self.dev.resources.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{key} is not in the archive: {e:?}"));
-        let bytes = object.body.collect().await.unwrap().into_bytes();
+        let bytes = self.archive_object_bytes(key).await;
         switchboard_core::archive::read_object(key, &bytes).unwrap()
     }
 
