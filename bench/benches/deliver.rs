@@ -19,7 +19,6 @@ use serde_json::json;
 use switchboard_core::circuit::CircuitState;
 use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
 use switchboard_core::envelope::{DeliveryMessage, DeliveryV1};
-use switchboard_core::idempotency::{Claim, NewClaim};
 use switchboard_core::integration::Integrations;
 use switchboard_core::ports::{
     AttemptLog, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim, PortError,
@@ -41,15 +40,6 @@ impl Stub {
 }
 
 impl IdempotencyStore for Stub {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
-        self.call();
-        black_box(claim);
-        Ok(Claim::Acquired)
-    }
-    async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), PortError> {
-        self.call();
-        Ok(())
-    }
     async fn release(&self, _: &str) -> Result<(), PortError> {
         self.call();
         Ok(())

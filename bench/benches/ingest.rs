@@ -13,7 +13,6 @@ use ingest::handler::{Ingest, Ports};
 use lambda_http::request::LambdaRequest;
 use serde_json::json;
 use sha2::Sha256;
-use switchboard_core::idempotency::{Claim, NewClaim};
 use switchboard_core::integration::Integrations;
 use switchboard_core::ports::{Archive, IdempotencyStore, Outgoing, PortError, Queue, SecretStore};
 use switchboard_core::secret::SecretString;
@@ -33,13 +32,6 @@ impl Queue for Stub {
 }
 
 impl IdempotencyStore for Stub {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
-        black_box(claim);
-        Ok(Claim::Acquired)
-    }
-    async fn complete(&self, _: &str, _: &str, _: i64) -> Result<(), PortError> {
-        Ok(())
-    }
     async fn release(&self, _: &str) -> Result<(), PortError> {
         Ok(())
     }

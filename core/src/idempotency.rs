@@ -1,6 +1,7 @@
-//! Idempotency records with Powertools for AWS Lambda semantics: INPROGRESS while the work runs
-//! (with an in-progress expiry tied to the function's remaining time), COMPLETED with the result
-//! once it is done, deleted on failure so the retry can run.
+//! Idempotency records: COMPLETED with the result once the work is done (ingest's dedupe
+//! record, deliver's `deliver#` record), each read before the work and written once after it
+//! with a conditional put. INPROGRESS is what earlier versions wrote while the work ran; such a
+//! record never counts as done.
 
 use std::time::Duration;
 
@@ -12,14 +13,6 @@ use chrono::{DateTime, Utc};
 /// billion events a month a record kept as long as the archive (90 days) would cost about
 /// $0.19 per million events in DynamoDB storage, 13x this.
 pub const DELIVERY_RECORDS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// When an INPROGRESS claim lapses: the Lambda invocation's deadline (ms since the epoch) when
-/// there is one, else `fallback` from now (locally, where nothing sets a deadline).
-pub fn in_progress_until(deadline_ms: Option<i64>, now: DateTime<Utc>, fallback: Duration) -> i64 {
-    deadline_ms
-        .filter(|&d| d > 0)
-        .unwrap_or_else(|| now.timestamp_millis() + fallback.as_millis() as i64)
-}
 
 /// Where a record's work stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,28 +68,6 @@ impl Record {
             _ => true,
         }
     }
-}
-
-/// The outcome of trying to take a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The key is ours: do the work, then complete or release it.
-    Acquired,
-    /// Someone has or had it; the existing record says what happened.
-    Exists(Record),
-}
-
-/// A new claim: what the conditional put writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewClaim {
-    /// The key.
-    pub key: String,
-    /// The claim time.
-    pub now: DateTime<Utc>,
-    /// How long the record counts (Unix seconds at which it expires).
-    pub expires_at: i64,
-    /// When the INPROGRESS state lapses (Unix ms): the function's deadline.
-    pub in_progress_expires_at_ms: i64,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use crate::circuit::CircuitState;
 use crate::dead_letter::{AttemptRecord, DeadLetter};
-use crate::idempotency::{Claim, NewClaim, Record};
+use crate::idempotency::Record;
 use crate::reason::Reason;
 use crate::review::{ReviewItem, ReviewStatus};
 use crate::secret::SecretString;
@@ -87,17 +87,6 @@ pub trait Visibility: Send + Sync {
 
 /// The idempotency table.
 pub trait IdempotencyStore: Send + Sync {
-    /// Takes the key unless a live record holds it (one conditional put).
-    fn claim(&self, claim: &NewClaim) -> impl Future<Output = Result<Claim, PortError>> + Send;
-
-    /// Marks the key COMPLETED with the work's result.
-    fn complete(
-        &self,
-        key: &str,
-        data: &str,
-        expires_at: i64,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
-
     /// Deletes the key so a retry can take it.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 

@@ -12,7 +12,7 @@ use chrono::Utc;
 
 use switchboard_core::circuit::CircuitState;
 use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
-use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
+use switchboard_core::idempotency::{Record, Status};
 use switchboard_core::ports::{
     Archive, AttemptLog, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim, Outgoing,
     PortError, Queue, RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore,
@@ -108,6 +108,11 @@ impl MemoryTable {
         lock(&self.records).get(key).cloned()
     }
 
+    /// Stores a record as given (a test's: one an earlier version left, say).
+    pub fn put_record(&self, record: Record) {
+        lock(&self.records).insert(record.key.clone(), record);
+    }
+
     /// The destination's circuit as stored.
     pub fn circuit_of(&self, destination: &str) -> CircuitState {
         lock(&self.circuits)
@@ -156,31 +161,6 @@ fn completed(key: &str, data: &str, expires_at: i64) -> Record {
 }
 
 impl IdempotencyStore for MemoryTable {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
-        let mut records = lock(&self.records);
-        if let Some(existing) = records.get(&claim.key)
-            && existing.blocks(claim.now)
-        {
-            return Ok(Claim::Exists(existing.clone()));
-        }
-        records.insert(
-            claim.key.clone(),
-            Record {
-                key: claim.key.clone(),
-                status: Status::InProgress,
-                expires_at: claim.expires_at,
-                in_progress_expires_at_ms: Some(claim.in_progress_expires_at_ms),
-                data: None,
-            },
-        );
-        Ok(Claim::Acquired)
-    }
-
-    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), PortError> {
-        lock(&self.records).insert(key.to_string(), completed(key, data, expires_at));
-        Ok(())
-    }
-
     async fn release(&self, key: &str) -> Result<(), PortError> {
         lock(&self.records).remove(key);
         Ok(())

@@ -1,15 +1,14 @@
-//! [`IdempotencyStore`] over DynamoDB, the way Powertools for AWS Lambda does it: one
-//! conditional PutItem takes the key and returns the old item on conflict. The other state in
+//! [`IdempotencyStore`] over DynamoDB: a record read before the work, written once after it
+//! with a conditional PutItem (a live COMPLETED record wins). The other state in
 //! the same table has its own rooms: `circuits` (each route's circuit), `attempts` (each
 //! task's attempt log), the rate limits and the review items here.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::AttributeValue;
 
-use switchboard_core::idempotency::{Claim, NewClaim, Record, Status};
+use switchboard_core::idempotency::{Record, Status};
 use switchboard_core::ports::{IdempotencyStore, PortError, RateLimiter, ReviewStore, slot_order};
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 
@@ -86,87 +85,6 @@ fn record(item: &HashMap<String, AttributeValue>) -> Option<Record> {
 }
 
 impl IdempotencyStore for DynamoIdempotencyStore {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(KEY, AttributeValue::S(claim.key.clone()))
-            .item(
-                STATUS,
-                AttributeValue::S(Status::InProgress.as_str().into()),
-            )
-            .item(EXPIRATION, AttributeValue::N(claim.expires_at.to_string()))
-            .item(
-                IN_PROGRESS_EXPIRATION,
-                AttributeValue::N(claim.in_progress_expires_at_ms.to_string()),
-            )
-            .condition_expression(
-                "attribute_not_exists(#id) OR #expiry < :now \
-                 OR (#status = :inprogress AND attribute_exists(#in_progress_expiry) \
-                 AND #in_progress_expiry < :now_in_millis)",
-            )
-            .expression_attribute_names("#id", KEY)
-            .expression_attribute_names("#expiry", EXPIRATION)
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#in_progress_expiry", IN_PROGRESS_EXPIRATION)
-            .expression_attribute_values(
-                ":now",
-                AttributeValue::N(claim.now.timestamp().to_string()),
-            )
-            .expression_attribute_values(
-                ":now_in_millis",
-                AttributeValue::N(claim.now.timestamp_millis().to_string()),
-            )
-            .expression_attribute_values(
-                ":inprogress",
-                AttributeValue::S(Status::InProgress.as_str().into()),
-            )
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Claim::Acquired),
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(conflict)) => {
-                    let existing = match conflict.item().and_then(record) {
-                        Some(r) => Some(r),
-                        // Older emulators do not return the item: read it.
-                        None => self.read(&claim.key).await?,
-                    };
-                    match existing {
-                        Some(r) => Ok(Claim::Exists(r)),
-                        // Gone between the put and the read: the caller's retry will take it.
-                        None => Err(PortError {
-                            operation: "PutItem",
-                            message: "the conflicting idempotency record vanished; retry".into(),
-                        }),
-                    }
-                }
-                _ => Err(aws_error("PutItem", e)),
-            },
-        }
-    }
-
-    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), PortError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_string()))
-            .update_expression("SET #status = :completed, #data = :data, #expiry = :expiry REMOVE #in_progress_expiry")
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#data", DATA)
-            .expression_attribute_names("#expiry", EXPIRATION)
-            .expression_attribute_names("#in_progress_expiry", IN_PROGRESS_EXPIRATION)
-            .expression_attribute_values(":completed", AttributeValue::S(Status::Completed.as_str().into()))
-            .expression_attribute_values(":data", AttributeValue::S(data.to_string()))
-            .expression_attribute_values(":expiry", AttributeValue::N(expires_at.to_string()))
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateItem", e))?;
-        Ok(())
-    }
-
     async fn release(&self, key: &str) -> Result<(), PortError> {
         self.client
             .delete_item()

@@ -22,7 +22,6 @@ impl<P> Counted<P> {
     }
 }
 
-use switchboard_core::idempotency::{Claim, NewClaim};
 use switchboard_core::ports::{Archive, IdempotencyStore, PortError, Queue};
 
 impl<P: Queue> Queue for Counted<P> {
@@ -33,14 +32,6 @@ impl<P: Queue> Queue for Counted<P> {
 }
 
 impl<P: IdempotencyStore> IdempotencyStore for Counted<P> {
-    async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
-        self.note("PutItem");
-        self.inner.claim(claim).await
-    }
-    async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), PortError> {
-        self.note("UpdateItem");
-        self.inner.complete(key, data, expires_at).await
-    }
     async fn release(&self, key: &str) -> Result<(), PortError> {
         self.note("DeleteItem");
         self.inner.release(key).await
@@ -248,12 +239,6 @@ async fn a_retry_after_the_completion_write_failed_is_the_same_event() {
     /// The idempotency table, whose write of an accepted event fails.
     struct FailingComplete(DynamoIdempotencyStore);
     impl IdempotencyStore for FailingComplete {
-        async fn claim(&self, claim: &NewClaim) -> Result<Claim, PortError> {
-            self.0.claim(claim).await
-        }
-        async fn complete(&self, key: &str, data: &str, expires_at: i64) -> Result<(), PortError> {
-            self.0.complete(key, data, expires_at).await
-        }
         async fn release(&self, key: &str) -> Result<(), PortError> {
             self.0.release(key).await
         }

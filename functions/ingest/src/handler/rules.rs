@@ -123,19 +123,19 @@ async fn a_bad_signature_or_an_unknown_integration_is_refused_and_nothing_is_kep
 
 #[tokio::test]
 async fn a_claim_left_in_progress_does_not_hold_a_webhook_back() {
-    use switchboard_core::idempotency::{Claim, NewClaim, Status};
+    use switchboard_core::idempotency::{Record, Status};
     use switchboard_core::ports::IdempotencyStore;
     let h = Harness::new();
     // A claim an earlier version of ingest took and never completed (it crashed mid-request):
     // only a completed record makes a duplicate, so the webhook is queued and recorded.
     let now = chrono::Utc::now();
-    let claim = NewClaim {
+    h.table.put_record(Record {
         key: "ingest#shop#msg_9".into(),
-        now,
+        status: Status::InProgress,
         expires_at: now.timestamp() + 3600,
-        in_progress_expires_at_ms: now.timestamp_millis() + 30_000,
-    };
-    assert!(matches!(h.table.claim(&claim).await, Ok(Claim::Acquired)));
+        in_progress_expires_at_ms: Some(now.timestamp_millis() + 30_000),
+        data: None,
+    });
     let (status, answer) = h.post("shop", "msg_9", r#"{"order": 9}"#, SECRET).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(h.events.sent().len(), 1);
