@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::DeliveryV1;
 
+pub mod slack;
+
 /// How long an item waits for a decision when its route sets no `review.expires`.
 pub const DEFAULT_EXPIRES: Duration = Duration::from_secs(24 * 3600);
 /// The longest an item may wait: the deliveries queue keeps its timer 14 days, and every wake
@@ -48,6 +50,8 @@ pub struct ReviewPolicy {
     pub deciders: Vec<String>,
     /// An item waiting this long raises the `ReviewOverdue` alarm.
     pub alert_after: Duration,
+    /// Where each new item is posted for people to decide (Slack), if anywhere.
+    pub notify: Option<slack::SlackNotify>,
 }
 
 impl Default for ReviewPolicy {
@@ -58,6 +62,7 @@ impl Default for ReviewPolicy {
             on_expiry: OnExpiry::DeadLetter,
             deciders: Vec::new(),
             alert_after: DEFAULT_ALERT_AFTER,
+            notify: None,
         }
     }
 }
@@ -204,6 +209,9 @@ pub struct ReviewItem {
     /// Every decision, oldest first.
     #[serde(default)]
     pub decisions: Vec<Decision>,
+    /// Its message in Slack, once posted (`review.notify.slack`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<slack::SlackPost>,
 }
 
 /// What the timer does at a wake.
@@ -292,6 +300,7 @@ impl ReviewItem {
             alert_at: after(policy.alert_after.min(policy.expires)),
             alerted: false,
             decisions: Vec::new(),
+            slack: None,
         }
     }
 
@@ -315,6 +324,28 @@ impl ReviewItem {
     /// Whether the verified principal `who` may decide, the stack being in `stack_account`.
     pub fn may_decide(&self, who: &Principal, stack_account: &str) -> bool {
         self.deciders.is_empty() || self.deciders.iter().any(|d| who.is(d, stack_account))
+    }
+
+    /// The Slack user groups among its deciders (`slack:S…`): whether a Slack user is one of
+    /// them is Slack's to say (`usergroups.users.list`).
+    pub fn slack_groups(&self) -> Vec<&str> {
+        self.deciders
+            .iter()
+            .filter_map(|d| d.trim().strip_prefix("slack:"))
+            .filter(|id| slack::is_id(id, &['S']))
+            .collect()
+    }
+
+    /// Whether the Slack user `user` may decide: named among the deciders, or a member of a
+    /// group named there (`member_of`: the groups Slack says they belong to). An item with no
+    /// deciders is never decided in Slack (anyone in a channel is not anyone with access).
+    pub fn may_decide_in_slack(&self, user: &str, member_of: &[&str]) -> bool {
+        let named = |id: &str| {
+            self.deciders
+                .iter()
+                .any(|d| d.trim() == format!("slack:{id}"))
+        };
+        named(user) || member_of.iter().any(|g| named(g))
     }
 
     /// Records a decision on a pending item: its new status, who, when, a note.

@@ -34,7 +34,23 @@ pub(super) struct InboundFile {
     pub(super) source: SourceFile,
     #[serde(default)]
     pub(super) enrich: IgnoredAny,
-    pub(super) routes: IgnoredAny,
+    pub(super) routes: Vec<InboundRouteFile>,
+}
+
+/// A route as ingest reads it: only where its items are decided (Slack's clicks come to
+/// ingest); the other views check the rest.
+#[derive(Debug, Deserialize)]
+pub(super) struct InboundRouteFile {
+    pub(super) id: String,
+    pub(super) review: Option<InboundReviewFile>,
+}
+
+/// A route's `review:` as ingest reads it.
+#[derive(Debug, Deserialize)]
+pub(super) struct InboundReviewFile {
+    #[serde(default)]
+    pub(super) deciders: Vec<String>,
+    pub(super) notify: Option<NotifyFile>,
 }
 
 /// A definition file as deliver reads it: each route's `deliver` in full.
@@ -95,6 +111,30 @@ pub(super) struct ReviewFile {
     pub(super) deciders: Vec<String>,
     /// The ReviewOverdue alarm's wait, before the expiry. Default `1h`.
     pub(super) alert_after: Option<DurationText>,
+    /// Where each new item is posted for people to decide. Default: nowhere.
+    pub(super) notify: Option<NotifyFile>,
+}
+
+/// A route's `review.notify:` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NotifyFile {
+    /// Approvals in Slack. Required.
+    pub(super) slack: SlackFile,
+}
+
+/// A route's `review.notify.slack:` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SlackFile {
+    /// The channel id (`C0REVIEWS`). Required.
+    pub(super) channel: String,
+    /// The secret holding the bot token. Required.
+    pub(super) token: String,
+    /// The secret holding the app's signing secret. Required.
+    pub(super) signing_secret: String,
+    /// Slack's Web API. Default `https://slack.com/api`.
+    pub(super) api_url: Option<String>,
 }
 
 /// One `enrich[]` step: an API call (or with `model`, a model API call) before mapping.

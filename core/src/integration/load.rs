@@ -18,8 +18,8 @@ mod enrich;
 mod review;
 
 use enrich::enrich_step;
-pub(in crate::integration) use review::review_policy;
 use review::{longest_schedule, review_fits_the_queue};
+pub(in crate::integration) use review::{review_policy, slack_notify};
 
 /// A [`DefinitionError`] for a field of a file.
 pub(super) fn error(file: &Path, field: &str, message: String) -> DefinitionError {

@@ -51,6 +51,17 @@ pub struct Inbound {
     pub file: PathBuf,
     /// How its webhooks are received: verification, dedupe, split, limits.
     pub source: Source,
+    /// The routes whose review items are decided in Slack: ingest takes their clicks.
+    pub slack_reviews: Vec<SlackReview>,
+}
+
+/// A route whose review items are posted to Slack and decided there (`review.notify.slack`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackReview {
+    /// The route.
+    pub route: String,
+    /// Its channel, token, signing secret and Web API.
+    pub slack: crate::review::slack::SlackNotify,
 }
 
 /// What deliver runs of an integration: where and how each route's requests go. Loading this

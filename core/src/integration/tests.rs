@@ -595,3 +595,65 @@ fn public_replies_are_refused_without_a_review_of_each_reply() {
     let off = route("").replace("public_replies: true", "public_replies: false");
     assert!(load_file(&write(&dir, "support.yaml", &off)).is_ok());
 }
+
+/// `review.notify.slack` loads alike in the three views (ingest takes the clicks, deliver
+/// posts), and its mistakes name the field.
+#[test]
+fn slack_approvals_load_in_every_view_and_their_mistakes_name_the_field() {
+    let dir = tempdir("slack");
+    let with = |notify: &str| {
+        GOOD.replace(
+            "secret: example/token }",
+            &format!("secret: example/token }}\n    review_when: 'true'\n    review:\n{notify}"),
+        )
+    };
+    let good = "      deciders: [slack:U0123ABC, ops]\n      notify:\n        slack: { channel: C0REVIEWS, token: s/bot, signing_secret: s/signing, api_url: 'http://127.0.0.1:9/api/' }\n";
+    let file = write(&dir, "example.yaml", &with(good));
+    let whole = load_file(&file).unwrap().routes[0]
+        .review
+        .notify
+        .clone()
+        .unwrap();
+    assert_eq!(whole.channel, "C0REVIEWS");
+    assert_eq!(whole.api_url.as_str(), "http://127.0.0.1:9/api");
+    let outbound = Integrations::<Outbound>::load_dir(&dir).unwrap();
+    assert_eq!(
+        outbound.get("example").unwrap().routes[0].review.notify,
+        Some(whole.clone())
+    );
+    let inbound = Integrations::<Inbound>::load_dir(&dir).unwrap();
+    let reviews = &inbound.get("example").unwrap().slack_reviews;
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].slack, whole);
+    let default = with(&good.replace(", api_url: 'http://127.0.0.1:9/api/'", ""));
+    let notify = load_file(&write(&dir, "example.yaml", &default))
+        .unwrap()
+        .routes[0]
+        .review
+        .notify
+        .clone();
+    assert_eq!(notify.unwrap().api_url.as_str(), "https://slack.com/api");
+
+    for (bad, field) in [
+        (
+            good.replace("C0REVIEWS", "#reviews"),
+            "notify.slack.channel",
+        ),
+        (
+            good.replace("127.0.0.1:9", "hooks.example.com"),
+            "notify.slack.api_url",
+        ),
+        (
+            good.replace("token: s/bot", "token: ' '"),
+            "notify.slack.token",
+        ),
+        (good.replace("slack:U0123ABC, ", ""), "review.deciders"),
+        (good.replace("api_url", "webhook"), "review"),
+    ] {
+        write(&dir, "example.yaml", &with(&bad));
+        let e = Integrations::<Inbound>::load_dir(&dir).unwrap_err();
+        assert!(e.field.contains(field), "{bad}: {e}");
+        let e = load_file(&file).unwrap_err();
+        assert!(e.field.contains(field), "{bad}: {e}");
+    }
+}

@@ -68,11 +68,27 @@ impl Definition for Integration {
 impl Definition for Inbound {
     fn from_file(file: &Path) -> Result<Self, DefinitionError> {
         let def: InboundFile = read(file)?;
-        let _ = (def.settings, def.enrich, def.routes);
+        let _ = (def.settings, def.enrich);
+        let mut slack_reviews = Vec::new();
+        for (i, r) in def.routes.iter().enumerate() {
+            let Some((review, notify)) = r
+                .review
+                .as_ref()
+                .and_then(|v| Some((v, v.notify.as_ref()?)))
+            else {
+                continue;
+            };
+            let route_err = |f: &str, m| route_error(file, i, &r.id, f, m);
+            slack_reviews.push(SlackReview {
+                route: r.id.clone(),
+                slack: slack_notify(&notify.slack, &review.deciders, &route_err)?,
+            });
+        }
         Ok(Inbound {
             id: definition_id(file, def.id)?,
             file: file.to_path_buf(),
             source: source(def.source).map_err(|(field, m)| error(file, &field, m))?,
+            slack_reviews,
         })
     }
     fn id(&self) -> &str {

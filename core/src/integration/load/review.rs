@@ -2,6 +2,7 @@
 //! queue beside its retry schedule.
 
 use super::*;
+use crate::review::slack::SlackNotify;
 
 /// The longest a retry schedule can take, every delay at the top of its jitter.
 pub(super) fn longest_schedule(retry: &[std::time::Duration]) -> std::time::Duration {
@@ -92,11 +93,77 @@ pub(in crate::integration) fn review_policy(
             "the overdue alarm must come before the item expires".into(),
         ));
     }
+    let notify = def
+        .notify
+        .as_ref()
+        .map(|n| slack_notify(&n.slack, &def.deciders, route_err))
+        .transpose()?;
     Ok(ReviewPolicy {
         on_rejected,
         expires,
         on_expiry: def.on_expiry.unwrap_or(crate::review::OnExpiry::DeadLetter),
         deciders: def.deciders.clone(),
         alert_after,
+        notify,
+    })
+}
+
+/// `review.notify.slack`: a channel id, the two secrets, an https Web API (plain http only on
+/// loopback, for tests), and deciders that name a Slack user or group: without one, a click
+/// could never decide, or anyone in the channel could.
+pub(in crate::integration) fn slack_notify(
+    def: &SlackFile,
+    deciders: &[String],
+    route_err: &dyn Fn(&str, String) -> DefinitionError,
+) -> Result<SlackNotify, DefinitionError> {
+    use crate::review::slack::{DEFAULT_API_URL, is_id};
+    let field = |f: &str| format!("review.notify.slack.{f}");
+    if !is_id(&def.channel, &['C', 'G']) {
+        return Err(route_err(
+            &field("channel"),
+            format!(
+                "`{}` is not a channel id (C0123ABC: the channel's details show it)",
+                def.channel
+            ),
+        ));
+    }
+    for (name, secret) in [
+        ("token", &def.token),
+        ("signing_secret", &def.signing_secret),
+    ] {
+        if secret.trim().is_empty() {
+            return Err(route_err(
+                &field(name),
+                "the secret's name is needed".into(),
+            ));
+        }
+    }
+    let text = def.api_url.as_deref().unwrap_or(DEFAULT_API_URL);
+    let api_url = url::Url::parse(text.trim_end_matches('/'))
+        .map_err(|e| route_err(&field("api_url"), format!("`{text}` is not a URL: {e}")))?;
+    let loopback_http = api_url.scheme() == "http"
+        && matches!(api_url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback());
+    if api_url.scheme() != "https" && !loopback_http {
+        return Err(route_err(
+            &field("api_url"),
+            "Slack's Web API is https (plain http only on 127.0.0.1, for tests)".into(),
+        ));
+    }
+    let in_slack = deciders.iter().any(|d| {
+        d.trim()
+            .strip_prefix("slack:")
+            .is_some_and(|id| is_id(id, &['U', 'W', 'S']))
+    });
+    if !in_slack {
+        return Err(route_err(
+            "review.deciders",
+            "approvals in Slack need deciders that name a Slack user or group (`slack:U0123ABC`, `slack:S0456DEF`): nobody else can click".into(),
+        ));
+    }
+    Ok(SlackNotify {
+        channel: def.channel.clone(),
+        token: def.token.trim().to_string(),
+        signing_secret: def.signing_secret.trim().to_string(),
+        api_url,
     })
 }
