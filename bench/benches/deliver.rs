@@ -118,6 +118,10 @@ impl RateLimiter for Stub {
 }
 
 impl AttemptLog for Stub {
+    async fn reset_attempts(&self, _: &str) -> Result<(), PortError> {
+        self.call();
+        Ok(())
+    }
     async fn attempts(&self, _: &str) -> Result<(Vec<AttemptRecord>, Option<String>), PortError> {
         self.call();
         Ok((Vec::new(), None))

@@ -99,10 +99,14 @@ fn bench(c: &mut Criterion) {
         integrations,
         Ports {
             events: Stub,
+            deliveries: Stub,
             idempotency: Stub,
+            // Only Slack's review clicks read it: never in this bench.
+            reviews: switchboard_shared::memory::MemoryTable::default(),
             secrets: SecretsCache::new(Stub, Duration::from_secs(300)),
             archive: Stub,
             metrics: Metrics::Off,
+            network: switchboard_core::network::NetworkPolicy::DEPLOYED,
         },
     );
     let body = body_4k();

@@ -19,6 +19,23 @@ pub fn webhook_event(
     body: &[u8],
     source: SocketAddr,
 ) -> Value {
+    let mut event = route_event(method, path, query, headers, body, source);
+    let key = "POST /webhooks/{integration}";
+    event["routeKey"] = key.into();
+    event["requestContext"]["routeKey"] = key.into();
+    event["pathParameters"] = json!({ "integration": integration });
+    event
+}
+
+/// The payload v2 event for a route without parameters (`POST /reviews/slack`).
+pub fn route_event(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    source: SocketAddr,
+) -> Value {
     let mut joined: serde_json::Map<String, Value> = serde_json::Map::new();
     for name in headers.keys() {
         let values: Vec<&str> = headers
@@ -47,11 +64,10 @@ pub fn webhook_event(
         .unwrap_or_default();
     json!({
         "version": "2.0",
-        "routeKey": "POST /webhooks/{integration}",
+        "routeKey": format!("{method} {path}"),
         "rawPath": path,
         "rawQueryString": query,
         "headers": joined,
-        "pathParameters": { "integration": integration },
         "requestContext": {
             "accountId": "000000000000",
             "apiId": "local",
@@ -65,7 +81,7 @@ pub fn webhook_event(
                 "userAgent": user_agent,
             },
             "requestId": ulid::Ulid::new().to_string(),
-            "routeKey": "POST /webhooks/{integration}",
+            "routeKey": format!("{method} {path}"),
             "stage": "$default",
             "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
             "timeEpoch": now.timestamp_millis(),

@@ -265,6 +265,7 @@ async fn serve(
     let addr = listener.local_addr()?;
     let app = Router::new()
         .route("/webhooks/{integration}", post(webhook))
+        .route(ingest::handler::REVIEWS_SLACK_PATH, post(review_click))
         // API Gateway takes bodies up to 10 MB: larger ones are its to refuse, smaller ones
         // ingest's (413 `payload_too_large` beyond the integration's limit).
         .layer(axum::extract::DefaultBodyLimit::max(API_GATEWAY_MAX_BODY))
@@ -461,6 +462,24 @@ async fn webhook(
         &body,
         source,
     );
+    relay(&ingest, event, &format!("/webhooks/{integration}")).await
+}
+
+/// API Gateway's part for Slack's clicks on review items (`POST /reviews/slack`).
+async fn review_click(
+    State(ingest): State<Arc<LocalIngest>>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query = uri.query().unwrap_or_default();
+    let event = crate::apigw::route_event("POST", uri.path(), query, &headers, &body, source);
+    relay(&ingest, event, uri.path()).await
+}
+
+/// The event to the ingest handler, its answer back as HTTP (and a line on the console).
+async fn relay(ingest: &LocalIngest, event: serde_json::Value, path: &str) -> Response {
     let request = match crate::apigw::into_request(event) {
         Ok(r) => r,
         Err(e) => {
@@ -477,7 +496,7 @@ async fn webhook(
     let (parts, body) = response.into_parts();
     let body_bytes = body.to_vec();
     println!(
-        "  ingest    POST /webhooks/{integration} -> {} {}",
+        "  ingest    POST {path} -> {} {}",
         parts.status.as_u16(),
         String::from_utf8_lossy(&body_bytes)
     );
@@ -566,6 +585,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
     println!("switchboard dev");
     println!(
         "  webhooks  POST http://{}/webhooks/{{integration}}",
+        stack.addr
+    );
+    println!(
+        "  reviews   POST http://{}/reviews/slack (a Slack app's button clicks)",
         stack.addr
     );
     println!("  emulator  {}", stack.endpoint);

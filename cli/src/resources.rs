@@ -53,6 +53,7 @@ impl Resources {
     pub fn ingest_names(&self) -> ingest::wiring::Names<'_> {
         ingest::wiring::Names {
             events: &self.events_url,
+            deliveries: &self.deliveries_url,
             table: &self.table,
             bucket: &self.bucket,
         }

@@ -228,6 +228,10 @@ pub trait AttemptLog: Send + Sync {
         message_id: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// Forgets the task's history and its dead letter's marks, so it is sent again with its
+    /// whole retry schedule (a redrive, a person's decision).
+    fn reset_attempts(&self, task: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
     /// Appends a failed attempt to the task's history; returns the whole history.
     fn record_attempt(
         &self,

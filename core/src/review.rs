@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::DeliveryV1;
 
+pub mod record;
 pub mod slack;
 
 /// How long an item waits for a decision when its route sets no `review.expires`.

@@ -5,6 +5,7 @@
 //! - `memory`: in-memory implementations of the same ports, for unit tests of handler rules;
 //! - `http`: the one way third-party requests are built (the network guard's resolver, TLS,
 //!   no proxy); `credentials`: outbound auth (bearer, API keys, OAuth client credentials);
+//! - `slack`: Slack's Web API as review approvals use it (post, update, ephemeral, groups);
 //! - `config`, `metrics`, `batch`: what the functions share about their environment, their
 //!   EMF counts and their SQS batches.
 
@@ -15,4 +16,5 @@ pub mod credentials;
 pub mod http;
 pub mod memory;
 pub mod metrics;
+pub mod slack;
 pub mod telemetry;

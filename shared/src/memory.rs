@@ -352,6 +352,11 @@ impl RateLimiter for MemoryTable {
 }
 
 impl AttemptLog for MemoryTable {
+    async fn reset_attempts(&self, task: &str) -> Result<(), PortError> {
+        lock(&self.attempts).remove(task);
+        Ok(())
+    }
+
     async fn attempts(
         &self,
         task: &str,

@@ -15,6 +15,7 @@ mod package;
 mod privilege;
 mod requests;
 mod review;
+mod review_slack;
 mod rotation;
 mod secrets;
 mod support;

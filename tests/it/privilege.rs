@@ -296,6 +296,23 @@ fn each_function_reads_exactly_the_secrets_its_definitions_use() {
         .replace("${SecretsPrefix}", "switchboard/");
     assert!(can_read(&deliver, &signing) && can_read(&rotate, &signing));
     assert!(!can_read(&ingest, &signing) && !can_read(&transform, &signing));
+    // Approvals in Slack: deliver posts with the bot token, ingest takes the clicks (the
+    // signing secret) and updates the message (the token); a destination's Slack token stays
+    // deliver's alone.
+    for review in [
+        "switchboard/review/slack/bot-token",
+        "switchboard/review/slack/signing",
+    ] {
+        assert!(
+            can_read(&ingest, review) && can_read(&deliver, review),
+            "{review}"
+        );
+        assert!(
+            !can_read(&transform, review) && !can_read(&rotate, review),
+            "{review}"
+        );
+    }
+    assert!(!can_read(&ingest, "switchboard/outbound/slack/bot-token"));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
 use switchboard_core::batching::by_size;
+use switchboard_core::ports::AttemptLog as _;
 use switchboard_shared::aws::DynamoIdempotencyStore;
 
 use super::{Held, QueueKind, Stack};

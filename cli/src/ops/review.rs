@@ -11,10 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use switchboard_core::envelope::DeliveryMessage;
 use switchboard_core::integration::{Integration, Integrations};
 use switchboard_core::ports::ReviewStore as _;
 use switchboard_core::principal::{self, Principal};
+use switchboard_core::review::record::{Recorded, record};
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_shared::aws::DynamoIdempotencyStore;
 
@@ -359,18 +359,18 @@ pub async fn decide(
     };
     item.decide(status, &by, chrono::Utc::now(), note);
     item.version += 1;
-    if !store
-        .update_review(&item)
+    let url = stack.queue_url("deliveries").await?;
+    let deliveries = switchboard_shared::aws::SqsQueue::new(stack.sqs.clone(), &url);
+    let queued = match record(&store, &deliveries, &item)
         .await
         .map_err(reading(&stack.name))?
     {
-        anyhow::bail!(
+        Recorded::Changed => anyhow::bail!(
             "{id} changed while you decided (another decision, or its expiry): nothing was changed; look again with `switchboard review show {id}`"
-        );
-    }
-    let queued = match status {
-        ReviewStatus::Approved | ReviewStatus::Edited => Some(queue(stack, &store, &item).await),
-        _ => None,
+        ),
+        Recorded::Written { queued } => {
+            queued.map(|q| q.map_err(|e| anyhow::anyhow!("sending to {url}: {e}")))
+        }
     };
     Ok(Decided { item, by, queued })
 }
@@ -438,36 +438,6 @@ fn contract_holds(
             );
         }
     }
-    Ok(())
-}
-
-/// Queues the decided request on the deliveries queue, with a fresh attempt history.
-async fn queue(
-    stack: &Stack,
-    store: &DynamoIdempotencyStore,
-    item: &ReviewItem,
-) -> anyhow::Result<()> {
-    let request = item.decided_request();
-    store
-        .reset_attempts(&format!("{}#{}", request.event_id, request.route))
-        .await?;
-    let url = stack.queue_url("deliveries").await?;
-    // Its own group, as a redrive's (`redrive_group`): a person's decision is not queued
-    // behind a destination's backlog.
-    let group = switchboard_core::envelope::message_group(&format!(
-        "review:{}/{}",
-        request.integration, request.route
-    ));
-    let body = serde_json::to_string(&DeliveryMessage::DeliveryV1(request))?;
-    stack
-        .sqs
-        .send_message()
-        .queue_url(&url)
-        .message_body(body)
-        .message_group_id(group)
-        .send()
-        .await
-        .map_err(super::failed(format!("sending to {url}")))?;
     Ok(())
 }
 

@@ -628,6 +628,7 @@ mod request;
 #[cfg(test)]
 use request::snippet;
 mod review_gate;
+mod review_slack;
 mod share;
 use share::Leases;
 #[cfg(test)]

@@ -13,6 +13,8 @@ pub struct IngestConfig {
     pub integrations_dir: PathBuf,
     /// The events queue (`EVENTS_QUEUE_URL`).
     pub events_queue_url: String,
+    /// The deliveries queue (`DELIVERIES_QUEUE_URL`): requests approved in Slack.
+    pub deliveries_queue_url: String,
     /// The idempotency table (`IDEMPOTENCY_TABLE`).
     pub idempotency_table: String,
     /// The raw-event archive bucket (`ARCHIVE_BUCKET`).
@@ -27,6 +29,7 @@ impl IngestConfig {
         Ok(Self {
             integrations_dir: integrations_dir(),
             events_queue_url: required("EVENTS_QUEUE_URL")?,
+            deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
             idempotency_table: required("IDEMPOTENCY_TABLE")?,
             archive_bucket: required("ARCHIVE_BUCKET")?,
             secrets_ttl: secrets_ttl()?,

@@ -14,10 +14,15 @@ use switchboard_core::envelope::{EventMessage, EventV1, is_sensitive_header};
 use switchboard_core::idempotency::Status;
 use switchboard_core::ids::EventId;
 use switchboard_core::integration::{Inbound, Integrations};
-use switchboard_core::ports::{Archive, IdempotencyStore, Outgoing, PortError, Queue, SecretStore};
+use switchboard_core::network::NetworkPolicy;
+use switchboard_core::ports::{
+    Archive, AttemptLog, IdempotencyStore, Outgoing, PortError, Queue, ReviewStore, SecretStore,
+};
 use switchboard_core::secrets::SecretsCache;
 use switchboard_core::verify::{Scheme, SignedRequest, VerifyError, verify};
+use switchboard_shared::http::GuardedHttp;
 use switchboard_shared::metrics::{Metrics, Outcome};
+use switchboard_shared::slack::SlackApi;
 
 use serde_json::value::RawValue;
 use switchboard_core::integration::Dedupe;
@@ -32,25 +37,37 @@ const CONCURRENT_EVENTS: usize = 10;
 
 /// The ports ingest uses.
 #[derive(Debug)]
-pub struct Ports<Q, S, K, A> {
+pub struct Ports<Q, S, K, A, R = S> {
     /// The events queue.
     pub events: Q,
-    /// The idempotency table.
+    /// The deliveries queue: a request approved in Slack goes there at once.
+    pub deliveries: Q,
+    /// The idempotency table's dedupe records.
     pub idempotency: S,
+    /// The review items decided in Slack, and their tasks' attempt histories (a decision
+    /// forgets it, as the CLI's does): the same table.
+    pub reviews: R,
     /// Signing secrets.
     pub secrets: SecretsCache<K>,
     /// The raw-event archive.
     pub archive: A,
     /// Where metrics go.
     pub metrics: Metrics,
+    /// Where it may call (Slack's Web API, for the review clicks).
+    pub network: NetworkPolicy,
 }
 
 /// The ingest handler.
 #[derive(Debug)]
-pub struct Ingest<Q, S, K, A> {
+pub struct Ingest<Q, S, K, A, R = S> {
     integrations: Arc<Integrations<Inbound>>,
-    ports: Ports<Q, S, K, A>,
+    ports: Ports<Q, S, K, A, R>,
+    /// Slack's Web API (a client is built on the first click).
+    slack: SlackApi,
 }
+
+/// How long one call to Slack may take: a click is answered within Slack's 3 s.
+const SLACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A request's answer, and what the log line and the metric say of it.
 struct Answer {
@@ -117,17 +134,26 @@ struct Accepted {
     duplicate: bool,
 }
 
-impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, A> {
+impl<Q, S, K, A, R> Ingest<Q, S, K, A, R>
+where
+    Q: Queue,
+    S: IdempotencyStore,
+    K: SecretStore,
+    A: Archive,
+    R: ReviewStore + AttemptLog,
+{
     /// A handler over these integrations and ports.
-    pub fn new(integrations: Arc<Integrations<Inbound>>, ports: Ports<Q, S, K, A>) -> Self {
+    pub fn new(integrations: Arc<Integrations<Inbound>>, ports: Ports<Q, S, K, A, R>) -> Self {
         for i in integrations.iter() {
             if i.source.scheme == Scheme::None {
                 tracing::warn!(integration = %i.id, "integration accepts unsigned webhooks (verify: none, allow_unsigned: true)");
             }
         }
+        let http = GuardedHttp::new(ports.network, SLACK_TIMEOUT);
         Self {
             integrations,
             ports,
+            slack: SlackApi::new(http, SLACK_TIMEOUT),
         }
     }
 
@@ -140,6 +166,12 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
             .integrations
             .iter()
             .filter_map(|i| i.source.secret.as_deref())
+            .chain(
+                self.integrations
+                    .iter()
+                    .flat_map(|i| &i.slack_reviews)
+                    .map(|s| s.slack.signing_secret.as_str()),
+            )
             .collect();
         let reads = ids
             .into_iter()
@@ -158,17 +190,28 @@ impl<Q: Queue, S: IdempotencyStore, K: SecretStore, A: Archive> Ingest<Q, S, K, 
 
     async fn answer(&self, req: Request) -> Response<Body> {
         let started = Instant::now();
-        let integration = integration_id(&req);
-        let outcome = match self.process(&req, integration.as_deref()).await {
-            Ok(o) => o,
-            Err(r) => Answer::rejected(r),
+        let clicked = request_path(&req).trim_end_matches('/') == reviews::PATH;
+        let integration = if clicked {
+            Some("reviews/slack".to_string())
+        } else {
+            integration_id(&req)
         };
+        let processed = if clicked {
+            self.review_click(&req).await
+        } else {
+            self.process(&req, integration.as_deref()).await
+        };
+        let outcome = processed.unwrap_or_else(Answer::rejected);
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let integration = integration.as_deref().unwrap_or("-");
         let ids: Vec<&str> = outcome.event_ids.iter().map(EventId::as_str).collect();
+        let fine = matches!(
+            outcome.outcome,
+            Outcome::Accepted | Outcome::Duplicate | Outcome::Challenge
+        );
         // A rejection or a failure always; an accepted webhook as a success (sampled).
         switchboard_shared::outcome!(
-            outcome.status.is_success(),
+            fine,
             integration,
             event_id = ids.join(",").as_str(),
             outcome = outcome.outcome.as_str(),
@@ -413,6 +456,16 @@ fn null() -> &'static RawValue {
     serde_json::from_str("null").expect("`null` is JSON")
 }
 
+/// The request's path as the sender wrote it.
+fn request_path(req: &Request) -> &str {
+    let path = req.raw_http_path();
+    if path.is_empty() {
+        req.uri().path()
+    } else {
+        path
+    }
+}
+
 /// The integration id: the `{integration}` path parameter, or the path's last segment under
 /// `/webhooks/`.
 fn integration_id(req: &Request) -> Option<String> {
@@ -422,13 +475,8 @@ fn integration_id(req: &Request) -> Option<String> {
     {
         return Some(id.to_string());
     }
-    let path = req.raw_http_path();
-    let path = if path.is_empty() {
-        req.uri().path()
-    } else {
-        path
-    };
-    path.trim_end_matches('/')
+    request_path(req)
+        .trim_end_matches('/')
         .strip_prefix("/webhooks/")
         .filter(|rest| !rest.is_empty() && !rest.contains('/'))
         .map(str::to_string)
@@ -447,6 +495,8 @@ fn carried_headers(headers: &HeaderMap, credential: Option<&str>) -> BTreeMap<St
         .collect()
 }
 
+mod reviews;
+pub use reviews::PATH as REVIEWS_SLACK_PATH;
 #[cfg(test)]
 mod rules;
 mod stages;

@@ -18,6 +18,7 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::load_config().await;
     let names = Names {
         events: &config.events_queue_url,
+        deliveries: &config.deliveries_queue_url,
         table: &config.idempotency_table,
         bucket: &config.archive_bucket,
     };

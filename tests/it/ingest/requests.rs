@@ -69,6 +69,14 @@ impl<P: Archive> Archive for Counted<P> {
     }
 }
 
+/// The review items' port (only Slack's review clicks use it: never here).
+fn table(stack: &TestStack) -> switchboard_shared::aws::DynamoIdempotencyStore {
+    switchboard_shared::aws::DynamoIdempotencyStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.dev.sdk),
+        &stack.dev.resources.table,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_requests_per_accepted_event() {
     use switchboard_shared::aws::{
@@ -93,6 +101,16 @@ async fn aws_requests_per_accepted_event() {
                     &stack.dev.resources.events_url,
                 ),
             ),
+            // Only Slack's review clicks use these.
+            deliveries: counted(
+                &calls,
+                SqsQueue::new(
+                    aws_sdk_sqs::Client::new(sdk),
+                    &stack.dev.resources.deliveries_url,
+                ),
+            ),
+            reviews: table(&stack),
+            network: switchboard_core::network::NetworkPolicy::LOCAL,
             idempotency: counted(
                 &calls,
                 DynamoIdempotencyStore::new(
@@ -160,6 +178,7 @@ async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
     let sdk = &stack.dev.sdk;
     let res = &stack.dev.resources;
     let events = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &res.events_url);
+    let deliveries = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &res.deliveries_url);
     let idempotency = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(sdk), &res.table);
     let archive = S3Archive::new(aws_sdk_s3::Client::new(sdk), &res.bucket);
     events.warm().await.expect("GetQueueAttributes");
@@ -176,7 +195,9 @@ async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
         ),
         ingest::handler::Ports {
             events: counted(&calls, events),
+            deliveries: counted(&calls, deliveries),
             idempotency: counted(&calls, idempotency),
+            reviews: table(&stack),
             // Secrets Manager's requests counted as they leave the SDK.
             secrets: switchboard_core::secrets::SecretsCache::new(
                 SecretsManagerStore::new(sent.secrets_manager(sdk)),
@@ -184,6 +205,7 @@ async fn after_the_warm_up_the_first_webhook_reads_no_secret() {
             ),
             archive: counted(&calls, archive),
             metrics: switchboard_shared::metrics::Metrics::Off,
+            network: switchboard_core::network::NetworkPolicy::LOCAL,
         },
     );
     handler.prefetch_secrets().await;
@@ -273,6 +295,8 @@ async fn a_retry_after_the_completion_write_failed_is_the_same_event() {
         ),
         ingest::handler::Ports {
             events: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &res.events_url),
+            deliveries: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &res.deliveries_url),
+            reviews: table(&stack),
             idempotency: FailingComplete(DynamoIdempotencyStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 &res.table,
@@ -283,6 +307,7 @@ async fn a_retry_after_the_completion_write_failed_is_the_same_event() {
             ),
             archive: S3Archive::new(aws_sdk_s3::Client::new(sdk), &res.bucket),
             metrics: switchboard_shared::metrics::Metrics::Off,
+            network: switchboard_core::network::NetworkPolicy::LOCAL,
         },
     );
     let body = body_for("github", 77);

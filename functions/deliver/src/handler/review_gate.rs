@@ -112,7 +112,9 @@ impl<P: DeliverPorts> Deliver<P> {
         }))
     }
 
-    /// What the item's timer does at this wake: sleep again (noting once that it is overdue),
+    /// What the item's timer does at this wake (the first one follows its creation): post it
+    /// to Slack if its route says so and it is not there yet; sleep again (noting once that it
+    /// is overdue),
     /// apply its expiry policy, or carry out its decision. An item expired to the DLQ earlier
     /// is opened again first, for the route's review span: its letter was redriven, and a
     /// person decides now.
@@ -127,10 +129,12 @@ impl<P: DeliverPorts> Deliver<P> {
         {
             self.reopen(work, route, &mut item).await?;
         }
+        self.announce(route, &mut item).await;
         let now = Utc::now();
         let mut next = item.next(now);
         if next == Next::Expire {
             self.expire(work, &mut item).await?;
+            self.show_in_slack(route, &item).await;
             next = item.next(now);
         }
         match next {

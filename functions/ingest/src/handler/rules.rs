@@ -42,13 +42,16 @@ impl Harness {
             integrations,
             Ports {
                 events: events.clone(),
+                deliveries: MemoryQueue::default(),
                 idempotency: table.clone(),
+                reviews: table.clone(),
                 secrets: SecretsCache::new(
                     MemorySecrets::with(&[("shop/signing", SECRET)]),
                     Duration::from_secs(60),
                 ),
                 archive: archive.clone(),
                 metrics: Metrics::Off,
+                network: switchboard_core::network::NetworkPolicy::LOCAL,
             },
         );
         Self {

@@ -13,19 +13,6 @@ use super::{
 };
 
 impl DynamoIdempotencyStore {
-    /// Forgets a task's attempt history (`attempts#{event_id}#{route}`), so a redriven task
-    /// gets its whole retry schedule again instead of being dead-lettered at once.
-    pub async fn reset_attempts(&self, task: &str) -> Result<(), PortError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key(KEY, key(format!("attempts#{task}")))
-            .send()
-            .await
-            .map_err(|e| aws_error("DeleteItem", e))?;
-        Ok(())
-    }
-
     /// The task's `attempts#` item as stored (empty when there is none), read consistently.
     async fn attempts_item(
         &self,
@@ -45,6 +32,19 @@ impl DynamoIdempotencyStore {
 }
 
 impl AttemptLog for DynamoIdempotencyStore {
+    /// Deletes `attempts#{event_id}#{route}`: a redriven or decided task gets its whole retry
+    /// schedule again instead of being dead-lettered at once.
+    async fn reset_attempts(&self, task: &str) -> Result<(), PortError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("attempts#{task}")))
+            .send()
+            .await
+            .map_err(|e| aws_error("DeleteItem", e))?;
+        Ok(())
+    }
+
     async fn attempts(
         &self,
         task: &str,
