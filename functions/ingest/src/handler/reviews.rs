@@ -165,16 +165,23 @@ where
         let Ok(token) = SlackApi::token(&self.ports.secrets, &route.slack).await else {
             return false;
         };
-        for group in groups {
-            match self.slack.members(&route.slack, &token, group).await {
-                Ok(users) if users.iter().any(|u| u == user) => {
-                    return item.may_decide_in_slack(user, &[group]);
+        // Asked at once, each within its second: the click is answered inside Slack's 3 s.
+        let lists = groups
+            .iter()
+            .map(|group| self.slack.members(&route.slack, &token, group));
+        let answers = futures::future::join_all(lists).await;
+        let member_of: Vec<&str> = groups
+            .iter()
+            .zip(answers)
+            .filter_map(|(group, answer)| match answer {
+                Ok(users) => users.iter().any(|u| u == user).then_some(*group),
+                Err(e) => {
+                    tracing::warn!(group, error = %e, "listing a Slack user group failed");
+                    None
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(group, error = %e, "listing a Slack user group failed"),
-            }
-        }
-        false
+            })
+            .collect();
+        item.may_decide_in_slack(user, &member_of)
     }
 
     async fn decide_click(
