@@ -69,6 +69,9 @@ impl Emulator {
     pub fn start(port: u16) -> anyhow::Result<Self> {
         let python = venv_python()?;
         let mut child = Command::new(&python)
+            // Isolated: the working directory is not on its path, so a `click.py` or
+            // `flask.py` beside the user cannot stand in for moto's own imports.
+            .arg("-I")
             .arg("-c")
             .arg(LAUNCHER)
             .arg(port.to_string())
