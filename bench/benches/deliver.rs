@@ -136,7 +136,11 @@ impl AttemptLog for Stub {
         self.call();
         Ok(LetterClaim::Won)
     }
-    async fn mark_dead_lettered(&self, _: &str, _: &str) -> Result<(), PortError> {
+    async fn mark_dead_lettered(&self, _: &str, _: &str, _: &str) -> Result<(), PortError> {
+        self.call();
+        Ok(())
+    }
+    async fn note_next_attempt(&self, _: &str, _: i64) -> Result<(), PortError> {
         self.call();
         Ok(())
     }

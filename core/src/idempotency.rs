@@ -14,6 +14,27 @@ use chrono::{DateTime, Utc};
 /// $0.19 per million events in DynamoDB storage, 13x this.
 pub const DELIVERY_RECORDS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// What deliver's completion record (`deliver#{event_id}#{route}`) says of the delivery, in
+/// its `data` (JSON): when, the destination's status, how long the call took, on which receive
+/// of the task, where the event is archived. Written with the record (no write of its own);
+/// `switchboard events show` reads it. Earlier versions wrote the text `delivered`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Delivered {
+    /// When the destination took it.
+    pub at: DateTime<Utc>,
+    /// Its status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// How long the call took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// The task's receive count when it was delivered (waits and retries before it included).
+    pub receives: u32,
+    /// The archive object holding the event's line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
+}
+
 /// Where a record's work stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {

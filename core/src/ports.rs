@@ -219,13 +219,23 @@ pub trait AttemptLog: Send + Sync {
         lease_until_ms: i64,
     ) -> impl Future<Output = Result<LetterClaim, PortError>> + Send;
 
-    /// Notes that message `message_id` of the task is in the DLQ (after its letter was sent),
+    /// Notes that message `message_id` of the task is in the DLQ with `reason` (after its
+    /// letter was sent),
     /// so a redelivery of that message (its worker died before deleting it) does not put it
     /// there twice. A redrive is a new message and runs again.
     fn mark_dead_lettered(
         &self,
         task: &str,
         message_id: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Notes when the task's next attempt is due (Unix ms), after a failed one set its delay:
+    /// `switchboard events show` says when a waiting task is tried again.
+    fn note_next_attempt(
+        &self,
+        task: &str,
+        at_ms: i64,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Forgets the task's history and its dead letter's marks, so it is sent again with its

@@ -99,10 +99,17 @@ pub struct MemoryTable {
     rates: Arc<Mutex<HashMap<(String, i64), u32>>>,
     slots: Arc<Mutex<HashMap<(String, u32), i64>>>,
     attempts: Arc<Mutex<HashMap<String, TaskLog>>>,
+    /// Each task's next attempt (Unix ms) and dead letter's reason, as noted.
+    notes: Arc<Mutex<HashMap<String, (Option<i64>, Option<String>)>>>,
     reviews: Arc<Mutex<HashMap<String, ReviewItem>>>,
 }
 
 impl MemoryTable {
+    /// A task's noted next attempt (Unix ms) and dead letter's reason.
+    pub fn notes(&self, task: &str) -> (Option<i64>, Option<String>) {
+        lock(&self.notes).get(task).cloned().unwrap_or_default()
+    }
+
     /// The record under `key`, if there is one.
     pub fn record(&self, key: &str) -> Option<Record> {
         lock(&self.records).get(key).cloned()
@@ -354,6 +361,7 @@ impl RateLimiter for MemoryTable {
 impl AttemptLog for MemoryTable {
     async fn reset_attempts(&self, task: &str) -> Result<(), PortError> {
         lock(&self.attempts).remove(task);
+        lock(&self.notes).remove(task);
         Ok(())
     }
 
@@ -389,8 +397,19 @@ impl AttemptLog for MemoryTable {
         }
     }
 
-    async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), PortError> {
+    async fn mark_dead_lettered(
+        &self,
+        task: &str,
+        message_id: &str,
+        reason: &str,
+    ) -> Result<(), PortError> {
         lock(&self.attempts).entry(task.to_string()).or_default().1 = Some(message_id.to_string());
+        lock(&self.notes).insert(task.to_string(), (None, Some(reason.to_string())));
+        Ok(())
+    }
+
+    async fn note_next_attempt(&self, task: &str, at_ms: i64) -> Result<(), PortError> {
+        lock(&self.notes).entry(task.to_string()).or_default().0 = Some(at_ms);
         Ok(())
     }
 

@@ -506,7 +506,15 @@ impl<P: DeliverPorts> Deliver<P> {
         latency: Duration,
     ) -> Decided {
         if delivery_policy::classify(attempt.outcome) == Class::Delivered {
-            return Fate::Settle(Settlement::Delivered).into();
+            return Decided {
+                tried: Some(Tried {
+                    attempts: work.receives,
+                    last_status: attempt.status(),
+                    latency_ms: Some(latency.as_millis() as u64),
+                    ..Tried::default()
+                }),
+                ..Fate::Settle(Settlement::Delivered).into()
+            };
         }
         let status = attempt.status();
         let what = match (status, &attempt.error) {
@@ -633,6 +641,8 @@ mod share;
 use share::Leases;
 #[cfg(test)]
 mod limit_rules;
+#[cfg(test)]
+mod record_rules;
 #[cfg(test)]
 mod review_rules;
 #[cfg(test)]

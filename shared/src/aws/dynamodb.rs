@@ -17,6 +17,7 @@ use super::aws_error;
 mod attempts;
 mod circuits;
 
+pub use attempts::TaskLog;
 pub use circuits::{OpenCircuit, SlowRoute};
 
 /// The attribute names, as Powertools spells them.
@@ -154,6 +155,8 @@ const COUNT: &str = "n";
 const LEASE_UNTIL: &str = "lease_until";
 const HISTORY: &str = "history";
 const DEAD_LETTERED: &str = "dead_lettered";
+const DEAD_LETTER_REASON: &str = "dead_letter_reason";
+const NEXT_ATTEMPT: &str = "next_attempt";
 const DEAD_LETTER_CLAIM: &str = "dead_letter_claim";
 const DEAD_LETTER_LEASE: &str = "dead_letter_lease";
 /// How long a circuit record outlives its last change.

@@ -7,7 +7,7 @@ mod secretsmanager;
 mod sqs;
 mod wiring;
 
-pub use dynamodb::{DynamoIdempotencyStore, OpenCircuit, REVIEWS_INDEX, SlowRoute};
+pub use dynamodb::{DynamoIdempotencyStore, OpenCircuit, REVIEWS_INDEX, SlowRoute, TaskLog};
 pub use s3::S3Archive;
 pub use secretsmanager::SecretsManagerStore;
 pub use sqs::{DeadLetterRecord, SqsQueue};

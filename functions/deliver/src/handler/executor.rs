@@ -1,6 +1,8 @@
 //! The one executor: carries a task's fate out, once (completes or releases its claim, sets
 //! its visibility, or dead-letters it, its letter claimed first), and counts it.
 
+use switchboard_core::idempotency::Delivered;
+
 use super::*;
 
 impl<P: DeliverPorts> Deliver<P> {
@@ -17,19 +19,28 @@ impl<P: DeliverPorts> Deliver<P> {
             attempts: work.receives,
             ..Tried::default()
         });
+        let done = delivered.then(|| Delivered {
+            at: Utc::now(),
+            status: tried.last_status,
+            latency_ms: tried.latency_ms,
+            receives: work.receives,
+            archived: work.task.archived.clone(),
+        });
         let result = self.carry_out(work, fate, tried).await;
-        if let Some(c) = claimed.filter(|_| delivered) {
-            self.complete(&c).await;
+        if let (Some(c), Some(done)) = (claimed, done) {
+            self.complete(&c, &done).await;
         }
         result
     }
 
-    /// Delivered: the record that suppresses a second send.
-    async fn complete(&self, claimed: &Claimed) {
+    /// Delivered: the record that suppresses a second send, saying when, what the
+    /// destination answered, how long it took and where the event is archived (`events show`).
+    async fn complete(&self, claimed: &Claimed, done: &Delivered) {
         let now = Utc::now();
+        let data = serde_json::to_string(done).unwrap_or_default();
         if let Err(e) = self
             .store
-            .record_completed(&claimed.key, "delivered", now, claimed.expires_at)
+            .record_completed(&claimed.key, &data, now, claimed.expires_at)
             .await
         {
             // Delivered: nothing is lost. A redelivery is sent again; the destination's
@@ -50,6 +61,11 @@ impl<P: DeliverPorts> Deliver<P> {
             Fate::Settle(Settlement::Retry { wait, reason }) => {
                 self.count(integration, route, metrics::Outcome::Retried, reason);
                 self.set_visibility(work.message, wait, work.received).await;
+                // For `events show` (a failure's write, never the happy path's).
+                let at = Utc::now().timestamp_millis() + wait.as_millis() as i64;
+                if let Err(e) = self.store.note_next_attempt(&task_key(task), at).await {
+                    tracing::warn!(error = %e, "noting the next attempt's time failed");
+                }
                 Err(HandBack::Waiting(format!(
                     "{reason}; next attempt in {}s",
                     wait.as_secs()
@@ -201,7 +217,7 @@ impl<P: DeliverPorts> Deliver<P> {
         send_dead_letter(&self.dead_letters, &letter, "delivery").await?;
         if let Err(e) = self
             .store
-            .mark_dead_lettered(&task_key(task), message_id)
+            .mark_dead_lettered(&task_key(task), message_id, reason.as_str())
             .await
         {
             // A redelivery may dead-letter it a second time; nothing is lost.

@@ -88,6 +88,8 @@ pub(super) struct Tried {
     pub(super) history: Option<String>,
     /// The first 1 KB of the last answer, when the destination refused the request.
     pub(super) answer: Option<String>,
+    /// How long the last call took.
+    pub(super) latency_ms: Option<u64>,
 }
 
 impl Tried {
@@ -100,6 +102,7 @@ impl Tried {
             last_status: last.and_then(|a| a.status),
             history: switchboard_core::dead_letter::history_json(history),
             answer: last.and_then(|a| a.response.clone()),
+            latency_ms: last.map(|a| a.latency_ms),
         }
     }
 }

@@ -287,7 +287,10 @@ async fn a_letter_claimed_by_a_worker_that_died_is_written_by_its_successor_afte
     assert!(h.dlq.letters().is_empty());
     // The worker finished (letter sent, message marked); its message comes back past the
     // lease, held before any call (an open circuit, say): no second letter.
-    h.table.mark_dead_lettered(&key, "m-1").await.unwrap();
+    h.table
+        .mark_dead_lettered(&key, "m-1", "permanent_failure")
+        .await
+        .unwrap();
     let later = table
         .claim_dead_letter(&key, "m-1", now + 120_000, now + 150_000)
         .await;

@@ -8,11 +8,35 @@ use switchboard_core::dead_letter::AttemptRecord;
 use switchboard_core::ports::{AttemptLog, LetterClaim, PortError};
 
 use super::{
-    CIRCUIT_TTL_SECS, DEAD_LETTER_CLAIM, DEAD_LETTER_LEASE, DEAD_LETTERED, DynamoIdempotencyStore,
-    EXPIRATION, HISTORY, KEY, aws_error, conditional, key, later, n, number,
+    CIRCUIT_TTL_SECS, DEAD_LETTER_CLAIM, DEAD_LETTER_LEASE, DEAD_LETTER_REASON, DEAD_LETTERED,
+    DynamoIdempotencyStore, EXPIRATION, HISTORY, KEY, NEXT_ATTEMPT, aws_error, conditional, key,
+    later, n, number,
 };
 
+/// A task's log as `switchboard events show` reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskLog {
+    /// Its failed attempts, oldest first.
+    pub history: Vec<AttemptRecord>,
+    /// When its next attempt is due (Unix ms), once a failed one set a delay.
+    pub next_attempt_ms: Option<i64>,
+    /// Why it was dead-lettered, when it was (the letter's message id beside).
+    pub dead_lettered: Option<(String, String)>,
+}
+
 impl DynamoIdempotencyStore {
+    /// The task's log (`attempts#{event_id}#{route}`), read consistently; empty when none.
+    pub async fn task_log(&self, task: &str) -> Result<TaskLog, PortError> {
+        let item = self.attempts_item(task).await?;
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        Ok(TaskLog {
+            history: history(&item),
+            next_attempt_ms: number(&item, NEXT_ATTEMPT),
+            dead_lettered: text(DEAD_LETTERED)
+                .map(|m| (m, text(DEAD_LETTER_REASON).unwrap_or_default())),
+        })
+    }
+
     /// The task's `attempts#` item as stored (empty when there is none), read consistently.
     async fn attempts_item(
         &self,
@@ -99,15 +123,41 @@ impl AttemptLog for DynamoIdempotencyStore {
         })
     }
 
-    async fn mark_dead_lettered(&self, task: &str, message_id: &str) -> Result<(), PortError> {
+    async fn mark_dead_lettered(
+        &self,
+        task: &str,
+        message_id: &str,
+        reason: &str,
+    ) -> Result<(), PortError> {
         self.client
             .update_item()
             .table_name(&self.table)
             .key(KEY, key(format!("attempts#{task}")))
-            .update_expression("SET #d = :message, #exp = if_not_exists(#exp, :exp)")
+            .update_expression(
+                "SET #d = :message, #r = :reason, #exp = if_not_exists(#exp, :exp) REMOVE #n",
+            )
             .expression_attribute_names("#d", DEAD_LETTERED)
+            .expression_attribute_names("#r", DEAD_LETTER_REASON)
+            .expression_attribute_names("#n", NEXT_ATTEMPT)
             .expression_attribute_names("#exp", EXPIRATION)
             .expression_attribute_values(":message", AttributeValue::S(message_id.to_string()))
+            .expression_attribute_values(":reason", AttributeValue::S(reason.to_string()))
+            .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn note_next_attempt(&self, task: &str, at_ms: i64) -> Result<(), PortError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key(format!("attempts#{task}")))
+            .update_expression("SET #n = :at, #exp = if_not_exists(#exp, :exp)")
+            .expression_attribute_names("#n", NEXT_ATTEMPT)
+            .expression_attribute_names("#exp", EXPIRATION)
+            .expression_attribute_values(":at", n(at_ms))
             .expression_attribute_values(":exp", later(CIRCUIT_TTL_SECS))
             .send()
             .await
