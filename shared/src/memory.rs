@@ -90,6 +90,9 @@ impl DeadLetterQueue for MemoryQueue {
 /// claimed its dead letter with its lease.
 type TaskLog = (Vec<AttemptRecord>, Option<String>, Option<(String, i64)>);
 
+/// A task's next attempt (Unix ms) and its dead letter's reason, as noted.
+pub type TaskNotes = (Option<i64>, Option<String>);
+
 /// The idempotency table: idempotency records, circuits, rate counters, concurrency slots
 /// and attempt logs, each judged as the DynamoDB adapter's conditions judge them.
 #[derive(Debug, Default, Clone)]
@@ -100,13 +103,13 @@ pub struct MemoryTable {
     slots: Arc<Mutex<HashMap<(String, u32), i64>>>,
     attempts: Arc<Mutex<HashMap<String, TaskLog>>>,
     /// Each task's next attempt (Unix ms) and dead letter's reason, as noted.
-    notes: Arc<Mutex<HashMap<String, (Option<i64>, Option<String>)>>>,
+    notes: Arc<Mutex<HashMap<String, TaskNotes>>>,
     reviews: Arc<Mutex<HashMap<String, ReviewItem>>>,
 }
 
 impl MemoryTable {
     /// A task's noted next attempt (Unix ms) and dead letter's reason.
-    pub fn notes(&self, task: &str) -> (Option<i64>, Option<String>) {
+    pub fn notes(&self, task: &str) -> TaskNotes {
         lock(&self.notes).get(task).cloned().unwrap_or_default()
     }
 
