@@ -273,6 +273,8 @@ impl ReviewItem {
         self.expires_at = after(policy.expires);
         self.alert_at = after(policy.alert_after.min(policy.expires));
         self.alerted = false;
+        // Its old message says it expired: a new one with its buttons is posted.
+        self.slack = None;
         self.decisions.push(Decision {
             action: "reopen".into(),
             by: "switchboard".into(),

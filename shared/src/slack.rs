@@ -57,7 +57,8 @@ impl SlackApi {
         })
     }
 
-    /// One method, its arguments as JSON (or a form when `form`), answered `ok`.
+    /// One method, its arguments as JSON (a write method) or as a form (a read method, which
+    /// takes no JSON: `usergroups.users.list`), answered `ok`.
     async fn call(
         &self,
         notify: &SlackNotify,
@@ -65,19 +66,34 @@ impl SlackApi {
         method: &'static str,
         body: &Value,
     ) -> Result<Value, SlackError> {
+        let form = method == "usergroups.users.list";
         let failed = |message: String| SlackError { method, message };
         let url = format!("{}/{method}", notify.api_url.as_str().trim_end_matches('/'));
         let mut auth =
             reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose().trim()))
                 .map_err(|_| failed("the bot token is not printable ASCII".into()))?;
         auth.set_sensitive(true);
-        let response = self
+        let request = self
             .http
             .request_str(reqwest::Method::POST, &url)
             .map_err(|e| failed(e.to_string()))?
             .header(reqwest::header::AUTHORIZATION, auth)
-            .timeout(self.timeout)
-            .json(body)
+            .timeout(self.timeout);
+        let request = if form {
+            let mut encoded = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in body.as_object().into_iter().flatten() {
+                encoded.append_pair(name, value.as_str().unwrap_or_default());
+            }
+            request
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(encoded.finish())
+        } else {
+            request.json(body)
+        };
+        let response = request
             .send()
             .await
             .map_err(|e| failed(transport_error(&e)))?;
@@ -157,7 +173,7 @@ impl SlackApi {
         user: &str,
         text: &str,
     ) -> Result<(), SlackError> {
-        let body = json!({"channel": post.channel, "user": user, "text": text});
+        let body = json!({"channel": post.channel, "user": user, "text": text, "parse": "none"});
         self.call(notify, token, "chat.postEphemeral", &body)
             .await?;
         Ok(())

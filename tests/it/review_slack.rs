@@ -22,8 +22,12 @@ const WAIT: Duration = Duration::from_secs(60);
 const SLACK_SIGNING: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const BOT_TOKEN: &str = "xoxb-test-bot-token";
 const MESSAGE_TS: &str = "1700000000.000100";
+/// Another Slack app's signing secret: another integration's route decides with it.
+const OTHER_APP: &str = "another-apps-signing-secret";
 
-fn definition(base: &str, slack: &str) -> String {
+/// `refunds`: each event waits for a refund lead in Slack (the app signing with
+/// `SECRET/{app}`).
+fn definition(base: &str, slack: &str, app: &str) -> String {
     format!(
         r#"
 source:
@@ -37,7 +41,7 @@ routes:
       expires: 1h
       deciders: [slack:U0LEAD, slack:S0LEADS]
       notify:
-        slack: {{ channel: C0REVIEWS, token: SECRET/bot, signing_secret: SECRET/slack-signing, api_url: '{slack}/api' }}
+        slack: {{ channel: C0REVIEWS, token: SECRET/bot, signing_secret: SECRET/{app}, api_url: '{slack}/api' }}
     deliver:
       url: {base}/refund
 "#
@@ -60,9 +64,18 @@ fn slack_api(slack: &Receiver) {
     );
     slack.on("/api/chat.update", ok(json!({})));
     slack.on("/api/chat.postEphemeral", ok(json!({})));
+    // Slack takes a read method's arguments as a form, never JSON: anything else is refused.
+    slack.on_body(
+        "/api/usergroups.users.list",
+        "usergroup=S0LEADS",
+        ok(json!({"users": ["U0GROUPIE"]})),
+    );
     slack.on(
         "/api/usergroups.users.list",
-        ok(json!({"users": ["U0GROUPIE"]})),
+        vec![(
+            StatusCode::OK,
+            Some(json!({"ok": false, "error": "invalid_arguments"})),
+        )],
     );
     slack.require_bearer("/api/", &[BOT_TOKEN]);
 }
@@ -142,13 +155,14 @@ async fn start() -> (TestStack, Receiver, Receiver) {
         ("signing", SIGNING_SECRET),
         ("bot", BOT_TOKEN),
         ("slack-signing", SLACK_SIGNING),
+        ("other-app", OTHER_APP),
     ];
-    let test = TestStack::with(
-        &[("refunds", definition(&destination.base, &slack.base))],
-        &secrets,
-        FAST,
-    )
-    .await;
+    let (base, api) = (&destination.base, &slack.base);
+    let definitions = [
+        ("refunds", definition(base, api, "slack-signing")),
+        ("others", definition(base, api, "other-app")),
+    ];
+    let test = TestStack::with(&definitions, &secrets, FAST).await;
     (test, destination, slack)
 }
 
@@ -300,6 +314,8 @@ async fn a_forged_stale_or_malformed_click_is_refused_with_its_reason() {
             404,
             "unknown_item",
         ),
+        // Signed by the app of another integration's route: it cannot decide this one's.
+        (OTHER_APP, 0, approve.clone(), 403, "not_this_app"),
     ] {
         let (got, answer) = click(&test, secret, age, &payload).await;
         assert_eq!(

@@ -56,6 +56,28 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// A `mrkdwn` text object taken as written (`verbatim`: Slack links no bare URL and parses
+/// no `@here` or name in it; what is not escaped here is ours).
+fn mrkdwn(text: impl Into<String>) -> Value {
+    json!({"type": "mrkdwn", "text": text.into(), "verbatim": true})
+}
+
+/// Text from outside, escaped, then cut to `max` characters without splitting an entity
+/// (`&amp;`): escaping may grow it, and Slack refuses a block past its limit.
+pub fn escaped(text: &str, max: usize) -> String {
+    let escaped = escape(text);
+    if escaped.chars().count() <= max {
+        return escaped;
+    }
+    let mut kept: String = escaped.chars().take(max.saturating_sub(1)).collect();
+    if let Some(amp) = kept.rfind('&')
+        && !kept[amp..].contains(';')
+    {
+        kept.truncate(amp);
+    }
+    format!("{kept}…")
+}
+
 fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
@@ -96,8 +118,8 @@ pub fn is_id(id: &str, kinds: &[char]) -> bool {
 fn fields(item: &ReviewItem) -> Vec<Value> {
     let body = item.edited.as_ref().unwrap_or(&item.request.body);
     let Some(object) = body.as_object() else {
-        let text = cut(&body.to_string(), FIELD_CHARS);
-        return vec![json!({"type": "mrkdwn", "text": format!("*body*\n{}", escape(&text))})];
+        let text = body.to_string();
+        return vec![mrkdwn(format!("*body*\n{}", escaped(&text, FIELD_CHARS)))];
     };
     object
         .iter()
@@ -108,12 +130,8 @@ fn fields(item: &ReviewItem) -> Vec<Value> {
                 Value::Bool(b) => b.to_string(),
                 _ => return None,
             };
-            let text = format!(
-                "*{}*\n{}",
-                escape(&cut(name, 50)),
-                escape(&cut(&shown, FIELD_CHARS))
-            );
-            Some(json!({"type": "mrkdwn", "text": text}))
+            let text = format!("*{}*\n{}", escaped(name, 50), escaped(&shown, FIELD_CHARS));
+            Some(mrkdwn(text))
         })
         .take(FIELDS)
         .collect()
@@ -123,11 +141,11 @@ fn fields(item: &ReviewItem) -> Vec<Value> {
 /// and when it expires.
 fn about(item: &ReviewItem) -> Vec<Value> {
     let r = &item.request;
-    let mut why = format!("*Why:* {}", escape(&cut(&item.why.message, WHY_CHARS)));
+    let mut why = format!("*Why:* {}", escaped(&item.why.message, WHY_CHARS));
     if let Some(answer) = &item.why.answer {
         why.push_str(&format!(
             "\n*The destination answered:* {}",
-            escape(&cut(answer, 300))
+            escaped(answer, 300)
         ));
     }
     let deciders = if item.deciders.is_empty() {
@@ -142,18 +160,20 @@ fn about(item: &ReviewItem) -> Vec<Value> {
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text",
             "text": cut(&format!("Review: {}/{}", r.integration, r.route), 150)}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": why}}),
+        json!({"type": "section", "text": mrkdwn(why)}),
     ];
     let fields = fields(item);
     if !fields.is_empty() {
         blocks.push(json!({"type": "section", "fields": fields}));
     }
-    blocks.push(
-        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-            "Item `{}` · event `{}` · may decide: {deciders} · expires {} (then {})",
-            item.id, r.event_id, date(item.expires_at), item.on_expiry.as_str()
-        )}]}),
+    let context = format!(
+        "Item `{}` · event `{}` · may decide: {deciders} · expires {} (then {})",
+        item.id,
+        r.event_id,
+        date(item.expires_at),
+        item.on_expiry.as_str()
     );
+    blocks.push(json!({"type": "context", "elements": [mrkdwn(context)]}));
     blocks
 }
 
@@ -165,7 +185,7 @@ fn summary(item: &ReviewItem) -> String {
         item.id,
         r.integration,
         r.route,
-        escape(&cut(&item.why.message, 200)),
+        escaped(&item.why.message, 200),
         item.status.as_str()
     )
 }
@@ -182,16 +202,16 @@ pub fn blocks(item: &ReviewItem) -> Vec<Value> {
         let mut reject = button(REJECT, "Reject", "danger");
         reject["confirm"] = json!({
             "title": {"type": "plain_text", "text": "Reject?"},
-            "text": {"type": "mrkdwn", "text": "Nothing is delivered; the rejection is recorded with your name."},
+            "text": mrkdwn("Nothing is delivered; the rejection is recorded with your name."),
             "confirm": {"type": "plain_text", "text": "Reject"},
             "deny": {"type": "plain_text", "text": "Cancel"}
         });
         blocks.push(json!({"type": "actions", "block_id": "review",
             "elements": [button(APPROVE, "Approve", "primary"), reject]}));
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+        blocks.push(json!({"type": "context", "elements": [mrkdwn(format!(
             "To change the request before it goes: `switchboard review edit {} --file body.json`",
             item.id
-        )}]}));
+        ))]}));
         return blocks;
     }
     let outcome = match item.status {
@@ -211,7 +231,7 @@ pub fn blocks(item: &ReviewItem) -> Vec<Value> {
             let note = d
                 .note
                 .as_deref()
-                .map(|n| format!(": {}", escape(&cut(n, 300))))
+                .map(|n| format!(": {}", escaped(n, 300)))
                 .unwrap_or_default();
             format!(
                 "*{outcome}* by {} at {}{note}",
@@ -221,19 +241,20 @@ pub fn blocks(item: &ReviewItem) -> Vec<Value> {
         }
         None => format!("*{outcome}*"),
     };
-    blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": line}}));
+    blocks.push(json!({"type": "section", "text": mrkdwn(line)}));
     blocks
 }
 
 /// `chat.postMessage`'s body: the item, waiting, in `channel`.
 pub fn post_message(item: &ReviewItem, channel: &str) -> Value {
     json!({"channel": channel, "text": summary(item), "blocks": blocks(item),
-        "unfurl_links": false, "unfurl_media": false})
+        "parse": "none", "link_names": false, "unfurl_links": false, "unfurl_media": false})
 }
 
 /// `chat.update`'s body: the item's message, as the item now stands.
 pub fn update_message(item: &ReviewItem, post: &SlackPost) -> Value {
-    json!({"channel": post.channel, "ts": post.ts, "text": summary(item), "blocks": blocks(item)})
+    json!({"channel": post.channel, "ts": post.ts, "text": summary(item), "blocks": blocks(item),
+        "parse": "none", "link_names": false})
 }
 
 /// What a person chose.

@@ -70,6 +70,43 @@ fn a_customers_text_cannot_mention_ping_or_link_in_the_channel() {
     assert!(text.contains("&amp; more"), "{text}");
 }
 
+/// Every text object is taken as written: Slack links no bare URL and parses no `@here` in
+/// it; and text that escaping makes longer still fits its block.
+#[test]
+fn text_is_verbatim_and_escaping_cannot_push_a_block_past_its_limit() {
+    let loud = format!("@here see https://evil.example {}", "&".repeat(2000));
+    let i = item(&["slack:U0123ABC"], &loud, json!({"note": loud}));
+    let message = post_message(&i, "C0REVIEWS");
+    assert_eq!(
+        (message["parse"].as_str(), message["link_names"].as_bool()),
+        (Some("none"), Some(false))
+    );
+    let mut texts = Vec::new();
+    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+        match v {
+            Value::Object(o) if o.get("type") == Some(&json!("mrkdwn")) => out.push(v),
+            Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    walk(&message["blocks"], &mut texts);
+    assert!(texts.len() >= 4);
+    for t in texts {
+        assert_eq!(t["verbatim"], true, "{t}");
+        let text = t["text"].as_str().unwrap();
+        assert!(
+            text.chars().count() <= 2000,
+            "{} characters",
+            text.chars().count()
+        );
+        assert!(
+            !text.contains("&amp…") && !text.contains("&am…"),
+            "an entity cut in two"
+        );
+    }
+}
+
 #[test]
 fn a_waiting_item_has_its_buttons_and_a_decided_one_says_who_and_when() {
     let mut i = item(

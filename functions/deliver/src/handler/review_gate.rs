@@ -17,7 +17,7 @@ impl<P: DeliverPorts> Deliver<P> {
     ) -> Result<Option<DeliveryV1>, Fate> {
         let task = work.task;
         if let Some(id) = &task.reviewed {
-            return self.check_reviewed(task, id).await;
+            return self.check_reviewed(work, route, id).await;
         }
         // An on_rejected route honours an item on every receive (a replay or a redrive of a
         // task a person already decided is not sent again as it was).
@@ -87,16 +87,27 @@ impl<P: DeliverPorts> Deliver<P> {
     /// or edited (or expired to be delivered) and recorded this very request; anything else
     /// (forged, changed, another item's, a decision never made) is dead-lettered
     /// `review_mismatch` without a call.
+    /// A decision made outside Slack (the CLI, an expiry to deliver) is shown in the item's
+    /// Slack message when the task it sends is first received.
     async fn check_reviewed(
         &self,
-        task: &DeliveryV1,
+        work: &Work<'_>,
+        route: &OutboundRoute,
         id: &str,
     ) -> Result<Option<DeliveryV1>, Fate> {
+        let task = work.task;
         let item = match self.store.review(id).await {
             Ok(item) => item,
             Err(e) => return Err(Fate::unavailable(format!("reading {id} failed: {e}"))),
         };
-        if item.as_ref().is_some_and(|i| i.authorizes(task)) {
+        if let Some(item) = item.as_ref().filter(|i| i.authorizes(task)) {
+            let by_slack = item
+                .decisions
+                .last()
+                .is_some_and(|d| d.by.starts_with("slack:"));
+            if work.receives == 1 && !by_slack {
+                self.show_in_slack(route, item).await;
+            }
             return Ok(None);
         }
         let why = match item {
@@ -139,10 +150,20 @@ impl<P: DeliverPorts> Deliver<P> {
         }
         match next {
             Next::Send(request) => Ok(Some(*request)),
-            Next::Done => Err(Fate::Reviewed {
-                item: item.id,
-                status: item.status,
-            }),
+            Next::Done => {
+                // Rejected outside Slack (a click shows its own; an expiry was shown).
+                let by_slack = item
+                    .decisions
+                    .last()
+                    .is_some_and(|d| d.by.starts_with("slack:"));
+                if item.status == ReviewStatus::Rejected && !by_slack {
+                    self.show_in_slack(route, &item).await;
+                }
+                Err(Fate::Reviewed {
+                    item: item.id,
+                    status: item.status,
+                })
+            }
             // The letter holds the task as it came, undecided: a redrive opens the review again.
             Next::DeadLetter => Err(Fate::ReviewExpired {
                 message: format!(

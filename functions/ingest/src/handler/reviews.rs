@@ -153,35 +153,75 @@ where
     }
 
     /// Whether the Slack user may decide the item: named among its deciders, or in a user
-    /// group named there (Slack says who is in it). A group Slack cannot list decides nothing.
-    async fn slack_decider(&self, route: &SlackReview, item: &ReviewItem, user: &str) -> bool {
+    /// group named there (Slack says who is in it). None when Slack could not say.
+    async fn slack_decider(
+        &self,
+        route: &SlackReview,
+        item: &ReviewItem,
+        user: &str,
+    ) -> Option<bool> {
         if item.may_decide_in_slack(user, &[]) {
-            return true;
+            return Some(true);
         }
         let groups = item.slack_groups();
         if groups.is_empty() {
-            return false;
+            return Some(false);
         }
-        let Ok(token) = SlackApi::token(&self.ports.secrets, &route.slack).await else {
-            return false;
-        };
+        let token = SlackApi::token(&self.ports.secrets, &route.slack)
+            .await
+            .ok()?;
         // Asked at once, each within its second: the click is answered inside Slack's 3 s.
         let lists = groups
             .iter()
             .map(|group| self.slack.members(&route.slack, &token, group));
         let answers = futures::future::join_all(lists).await;
-        let member_of: Vec<&str> = groups
-            .iter()
-            .zip(answers)
-            .filter_map(|(group, answer)| match answer {
-                Ok(users) => users.iter().any(|u| u == user).then_some(*group),
+        let (mut member_of, mut unknown) = (Vec::new(), false);
+        for (group, answer) in groups.iter().zip(answers) {
+            match answer {
+                Ok(users) if users.iter().any(|u| u == user) => member_of.push(*group),
+                Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(group, error = %e, "listing a Slack user group failed");
-                    None
+                    tracing::error!(group, error = %e, "listing a Slack user group failed");
+                    unknown = true;
                 }
-            })
-            .collect();
-        item.may_decide_in_slack(user, &member_of)
+            }
+        }
+        let may = item.may_decide_in_slack(user, &member_of);
+        (may || !unknown).then_some(may)
+    }
+
+    /// Why a click cannot decide the item now, told to the clicker alone: decided already,
+    /// expired, not a decider, or a membership Slack could not confirm.
+    async fn refusal(&self, route: &SlackReview, item: &ReviewItem, user: &str) -> Option<Answer> {
+        let (outcome, reason, said) = if item.status != ReviewStatus::Pending {
+            (Outcome::Duplicate, "already_decided", already(item))
+        } else if Utc::now() >= item.expires_at {
+            let said = format!(
+                "{} expired at {}: its on_expiry ({}) applies; nothing was changed",
+                item.id,
+                item.expires_at.to_rfc3339(),
+                item.on_expiry.as_str()
+            );
+            (Outcome::Rejected, "expired", said)
+        } else {
+            match self.slack_decider(route, item, user).await {
+                Some(true) => return None,
+                Some(false) => {
+                    tracing::warn!(item = %item.id, user, "a Slack user who is not a decider clicked");
+                    let said = format!(
+                        "You may not decide {}: its deciders are {}. It still waits for one of them.",
+                        item.id,
+                        slack::escape(&item.deciders.join(", "))
+                    );
+                    (Outcome::Rejected, "not_a_decider", said)
+                }
+                None => {
+                    let said = "Slack could not say whether you are in a group of its deciders; click again in a moment.".to_string();
+                    (Outcome::Failed, "membership_unknown", said)
+                }
+            }
+        };
+        Some(answered(outcome, reason, &said))
     }
 
     async fn decide_click(
@@ -191,35 +231,12 @@ where
         click: &Click,
     ) -> Result<Answer, Rejection> {
         let post = item.slack.clone().or_else(|| click.post.clone());
-        if item.status != ReviewStatus::Pending {
-            let said = already(&item);
-            self.show(
-                route,
-                &item,
-                post.as_ref(),
-                true,
-                Some((&click.user, &said)),
-            )
-            .await;
-            return Ok(answered(Outcome::Duplicate, "already_decided", &said));
-        }
-        if !self.slack_decider(route, &item, &click.user).await {
-            let said = format!(
-                "You may not decide {}: its deciders are {}. It still waits for one of them.",
-                item.id,
-                item.deciders.join(", ")
-            );
-            tracing::warn!(item = %item.id, user = %click.user, "a Slack user who is not a decider clicked");
-            let told = slack::escape(&said);
-            self.show(
-                route,
-                &item,
-                post.as_ref(),
-                false,
-                Some((&click.user, &told)),
-            )
-            .await;
-            return Ok(answered(Outcome::Rejected, "not_a_decider", &said));
+        if let Some(refused) = self.refusal(route, &item, &click.user).await {
+            let decided = item.status != ReviewStatus::Pending;
+            let said = refused.body["message"].as_str().unwrap_or_default();
+            let to = Some((click.user.as_str(), said));
+            self.show(route, &item, post.as_ref(), decided, to).await;
+            return Ok(refused);
         }
         let by = Principal::Slack(click.user.clone()).to_string();
         let status = match click.choice {
@@ -234,33 +251,26 @@ where
                 tracing::error!(item = %item.id, error = %e, "recording a Slack decision failed");
                 unavailable("the decision could not be recorded; click again")
             })?;
-        match recorded {
-            Recorded::Changed => {
-                let said = format!("{} changed while you clicked: nothing was changed", item.id);
-                self.show(
-                    route,
-                    &item,
-                    post.as_ref(),
-                    false,
-                    Some((&click.user, &said)),
-                )
-                .await;
-                Ok(answered(Outcome::Duplicate, "already_decided", &said))
-            }
-            Recorded::Written { queued } => {
-                if let Some(Err(e)) = queued {
-                    tracing::warn!(item = %item.id, error = %e, "queueing the approved request failed; the item's timer sends it");
-                }
-                tracing::warn!(item = %item.id, by = %by, status = status.as_str(), "review decided in Slack");
-                self.ports.metrics.review(
-                    &item.request.integration,
-                    &item.request.route,
-                    status.as_str(),
-                );
-                self.show(route, &item, post.as_ref(), true, None).await;
-                Ok(answered(Outcome::Accepted, "decided", status.as_str()))
-            }
+        let Recorded::Written { queued } = recorded else {
+            // Another decision, its expiry, or its message being recorded: look again.
+            let said = format!(
+                "{} changed while you clicked: nothing was changed; click again to see it as it stands",
+                item.id
+            );
+            let to = Some((click.user.as_str(), said.as_str()));
+            self.show(route, &item, post.as_ref(), false, to).await;
+            return Ok(answered(Outcome::Duplicate, "changed", &said));
+        };
+        if let Some(Err(e)) = queued {
+            tracing::warn!(item = %item.id, error = %e, "queueing the approved request failed; the item's timer sends it");
         }
+        tracing::warn!(item = %item.id, by = %by, status = status.as_str(), "review decided in Slack");
+        let r = &item.request;
+        self.ports
+            .metrics
+            .review(&r.integration, &r.route, status.as_str());
+        self.show(route, &item, post.as_ref(), true, None).await;
+        Ok(answered(Outcome::Accepted, "decided", status.as_str()))
     }
 
     /// Shows the item as it stands in its message (`post`, when `update`) and says `text`
