@@ -46,6 +46,12 @@ enum Command {
         #[command(subcommand)]
         command: ops::review::ReviewCommand,
     },
+    /// Where is my webhook: one event's life (`show`), or the events of an integration by
+    /// time, route, status and what their body says (`list --where`).
+    Events {
+        #[command(subcommand)]
+        command: ops::events::EventsCommand,
+    },
     /// Validate every definition and run its fixtures (contract tests); non-zero on a failure.
     Check(switchboard_cli::check::CheckArgs),
 }
@@ -75,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { command } => ops::dlq::run(command).await,
         Command::Replay { args, stack } => ops::replay::run(args, stack).await,
         Command::Review { command } => ops::review::run(command).await,
+        Command::Events { command } => ops::events::run(command).await,
         Command::Check(args) => switchboard_cli::check::run(args).await,
         Command::Dev(args) => switchboard_cli::dev::run(args).await,
         Command::Send(args) => switchboard_cli::send::run(args).await,

@@ -7,6 +7,7 @@
 mod utils;
 
 mod deliver;
+mod events;
 mod hardening;
 mod ingest;
 mod isolation;

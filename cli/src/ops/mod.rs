@@ -1,4 +1,4 @@
-//! The operations commands (`status`, `dlq`, `replay`, `review`): the same against a deployed stack and against
+//! The operations commands (`status`, `dlq`, `replay`, `review`, `events`): the same against a deployed stack and against
 //! `switchboard dev`, through the standard AWS configuration.
 //!
 //! Configuration is read as the AWS CLI reads it: `AWS_PROFILE`, `AWS_REGION`,
@@ -7,6 +7,7 @@
 //! credentials configured, the emulator's dummy credentials and `us-east-1` are used.
 
 pub mod dlq;
+pub mod events;
 pub mod redrive;
 pub mod replay;
 pub mod review;
