@@ -538,5 +538,35 @@ async fn a_replayed_ticket_reuses_its_model_answer() {
         before,
         "the decision first delivered"
     );
+    // `events show` names the model step and what came of it, from its audit record.
+    let event = s.test.archived_events().await[0].1.event_id().clone();
+    let steps = shown_model_steps(&s.test, &event).await;
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(
+        (steps[0].outcome.as_str(), steps[0].audit_key.as_str()),
+        ("answered", first[0].as_str())
+    );
     s.test.dev.shutdown().await;
+}
+
+/// The model steps `events show` finds for an event.
+async fn shown_model_steps(
+    test: &TestStack,
+    event: &switchboard_core::ids::EventId,
+) -> Vec<switchboard_cli::ops::events::scan::ModelStep> {
+    use switchboard_cli::ops::events;
+    let reading = events::Reading {
+        bucket: Some(test.dev.resources.bucket.clone()),
+        integrations: test.dir.clone(),
+        stack: switchboard_cli::ops::StackArgs {
+            stack: test.prefix.clone(),
+            json: false,
+        },
+    };
+    let (archive, mut lookups) = events::open(&test.dev.sdk, &reading).await;
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let found = events::show(&archive, &mut lookups, event, None, since, false)
+        .await
+        .unwrap();
+    found.events.expect("the event in the archive").model_steps
 }

@@ -124,6 +124,9 @@ pub struct EventView {
     pub routes: Vec<RouteView>,
     /// Where its model steps' audit records are.
     pub audit_prefix: String,
+    /// Its model steps, as their audit records say (`events show`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub model_steps: Vec<scan::ModelStep>,
     /// Its body, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
@@ -206,7 +209,8 @@ pub async fn show(
             }
         }
         if let Some((key, line)) = found {
-            let view = view(archive, lookups, key, line, lines, body, &mut cost).await?;
+            let mut view = view(archive, lookups, key, line, lines, body, &mut cost).await?;
+            view.model_steps = archive.model_steps(&view.audit_prefix, &mut cost).await?;
             let table_reads = lookups.reads;
             return Ok(Found {
                 events: Some(view),
@@ -260,6 +264,7 @@ async fn view(
         reason: line.decision.reason.or(line.decision.message),
         routes,
         audit_prefix,
+        model_steps: Vec::new(),
         body,
     })
 }

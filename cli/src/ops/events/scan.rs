@@ -166,4 +166,67 @@ impl Archive {
             _ => None,
         })
     }
+
+    /// The event's model steps, from their audit records under `prefix`: the step, the model,
+    /// and what came of it (`answered`, or the failure's reason).
+    pub async fn model_steps(
+        &self,
+        prefix: &str,
+        cost: &mut Cost,
+    ) -> anyhow::Result<Vec<ModelStep>> {
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .map_err(failed(format!("listing {prefix}")))?;
+        cost.lists += 1;
+        let mut steps = Vec::new();
+        for key in out.contents().iter().filter_map(|o| o.key()) {
+            let object = self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await;
+            let Ok(object) = object else { continue };
+            let bytes = object.body.collect().await?.into_bytes();
+            cost.objects += 1;
+            cost.bytes += bytes.len() as u64;
+            let Ok(audit) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            let text = |name: &str| audit[name].as_str().unwrap_or_default().to_string();
+            let outcome = match audit.get("failure").filter(|f| !f.is_null()) {
+                Some(f) => f["reason"].as_str().unwrap_or("failed").to_string(),
+                None => "answered".into(),
+            };
+            steps.push(ModelStep {
+                step: text("step"),
+                model: text("model"),
+                outcome,
+                latency_ms: audit["latency_ms"].as_u64(),
+                audit_key: key.to_string(),
+            });
+        }
+        Ok(steps)
+    }
+}
+
+/// A model step of an event, as its audit record says.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ModelStep {
+    /// The step's name.
+    pub step: String,
+    /// The model asked.
+    pub model: String,
+    /// `answered`, or why it failed.
+    pub outcome: String,
+    /// How long it took.
+    pub latency_ms: Option<u64>,
+    /// Its audit record.
+    pub audit_key: String,
 }
