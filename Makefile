@@ -74,11 +74,13 @@ invoke: events
 watch: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo-lambda lambda watch --env-file events/local.env
 
-# The budgets in BENCHMARKS.md: cold start beside hello-world, then ingest's warm path beside
+# The budgets in BENCHMARKS.md: cold start beside hello-world, the archive search (10,000 events)
+# beside its floor, then ingest's warm path beside
 # its floor (criterion).
 bench: venv
 	$(CARGO) build --release -p ingest -p transform -p deliver -p rotate -p hello -p switchboard-bench
 	$(TARGET_DIR)/release/coldstart
+	$(TARGET_DIR)/release/search
 	$(CARGO) bench --package switchboard-bench --bench ingest
 
 # Mapping a 5 KB Shopify order: Switchboard's engine beside the reference JSONata (npm, installed

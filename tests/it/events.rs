@@ -173,6 +173,22 @@ async fn one_event_shows_each_routes_fate_by_its_id_or_the_providers() {
         matches!(bad, Some(RouteState::DeadLettered { queue: "deliveries", reason, .. }) if reason == "permanent_failure")
     );
 
+    // Its delivery record names its archive object: one object read, no day scanned.
+    let (archive, mut lookups) = events::open(&test.dev.sdk, &reading(&test)).await;
+    let since = chrono::Utc::now() - chrono::Duration::days(7);
+    let again = events::show(&archive, &mut lookups, &event, Some("shop"), since, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.events.map(|v| v.archive_key),
+        Some(view.archive_key.clone())
+    );
+    assert_eq!(
+        (again.cost.objects, again.cost.lists),
+        (1, 1),
+        "one object, the audit prefix listed"
+    );
+
     // The timeline a person reads says the same.
     let text = switchboard_cli::ops::events::render_timeline(&view);
     for line in [

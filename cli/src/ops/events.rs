@@ -184,9 +184,15 @@ pub async fn show(
         None => archive.integrations(&mut cost).await?,
     };
     for integration in integrations {
-        let keys = archive
-            .keys(&integration, since, Utc::now(), &mut cost)
-            .await?;
+        // A delivered event's record names its object: one read instead of a scan.
+        let keys = match lookups.archived(event, &integration).await? {
+            Some(key) => vec![key],
+            None => {
+                archive
+                    .keys(&integration, since, Utc::now(), &mut cost)
+                    .await?
+            }
+        };
         let mut found: Option<(String, ArchivedEventV2)> = None;
         let mut lines = 0;
         for key in keys {

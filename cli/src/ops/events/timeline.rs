@@ -199,6 +199,35 @@ impl Lookups {
         })
     }
 
+    /// The archive object a delivery record of `event` names (deliver keeps it with the
+    /// record), trying each route of `integration` the local definitions know.
+    pub async fn archived(
+        &mut self,
+        event: &EventId,
+        integration: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let routes: Vec<String> = self
+            .definitions
+            .as_ref()
+            .and_then(|d| d.get(integration))
+            .map(|i| i.routes.iter().map(|r| r.id.clone()).collect())
+            .unwrap_or_default();
+        for route in routes {
+            let record = self
+                .store
+                .lookup(&format!("deliver#{event}#{route}"), false)
+                .await?;
+            self.reads += 1;
+            let done: Option<Delivered> = record
+                .and_then(|r| r.data)
+                .and_then(|d| serde_json::from_str(&d).ok());
+            if let Some(key) = done.and_then(|d| d.archived) {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
+    }
+
     /// The event's newest review item for the route, if any.
     async fn review(&mut self, event: &EventId, route: &str) -> anyhow::Result<Option<ReviewItem>> {
         if self.reviews.is_none() {
