@@ -107,6 +107,18 @@ pub trait IdempotencyStore: Send + Sync {
         now: chrono::DateTime<chrono::Utc>,
         expires_at: i64,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Counts a sender's retry of an event already accepted on its record (ingest answered it
+    /// as a duplicate): `switchboard events show` says it was posted again, and when last.
+    /// A store that keeps no such count does nothing.
+    fn note_duplicate(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let _ = (key, now);
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Routes' circuit breakers, shared by every concurrent deliver function. Keys are

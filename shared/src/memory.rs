@@ -102,12 +102,19 @@ pub struct MemoryTable {
     rates: Arc<Mutex<HashMap<(String, i64), u32>>>,
     slots: Arc<Mutex<HashMap<(String, u32), i64>>>,
     attempts: Arc<Mutex<HashMap<String, TaskLog>>>,
+    /// Each dedupe record's count of duplicates answered.
+    duplicates: Arc<Mutex<HashMap<String, u64>>>,
     /// Each task's next attempt (Unix ms) and dead letter's reason, as noted.
     notes: Arc<Mutex<HashMap<String, TaskNotes>>>,
     reviews: Arc<Mutex<HashMap<String, ReviewItem>>>,
 }
 
 impl MemoryTable {
+    /// How many duplicates of the dedupe record `key` were answered.
+    pub fn duplicates(&self, key: &str) -> u64 {
+        lock(&self.duplicates).get(key).copied().unwrap_or_default()
+    }
+
     /// A task's noted next attempt (Unix ms) and dead letter's reason.
     pub fn notes(&self, task: &str) -> TaskNotes {
         lock(&self.notes).get(task).cloned().unwrap_or_default()
@@ -173,6 +180,17 @@ fn completed(key: &str, data: &str, expires_at: i64) -> Record {
 impl IdempotencyStore for MemoryTable {
     async fn release(&self, key: &str) -> Result<(), PortError> {
         lock(&self.records).remove(key);
+        Ok(())
+    }
+
+    async fn note_duplicate(
+        &self,
+        key: &str,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), PortError> {
+        if lock(&self.records).contains_key(key) {
+            *lock(&self.duplicates).entry(key.to_string()).or_default() += 1;
+        }
         Ok(())
     }
 

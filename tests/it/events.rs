@@ -92,7 +92,7 @@ async fn settled(test: &TestStack, event: &EventId) -> EventView {
     let since = chrono::Utc::now() - chrono::Duration::hours(1);
     let (started, mut last) = (Instant::now(), None);
     loop {
-        let found = events::show(&archive, &mut lookups, event, None, since, true)
+        let found = events::show(&archive, &mut lookups, event, None, since, true, None)
             .await
             .unwrap();
         last = found.events.clone().or(last);
@@ -122,6 +122,13 @@ async fn one_event_shows_each_routes_fate_by_its_id_or_the_providers() {
     let (status, answer) = test.post("shop", &headers, body.as_bytes()).await;
     assert_eq!(status, 202, "{answer}");
     let event = EventId::try_from(answer["event_id"].as_str().unwrap().to_string()).unwrap();
+    // The sender posts it again: answered as a duplicate, counted.
+    let (status, again) = test.post("shop", &headers, body.as_bytes()).await;
+    assert_eq!(
+        (status, again["duplicate"].as_bool()),
+        (200, Some(true)),
+        "{again}"
+    );
     let provider_id = &headers.iter().find(|(n, _)| n == "webhook-id").unwrap().1;
     assert_eq!(
         events::event_id_of("shop", provider_id),
@@ -131,6 +138,11 @@ async fn one_event_shows_each_routes_fate_by_its_id_or_the_providers() {
 
     let view = settled(&test, &event).await;
     assert_eq!(view.body, Some(json!({"n": 7})));
+    assert_eq!(
+        view.duplicates.as_ref().map(|d| d.count),
+        Some(1),
+        "posted twice"
+    );
     assert!(view.archive_key.starts_with("shop/") && view.archive_key.ends_with(".jsonl.gz"));
     let sent = view.received_at;
     match state_of(&view, "ok").unwrap() {
@@ -176,9 +188,17 @@ async fn one_event_shows_each_routes_fate_by_its_id_or_the_providers() {
     // Its delivery record names its archive object: one object read, no day scanned.
     let (archive, mut lookups) = events::open(&test.dev.sdk, &reading(&test)).await;
     let since = chrono::Utc::now() - chrono::Duration::days(7);
-    let again = events::show(&archive, &mut lookups, &event, Some("shop"), since, false)
-        .await
-        .unwrap();
+    let again = events::show(
+        &archive,
+        &mut lookups,
+        &event,
+        Some("shop"),
+        since,
+        false,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         again.events.map(|v| v.archive_key),
         Some(view.archive_key.clone())
@@ -192,6 +212,7 @@ async fn one_event_shows_each_routes_fate_by_its_id_or_the_providers() {
     // The timeline a person reads says the same.
     let text = switchboard_cli::ops::events::render_timeline(&view);
     for line in [
+        "posted again 1 time(s)",
         "route ok: delivered",
         "route skip: skipped when_false",
         "next attempt at",

@@ -565,7 +565,7 @@ async fn shown_model_steps(
     };
     let (archive, mut lookups) = events::open(&test.dev.sdk, &reading).await;
     let since = chrono::Utc::now() - chrono::Duration::hours(1);
-    let found = events::show(&archive, &mut lookups, event, None, since, false)
+    let found = events::show(&archive, &mut lookups, event, None, since, false, None)
         .await
         .unwrap();
     found.events.expect("the event in the archive").model_steps

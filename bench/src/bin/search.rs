@@ -138,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
         Some("shop"),
         start - chrono::Duration::minutes(1),
         false,
+        None,
     )
     .await?;
     report(

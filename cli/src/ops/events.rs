@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use switchboard_core::archive::{ArchivedEvent, ArchivedEventV2, EventOutcome};
 use switchboard_core::ids::EventId;
-use switchboard_core::integration::{Integrations, Outbound};
+use switchboard_core::integration::{Inbound, Integrations, Outbound};
 use switchboard_core::mapping::{Limits, Mapping};
 use switchboard_shared::aws::DynamoIdempotencyStore;
 
@@ -114,6 +114,9 @@ pub struct EventView {
     /// Lines the archive holds for it (more than one: transform retried it, it was replayed,
     /// or two copies of its webhook raced through ingest).
     pub lines: usize,
+    /// The sender's posts of it after the first, answered as duplicates (`events show`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<timeline::Duplicates>,
     /// When transform decided.
     pub decided_at: Option<DateTime<Utc>>,
     /// Its fate in transform (`transformed`, `skipped`, `failed`).
@@ -160,7 +163,9 @@ pub async fn open(sdk: &aws_config::SdkConfig, from: &Reading) -> (Archive, Look
     };
     let definitions = Integrations::<Outbound>::load_dir(&from.integrations).ok();
     let store = DynamoIdempotencyStore::new(stack.dynamodb.clone(), stack.table());
-    (archive, Lookups::new(store, definitions))
+    let mut lookups = Lookups::new(store, definitions);
+    lookups.sources = Integrations::<Inbound>::load_dir(&from.integrations).ok();
+    (archive, lookups)
 }
 
 /// The event id a provider's own id names, as ingest derives it.
@@ -177,6 +182,7 @@ pub async fn show(
     integration: Option<&str>,
     since: DateTime<Utc>,
     body: bool,
+    provider_id: Option<&str>,
 ) -> anyhow::Result<Found<Option<EventView>>> {
     let mut cost = Cost::default();
     let integrations = match integration {
@@ -217,6 +223,9 @@ pub async fn show(
         if let Some((key, line)) = found {
             let mut view = view(archive, lookups, key, line, lines, body, &mut cost).await?;
             view.model_steps = archive.model_steps(&view.audit_prefix, &mut cost).await?;
+            view.duplicates = lookups
+                .duplicates(event, &view.integration, &view.headers, provider_id)
+                .await?;
             let table_reads = lookups.reads;
             return Ok(Found {
                 events: Some(view),
@@ -265,6 +274,7 @@ async fn view(
         headers: line.headers,
         archive_key,
         lines,
+        duplicates: None,
         decided_at: Some(line.decided_at),
         outcome: Some(line.decision.outcome),
         reason: line.decision.reason.or(line.decision.message),
@@ -402,6 +412,7 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<ExitCode> {
                 integration.as_deref(),
                 since,
                 body,
+                provider_id.as_deref(),
             )
             .await?;
             render::show(&found, &event, from.stack.json)

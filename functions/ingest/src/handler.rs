@@ -369,6 +369,10 @@ where
         if let Some(record) = seen.filter(|r| r.status == Status::Completed && r.blocks(now))
             && let Some(Ok(event_id)) = record.data.map(EventId::try_from)
         {
+            // Counted for `events show` (a retry's write, never the first post's).
+            if let Err(e) = self.ports.idempotency.note_duplicate(key, now).await {
+                tracing::warn!(error = %e, "counting the duplicate failed");
+            }
             return Ok(Accepted {
                 event_id,
                 duplicate: true,

@@ -26,6 +26,9 @@ const STATUS: &str = "status";
 const EXPIRATION: &str = "expiration";
 const IN_PROGRESS_EXPIRATION: &str = "in_progress_expiration";
 const DATA: &str = "data";
+/// A dedupe record's count of the sender's retries answered as duplicates, and the last's time.
+const DUPLICATES: &str = "duplicates";
+const LAST_DUPLICATE: &str = "last_duplicate_at";
 
 /// The idempotency table.
 #[derive(Debug, Clone)]
@@ -137,6 +140,51 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .send()
             .await;
         conditional("PutItem", result)
+    }
+
+    async fn note_duplicate(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), PortError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+            .update_expression("SET #d = if_not_exists(#d, :zero) + :one, #last = :now")
+            .condition_expression("attribute_exists(#id)")
+            .expression_attribute_names("#id", KEY)
+            .expression_attribute_names("#d", DUPLICATES)
+            .expression_attribute_names("#last", LAST_DUPLICATE)
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":now", AttributeValue::S(now.to_rfc3339()))
+            .send()
+            .await;
+        conditional("UpdateItem", result).map(|_| ())
+    }
+}
+
+impl DynamoIdempotencyStore {
+    /// How often the sender posted an accepted event again, and when last (its dedupe
+    /// record's count; none when it never did, or the record is gone).
+    pub async fn duplicates(&self, key: &str) -> Result<Option<(u64, String)>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+            .send()
+            .await
+            .map_err(|e| aws_error("GetItem", e))?;
+        let item = out.item().cloned().unwrap_or_default();
+        let count = number::<u64>(&item, DUPLICATES);
+        let last = item
+            .get(LAST_DUPLICATE)
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok(count.zip(last))
     }
 }
 

@@ -59,6 +59,14 @@ pub fn timeline(v: &EventView) -> String {
     } else {
         String::new()
     };
+    if let Some(d) = &v.duplicates {
+        let _ = writeln!(
+            out,
+            "           posted again {} time(s), last at {} (answered as duplicates)",
+            d.count,
+            shown(&d.last_at)
+        );
+    }
     let _ = writeln!(out, "archive:   {}{copies}", shown(&v.archive_key));
     if let (Some(decided), Some(outcome)) = (v.decided_at, v.outcome) {
         let why = v

@@ -10,7 +10,7 @@ use switchboard_core::circuit;
 use switchboard_core::dead_letter::AttemptRecord;
 use switchboard_core::idempotency::{Delivered, Status};
 use switchboard_core::ids::EventId;
-use switchboard_core::integration::{Integrations, Outbound};
+use switchboard_core::integration::{Dedupe, Inbound, Integrations, Outbound};
 use switchboard_core::ports::{CircuitStore as _, IdempotencyStore as _, ReviewStore as _};
 use switchboard_core::review::{ReviewItem, ReviewStatus};
 use switchboard_shared::aws::DynamoIdempotencyStore;
@@ -86,6 +86,15 @@ impl RouteState {
     }
 }
 
+/// The sender's posts of an event after the first (answered as duplicates).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Duplicates {
+    /// How many.
+    pub count: u64,
+    /// When the last was.
+    pub last_at: String,
+}
+
 /// One route of an event: what transform decided, where it stands.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RouteView {
@@ -108,6 +117,8 @@ pub struct Lookups {
     reviews: Option<Vec<ReviewItem>>,
     /// The local definitions, when they load: a route's destination names its circuit.
     pub definitions: Option<Integrations<Outbound>>,
+    /// Their sources, when they load: how ingest named an event (its dedupe header).
+    pub sources: Option<Integrations<Inbound>>,
     /// Table reads made.
     pub reads: u64,
 }
@@ -119,6 +130,7 @@ impl Lookups {
             store,
             reviews: None,
             definitions,
+            sources: None,
             reads: 0,
         }
     }
@@ -226,6 +238,41 @@ impl Lookups {
             }
         }
         Ok(None)
+    }
+
+    /// How often the sender posted the event again after it was accepted (ingest answered
+    /// duplicates), and when last: its dedupe record, found by the provider's id (`given`, or
+    /// the integration's dedupe header among the carried ones).
+    pub async fn duplicates(
+        &mut self,
+        event: &EventId,
+        integration: &str,
+        headers: &std::collections::BTreeMap<String, String>,
+        given: Option<&str>,
+    ) -> anyhow::Result<Option<Duplicates>> {
+        let from_header = || {
+            let source = &self.sources.as_ref()?.get(integration)?.source;
+            let Dedupe::Header(name) = &source.dedupe else {
+                return None;
+            };
+            headers
+                .iter()
+                .find(|(h, _)| h.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let Some(provider_id) = given.map(str::to_string).or_else(from_header) else {
+            return Ok(None);
+        };
+        let key = ingest::request::dedupe_key(integration, &provider_id);
+        if &EventId::derived(&key) != event {
+            return Ok(None);
+        }
+        self.reads += 1;
+        Ok(self
+            .store
+            .duplicates(&key)
+            .await?
+            .map(|(count, last_at)| Duplicates { count, last_at }))
     }
 
     /// The event's newest review item for the route, if any.

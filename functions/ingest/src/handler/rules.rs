@@ -109,6 +109,8 @@ async fn a_signed_webhook_is_queued_once_and_its_retry_gets_the_same_event_id() 
     assert_eq!(again["event_id"], event_id.as_str());
     assert_eq!(again["duplicate"], true);
     assert_eq!(h.events.sent().len(), 1);
+    // Counted on its record, for `events show`.
+    assert_eq!(h.table.duplicates("ingest#shop#msg_1"), 1);
 }
 
 #[tokio::test]
