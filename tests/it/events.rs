@@ -114,6 +114,50 @@ async fn settled(test: &TestStack, event: &EventId) -> EventView {
     }
 }
 
+/// Each route where it came to rest, with what it says of it.
+fn each_route_as_it_ended(view: &EventView) {
+    let sent = view.received_at;
+    match state_of(view, "ok").unwrap() {
+        RouteState::Delivered {
+            at,
+            status,
+            latency_ms,
+            ..
+        } => {
+            assert_eq!(*status, Some(200));
+            assert!(at.is_some_and(|t| t >= sent) && latency_ms.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        state_of(view, "skip"),
+        Some(&RouteState::Skipped {
+            reason: "when_false".into()
+        })
+    );
+    let Some(RouteState::Waiting {
+        attempts,
+        next_attempt_at,
+        ..
+    }) = state_of(view, "slow")
+    else {
+        unreachable!()
+    };
+    assert_eq!(attempts[0].status, Some(503));
+    let next = next_attempt_at.expect("the next attempt's time");
+    let from_now = (next - chrono::Utc::now()).num_seconds();
+    assert!(
+        (30..=75).contains(&from_now),
+        "60 s ± 20% after the attempt: {from_now}"
+    );
+    let held = state_of(view, "held");
+    assert!(matches!(held, Some(RouteState::Review { why, .. }) if why == "a person looks first"));
+    let bad = state_of(view, "bad");
+    assert!(
+        matches!(bad, Some(RouteState::DeadLettered { queue: "deliveries", reason, .. }) if reason == "permanent_failure")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_event_shows_each_routes_fate_by_its_id_or_the_providers() {
     let (test, _receiver) = start().await;
@@ -144,46 +188,7 @@ async fn one_event_shows_each_routes_fate_by_its_id_or_the_providers() {
         "posted twice"
     );
     assert!(view.archive_key.starts_with("shop/") && view.archive_key.ends_with(".jsonl.gz"));
-    let sent = view.received_at;
-    match state_of(&view, "ok").unwrap() {
-        RouteState::Delivered {
-            at,
-            status,
-            latency_ms,
-            ..
-        } => {
-            assert_eq!(*status, Some(200));
-            assert!(at.is_some_and(|t| t >= sent) && latency_ms.is_some());
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(
-        state_of(&view, "skip"),
-        Some(&RouteState::Skipped {
-            reason: "when_false".into()
-        })
-    );
-    let Some(RouteState::Waiting {
-        attempts,
-        next_attempt_at,
-        ..
-    }) = state_of(&view, "slow")
-    else {
-        unreachable!()
-    };
-    assert_eq!(attempts[0].status, Some(503));
-    let next = next_attempt_at.expect("the next attempt's time");
-    let from_now = (next - chrono::Utc::now()).num_seconds();
-    assert!(
-        (30..=75).contains(&from_now),
-        "60 s ± 20% after the attempt: {from_now}"
-    );
-    let held = state_of(&view, "held");
-    assert!(matches!(held, Some(RouteState::Review { why, .. }) if why == "a person looks first"));
-    let bad = state_of(&view, "bad");
-    assert!(
-        matches!(bad, Some(RouteState::DeadLettered { queue: "deliveries", reason, .. }) if reason == "permanent_failure")
-    );
+    each_route_as_it_ended(&view);
 
     // Its delivery record names its archive object: one object read, no day scanned.
     let (archive, mut lookups) = events::open(&test.dev.sdk, &reading(&test)).await;
