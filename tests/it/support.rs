@@ -540,8 +540,11 @@ async fn a_replayed_ticket_reuses_its_model_answer() {
     );
     // `events show` names the model step and what came of it, from its audit record.
     let event = s.test.archived_events().await[0].1.event_id().clone();
-    let steps = shown_model_steps(&s.test, &event).await;
+    let view = shown(&s.test, &event).await;
+    let steps = &view.model_steps;
     assert_eq!(steps.len(), 1, "{steps:?}");
+    let text = switchboard_cli::ops::events::render_timeline(&view);
+    assert!(text.contains("model:     step triage"), "{text}");
     assert_eq!(
         (steps[0].outcome.as_str(), steps[0].audit_key.as_str()),
         ("answered", first[0].as_str())
@@ -549,11 +552,11 @@ async fn a_replayed_ticket_reuses_its_model_answer() {
     s.test.dev.shutdown().await;
 }
 
-/// The model steps `events show` finds for an event.
-async fn shown_model_steps(
+/// The event as `events show` finds it.
+async fn shown(
     test: &TestStack,
     event: &switchboard_core::ids::EventId,
-) -> Vec<switchboard_cli::ops::events::scan::ModelStep> {
+) -> switchboard_cli::ops::events::EventView {
     use switchboard_cli::ops::events;
     let reading = events::Reading {
         bucket: Some(test.dev.resources.bucket.clone()),
@@ -568,5 +571,5 @@ async fn shown_model_steps(
     let found = events::show(&archive, &mut lookups, event, None, since, false, None)
         .await
         .unwrap();
-    found.events.expect("the event in the archive").model_steps
+    found.events.expect("the event in the archive")
 }

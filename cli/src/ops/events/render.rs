@@ -74,13 +74,23 @@ pub fn timeline(v: &EventView) -> String {
             .as_deref()
             .map(|r| format!(": {}", shown(r)))
             .unwrap_or_default();
-        let _ = writeln!(out, "decided:   {} {:?}{why}", at(decided), outcome);
+        let outcome = format!("{outcome:?}").to_lowercase();
+        let _ = writeln!(out, "decided:   {} {outcome}{why}", at(decided));
     }
-    let _ = writeln!(
-        out,
-        "audit:     {} (model steps, if any)",
-        shown(&v.audit_prefix)
-    );
+    for m in &v.model_steps {
+        let took = m
+            .latency_ms
+            .map(|ms| format!(" in {ms} ms"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "model:     step {} ({}): {}{took} ({})",
+            shown(&m.step),
+            shown(&m.model),
+            shown(&m.outcome),
+            shown(&m.audit_key)
+        );
+    }
     for r in &v.routes {
         let _ = write!(out, "{}", route(r));
     }
