@@ -146,6 +146,38 @@ pub struct Decision {
     /// Each route's fate, when the routes ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteDecision>,
+    /// Each enrichment step's, when the steps ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepDecision>,
+}
+
+/// What came of an enrichment step (an API or model call) for an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepDecision {
+    /// The step's name.
+    pub step: String,
+    /// What came of it.
+    pub outcome: StepOutcome,
+    /// Why its fallback stood in, or why it was not called (a reason code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How long its calls took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+}
+
+/// An enrichment step's fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// Called; its answer is the record.
+    Called,
+    /// A model step whose answer was already recorded for the event: not asked again.
+    Recorded,
+    /// Not called: its `when` was not true.
+    Skipped,
+    /// Its call failed; its fallback stood in.
+    Fallback,
 }
 
 /// An event's fate in transform.
@@ -324,6 +356,7 @@ mod tests {
             body_ref: None,
             decided_at: Utc.with_ymd_and_hms(2026, 3, 8, 0, 0, 1).unwrap(),
             decision: Decision {
+                steps: Vec::new(),
                 outcome: EventOutcome::Transformed,
                 reason: None,
                 message: None,

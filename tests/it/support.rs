@@ -545,6 +545,9 @@ async fn a_replayed_ticket_reuses_its_model_answer() {
     assert_eq!(steps.len(), 1, "{steps:?}");
     let text = switchboard_cli::ops::events::render_timeline(&view);
     assert!(text.contains("model:     step triage"), "{text}");
+    // The replay's line: the recorded answer stood for the model step; the API steps called.
+    assert!(text.contains("enrich:    step triage: recorded"), "{text}");
+    assert!(text.contains("enrich:    step articles: called"), "{text}");
     assert_eq!(
         (steps[0].outcome.as_str(), steps[0].audit_key.as_str()),
         ("answered", first[0].as_str())

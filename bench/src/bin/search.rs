@@ -36,6 +36,7 @@ fn line(n: usize, at: chrono::DateTime<Utc>) -> ArchivedEvent {
         body_ref: None,
         decided_at: at,
         decision: Decision {
+            steps: Vec::new(),
             outcome: EventOutcome::Transformed,
             reason: None,
             message: None,

@@ -123,6 +123,9 @@ pub struct EventView {
     pub outcome: Option<EventOutcome>,
     /// Why, when skipped or dead-lettered whole.
     pub reason: Option<String>,
+    /// What came of each enrichment step (called, its recorded answer, skipped, its fallback).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<switchboard_core::archive::StepDecision>,
     /// Each route.
     pub routes: Vec<RouteView>,
     /// Where its model steps' audit records are.
@@ -278,6 +281,7 @@ async fn view(
         decided_at: Some(line.decided_at),
         outcome: Some(line.decision.outcome),
         reason: line.decision.reason.or(line.decision.message),
+        steps: line.decision.steps,
         routes,
         audit_prefix,
         model_steps: Vec::new(),

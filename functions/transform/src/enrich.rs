@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use switchboard_core::archive::{StepDecision, StepOutcome};
 use switchboard_core::integration::{EnrichMethod, EnrichStep, OnMissing};
 use switchboard_core::mapping::{Bindings, Scope};
 use switchboard_core::network::NetworkPolicy;
@@ -134,6 +135,8 @@ pub struct Enriched {
     pub value: Value,
     /// One per model step that ran.
     pub interactions: Vec<Interaction>,
+    /// What came of each step, for the event's archive line.
+    pub steps: Vec<StepDecision>,
 }
 
 /// The longest any single enrichment call may take (definitions are refused beyond it).
@@ -185,11 +188,18 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
         recorded: &HashMap<String, Value>,
     ) -> Result<Enriched, EnrichError> {
         let mut enriched = serde_json::Map::new();
-        let mut interactions = Vec::new();
+        let (mut interactions, mut fates) = (Vec::new(), Vec::new());
+        let fate = |step: &EnrichStep, outcome, reason: Option<&str>, latency_ms| StepDecision {
+            step: step.name.clone(),
+            outcome,
+            reason: reason.map(str::to_string),
+            latency_ms,
+        };
         for step in steps {
             if let Some(answer) = recorded.get(&step.name).filter(|_| step.model.is_some()) {
                 tracing::info!(step = %step.name, "the model's recorded answer for this event stands: not asked again");
                 enriched.insert(step.name.clone(), answer.clone());
+                fates.push(fate(step, StepOutcome::Recorded, None, None));
                 continue;
             }
             let so_far = Value::Object(enriched.clone());
@@ -202,6 +212,7 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
                 }),
             };
             let Some(prepared) = prepared else {
+                fates.push(fate(step, StepOutcome::Skipped, Some("when_false"), None));
                 continue;
             };
             let started = Instant::now();
@@ -215,8 +226,12 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
                     &mut attempts,
                 )
                 .await;
+            let took = Some(started.elapsed().as_millis() as u64);
             let (record, usage, failure) = match made {
-                Ok((record, usage)) => (record, usage, None),
+                Ok((record, usage)) => {
+                    fates.push(fate(step, StepOutcome::Called, None, took));
+                    (record, usage, None)
+                }
                 Err(e) => {
                     let Some(Ok(record)) = Scope::from_json(body, &bindings.pairs_with(&so_far))
                         .ok()
@@ -230,6 +245,8 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
                         Outcome::Fallback,
                         failure_reason(step, &e),
                     );
+                    let why = Some(failure_reason(step, &e));
+                    fates.push(fate(step, StepOutcome::Fallback, why, took));
                     (record, None, Some(failure(step, &e)))
                 }
             };
@@ -252,6 +269,7 @@ impl<K: SecretStore, L: RateLimiter> Enricher<K, L> {
         Ok(Enriched {
             value: Value::Object(enriched),
             interactions,
+            steps: fates,
         })
     }
 

@@ -97,6 +97,8 @@ struct Report {
     rejected: Vec<(String, crate::pipeline::Rejection)>,
     /// The tasks, in `queued`'s order.
     tasks: Vec<Outgoing>,
+    /// What came of each enrichment step.
+    steps: Vec<switchboard_core::archive::StepDecision>,
 }
 
 /// The transform handler.
@@ -329,6 +331,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
         let crate::enrich::Enriched {
             value: enriched,
             interactions,
+            steps,
         } = self
             .enricher
             .run_recorded(
@@ -351,7 +354,8 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
             reason: Reason::MalformedMessage,
             message: format!("the event body is not JSON: {e}"),
         })?;
-        let report = self.tasks(event, integration, outcomes, archived).await?;
+        let mut report = self.tasks(event, integration, outcomes, archived).await?;
+        report.steps = steps;
         // The audit of each model interaction, with the decision taken, before anything goes
         // out: an event whose audit could not be written is retried whole.
         for interaction in &interactions {

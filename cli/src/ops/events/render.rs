@@ -77,6 +77,23 @@ pub fn timeline(v: &EventView) -> String {
         let outcome = format!("{outcome:?}").to_lowercase();
         let _ = writeln!(out, "decided:   {} {outcome}{why}", at(decided));
     }
+    for step in &v.steps {
+        let why = step
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({})", shown(r)))
+            .unwrap_or_default();
+        let took = step
+            .latency_ms
+            .map(|ms| format!(" in {ms} ms"))
+            .unwrap_or_default();
+        let outcome = format!("{:?}", step.outcome).to_lowercase();
+        let _ = writeln!(
+            out,
+            "enrich:    step {}: {outcome}{why}{took}",
+            shown(&step.step)
+        );
+    }
     for m in &v.model_steps {
         let took = m
             .latency_ms

@@ -100,6 +100,7 @@ fn decision(result: Result<&Report, &Failure>, last_receive: bool) -> Option<Dec
         reason: Some(reason.to_string()),
         message: Some(message.to_string()),
         routes: Vec::new(),
+        steps: Vec::new(),
     };
     Some(match result {
         Ok(report) => Decision {
@@ -107,6 +108,7 @@ fn decision(result: Result<&Report, &Failure>, last_receive: bool) -> Option<Dec
             reason: None,
             message: None,
             routes: route_decisions(report),
+            steps: report.steps.clone(),
         },
         Err(Failure::Skip { step }) => whole(
             EventOutcome::Skipped,
