@@ -114,6 +114,9 @@ pub struct DeliveryV1 {
     /// has archived it: where `dlq show` and `review show` point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<String>,
+    /// Its record and version, when its route keeps changes in order (`ordering`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Box<crate::ordering::OrderStamp>>,
 }
 
 impl DeliveryV1 {
@@ -132,6 +135,7 @@ impl DeliveryV1 {
             review: None,
             reviewed: None,
             archived: None,
+            order: None,
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct Delivered {
     /// The archive object holding the event's line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<String>,
+    /// Not sent: an older change than the last delivered for its record (`ordering`), why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
 }
 
 /// Where a record's work stands.

@@ -28,6 +28,7 @@ pub mod integration;
 pub mod mapping;
 pub mod model;
 pub mod network;
+pub mod ordering;
 pub mod ports;
 pub mod principal;
 pub mod reason;

@@ -280,6 +280,59 @@ pub enum LetterClaim {
     },
 }
 
+/// Whose turn it is to change a record, and its last delivered version (in the idempotency
+/// table, under `order#{integration}/{route}#{key}`): one task of an ordered route's key at a
+/// time (`ordering`).
+pub trait OrderStore: Send + Sync {
+    /// Takes the key's turn for `holder` until `until_ms` when it is free, lapsed or already
+    /// the holder's (a retry extends it), no longer waiting; answers the last version
+    /// delivered and who else waits, or until when the turn is another's.
+    fn take_turn(
+        &self,
+        key: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<Turn, PortError>> + Send;
+
+    /// Notes that `holder`, at `version`, waits for the key's turn until `expires_ms`: an
+    /// older change waiting goes before a newer one when the turn passes on.
+    fn wait_turn(
+        &self,
+        key: &str,
+        holder: &str,
+        version: &serde_json::Value,
+        expires_ms: i64,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Ends the holder's turn; `delivered`, the version it delivered, becomes the last one.
+    /// A turn that lapsed and was taken by another is left to it.
+    fn end_turn(
+        &self,
+        key: &str,
+        holder: &str,
+        delivered: Option<&serde_json::Value>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// A key's turn ([`OrderStore::take_turn`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Turn {
+    /// This holder's: the last version delivered for the key, if any, and the versions of
+    /// the other changes waiting for it (their waits not lapsed).
+    Mine {
+        /// The last delivered version.
+        last: Option<serde_json::Value>,
+        /// The versions waiting.
+        waiting: Vec<serde_json::Value>,
+    },
+    /// Another task's, until then (Unix ms).
+    Taken {
+        /// When its turn lapses, unless it is extended or ended first.
+        until_ms: i64,
+    },
+}
+
 /// The review queue's items (in the idempotency table, under `review#{id}`).
 pub trait ReviewStore: Send + Sync {
     /// Stores a new item unless one with its id exists; returns whether it was created.

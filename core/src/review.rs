@@ -428,6 +428,7 @@ mod tests {
             review: Some("address rejected".into()),
             reviewed: None,
             archived: None,
+            order: None,
         }
     }
 

@@ -15,11 +15,14 @@ use switchboard_core::dead_letter::{AttemptRecord, DeadLetter};
 use switchboard_core::idempotency::{Record, Status};
 use switchboard_core::ports::{
     Archive, AttemptLog, CircuitStore, DeadLetterQueue, IdempotencyStore, LetterClaim, Outgoing,
-    PortError, Queue, RateLimiter, ReviewStore, RotationStore, SecretStages, SecretStore,
-    SecretVersions, Visibility, slot_order,
+    PortError, Queue, RateLimiter, RotationStore, SecretStages, SecretStore, SecretVersions,
+    Visibility, slot_order,
 };
-use switchboard_core::review::{ReviewItem, ReviewStatus};
+use switchboard_core::review::ReviewItem;
 use switchboard_core::secret::SecretString;
+
+mod reviews;
+mod turns;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -102,6 +105,8 @@ pub struct MemoryTable {
     rates: Arc<Mutex<HashMap<(String, i64), u32>>>,
     slots: Arc<Mutex<HashMap<(String, u32), i64>>>,
     attempts: Arc<Mutex<HashMap<String, TaskLog>>>,
+    /// Each ordered key's turn (holder, until) and last delivered version.
+    turns: Arc<Mutex<HashMap<String, turns::KeyTurn>>>,
     /// Each dedupe record's count of duplicates answered.
     duplicates: Arc<Mutex<HashMap<String, u64>>>,
     /// Each task's next attempt (Unix ms) and dead letter's reason, as noted.
@@ -214,42 +219,6 @@ impl IdempotencyStore for MemoryTable {
         }
         records.insert(key.to_string(), completed(key, data, expires_at));
         Ok(true)
-    }
-}
-
-impl ReviewStore for MemoryTable {
-    async fn create_review(&self, item: &ReviewItem) -> Result<bool, PortError> {
-        let mut reviews = lock(&self.reviews);
-        if reviews.contains_key(&item.id) {
-            return Ok(false);
-        }
-        reviews.insert(item.id.clone(), item.clone());
-        Ok(true)
-    }
-
-    async fn review(&self, id: &str) -> Result<Option<ReviewItem>, PortError> {
-        Ok(lock(&self.reviews).get(id).cloned())
-    }
-
-    async fn update_review(&self, item: &ReviewItem) -> Result<bool, PortError> {
-        let mut reviews = lock(&self.reviews);
-        match reviews.get(&item.id) {
-            Some(stored) if stored.version + 1 == item.version => {
-                reviews.insert(item.id.clone(), item.clone());
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn reviews(&self, status: ReviewStatus) -> Result<Vec<ReviewItem>, PortError> {
-        let mut items: Vec<ReviewItem> = lock(&self.reviews)
-            .values()
-            .filter(|i| i.status == status)
-            .cloned()
-            .collect();
-        items.sort_by_key(|i| i.created_at);
-        Ok(items)
     }
 }
 

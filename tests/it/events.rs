@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::json;
-use switchboard_cli::ops::StackArgs;
 use switchboard_cli::ops::events::timeline::RouteState;
-use switchboard_cli::ops::events::{self, EventView, Query, Reading};
+use switchboard_cli::ops::events::{self, EventView, Query};
 use switchboard_core::ids::EventId;
 
 use crate::utils::receiver::Receiver;
@@ -64,17 +63,6 @@ async fn start() -> (TestStack, Receiver) {
     (test, receiver)
 }
 
-fn reading(test: &TestStack) -> Reading {
-    Reading {
-        bucket: Some(test.dev.resources.bucket.clone()),
-        integrations: test.dir.clone(),
-        stack: StackArgs {
-            stack: test.prefix.clone(),
-            json: false,
-        },
-    }
-}
-
 /// The routes, and where each comes to rest.
 const ROUTES: [&str; 5] = ["ok", "skip", "slow", "held", "bad"];
 const STATES: [&str; 5] = ["delivered", "skipped", "waiting", "review", "failed"];
@@ -88,7 +76,7 @@ fn state_of<'a>(view: &'a EventView, route: &str) -> Option<&'a RouteState> {
 
 /// The event's view once every route has come to rest.
 async fn settled(test: &TestStack, event: &EventId) -> EventView {
-    let (archive, mut lookups) = events::open(&test.dev.sdk, &reading(test)).await;
+    let (archive, mut lookups) = events::open(&test.dev.sdk, &test.reading()).await;
     let since = chrono::Utc::now() - chrono::Duration::hours(1);
     let (started, mut last) = (Instant::now(), None);
     loop {
@@ -191,7 +179,7 @@ async fn one_event_shows_each_routes_fate_by_its_id_or_the_providers() {
     each_route_as_it_ended(&view);
 
     // Its delivery record names its archive object: one object read, no day scanned.
-    let (archive, mut lookups) = events::open(&test.dev.sdk, &reading(&test)).await;
+    let (archive, mut lookups) = events::open(&test.dev.sdk, &test.reading()).await;
     let since = chrono::Utc::now() - chrono::Duration::days(7);
     let again = events::show(
         &archive,
@@ -240,7 +228,7 @@ async fn a_search_finds_the_event_by_what_its_body_says() {
         assert_eq!(status, 202, "{answer}");
         ids.push(answer["event_id"].as_str().unwrap().to_string());
     }
-    let (archive, mut lookups) = events::open(&test.dev.sdk, &reading(&test)).await;
+    let (archive, mut lookups) = events::open(&test.dev.sdk, &test.reading()).await;
     let query = Query {
         integration: "shop".into(),
         since: chrono::Utc::now() - chrono::Duration::hours(1),

@@ -356,6 +356,7 @@ async fn a_task_queued_twice_and_refused_twice_leaves_one_letter() {
         review: None,
         reviewed: None,
         archived: None,
+        order: None,
     });
     for _ in 0..2 {
         test.sqs

@@ -12,6 +12,7 @@ mod hardening;
 mod ingest;
 mod isolation;
 mod ops;
+mod ordering;
 mod package;
 mod privilege;
 mod requests;

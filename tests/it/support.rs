@@ -561,15 +561,7 @@ async fn shown(
     event: &switchboard_core::ids::EventId,
 ) -> switchboard_cli::ops::events::EventView {
     use switchboard_cli::ops::events;
-    let reading = events::Reading {
-        bucket: Some(test.dev.resources.bucket.clone()),
-        integrations: test.dir.clone(),
-        stack: switchboard_cli::ops::StackArgs {
-            stack: test.prefix.clone(),
-            json: false,
-        },
-    };
-    let (archive, mut lookups) = events::open(&test.dev.sdk, &reading).await;
+    let (archive, mut lookups) = events::open(&test.dev.sdk, &test.reading()).await;
     let since = chrono::Utc::now() - chrono::Duration::hours(1);
     let found = events::show(&archive, &mut lookups, event, None, since, false, None)
         .await

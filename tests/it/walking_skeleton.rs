@@ -236,6 +236,7 @@ async fn a_delivery_received_again_after_its_success_is_not_sent_again() {
             review: None,
             reviewed: None,
             archived: None,
+            order: None,
         },
     ))
     .unwrap();

@@ -214,6 +214,7 @@ fn main() -> anyhow::Result<()> {
             review: None,
             reviewed: None,
             archived: None,
+            order: None,
         });
         std::hint::black_box(serde_json::to_string(&task)).ok();
     }));

@@ -250,6 +250,7 @@ pub fn archive_key(l: &DeadLetterRecord) -> String {
     match DeliveryMessage::decode(&l.body) {
         Ok(DeliveryMessage::DeliveryV1(DeliveryV1 {
             archived: Some(archived),
+            order: None,
             ..
         }))
         | Ok(DeliveryMessage::DeliveryRefV1(DeliveryRef {

@@ -6,8 +6,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::file::{
-    CircuitFile, DeliverFile, EnrichFile, IntegrationFile, ModelFile, NotifyFile, ReviewFile,
-    RouteFile, SignFile, SlackFile,
+    CircuitFile, DeliverFile, EnrichFile, IntegrationFile, ModelFile, NotifyFile, OrderingFile,
+    ReviewFile, RouteFile, SignFile, SlackFile,
 };
 use super::source::{HmacFile, SourceFile};
 use super::{Auth, RateLimits};
@@ -49,6 +49,7 @@ fn every_key_the_loader_accepts_is_documented() {
             "`routes[].review.notify.slack`",
             keys::<SlackFile>(json!({})),
         ),
+        ("`routes[].ordering`", keys::<OrderingFile>(json!({}))),
         ("`deliver`", keys::<DeliverFile>(json!({}))),
         ("`deliver.sign`", keys::<SignFile>(json!({}))),
         ("`deliver.circuit`", keys::<CircuitFile>(json!({}))),

@@ -84,6 +84,7 @@ pub(super) struct OutboundRouteFile {
     #[serde(default)]
     pub(super) on_rejected: OnRejected,
     pub(super) review: Option<ReviewFile>,
+    pub(super) ordering: Option<OrderingFile>,
     pub(super) deliver: DeliverFile,
 }
 
@@ -254,8 +255,24 @@ pub(super) struct RouteFile {
     pub(super) on_rejected: OnRejected,
     /// The review item's settings. Default: the defaults of `ReviewFile`.
     pub(super) review: Option<ReviewFile>,
+    /// One change of a record at a time, never an older after a newer. Default: none.
+    pub(super) ordering: Option<OrderingFile>,
     /// Where and how the request is sent. Required.
     pub(super) deliver: DeliverFile,
+}
+
+/// A route's `ordering:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OrderingFile {
+    /// JSONata over the event: the record's id. Required.
+    pub(super) key: String,
+    /// JSONata over the event: what orders its changes (a number, or an ISO 8601 time).
+    /// Required.
+    pub(super) version: String,
+    /// `skip`, `review` or `deliver` a change older than the last delivered. Default `skip`.
+    #[serde(default)]
+    pub(super) on_stale: crate::ordering::OnStale,
 }
 
 /// A contract: the path of a JSON Schema file beside the definition, or the schema inline.

@@ -201,6 +201,17 @@ fn route(file: &Path, i: usize, r: RouteFile) -> Result<(Route, bool), Definitio
     if review_when.is_some() || review.on_rejected {
         review_fits_the_queue(&review, &deliver.retry, &route_err)?;
     }
+    let ordering = r
+        .ordering
+        .as_ref()
+        .map(|o| {
+            Ok::<_, DefinitionError>(crate::ordering::Ordering {
+                key: expression("ordering.key", &o.key)?,
+                version: expression("ordering.version", &o.version)?,
+                on_stale: o.on_stale,
+            })
+        })
+        .transpose()?;
     let names_public_replies = source.contains("$settings.public_replies");
     let route = Route {
         id: r.id,
@@ -210,6 +221,7 @@ fn route(file: &Path, i: usize, r: RouteFile) -> Result<(Route, bool), Definitio
         contract,
         review_when,
         review,
+        ordering,
         deliver,
     };
     Ok((route, names_public_replies))

@@ -85,6 +85,8 @@ pub struct OutboundRoute {
     pub deliver: Deliver,
     /// When a task waits for a person, and how long.
     pub review: ReviewPolicy,
+    /// A stale change's fate, when the route keeps its records' changes in order.
+    pub on_stale: Option<crate::ordering::OnStale>,
 }
 
 /// The longest an enrichment step's `timeout` may be: transform's function timeout (30 s in the
@@ -236,6 +238,9 @@ pub struct Route {
     pub review_when: Option<Mapping>,
     /// When a task waits for a person, and how long.
     pub review: ReviewPolicy,
+    /// Which record an event changes and what orders its changes, when the route keeps them
+    /// in order.
+    pub ordering: Option<crate::ordering::Ordering>,
     /// Where and how the mapped request is sent.
     pub deliver: Deliver,
 }

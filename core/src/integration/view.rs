@@ -118,10 +118,12 @@ impl Definition for Outbound {
                 r.review.as_ref(),
                 &route_err,
             )?;
+            let on_stale = r.ordering.as_ref().map(|o| o.on_stale);
             routes.push(OutboundRoute {
                 id: r.id,
                 deliver,
                 review,
+                on_stale,
             });
         }
         if routes.is_empty() {

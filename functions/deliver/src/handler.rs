@@ -82,7 +82,12 @@ pub trait DeliverPorts {
     /// The deliveries DLQ.
     type DeadLetters: DeadLetterQueue;
     /// The table: claims, circuits, limits, attempt histories and review items.
-    type Store: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore;
+    type Store: IdempotencyStore
+        + CircuitStore
+        + RateLimiter
+        + AttemptLog
+        + ReviewStore
+        + switchboard_core::ports::OrderStore;
     /// Where tasks too large for a message wait.
     type Archive: Archive;
 }
@@ -92,7 +97,12 @@ where
     K: SecretStore,
     V: Visibility,
     D: DeadLetterQueue,
-    S: IdempotencyStore + CircuitStore + RateLimiter + AttemptLog + ReviewStore,
+    S: IdempotencyStore
+        + CircuitStore
+        + RateLimiter
+        + AttemptLog
+        + ReviewStore
+        + switchboard_core::ports::OrderStore,
     A: Archive,
 {
     type Secrets = K;
@@ -406,7 +416,17 @@ impl<P: DeliverPorts> Deliver<P> {
             Ok(claimed) => claimed,
             Err(fate) => return fate.into(),
         };
-        let decided = self.claimed(work, route, target, probe, deadline_ms).await;
+        // One change of a record at a time, never an older after a newer (`ordering`).
+        let decided = match self.take_turn(work, route).await {
+            Ok(turn) => {
+                let decided = self.claimed(work, route, target, probe, deadline_ms).await;
+                if let Some(turn) = turn {
+                    self.after_turn(turn, &decided.fate).await;
+                }
+                decided
+            }
+            Err(fate) => fate.into(),
+        };
         Decided {
             claimed: Some(claimed),
             ..decided
@@ -635,12 +655,15 @@ mod executor;
 mod request;
 #[cfg(test)]
 use request::snippet;
+mod order_gate;
 mod review_gate;
 mod review_slack;
 mod share;
 use share::Leases;
 #[cfg(test)]
 mod limit_rules;
+#[cfg(test)]
+mod order_rules;
 #[cfg(test)]
 mod record_rules;
 #[cfg(test)]

@@ -436,6 +436,7 @@ impl<Q: Queue, D: DeadLetterQueue, A: Archive, K: SecretStore, L: RateLimiter>
                 review,
                 reviewed: None,
                 archived: Some(archived.to_string()),
+                order: request.order.map(Box::new),
             });
             #[allow(clippy::expect_used)]
             let text = serde_json::to_string(&task).expect("JSON values always serialize");

@@ -62,6 +62,8 @@ pub struct Request {
     pub path: Option<String>,
     /// Extra headers.
     pub headers: BTreeMap<String, String>,
+    /// Its record and version, when the route keeps changes in order.
+    pub order: Option<switchboard_core::ordering::OrderStamp>,
 }
 
 impl Request {
@@ -141,7 +143,7 @@ pub fn run_route(route: &Route, scope: &Scope) -> RouteOutcome {
         Ok(None) => return RouteOutcome::Skipped(Skip::NothingMapped),
         Err(e) => return reject(Reason::MappingError, e.to_string()),
     };
-    let request = if route.map_request {
+    let mut request = if route.map_request {
         match request_from(mapped) {
             Ok(r) => r,
             Err(m) => return reject(Reason::InvalidRequest, m),
@@ -152,6 +154,7 @@ pub fn run_route(route: &Route, scope: &Scope) -> RouteOutcome {
             method: None,
             path: None,
             headers: BTreeMap::new(),
+            order: None,
         }
     };
     if let Some(contract) = &route.contract {
@@ -165,6 +168,12 @@ pub fn run_route(route: &Route, scope: &Scope) -> RouteOutcome {
                     contract::describe(&violations)
                 ),
             );
+        }
+    }
+    if let Some(ordering) = &route.ordering {
+        match stamp(ordering, scope) {
+            Ok(stamp) => request.order = Some(stamp),
+            Err(m) => return reject(Reason::MappingError, m),
         }
     }
     let Some(review_when) = &route.review_when else {
@@ -287,6 +296,31 @@ pub fn request_from(mapped: Value) -> Result<Request, String> {
         method,
         path,
         headers,
+        order: None,
+    })
+}
+
+/// The event's record and version for an ordered route: both must be text or a number.
+fn stamp(
+    ordering: &switchboard_core::ordering::Ordering,
+    scope: &Scope,
+) -> Result<switchboard_core::ordering::OrderStamp, String> {
+    use switchboard_core::ordering::{OrderStamp, stamp_part};
+    let part = |name: &str, m: &switchboard_core::mapping::Mapping| {
+        let v = m
+            .evaluate_in(scope)
+            .map_err(|e| format!("`ordering.{name}` failed: {e}"))?;
+        stamp_part(v).ok_or_else(|| {
+            format!("`ordering.{name}` yielded no text or number: the change cannot be ordered")
+        })
+    };
+    let key = match part("key", &ordering.key)? {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    Ok(OrderStamp {
+        key,
+        version: part("version", &ordering.version)?,
     })
 }
 

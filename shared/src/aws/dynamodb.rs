@@ -16,6 +16,7 @@ use super::aws_error;
 
 mod attempts;
 mod circuits;
+mod order;
 
 pub use attempts::TaskLog;
 pub use circuits::{OpenCircuit, SlowRoute};

@@ -144,6 +144,18 @@ impl TestStack {
         }
     }
 
+    /// Where `switchboard events` reads this stack: its bucket, definitions and name.
+    pub fn reading(&self) -> switchboard_cli::ops::events::Reading {
+        switchboard_cli::ops::events::Reading {
+            bucket: Some(self.dev.resources.bucket.clone()),
+            integrations: self.dir.clone(),
+            stack: switchboard_cli::ops::StackArgs {
+                stack: self.prefix.clone(),
+                json: false,
+            },
+        }
+    }
+
     /// The value of the test's secret `name`.
     pub fn secret(&self, name: &str) -> SecretString {
         let id = format!("{}/{name}", self.prefix);

@@ -174,6 +174,11 @@ impl Lookups {
         if let Some(r) = record.filter(|r| r.status == Status::Completed) {
             let done: Option<Delivered> =
                 r.data.as_deref().and_then(|d| serde_json::from_str(d).ok());
+            if let Some(why) = done.as_ref().and_then(|d| d.stale.clone()) {
+                return Ok(RouteState::Skipped {
+                    reason: format!("stale: {why}"),
+                });
+            }
             return Ok(RouteState::Delivered {
                 at: done.as_ref().map(|d| d.at),
                 status: done.as_ref().and_then(|d| d.status),

@@ -16,6 +16,7 @@ fn item(deciders: &[&str], why: &str, body: Value) -> ReviewItem {
         review: Some(why.into()),
         reviewed: None,
         archived: None,
+        order: None,
     };
     let policy = ReviewPolicy {
         deciders: deciders.iter().map(|d| d.to_string()).collect(),

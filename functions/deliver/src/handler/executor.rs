@@ -14,17 +14,23 @@ impl<P: DeliverPorts> Deliver<P> {
             claimed,
             tried,
         } = decided;
-        let delivered = matches!(fate, Fate::Settle(Settlement::Delivered));
         let tried = tried.unwrap_or(Tried {
             attempts: work.receives,
             ..Tried::default()
         });
-        let done = delivered.then(|| Delivered {
+        // Delivered, or stale (`ordering`): either way done, never sent again.
+        let stale = match &fate {
+            Fate::Stale { message } => Some(Some(message.clone())),
+            Fate::Settle(Settlement::Delivered) => Some(None),
+            _ => None,
+        };
+        let done = stale.map(|stale| Delivered {
             at: Utc::now(),
             status: tried.last_status,
             latency_ms: tried.latency_ms,
             receives: work.receives,
             archived: work.task.archived.clone(),
+            stale,
         });
         let result = self.carry_out(work, fate, tried).await;
         if let (Some(c), Some(done)) = (claimed, done) {
@@ -101,6 +107,11 @@ impl<P: DeliverPorts> Deliver<P> {
                     metrics::Outcome::Skipped,
                     "already_delivered",
                 );
+                Ok(())
+            }
+            Fate::Stale { message } => {
+                tracing::warn!(event_id = %task.event_id, route, why = %message, "stale: not sent");
+                self.count(integration, route, metrics::Outcome::Skipped, "stale");
                 Ok(())
             }
             Fate::AlreadyDeadLettered => {

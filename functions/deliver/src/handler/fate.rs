@@ -55,6 +55,9 @@ pub(super) enum Fate {
     },
     /// Its review item was decided (rejected, or expired and dropped): nothing is sent.
     Reviewed { item: String, status: ReviewStatus },
+    /// Older than the last change delivered for its record (`ordering`, `on_stale: skip`):
+    /// not sent.
+    Stale { message: String },
     /// Handed back as it is (after `wait`, when set): another worker holds it, or the table
     /// could not be read.
     HandBack {

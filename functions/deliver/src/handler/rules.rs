@@ -29,11 +29,11 @@ use super::{Deliver, Ports};
 /// A destination that answers `status` with `body` and counts what it is asked.
 pub(super) struct Destination {
     pub(super) url: String,
-    status: Arc<AtomicU16>,
+    pub(super) status: Arc<AtomicU16>,
     body: Arc<std::sync::Mutex<String>>,
     hits: Arc<AtomicUsize>,
     /// The bodies it was sent, in order.
-    received: Arc<std::sync::Mutex<Vec<String>>>,
+    pub(super) received: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Destination {
@@ -64,7 +64,7 @@ impl Destination {
         }
     }
 
-    fn answer(&self, body: &str) {
+    pub(super) fn answer(&self, body: &str) {
         *self.body.lock().unwrap() = body.to_string();
     }
 
@@ -188,6 +188,7 @@ pub(super) fn shop_task(event_id: &EventId, review: Option<&str>) -> DeliveryV1 
         review: review.map(str::to_string),
         reviewed: None,
         archived: None,
+        order: None,
     }
 }
 
@@ -660,44 +661,4 @@ async fn an_expired_item_follows_its_policy() {
             );
         }
     }
-}
-
-#[tokio::test]
-async fn a_refusal_waits_in_review_with_on_rejected_and_a_decided_request_refused_again_is_dead_lettered()
- {
-    let dest = Destination::start(422).await;
-    let h = Harness::new(&dest.url, "    on_rejected: review\n");
-    dest.answer(r#"{"error": "address_invalid"}"#);
-    let id = EventId::new();
-    assert!(h.deliver(&id, 1).await, "held, not dead-lettered");
-    assert!(h.dlq.letters().is_empty());
-    let it = item(&h, &id).await;
-    assert_eq!(it.why.reason, "permanent_failure");
-    assert!(
-        it.why
-            .answer
-            .as_deref()
-            .unwrap()
-            .contains("address_invalid")
-    );
-    assert_eq!(
-        h.table.record(&format!("deliver#{id}#r")),
-        None,
-        "claim released"
-    );
-    // The held task's next look waits on the item; the destination is not asked again.
-    assert!(h.deliver(&id, 2).await);
-    assert_eq!(dest.hits(), 1);
-
-    // A person edits it; the destination still refuses: to the DLQ this time, not review.
-    change(&h, it, |i| {
-        i.edited = Some(serde_json::json!({"order": 1, "address": "fixed"}));
-        i.decide(ReviewStatus::Edited, "ops", chrono::Utc::now(), None);
-    })
-    .await;
-    assert!(!h.deliver(&id, 3).await);
-    assert_eq!(dest.hits(), 2);
-    let letters = h.dlq.letters();
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].reason, Reason::PermanentFailure);
 }
