@@ -11,8 +11,8 @@
 //! shared equally by the three functions, plus a stated latency for each AWS call (`latency`),
 //! made one after another.
 //!
-//! `cargo run --release -p switchboard-bench --bin cost [-- EVENTS]` (default 300). Needs moto
-//! (`make venv`).
+//! `cargo run --release -p switchboard-bench --bin cost [-- EVENTS [ordered]]` (default 300;
+//! `ordered`: the route keeps its records' changes in order). Needs moto (`make venv`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -64,6 +64,12 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(300);
+    // `cost -- 300 ordered`: the route keeps each order's changes in order (issue 28).
+    let ordering = if std::env::args().nth(2).as_deref() == Some("ordered") {
+        "    ordering: { key: name, version: '$sum(items.price)' }\n"
+    } else {
+        ""
+    };
     let logs = log_bytes::install();
     let (sink, delivered) = switchboard_bench::counting_destination().await?;
 
@@ -73,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         dir.join("orders.yaml"),
         format!(
-            "source:\n  verify: standard-webhooks\n  secret: bench/signing\nroutes:\n  - id: out\n    map: '{{\"name\": name, \"total\": $sum(items.price)}}'\n    deliver:\n      url: http://{sink}/hook\n      auth: {{ type: bearer, secret: bench/token }}\n"
+            "source:\n  verify: standard-webhooks\n  secret: bench/signing\nroutes:\n  - id: out\n    map: '{{\"name\": name, \"total\": $sum(items.price)}}'\n{ordering}    deliver:\n      url: http://{sink}/hook\n      auth: {{ type: bearer, secret: bench/token }}\n"
         ),
     )?;
     let secrets = std::env::temp_dir().join(format!("sb-cost-{id}-secrets.yaml"));
