@@ -1,5 +1,5 @@
 //! Updates in order through `switchboard dev`: 200 changes of 20 records, posted shuffled
-//! (out of order, in bursts of one record), reach an ordered route's destination so that
+//! (out of order, in bursts of one record, ten of them twice), reach an ordered route's destination so that
 //! every record ends at its newest version and no older version ever arrives after a newer
 //! one, the older ones counted `stale`; the same changes to a route without `ordering` show
 //! the problem.
@@ -110,11 +110,16 @@ async fn shuffled_updates_end_at_the_newest_and_never_go_back_on_an_ordered_rout
         FAST,
     )
     .await;
-    for (record, version) in shuffled() {
+    let changes = shuffled();
+    // Some changes twice (the sender's own duplicates, a new webhook id each): the same
+    // version again is not older, so it may go again, never after a newer one.
+    let twice: Vec<(u64, u64)> = changes.iter().step_by(20).copied().collect();
+    for (record, version) in changes.iter().chain(&twice) {
         let body = json!({"id": record, "v": version}).to_string();
         let (status, answer) = test.post_signed("records", body.as_bytes()).await;
         assert_eq!(status, 202, "{answer}");
     }
+    let posted = changes.len() + twice.len();
     // Until the deliveries queue is empty and every record reached its newest version.
     let started = Instant::now();
     loop {
@@ -151,17 +156,10 @@ async fn shuffled_updates_end_at_the_newest_and_never_go_back_on_an_ordered_rout
         inversions(&plain)
     );
     assert!(stale > 0, "the shuffle made some changes stale");
-    assert_eq!(
-        sent + stale,
-        (RECORDS * VERSIONS) as usize,
-        "each change sent or stale"
-    );
+    assert_eq!(sent + stale, posted, "each change sent or stale");
     each_stale_change_shows_as_skipped(&test, stale).await;
     // Without `ordering`, every change arrives, and older ones after newer.
-    assert_eq!(
-        plain.values().map(Vec::len).sum::<usize>(),
-        (RECORDS * VERSIONS) as usize
-    );
+    assert_eq!(plain.values().map(Vec::len).sum::<usize>(), posted);
     assert!(
         inversions(&plain) > 0,
         "the unordered route shows the problem: {plain:?}"
