@@ -159,8 +159,33 @@ fn run_case(integration: &Integration, dir: &Path) -> Case {
         if let Some(problem) = compare(&route.id, expected, &outcome) {
             case.problems.push(problem);
         }
+        if let Some(want) = fixture.orders.get(&route.id) {
+            case.problems.extend(order_differs(route, &scope, want));
+        }
     }
     case
+}
+
+/// An ordered route's record and version (`<route>.order.json`: `{"key", "version"}`) as
+/// transform stamps them on the task; what differs, if anything.
+fn order_differs(
+    route: &switchboard_core::integration::Route,
+    scope: &Scope,
+    want: &Value,
+) -> Option<String> {
+    let got = match run_route(route, scope) {
+        RouteOutcome::Deliver(r) | RouteOutcome::Review(r, _) => r.order,
+        _ => None,
+    };
+    let got = got.map(|o| json!({"key": o.key, "version": o.version}));
+    (got.as_ref() != Some(want)).then(|| {
+        format!(
+            "{}: the record and version differ: expected/{}.order.json says {want}, transform stamps {}",
+            route.id,
+            route.id,
+            got.map_or("nothing (no ordering, or no request)".into(), |g| g.to_string())
+        )
+    })
 }
 
 /// Enrichment as the API answered it: a null is a 404, and the step's on_missing decides; a

@@ -16,6 +16,8 @@ pub(super) struct Fixture {
     pub(super) enriched: Value,
     /// `expected/`: what each route must do.
     pub(super) expectations: BTreeMap<String, Expected>,
+    /// `expected/<route>.order.json`: an ordered route's record and version, where given.
+    pub(super) orders: BTreeMap<String, Value>,
 }
 
 impl Fixture {
@@ -57,12 +59,14 @@ impl Fixture {
         let expectations = expectations(&dir.join("expected"), integration)
             .map_err(|mut p| problems.append(&mut p))
             .ok()?;
+        let orders = orders(&dir.join("expected"), problems);
         Some(Fixture {
             input,
             headers,
             answers,
             enriched,
             expectations,
+            orders,
         })
     }
 }
@@ -132,6 +136,9 @@ pub(super) fn expectations(
     files.sort();
     for file in files {
         let name = file_name(&file);
+        if name.ends_with(".order.json") {
+            continue; // beside the route's expectation: `orders`
+        }
         let Some((route, kind)) = name.rsplit_once('.') else {
             problems.push(format!(
                 "expected/{name}: name it <route>.json, <route>.skip, <route>.rejected, <route>.retried or <route>.review"
@@ -184,6 +191,28 @@ pub(super) fn expectations(
     } else {
         Err(problems)
     }
+}
+
+/// The `<route>.order.json` files: `{"key", "version"}` an ordered route's task must carry.
+fn orders(dir: &Path, problems: &mut Vec<String>) -> BTreeMap<String, Value> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    let mut found = BTreeMap::new();
+    for file in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let name = file_name(&file);
+        let Some(route) = name.strip_suffix(".order.json") else {
+            continue;
+        };
+        match read_json(&file) {
+            Ok(Some(v)) => {
+                found.insert(route.to_string(), v);
+            }
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    found
 }
 
 /// A `.rejected` or `.review` file's text: what the reason or the why must be (empty: any).

@@ -175,3 +175,28 @@ fn every_broken_definition_is_listed_with_its_file_and_field() {
         "{text}"
     );
 }
+
+/// An ordered route's fixture may say which record and version its task carries
+/// (`<route>.order.json`); a wrong one fails the case, naming both.
+#[test]
+fn an_order_expectation_holds_the_stamped_record_and_version() {
+    let ordered = ORDERS.replace(
+        "    contract: { type: object, required: [name] }\n",
+        "    contract: { type: object, required: [name] }\n    ordering: { key: name, version: '$sum(items.price)' }\n",
+    );
+    let dir = orders_dir("order", r#"{"name": "Ada", "total": 5}"#);
+    write(&dir.join("orders.yaml"), &ordered);
+    let order = dir.join("fixtures/orders/small/expected/crm.order.json");
+    write(&order, r#"{"key": "Ada", "version": 5}"#);
+    let text = check(&dir, NetworkPolicy::LOCAL).render();
+    assert!(text.contains("0 failed"), "{text}");
+    write(&order, r#"{"key": "Ada", "version": 4}"#);
+    let text = check(&dir, NetworkPolicy::LOCAL).render();
+    assert!(text.contains("1 failed"), "{text}");
+    assert!(
+        text.contains(
+            r#"says {"key":"Ada","version":4}, transform stamps {"key":"Ada","version":5}"#
+        ),
+        "{text}"
+    );
+}
