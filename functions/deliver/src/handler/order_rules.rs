@@ -108,3 +108,33 @@ async fn a_change_waits_while_an_earlier_one_retries_then_goes_after_it() {
         .collect();
     assert_eq!(versions, [1, 1, 2, 3], "in order");
 }
+
+#[tokio::test]
+async fn with_on_stale_review_an_older_change_waits_for_a_person() {
+    use switchboard_core::ports::ReviewStore as _;
+    use switchboard_core::review::{ReviewItem, ReviewStatus};
+    let dest = Destination::start(200).await;
+    let h = Harness::new(
+        &dest.url,
+        "    ordering: { key: id, version: v, on_stale: review }\n",
+    );
+    assert!(!h.deliver_task(change("a", 2), 1).await);
+    let older = change("a", 1);
+    assert!(h.deliver_task(older.clone(), 1).await, "held for review");
+    assert_eq!(dest.hits(), 1);
+    let item = h
+        .table
+        .review(&ReviewItem::id_of(&older))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (item.status, item.why.reason.as_str()),
+        (ReviewStatus::Pending, "stale")
+    );
+    assert!(
+        item.why.message.contains("older than 2"),
+        "{}",
+        item.why.message
+    );
+}
