@@ -271,8 +271,11 @@ pub fn read_object(key: &str, bytes: &[u8]) -> Result<Vec<ArchivedEvent>, String
             .map(|e| vec![e])
             .map_err(|e| format!("{key} is not an archived event: {e}"));
     }
+    // At most 256 MiB unpacked (a batch of 100 events of 1 MiB each is 100 MiB): a corrupt or
+    // hostile object cannot take the reader's memory.
     let mut text = String::new();
     flate2::read::GzDecoder::new(bytes)
+        .take(256 * 1024 * 1024)
         .read_to_string(&mut text)
         .map_err(|e| format!("{key} is not gzipped text: {e}"))?;
     text.lines()

@@ -55,6 +55,19 @@ pub struct OrderStamp {
     pub version: Value,
 }
 
+/// A record's key as the table keeps it: as it is, or, longer than 200 bytes, its SHA-256
+/// (a DynamoDB key holds at most 2 KB, and the record's id comes from the sender).
+pub fn record_key(key: &str) -> String {
+    use sha2::Digest as _;
+    if key.len() <= 200 {
+        return key.to_string();
+    }
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    )
+}
+
 /// Reads a key or a version an expression yielded: text or a number; anything else (or
 /// nothing) cannot order a change.
 pub fn stamp_part(v: Option<Value>) -> Option<Value> {
@@ -65,12 +78,25 @@ pub fn stamp_part(v: Option<Value>) -> Option<Value> {
     }
 }
 
-/// How two versions compare: numbers as numbers; texts as times when both are RFC 3339 (any
-/// offset, any precision), else as texts; a number and a text do not compare (None: neither is
-/// stale).
+/// How two versions compare: numbers as numbers (whole ones exactly; a number written as text
+/// is a number); texts as times when both are RFC 3339 (any offset, any precision), else as
+/// texts; a word and a number do not compare (None: neither is stale).
 pub fn compare(a: &Value, b: &Value) -> Option<Cmp> {
+    let number = |v: &Value| match v {
+        Value::Number(n) => Some(n.clone()),
+        Value::String(s) => s.trim().parse::<serde_json::Number>().ok(),
+        _ => None,
+    };
+    if let (Some(x), Some(y)) = (number(a), number(b)) {
+        if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+            return Some(x.cmp(&y));
+        }
+        if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
+            return Some(x.cmp(&y));
+        }
+        return x.as_f64()?.partial_cmp(&y.as_f64()?);
+    }
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
         (Value::String(x), Value::String(y)) => {
             let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
             match (time(x), time(y)) {
@@ -108,9 +134,24 @@ mod tests {
         assert!(!is_stale(&json!(late), Some(&json!(early))));
         assert!(is_stale(&json!("a"), Some(&json!("b"))), "texts as texts");
         assert!(
-            !is_stale(&json!(1), Some(&json!("2"))),
-            "a number and a text do not compare"
+            is_stale(&json!(1), Some(&json!("2"))),
+            "a number written as text"
         );
+        assert!(is_stale(&json!("9"), Some(&json!("10"))), "not as texts");
+        let (big, bigger) = (
+            json!(9_007_199_254_740_993_u64),
+            json!(9_007_199_254_740_994_u64),
+        );
+        assert!(
+            is_stale(&big, Some(&bigger)),
+            "whole numbers past 2^53 exactly"
+        );
+        assert!(
+            !is_stale(&json!("x"), Some(&json!(1))),
+            "a word and a number do not compare"
+        );
+        assert_eq!(record_key("a"), "a");
+        assert!(record_key(&"k".repeat(300)).starts_with("sha256:"));
         assert!(!is_stale(&json!(1), None), "nothing delivered yet");
         assert_eq!(stamp_part(Some(json!(""))), None);
         assert_eq!(stamp_part(Some(json!({"a": 1}))), None);

@@ -417,16 +417,7 @@ impl<P: DeliverPorts> Deliver<P> {
             Err(fate) => return fate.into(),
         };
         // One change of a record at a time, never an older after a newer (`ordering`).
-        let decided = match self.take_turn(work, route).await {
-            Ok(turn) => {
-                let decided = self.claimed(work, route, target, probe, deadline_ms).await;
-                if let Some(turn) = turn {
-                    self.after_turn(turn, &decided.fate).await;
-                }
-                decided
-            }
-            Err(fate) => fate.into(),
-        };
+        let decided = self.in_turn(work, route, target, probe, deadline_ms).await;
         Decided {
             claimed: Some(claimed),
             ..decided

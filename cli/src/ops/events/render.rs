@@ -184,10 +184,12 @@ fn route(r: &RouteView) -> String {
                 .map(|b| format!(" by {}", shown(b)))
                 .unwrap_or_default();
             out.push_str(&head(format!(
-                "{item} {}{by}: {} (expires {}; `switchboard review show {item}`)",
+                "{} {}{by}: {} (expires {}; `switchboard review show {}`)",
+                shown(item),
                 status.as_str(),
                 shown(why),
-                at(*expires_at)
+                at(*expires_at),
+                shown(item)
             )));
         }
         RouteState::DeadLettered {

@@ -22,12 +22,25 @@ const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
 /// A task holding its record's turn.
 pub(super) struct Held {
-    /// `{integration}/{route}#{key}`.
+    /// `{integration}/{route}#{key}` (a key longer than 200 bytes as its SHA-256).
     key: String,
-    /// The task (`{event_id}#{route}`).
+    /// The SQS message (the same across its receives; a second copy of the task is another
+    /// holder, so it can never extend or end the first's turn).
     holder: String,
     /// Its version.
     version: Value,
+    /// Sent although stale (`on_stale: deliver`): its version does not become the last.
+    stale: bool,
+}
+
+/// A task's place in its record's changes, as the gate decides it.
+pub(super) enum Turned {
+    /// Its route keeps no order.
+    Unordered,
+    /// It holds its record's turn.
+    Mine(Held),
+    /// Stale and held for a person, who approved it: this request goes, holding the turn.
+    Decided(Held, Box<DeliveryV1>),
 }
 
 impl<P: DeliverPorts> Deliver<P> {
@@ -38,15 +51,21 @@ impl<P: DeliverPorts> Deliver<P> {
         &self,
         work: &Work<'_>,
         route: &OutboundRoute,
-    ) -> Result<Option<Held>, Fate> {
+    ) -> Result<Turned, Fate> {
         let task = work.task;
         let (Some(on_stale), Some(stamp)) = (route.on_stale, &task.order) else {
-            return Ok(None);
+            return Ok(Turned::Unordered);
         };
-        let held = Held {
-            key: format!("{}/{}#{}", task.integration, task.route, stamp.key),
-            holder: format!("{}#{}", task.event_id, task.route),
+        let record = ordering::record_key(&stamp.key);
+        let mut held = Held {
+            key: format!("{}/{}#{record}", task.integration, task.route),
+            holder: work
+                .message
+                .message_id
+                .clone()
+                .unwrap_or_else(|| format!("{}#{}", task.event_id, task.route)),
             version: stamp.version.clone(),
+            stale: false,
         };
         let now = Utc::now().timestamp_millis();
         let until = now + TURN.as_millis() as i64;
@@ -61,7 +80,7 @@ impl<P: DeliverPorts> Deliver<P> {
                 // A holder between retries keeps its turn until `TURN` after its next attempt:
                 // sleep until just after that attempt (sending now: look again soon).
                 let wait = left.saturating_sub(TURN) + LOOK_AGAIN;
-                return Err(self.wait_behind(&held, wait, &stamp.key).await);
+                return Err(self.wait_behind(work, &held, wait, &stamp.key).await);
             }
             Err(e) => {
                 let why = format!("taking {}'s turn failed: {e}", held.key);
@@ -75,10 +94,13 @@ impl<P: DeliverPorts> Deliver<P> {
         });
         if older_waits {
             self.end_turn(&held, None).await;
-            return Err(self.wait_behind(&held, LOOK_AGAIN, &stamp.key).await);
+            return Err(self.wait_behind(work, &held, LOOK_AGAIN, &stamp.key).await);
         }
-        if !ordering::is_stale(&held.version, last.as_ref()) || on_stale == OnStale::Deliver {
-            return Ok(Some(held));
+        // A person decided this very request (the review gate checked it): it goes.
+        let stale = ordering::is_stale(&held.version, last.as_ref());
+        if !stale || task.reviewed.is_some() || on_stale == OnStale::Deliver {
+            held.stale = stale;
+            return Ok(Turned::Mine(held));
         }
         let last = last.unwrap_or(Value::Null);
         self.end_turn(&held, None).await;
@@ -95,20 +117,49 @@ impl<P: DeliverPorts> Deliver<P> {
                     answer: None,
                 };
                 let item = self.open_review(work, route, why).await?;
-                Err(self
-                    .wake(work, route, item)
-                    .await
-                    .err()
-                    .unwrap_or(Fate::AlreadyDelivered))
+                match self.wake(work, route, item).await {
+                    // Approved: the decided request goes, as its record's turn allows.
+                    Ok(Some(request)) => {
+                        let now = Utc::now().timestamp_millis();
+                        let until = now + TURN.as_millis() as i64;
+                        match self
+                            .store
+                            .take_turn(&held.key, &held.holder, now, until)
+                            .await
+                        {
+                            Ok(Turn::Mine { .. }) => {
+                                held.stale = true;
+                                Ok(Turned::Decided(held, Box::new(request)))
+                            }
+                            _ => Err(self.wait_behind(work, &held, LOOK_AGAIN, &stamp.key).await),
+                        }
+                    }
+                    Ok(None) => Err(Fate::AlreadyDelivered),
+                    Err(fate) => Err(fate),
+                }
             }
             _ => Err(Fate::Stale { message }),
         }
     }
 
     /// The task waits `wait` for its record's turn, noted as waiting so that the oldest
-    /// change waiting goes first.
-    async fn wait_behind(&self, held: &Held, wait: Duration, key: &str) -> Fate {
-        let wait = wait.clamp(LOOK_AGAIN, Duration::from_secs(11 * 3600));
+    /// change waiting goes first; a change looking again soon backs off with each receive
+    /// (a second at first), and one on the deliveries queue's last receive is dead-lettered
+    /// with why rather than lost to the queue's own redrive.
+    async fn wait_behind(&self, work: &Work<'_>, held: &Held, wait: Duration, key: &str) -> Fate {
+        if work.receives + 1 >= self.max_receive_count {
+            return Fate::Settle(Settlement::DeadLetter {
+                reason: Reason::RetriesExhausted,
+                message: format!(
+                    "waited {} receives behind other changes of record {key} (ordering)",
+                    work.receives
+                ),
+            });
+        }
+        let backoff = LOOK_AGAIN * work.receives.min(60);
+        let wait = wait
+            .max(backoff)
+            .clamp(LOOK_AGAIN, Duration::from_secs(11 * 3600));
         let expires = Utc::now().timestamp_millis() + (wait + TURN).as_millis() as i64;
         let noted = self
             .store
@@ -129,7 +180,10 @@ impl<P: DeliverPorts> Deliver<P> {
     pub(super) async fn after_turn(&self, held: Held, fate: &Fate) {
         let keep = |wait: Duration| wait + TURN;
         match fate {
-            Fate::Settle(Settlement::Delivered) => self.end_turn(&held, Some(&held.version)).await,
+            Fate::Settle(Settlement::Delivered) => {
+                let delivered = (!held.stale).then_some(&held.version);
+                self.end_turn(&held, delivered).await;
+            }
             Fate::Settle(Settlement::Retry { wait, .. } | Settlement::Hold { wait, .. }) => {
                 self.keep_turn(&held, keep(*wait)).await;
             }
@@ -160,5 +214,37 @@ impl<P: DeliverPorts> Deliver<P> {
         {
             tracing::warn!(key = %held.key, error = %e, "ending the record's turn failed; it lapses on its own");
         }
+    }
+
+    /// The claimed stages in the task's record's turn, when its route keeps changes in order.
+    pub(super) async fn in_turn(
+        &self,
+        work: &Work<'_>,
+        route: &OutboundRoute,
+        target: Target<'_>,
+        probe: bool,
+        deadline_ms: Option<i64>,
+    ) -> Decided {
+        let (turn, approved) = match self.take_turn(work, route).await {
+            Ok(Turned::Unordered) => {
+                return self.claimed(work, route, target, probe, deadline_ms).await;
+            }
+            Ok(Turned::Mine(turn)) => (turn, None),
+            Ok(Turned::Decided(turn, request)) => (turn, Some(request)),
+            Err(fate) => return fate.into(),
+        };
+        let decided = match &approved {
+            Some(request) => {
+                let approved = Work {
+                    task: request,
+                    ..*work
+                };
+                self.claimed(&approved, route, target, probe, deadline_ms)
+                    .await
+            }
+            None => self.claimed(work, route, target, probe, deadline_ms).await,
+        };
+        self.after_turn(turn, &decided.fate).await;
+        decided
     }
 }

@@ -137,4 +137,23 @@ async fn with_on_stale_review_an_older_change_waits_for_a_person() {
         "{}",
         item.why.message
     );
+
+    // A person approves it: the held task sends it on its next look, and the record's last
+    // version stays the newer one (a stale change sent does not move it back).
+    let mut approved = item.clone();
+    approved.decide(
+        ReviewStatus::Approved,
+        "local:ops",
+        chrono::Utc::now(),
+        None,
+    );
+    approved.version += 1;
+    assert!(h.table.update_review(&approved).await.unwrap());
+    assert!(!h.deliver_task(older, 2).await, "delivered");
+    assert_eq!(dest.hits(), 2);
+    assert!(
+        h.deliver_task(change("a", 1), 1).await,
+        "another older one waits for a person too: 2 is still the last"
+    );
+    assert_eq!(dest.hits(), 2);
 }
