@@ -127,8 +127,8 @@ impl Archive {
         Ok(keys)
     }
 
-    /// One object's events.
-    pub async fn read(&self, key: &str, cost: &mut Cost) -> anyhow::Result<Vec<ArchivedEvent>> {
+    /// One object's bytes, counted.
+    async fn bytes(&self, key: &str, cost: &mut Cost) -> anyhow::Result<Vec<u8>> {
         let object = self
             .s3
             .get_object()
@@ -137,9 +137,15 @@ impl Archive {
             .send()
             .await
             .map_err(failed(format!("reading {key}")))?;
-        let bytes = object.body.collect().await?.into_bytes();
+        let bytes = object.body.collect().await?.into_bytes().to_vec();
         cost.objects += 1;
         cost.bytes += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    /// One object's events.
+    pub async fn read(&self, key: &str, cost: &mut Cost) -> anyhow::Result<Vec<ArchivedEvent>> {
+        let bytes = self.bytes(key, cost).await?;
         let events = archive::read_object(key, &bytes).map_err(anyhow::Error::msg)?;
         cost.events += events.len() as u64;
         Ok(events)
@@ -185,17 +191,9 @@ impl Archive {
         cost.lists += 1;
         let mut steps = Vec::new();
         for key in out.contents().iter().filter_map(|o| o.key()) {
-            let object = self
-                .s3
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await;
-            let Ok(object) = object else { continue };
-            let bytes = object.body.collect().await?.into_bytes();
-            cost.objects += 1;
-            cost.bytes += bytes.len() as u64;
+            let Ok(bytes) = self.bytes(key, cost).await else {
+                continue;
+            };
             let Ok(audit) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                 continue;
             };
